@@ -1,0 +1,1 @@
+"""The runtime: types, ports, settings, errors, the pipeline and the engine."""

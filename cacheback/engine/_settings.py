@@ -1,0 +1,107 @@
+"""Engine settings: defaults from the product page, overridable by arguments and env."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from ._errors import ConfigError
+
+SynthesisMode = Literal["off", "auto", "always"]
+_MODES = ("off", "auto", "always")
+
+DEFAULT_CACHE_DIR = "~/.cacheback"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("CACHEBACK_CACHE_DIR", DEFAULT_CACHE_DIR)).expanduser()
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    namespace: str = "default"
+    similarity_threshold: float = 0.92
+    synthesis_threshold: float = 0.80
+    synthesis_mode: SynthesisMode = "off"
+    synthesis_top_k: int = 5
+    cache_ttl: float = 86400.0
+    max_entries: int = 100_000
+    top_k: int = 5
+    guard_enabled: bool = True
+    negative_threshold: float = 0.80
+    negative_false_positive_limit: int = 5
+    # embedder / batching
+    embedder: str = "minilm"
+    model_dir: Path | None = None
+    embed_max_batch: int = 32
+    embed_max_wait_ms: float = 2.0
+    embed_threads: int = 1  # worker threads running inference at once
+    intra_op_threads: int = 2  # onnxruntime threads inside one inference
+    # pipeline
+    queue_size: int = 256
+    persist_batch: int = 128
+    persist_interval_s: float = 0.05
+    sweep_interval_s: float = 300.0
+    index: Literal["auto", "hnsw", "numpy"] = "auto"
+    log_content: bool = False
+    hot_cache_size: int = 50_000
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.similarity_threshold <= 1.0:
+            raise ConfigError("similarity_threshold must be in (0, 1]")
+        if not 0.0 < self.synthesis_threshold <= 1.0:
+            raise ConfigError("synthesis_threshold must be in (0, 1]")
+        if self.synthesis_mode not in _MODES:
+            raise ConfigError(f"synthesis_mode must be one of {', '.join(_MODES)}")
+        if self.cache_ttl <= 0:
+            raise ConfigError("cache_ttl must be positive (seconds)")
+        if self.max_entries < 1:
+            raise ConfigError("max_entries must be at least 1")
+        if self.embed_max_batch < 1 or self.queue_size < 1 or self.top_k < 1:
+            raise ConfigError("batch, queue and top_k sizes must be at least 1")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``CACHEBACK_*`` variables, then explicit overrides (None = unset)."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"CACHEBACK_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = _coerce(f.name, raw, f.type)
+        if "CACHEBACK_TTL" in env:
+            values["cache_ttl"] = _coerce("cache_ttl", env["CACHEBACK_TTL"], "float")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "cache_dir" in values:
+            values["cache_dir"] = Path(values["cache_dir"]).expanduser()
+        if values.get("model_dir") is not None:
+            values["model_dir"] = Path(values["model_dir"]).expanduser()
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def _coerce(name: str, raw: str, typ: Any) -> Any:
+    t = str(typ)
+    try:
+        if t.startswith("float"):
+            return float(raw)
+        if t.startswith("int"):
+            return int(raw)
+        if t.startswith("bool"):
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+    except ValueError as exc:
+        raise ConfigError(f"CACHEBACK_{name.upper()}={raw!r} is not a valid {t}") from exc
+    return raw

@@ -1,0 +1,170 @@
+"""Value types that flow through the engine: requests, entries, candidates, outcomes."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+Vector = NDArray[np.float32]
+
+
+class Tier(StrEnum):
+    """Where an answer came from (or why there is none)."""
+
+    EXACT = "exact"  # same scope, same text: answered from the hash, no embedding
+    VERBATIM = "verbatim"  # same scope, similar enough and the guard agrees
+    SYNTHESIS = "synthesis"  # compiled from cached candidates by a cheap model
+    UPSTREAM = "upstream"  # the real provider call
+    MISS = "miss"  # engine-only lookup found nothing to serve
+    BLOCKED = "blocked"  # the negative cache matched
+    BYPASS = "bypass"  # not cacheable, or the cache was skipped on purpose
+
+    @property
+    def is_hit(self) -> bool:
+        return self in (Tier.EXACT, Tier.VERBATIM)
+
+
+def text_hash(text: str) -> str:
+    """Hash of the match text after whitespace folding (the exact-hit key)."""
+    folded = " ".join(text.split())
+    return hashlib.blake2b(folded.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def scope_id(namespace: str, scope: str) -> str:
+    """Stable short id for a namespace plus a provider-specific scope key."""
+    raw = f"{namespace}\x00{scope}".encode()
+    return hashlib.blake2b(raw, digest_size=12).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """One stored question and its answer, as read back from a store."""
+
+    id: int
+    scope: str
+    query: str
+    answer: str
+    payload: bytes | None
+    created_at: float
+    expires_at: float
+    last_access: float
+    hits: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """An answer to be written (the persister batches these)."""
+
+    scope: str
+    query: str
+    query_hash: str
+    answer: str
+    vector: Vector | None
+    created_at: float
+    expires_at: float
+    payload: bytes | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class NegativeEntry:
+    """A blocklisted query pattern."""
+
+    id: int
+    query: str
+    reason: str
+    category: str
+    severity: int
+    false_positives: int
+    created_at: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class NegativeMatch:
+    entry_id: int
+    query: str
+    reason: str
+    category: str
+    severity: int
+    similarity: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "entry_id": self.entry_id,
+            "category": self.category,
+            "severity": self.severity,
+            "similarity": round(self.similarity, 4),
+            "query": self.query,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A cached entry near the query, with its similarity and the guard's verdict."""
+
+    entry: CacheEntry
+    similarity: float
+    guard_reasons: tuple[str, ...] = ()
+
+    @property
+    def entry_id(self) -> int:
+        return self.entry.id
+
+
+@dataclass(slots=True)
+class LookupRequest:
+    """What the engine needs to look a question up.
+
+    ``scope`` is the provider-specific context key (model, system prompt, earlier
+    turns, output-changing parameters); ``query`` is the text matched semantically
+    (the last user message).
+    """
+
+    query: str
+    scope: str = ""
+    namespace: str | None = None
+    cacheable: bool = True  # False: skip the cache entirely (bypass)
+    semantic: bool = True  # False: exact-hash matching only
+    read: bool = True  # False: do not serve from cache (still stores unless store=False)
+    store: bool = True  # False: read but never write
+    ttl: float | None = None
+    check_negative: bool = True
+    want_synthesis: bool = False  # the caller can run a synthesis tier
+    bypass_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The engine's answer to a lookup."""
+
+    tier: Tier
+    similarity: float | None = None
+    entry: CacheEntry | None = None
+    candidates: tuple[Candidate, ...] = ()
+    negative: NegativeMatch | None = None
+    guard_reasons: tuple[str, ...] = ()
+    scope: str = ""
+    query_hash: str = ""
+    vector: Vector | None = None
+    latency_ms: float = 0.0
+    detail: str | None = None
+
+    @property
+    def hit(self) -> bool:
+        return self.tier.is_hit
+
+    @property
+    def entry_id(self) -> int | None:
+        return self.entry.id if self.entry is not None else None
+
+    @property
+    def answer(self) -> str | None:
+        return self.entry.answer if self.entry is not None and self.hit else None
