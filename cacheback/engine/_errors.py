@@ -1,13 +1,13 @@
 """The exception tree. Foreign exceptions are mapped to these only at adapter boundaries.
 
-    CachebackError
-    ├── ConfigError            bad settings or arguments
-    ├── CachebackBlocked       the negative cache refused a query (the one deliberate raise)
-    ├── EngineClosed           the engine is not running
-    ├── StoreError             the store failed (callers degrade to upstream)
-    │   └── StoreCorrupt       a database or index file could not be read
-    └── EmbedderError          the embedder could not load or run
-        └── ModelNotFound      no model files where they were looked for
+CachebackError
+├── ConfigError            bad settings or arguments
+├── CachebackBlocked       the negative cache refused a query (the one deliberate raise)
+├── EngineClosed           the engine is not running
+├── StoreError             the store failed (callers degrade to upstream)
+│   └── StoreCorrupt       a database or index file could not be read
+└── EmbedderError          the embedder could not load or run
+    └── ModelNotFound      no model files where they were looked for
 """
 
 from __future__ import annotations

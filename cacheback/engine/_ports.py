@@ -62,9 +62,7 @@ class Store(Protocol):
 
     async def find_exact(self, scope: str, query_hash: str, now: float) -> CacheEntry | None: ...
 
-    async def search(
-        self, scope: str, vector: Vector, k: int, now: float
-    ) -> list[tuple[CacheEntry, float]]:
+    async def search(self, scope: str, vector: Vector, k: int, now: float) -> list[tuple[CacheEntry, float]]:
         """Live entries of ``scope`` nearest to ``vector``, best first (never stale ones)."""
         ...
 
@@ -135,7 +133,11 @@ class LLM(Protocol):
     """A cheap chat model (the synthesis tier)."""
 
     async def complete(
-        self, messages: Sequence[dict[str, str]], *, max_tokens: int, timeout: float
+        self,
+        messages: Sequence[dict[str, str]],
+        *,
+        max_tokens: int,
+        timeout: float,  # noqa: ASYNC109 - forwarded to the HTTP client, not a cancel scope
     ) -> LLMReply: ...
 
     def stream(

@@ -1,0 +1,20 @@
+"""The embedded defaults the engine falls back to when given no store or embedder."""
+
+from __future__ import annotations
+
+from ..engine._ports import Embedder, Store
+from ..engine._settings import Settings
+
+
+def default_embedder(settings: Settings) -> Embedder | None:
+    """MiniLM on onnxruntime, or None (exact-match only) with a warning if unavailable."""
+    from .embedders import load_default_embedder
+
+    return load_default_embedder(model_dir=settings.model_dir, intra_op_threads=settings.intra_op_threads)
+
+
+def default_store(settings: Settings, dim: int) -> Store:
+    from .storage import EmbeddedStore
+
+    settings.cache_dir.mkdir(parents=True, exist_ok=True)
+    return EmbeddedStore(settings.cache_dir, dim, max_entries=settings.max_entries, index=settings.index)

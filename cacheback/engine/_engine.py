@@ -1,0 +1,507 @@
+"""AsyncEngine: owns the store, the embedder and the pipeline; everything else is a facade.
+
+normalize → embed_batcher → negative_gate → vector_search → tier_router
+    → (synthesizer → upstream | upstream | reply) ; fills → persister (write-behind)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import anyio.to_thread
+import numpy as np
+import structlog
+from anyio.abc import TaskGroup
+
+from ._batching import BatchPolicy
+from ._errors import ConfigError, EngineClosed, StoreError
+from ._hotcache import HotCache
+from ._job import Commit, Job, TierHandler
+from ._pipeline import Pipeline
+from ._ports import LLM, Embedder, Store
+from ._routing import VerbatimRule, cosine_rule
+from ._settings import Settings
+from ._stage import Stage
+from ._stats import Stats
+from ._telemetry import TracingObserver
+from ._types import (
+    CacheEntry,
+    LookupRequest,
+    NegativeEntry,
+    NegativeMatch,
+    NewEntry,
+    Outcome,
+    Tier,
+    Vector,
+    scope_id,
+    text_hash,
+)
+
+log = structlog.get_logger("cacheback.engine")
+
+_EDGES: dict[str, tuple[str, ...]] = {
+    "normalize": ("embed_batcher", "vector_search", "upstream"),
+    "embed_batcher": ("negative_gate", "upstream"),
+    "negative_gate": ("vector_search", "upstream"),
+    "vector_search": ("tier_router", "upstream"),
+    "tier_router": ("upstream", "synthesizer"),
+    "synthesizer": ("upstream",),
+    "upstream": (),
+}
+
+
+def default_verbatim_rule(guard: bool) -> VerbatimRule:
+    if not guard:
+        return cosine_rule
+    from ._guard import verbatim_decision
+
+    def rule(query: str, candidate: str, similarity: float, threshold: float) -> tuple[bool, tuple[str, ...]]:
+        d = verbatim_decision(query, candidate, similarity, threshold, guard=True)
+        return d.hit, d.reasons
+
+    return rule
+
+
+class AsyncEngine:
+    """The cache engine. Use as ``async with AsyncEngine(settings) as engine``."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        store: Store | None = None,
+        embedder: Embedder | str | None = "auto",
+        llm: LLM | None = None,
+        verbatim_rule: VerbatimRule | None = None,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self._store_arg = store
+        self._embedder_arg = embedder
+        self.llm = llm
+        self._rule_arg = verbatim_rule
+        self.stats = Stats()
+        self.hot = HotCache(self.settings.hot_cache_size)
+        self.store: Store | None = None
+        self.embedder: Embedder | None = None
+        self._pipeline: Pipeline | None = None
+        self._stack: AsyncExitStack | None = None
+        self._tg: TaskGroup | None = None
+        self._limiter = anyio.CapacityLimiter(max(1, self.settings.embed_threads))
+        self._negatives = 0
+        self._rule: VerbatimRule = cosine_rule
+        self._stages: dict[str, Stage] = {}
+        self._persister: Any = None
+        self._loop_token: Any = None
+        self._loop_thread = 0
+        self.opened_in_s = 0.0
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def __aenter__(self) -> AsyncEngine:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def running(self) -> bool:
+        return self._pipeline is not None
+
+    async def open(self) -> None:
+        if self._pipeline is not None:
+            return
+        from ..stages.embed_batcher import EmbedBatcher
+        from ..stages.negative_gate import NegativeGate
+        from ..stages.normalize import Normalize
+        from ..stages.persister import Persister
+        from ..stages.synthesizer import Synthesizer
+        from ..stages.tier_router import TierRouter
+        from ..stages.upstream import Upstream
+
+        t0 = time.perf_counter()
+        s = self.settings
+        self._loop_token = anyio.lowlevel.current_token()
+        self._loop_thread = threading.get_ident()
+        if self._embedder_arg == "auto":
+            from ..adapters._defaults import default_embedder
+
+            self.embedder = await anyio.to_thread.run_sync(default_embedder, s)
+        elif isinstance(self._embedder_arg, str):
+            raise ConfigError("embedder must be 'auto', None or an Embedder")
+        else:
+            self.embedder = self._embedder_arg
+        if self._store_arg is None:
+            from ..adapters._defaults import default_store
+
+            dim = self.embedder.dim if self.embedder is not None else 384
+            self.store = default_store(s, dim)
+        else:
+            self.store = self._store_arg
+        await self.store.open()
+        self.stats.base = await self.store.load_counters()
+        self._negatives = await self.store.negative_count()
+        self._rule = self._rule_arg or default_verbatim_rule(s.guard_enabled)
+
+        store = self.store
+        persister = Persister(
+            store,
+            self.hot,
+            BatchPolicy(s.persist_batch, s.persist_interval_s),
+            on_error=lambda exc: self.stats.count("cache_errors"),
+        )
+        self._persister = persister
+        stages: list[Stage] = [Normalize(self.hot, has_embedder=self.embedder is not None)]
+        if self.embedder is not None:
+            stages.append(
+                EmbedBatcher(
+                    self.embedder, BatchPolicy(s.embed_max_batch, s.embed_max_wait_ms / 1000.0), self._limiter
+                )
+            )
+            stages.append(
+                NegativeGate(store, lambda: self.settings.negative_threshold, lambda: self._negatives)
+            )
+        from ..stages.vector_search import VectorSearch
+
+        stages.append(VectorSearch(store, s.top_k))
+        stages.append(
+            TierRouter(lambda: self.settings, lambda: self._rule, can_synthesize=self.llm is not None)
+        )
+        if self.llm is not None:
+            stages.append(
+                Synthesizer(self.llm, lambda: self.settings, budget_s=_synth_budget(s), max_tokens=1024)
+            )
+        stages.append(Upstream(self._make_commit))
+        names = {st.name for st in stages}
+        edges = {n: tuple(e for e in _EDGES[n] if e in names) for n in names}
+        self._stages = {st.name: st for st in stages}
+        pipeline = Pipeline(
+            stages,
+            edges=edges,
+            observer=TracingObserver(self.stats, log_content=s.log_content),
+            sink=persister,
+            queue_size=s.queue_size,
+        )
+        stack = AsyncExitStack()
+        try:
+            await stack.enter_async_context(pipeline)
+            self._tg = await stack.enter_async_context(anyio.create_task_group())
+            self._tg.start_soon(self._background)
+        except BaseException:
+            await stack.aclose()
+            await store.close()
+            raise
+        self._stack = stack
+        self._pipeline = pipeline
+        self.opened_in_s = time.perf_counter() - t0
+        log.info(
+            "engine opened",
+            seconds=round(self.opened_in_s, 3),
+            embedder=self.embedder.name if self.embedder else None,
+        )
+
+    async def aclose(self) -> None:
+        """Drain in-flight requests, flush the persister and counters, close the store."""
+        if self._pipeline is None or self._stack is None:
+            return
+        pipeline, stack = self._pipeline, self._stack
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        self._pipeline = None
+        self._stack = None
+        try:
+            await pipeline.aclose()
+            await stack.aclose()
+        finally:
+            if self.store is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._flush_counters()
+                    await self.store.close()
+
+    async def _background(self) -> None:
+        last_sweep = time.monotonic()
+        while True:
+            await anyio.sleep(1.0)
+            await self._flush_counters()
+            if time.monotonic() - last_sweep >= self.settings.sweep_interval_s:
+                last_sweep = time.monotonic()
+                try:
+                    await self.evict_expired()
+                except Exception as exc:
+                    log.warning("background sweep failed", error=repr(exc))
+
+    async def _flush_counters(self) -> None:
+        deltas = self.stats.take_pending()
+        if not deltas or self.store is None:
+            return
+        try:
+            await self.store.add_counters(deltas)
+        except Exception as exc:
+            log.warning("counter flush failed", error=repr(exc))
+            for k, v in deltas.items():
+                self.stats.pending[k] = self.stats.pending.get(k, 0.0) + v
+        else:
+            for k, v in deltas.items():
+                self.stats.base[k] = self.stats.base.get(k, 0.0) + v
+                self.stats.session[k] = self.stats.session.get(k, 0.0) - v
+
+    # -- requests ------------------------------------------------------------------
+
+    def _require(self) -> tuple[Pipeline, Store]:
+        if self._pipeline is None or self.store is None:
+            raise EngineClosed("the cache engine is not open (use 'async with' or open())")
+        return self._pipeline, self.store
+
+    def make_job(self, request: LookupRequest, handler: TierHandler | None = None) -> Job:
+        ns = request.namespace or self.settings.namespace
+        return Job(
+            request=request,
+            namespace=ns,
+            scope=scope_id(ns, request.scope),
+            query_hash=text_hash(request.query),
+            handler=handler,
+        )
+
+    async def run(self, request: LookupRequest, handler: TierHandler | None = None) -> Job:
+        """Send a request through the pipeline; returns the finished job."""
+        pipeline, _ = self._require()
+        job = self.make_job(request, handler)
+        await pipeline.submit(job)
+        outcome = job.outcome
+        if outcome is not None and outcome.tier is Tier.VERBATIM and outcome.entry is not None:
+            # Record the hit so the next identical query is answered from memory.
+            self.hot.put(job.scope, job.query_hash, outcome.entry, self.hot.generation)
+        if outcome is not None and outcome.entry is not None and outcome.hit:
+            pipeline.sink_nowait(_touch(outcome.entry.id))
+        return job
+
+    async def lookup(self, request: LookupRequest) -> Outcome:
+        job = await self.run(request)
+        if job.error is not None:
+            raise job.error
+        assert job.outcome is not None
+        return _with_latency(job.outcome, job.elapsed_ms())
+
+    def _make_commit(self, job: Job) -> Commit:
+        if not job.request.store or not job.request.cacheable:
+            return lambda answer, payload: None
+        generation = self.hot.generation
+        token = self._loop_token
+        loop_thread = self._loop_thread
+
+        def commit(answer: str, payload: bytes | None) -> None:
+            entry = self._new_entry(job.request, job.scope, job.query_hash, job.vector, answer, payload)
+
+            def send() -> None:
+                from ..stages.persister import Fill
+
+                if self._pipeline is None or not self._pipeline.sink_nowait(Fill(entry, generation)):
+                    self.stats.count("fills_dropped")
+
+            if threading.get_ident() == loop_thread:
+                send()
+                return
+            try:
+                anyio.from_thread.run_sync(send, token=token)
+            except RuntimeError:  # the engine's loop is gone: nothing left to write to
+                self.stats.count("fills_dropped")
+
+        return commit
+
+    def _new_entry(
+        self,
+        request: LookupRequest,
+        scope: str,
+        query_hash: str,
+        vector: Vector | None,
+        answer: str,
+        payload: bytes | None,
+        metadata: dict[str, Any] | None = None,
+    ) -> NewEntry:
+        now = time.time()
+        ttl = request.ttl if request.ttl is not None else self.settings.cache_ttl
+        meta = {"namespace": request.namespace or self.settings.namespace, **(metadata or {})}
+        return NewEntry(
+            scope=scope,
+            query=request.query,
+            query_hash=query_hash,
+            answer=answer,
+            vector=vector,
+            created_at=now,
+            expires_at=now + ttl,
+            payload=payload,
+            metadata=meta,
+        )
+
+    async def embed(self, texts: list[str]) -> Vector | None:
+        if self.embedder is None:
+            return None
+        return await anyio.to_thread.run_sync(self.embedder.embed, texts, limiter=self._limiter)
+
+    async def populate(
+        self,
+        request: LookupRequest,
+        answer: str,
+        *,
+        payload: bytes | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> int:
+        """Store an answer now (written through, visible to the next lookup)."""
+        from ..stages.persister import Fill
+
+        pipeline, _ = self._require()
+        job = self.make_job(request)
+        vecs = await self.embed([request.query])
+        vector = vecs[0] if vecs is not None else None
+        fill = Fill(
+            self._new_entry(request, job.scope, job.query_hash, vector, answer, payload, metadata),
+            self.hot.generation,
+            anyio.Event(),
+        )
+        await pipeline.sink(fill)
+        assert fill.done is not None
+        await fill.done.wait()
+        if not fill.ids:
+            raise StoreError("the store did not accept the entry")
+        return fill.ids[0]
+
+    # -- management ----------------------------------------------------------------
+
+    async def evict_expired(self) -> int:
+        _, store = self._require()
+        n = await store.evict_expired(time.time())
+        if n:
+            self.hot.bump()
+            self.stats.count("expired", n)
+        return n
+
+    async def clear(self, namespace: str | None = None) -> int:
+        _, store = self._require()
+        n = await store.clear(None) if namespace is None else await self._clear_namespace(namespace)
+        self.hot.bump()
+        return n
+
+    async def _clear_namespace(self, namespace: str) -> int:
+        _, store = self._require()
+        entries = await store.entries(limit=10**9)
+        ids = [e.id for e in entries if e.metadata.get("namespace") == namespace]
+        return await store.delete(ids)
+
+    async def delete(self, ids: list[int]) -> int:
+        _, store = self._require()
+        n = await store.delete(ids)
+        self.hot.bump()
+        return n
+
+    async def report_wrong_hit(self, entry_id: int) -> bool:
+        """Remove an entry that served a wrong answer, so the mistake is not repeated."""
+        n = await self.delete([entry_id])
+        self.stats.count("wrong_hits_reported")
+        return n > 0
+
+    # -- negative cache --------------------------------------------------------------
+
+    async def negative_add(
+        self, query: str, *, reason: str, category: str, severity: int, metadata: dict[str, Any] | None = None
+    ) -> int:
+        _, store = self._require()
+        vecs = await self.embed([query])
+        vector = vecs[0] if vecs is not None else np.zeros(0, dtype=np.float32)
+        entry_id = await store.negative_add(
+            query, vector, reason, category, int(severity), metadata or {}, time.time()
+        )
+        self._negatives = await store.negative_count()
+        self.hot.bump()
+        return entry_id
+
+    async def negative_check(self, query: str) -> NegativeMatch | None:
+        _, store = self._require()
+        vecs = await self.embed([query])
+        if vecs is None:
+            return None
+        found = await store.negative_search(vecs[0], 1)
+        if found and found[0][1] >= self.settings.negative_threshold:
+            neg, sim = found[0]
+            return NegativeMatch(neg.id, neg.query, neg.reason, neg.category, neg.severity, sim)
+        return None
+
+    async def negative_report_false_positive(self, entry_id: int) -> dict[str, Any]:
+        _, store = self._require()
+        count = await store.negative_report_false_positive(entry_id)
+        if count < 0:
+            return {"entry_id": entry_id, "found": False, "false_positives": 0, "removed": False}
+        removed = False
+        if count >= self.settings.negative_false_positive_limit:
+            removed = await store.negative_remove(entry_id)
+            self._negatives = await store.negative_count()
+        return {"entry_id": entry_id, "found": True, "false_positives": count, "removed": removed}
+
+    async def negative_list(
+        self, category: str | None = None, limit: int | None = None
+    ) -> list[NegativeEntry]:
+        _, store = self._require()
+        return await store.negative_list(category, limit)
+
+    async def negative_remove(self, entry_id: int) -> bool:
+        _, store = self._require()
+        ok = await store.negative_remove(entry_id)
+        self._negatives = await store.negative_count()
+        return ok
+
+    # -- introspection -------------------------------------------------------------
+
+    async def entries(self, limit: int = 100, offset: int = 0) -> list[CacheEntry]:
+        _, store = self._require()
+        return await store.entries(limit, offset)
+
+    async def get_stats(self) -> dict[str, Any]:
+        pipeline, store = self._require()
+        out = self.stats.summary()
+        out["entries"] = await store.count()
+        out["negative_entries"] = await store.negative_count()
+        out["latency_ms"] = self.stats.latency()
+        out["embedder"] = self.embedder.describe() if self.embedder is not None else None
+        out["store"] = store.describe()
+        out["queues"] = pipeline.queue_depths()
+        out["cache_failures"] = pipeline.cache_failures
+        up = self._stages.get("upstream")
+        out["coalesced"] = getattr(up, "coalesced", 0)
+        out["settings"] = {
+            "similarity_threshold": self.settings.similarity_threshold,
+            "synthesis_threshold": self.settings.synthesis_threshold,
+            "synthesis_mode": self.settings.synthesis_mode,
+            "cache_ttl": self.settings.cache_ttl,
+            "max_entries": self.settings.max_entries,
+            "guard_enabled": self.settings.guard_enabled,
+        }
+        return out
+
+    def queue_depths(self) -> dict[str, int]:
+        pipeline, _ = self._require()
+        return pipeline.queue_depths()
+
+
+def _touch(entry_id: int) -> Any:
+    from ..stages.persister import Touch
+
+    return Touch(entry_id)
+
+
+def _with_latency(outcome: Outcome, latency_ms: float) -> Outcome:
+    from dataclasses import replace
+
+    return replace(outcome, latency_ms=latency_ms)
+
+
+def _synth_budget(s: Settings) -> float:
+    return 10.0
+
+
+Factory = Callable[[], Awaitable[Any]]

@@ -1,0 +1,39 @@
+"""negative_gate: refuses queries that match the blocklist semantically."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from ..engine._job import Job
+from ..engine._ports import Store
+from ..engine._stage import Stage
+from ..engine._types import NegativeMatch, Outcome, Tier
+
+
+class NegativeGate(Stage):
+    name = "negative_gate"
+
+    def __init__(self, store: Store, threshold: Callable[[], float], count: Callable[[], int]) -> None:
+        self._store = store
+        self._threshold = threshold
+        self._count = count
+
+    async def process(self, jobs: Sequence[Job]) -> None:
+        if self._count() == 0:
+            return
+        threshold = self._threshold()
+        for job in jobs:
+            if not job.request.check_negative or job.vector is None:
+                continue
+            found = await self._store.negative_search(job.vector, 1)
+            if found and found[0][1] >= threshold:
+                neg, sim = found[0]
+                job.negative = NegativeMatch(neg.id, neg.query, neg.reason, neg.category, neg.severity, sim)
+                job.outcome = Outcome(
+                    Tier.BLOCKED,
+                    similarity=sim,
+                    negative=job.negative,
+                    scope=job.scope,
+                    query_hash=job.query_hash,
+                    vector=job.vector,
+                )

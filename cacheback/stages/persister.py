@@ -1,0 +1,81 @@
+"""persister: write-behind, batched writes of new answers and LRU touches to the store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+
+from ..engine._batching import BatchPolicy
+from ..engine._hotcache import HotCache
+from ..engine._ports import Store
+from ..engine._types import CacheEntry, NewEntry
+
+
+@dataclass(eq=False, slots=True)
+class Fill:
+    entry: NewEntry
+    generation: int
+    done: anyio.Event | None = None
+    ids: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    entry_id: int
+
+
+class Persister:
+    name = "persister"
+
+    def __init__(
+        self, store: Store, hot: HotCache, policy: BatchPolicy, on_error: Callable[[BaseException], None]
+    ) -> None:
+        self._store = store
+        self._hot = hot
+        self._policy = policy
+        self._on_error = on_error
+        self.written = 0
+
+    @property
+    def policy(self) -> BatchPolicy:
+        return self._policy
+
+    async def write(self, items: Sequence[Fill | Touch]) -> None:
+        fills = [i for i in items if isinstance(i, Fill)]
+        touches = sorted({i.entry_id for i in items if isinstance(i, Touch)})
+        try:
+            if fills:
+                ids = await self._store.put([f.entry for f in fills])
+                self.written += len(ids)
+                for fill, entry_id in zip(fills, ids, strict=True):
+                    fill.ids.append(entry_id)
+                    e = fill.entry
+                    self._hot.put(
+                        e.scope,
+                        e.query_hash,
+                        CacheEntry(
+                            entry_id,
+                            e.scope,
+                            e.query,
+                            e.answer,
+                            e.payload,
+                            e.created_at,
+                            e.expires_at,
+                            e.created_at,
+                            0,
+                            e.metadata,
+                        ),
+                        fill.generation,
+                    )
+            if touches:
+                await self._store.touch(touches, time.time())
+        except Exception as exc:
+            self._on_error(exc)
+            raise
+        finally:
+            for fill in fills:
+                if fill.done is not None:
+                    fill.done.set()

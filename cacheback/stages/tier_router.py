@@ -1,0 +1,64 @@
+"""tier_router: applies the pure routing decision and sends the job on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from ..engine._job import Job
+from ..engine._routing import VerbatimRule, route
+from ..engine._settings import Settings
+from ..engine._stage import Stage
+from ..engine._types import Outcome, Tier
+
+
+class TierRouter(Stage):
+    name = "tier_router"
+
+    def __init__(
+        self, settings: Callable[[], Settings], rule: Callable[[], VerbatimRule], *, can_synthesize: bool
+    ) -> None:
+        self._settings = settings
+        self._rule = rule
+        self._can_synthesize = can_synthesize
+
+    async def process(self, jobs: Sequence[Job]) -> None:
+        s = self._settings()
+        rule = self._rule()
+        for job in jobs:
+            # Engine-only lookups report synthesis candidates; clients must ask for the tier.
+            wants = job.request.want_synthesis or job.handler is None
+            decision = route(
+                job.request.query,
+                job.candidates if job.request.read else [],
+                similarity_threshold=s.similarity_threshold,
+                synthesis_threshold=s.synthesis_threshold,
+                synthesis_mode=s.synthesis_mode if wants else "off",
+                verbatim_rule=rule,
+            )
+            job.guard_reasons = decision.guard_reasons
+            job.candidates = list(decision.candidates)
+            if decision.tier is Tier.VERBATIM and decision.best is not None:
+                best = decision.best
+                job.outcome = self._outcome(job, Tier.VERBATIM, best.similarity, best.entry)
+            elif job.handler is None:
+                top = decision.candidates[0].similarity if decision.candidates else None
+                job.outcome = self._outcome(job, decision.tier, top, None)
+            elif decision.tier is Tier.SYNTHESIS and self._can_synthesize:
+                job.route = "synthesizer"
+            else:
+                job.route = "upstream"
+
+    @staticmethod
+    def _outcome(job: Job, tier: Tier, similarity: float | None, entry: object) -> Outcome:
+        from ..engine._types import CacheEntry
+
+        return Outcome(
+            tier,
+            similarity=similarity,
+            entry=entry if isinstance(entry, CacheEntry) else None,
+            candidates=tuple(job.candidates),
+            guard_reasons=job.guard_reasons,
+            scope=job.scope,
+            query_hash=job.query_hash,
+            vector=job.vector,
+        )

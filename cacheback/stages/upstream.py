@@ -1,0 +1,99 @@
+"""upstream: the real provider call, with identical concurrent misses coalesced into one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+
+from ..engine._job import Commit, Job, Reply
+from ..engine._stage import Stage
+from ..engine._types import Outcome, Tier
+
+
+@dataclass(eq=False, slots=True)
+class _Flight:
+    done: anyio.Event = field(default_factory=anyio.Event)
+    reply: Reply | None = None
+    error: BaseException | None = None
+    followers: int = 0
+
+
+class Upstream(Stage):
+    name = "upstream"
+    concurrent = True
+    cache_stage = False  # provider errors belong to the caller
+
+    def __init__(self, make_commit: Callable[[Job], Commit]) -> None:
+        self._make_commit = make_commit
+        self._flights: dict[tuple[str, str], _Flight] = {}
+        self.coalesced = 0
+
+    async def process(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:
+            await self._one(job)
+
+    async def _one(self, job: Job) -> None:
+        handler = job.handler
+        if handler is None:
+            job.outcome = Outcome(Tier.MISS, scope=job.scope, query_hash=job.query_hash)
+            return
+        top = job.candidates[0].similarity if job.candidates else None
+        tier = Tier.UPSTREAM if job.request.cacheable else Tier.BYPASS
+        key = self._flight_key(job)
+        flight = self._flights.get(key) if key is not None else None
+        if flight is not None:
+            flight.followers += 1
+            self.coalesced += 1
+            await flight.done.wait()
+            job.trace["coalesced"] = True
+            if flight.error is not None:
+                job.error = flight.error
+                return
+            job.reply = flight.reply
+            job.outcome = Outcome(
+                tier,
+                similarity=top,
+                scope=job.scope,
+                query_hash=job.query_hash,
+                candidates=tuple(job.candidates),
+                guard_reasons=job.guard_reasons,
+            )
+            return
+        if key is not None:
+            flight = _Flight()
+            self._flights[key] = flight
+        commit = self._make_commit(job)
+        try:
+            reply = await handler.upstream(commit)
+        except BaseException as exc:
+            if flight is not None:
+                flight.error = exc
+                flight.done.set()
+            raise
+        finally:
+            if key is not None:
+                self._flights.pop(key, None)
+        if flight is not None:
+            flight.reply = reply
+            flight.done.set()
+        if reply.answer is not None and not reply.deferred:
+            commit(reply.answer, reply.payload)
+        job.reply = reply
+        job.outcome = Outcome(
+            tier,
+            similarity=top,
+            scope=job.scope,
+            query_hash=job.query_hash,
+            candidates=tuple(job.candidates),
+            guard_reasons=job.guard_reasons,
+        )
+
+    @staticmethod
+    def _flight_key(job: Job) -> tuple[str, str] | None:
+        # Streams are answered live, chunk by chunk, so only plain calls are shared.
+        handler = job.handler
+        if handler is None or handler.streaming or not job.request.cacheable or not job.request.read:
+            return None
+        return (job.scope, job.query_hash)

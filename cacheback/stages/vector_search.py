@@ -1,0 +1,38 @@
+"""vector_search: the exact entry or the top-k live candidates within the request's scope."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..engine._job import Job
+from ..engine._ports import Store
+from ..engine._stage import Stage
+from ..engine._types import Candidate, Outcome, Tier
+
+
+class VectorSearch(Stage):
+    name = "vector_search"
+
+    def __init__(self, store: Store, top_k: int) -> None:
+        self._store = store
+        self._top_k = top_k
+
+    async def process(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:
+            req = job.request
+            if not req.read:
+                continue
+            entry = await self._store.find_exact(job.scope, job.query_hash, job.now)
+            if entry is not None:
+                job.outcome = Outcome(
+                    Tier.EXACT,
+                    similarity=1.0,
+                    entry=entry,
+                    scope=job.scope,
+                    query_hash=job.query_hash,
+                    vector=job.vector,
+                )
+                continue
+            if req.semantic and job.vector is not None:
+                found = await self._store.search(job.scope, job.vector, self._top_k, job.now)
+                job.candidates = [Candidate(e, s) for e, s in found]
