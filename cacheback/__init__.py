@@ -1,3 +1,75 @@
-"""cacheback: a universal semantic cache for the OpenAI and Anthropic APIs."""
+"""cacheback: a universal semantic cache for the OpenAI and Anthropic APIs.
+
+The SDK clients are imported lazily so that the engine works without the provider
+SDKs installed (extras ``openai`` and ``anthropic``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._semantic_cache import (
+    AsyncNegativeCache,
+    AsyncSemanticCache,
+    LookupResult,
+    NegativeCache,
+    SemanticCache,
+)
+from .engine._engine import AsyncEngine
+from .engine._errors import (
+    CachebackBlocked,
+    CachebackError,
+    ConfigError,
+    EmbedderError,
+    EngineClosed,
+    ModelNotFound,
+    StoreCorrupt,
+    StoreError,
+)
+from .engine._settings import Settings
+from .engine._types import Tier
+
+if TYPE_CHECKING:
+    from .adapters.clients import (
+        AsyncCachedAnthropic,
+        AsyncCachedOpenAI,
+        CachedAnthropic,
+        CachedOpenAI,
+    )
 
 __version__ = "0.1.1"
+
+_CLIENTS = {"CachedOpenAI", "AsyncCachedOpenAI", "CachedAnthropic", "AsyncCachedAnthropic"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLIENTS:
+        from .adapters import clients
+
+        return getattr(clients, name)
+    raise AttributeError(f"module 'cacheback' has no attribute {name!r}")
+
+
+__all__ = [
+    "AsyncCachedAnthropic",
+    "AsyncCachedOpenAI",
+    "AsyncEngine",
+    "AsyncNegativeCache",
+    "AsyncSemanticCache",
+    "CachebackBlocked",
+    "CachebackError",
+    "CachedAnthropic",
+    "CachedOpenAI",
+    "ConfigError",
+    "EmbedderError",
+    "EngineClosed",
+    "LookupResult",
+    "ModelNotFound",
+    "NegativeCache",
+    "SemanticCache",
+    "Settings",
+    "StoreCorrupt",
+    "StoreError",
+    "Tier",
+    "__version__",
+]

@@ -1,0 +1,348 @@
+"""The ``cacheback`` command: inspect and manage a cache directory.
+
+Exit codes: 0 success, 1 a failed operation (nothing found, bad file), 2 usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio
+
+from ..engine._engine import AsyncEngine
+from ..engine._errors import CachebackError
+from ..engine._settings import Settings
+from ..engine._types import NewEntry
+
+_IMPORT_BATCH = 256
+
+
+def _progress(done: int, total: int, out: TextIO, label: str) -> None:
+    if not out.isatty() and done not in (0, total):
+        return
+    width = 30
+    filled = int(width * done / total) if total else width
+    out.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+    if done >= total:
+        out.write("\n")
+    out.flush()
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    over: dict[str, Any] = {"cache_dir": args.cache_dir}
+    if getattr(args, "threshold", None) is not None:
+        over["similarity_threshold"] = args.threshold
+    return Settings.from_env(**over)
+
+
+def _engine(args: argparse.Namespace, *, embedder: bool = True) -> AsyncEngine:
+    return AsyncEngine(_settings(args), embedder="auto" if embedder else None)
+
+
+def _print(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str, ensure_ascii=False))
+
+
+async def _stats(args: argparse.Namespace) -> int:
+    async with _engine(args, embedder=False) as engine:
+        stats = await engine.get_stats()
+    if args.json:
+        _print(stats)
+        return 0
+    print(f"entries           {stats['entries']}")
+    print(f"negative entries  {stats['negative_entries']}")
+    print(f"lookups           {stats['lookups']}")
+    print(f"hits              {stats['hits']}  (hit rate {stats['hit_rate']:.1%})")
+    print(f"misses            {stats['misses']}")
+    print(f"synthesized       {stats['synthesized']}")
+    print(f"blocked           {stats['blocked']}")
+    print("tiers             " + ", ".join(f"{k}={v}" for k, v in stats["tiers"].items()))
+    for key in ("cost", "savings"):
+        if key in stats:
+            print(f"{key:<18}{stats[key]}")
+    print(f"store             {stats['store']}")
+    return 0
+
+
+async def _entries(args: argparse.Namespace) -> int:
+    async with _engine(args, embedder=False) as engine:
+        rows = await engine.entries(limit=args.limit, offset=args.offset)
+    now = time.time()
+    for e in rows:
+        left = max(0.0, e.expires_at - now)
+        q = e.query if len(e.query) <= 60 else e.query[:57] + "..."
+        a = e.answer.replace("\n", " ")
+        a = a if len(a) <= 50 else a[:47] + "..."
+        print(f"{e.id:>7}  hits={e.hits:<4} ttl={left:>8.0f}s  {q!r} -> {a!r}")
+    if not rows:
+        print("(no entries)")
+    return 0
+
+
+async def _lookup(args: argparse.Namespace) -> int:
+    from .._semantic_cache import LookupResult
+    from ..engine._types import LookupRequest
+
+    async with _engine(args) as engine:
+        outcome = await engine.lookup(LookupRequest(query=args.query, namespace=args.namespace))
+    r = LookupResult.from_outcome(outcome)
+    if args.json:
+        _print(r.__dict__ if hasattr(r, "__dict__") else {s: getattr(r, s) for s in r.__slots__})
+        return 0 if r.hit else 1
+    print(f"tier        {r.tier}")
+    print(f"similarity  {r.similarity}")
+    print(f"entry id    {r.entry_id}")
+    if r.guard_reasons:
+        print(f"guard       vetoed: {', '.join(r.guard_reasons)}")
+    if r.negative:
+        print(f"blocked     {r.negative['reason']} (entry {r.negative['entry_id']})")
+    for c in r.candidates:
+        reasons = f"  guard: {', '.join(c['guard_reasons'])}" if c["guard_reasons"] else ""
+        print(f"  candidate {c['entry_id']:>6}  sim={c['similarity']:.4f}  {c['query']!r}{reasons}")
+    if r.answer is not None:
+        print(f"answer      {r.answer}")
+    return 0 if r.hit else 1
+
+
+async def _evict(args: argparse.Namespace) -> int:
+    async with _engine(args, embedder=False) as engine:
+        n = await engine.evict_expired()
+    print(f"evicted {n} expired entries")
+    return 0
+
+
+async def _clear(args: argparse.Namespace) -> int:
+    if not args.yes:
+        print("refusing to clear without --yes", file=sys.stderr)
+        return 2
+    async with _engine(args, embedder=False) as engine:
+        n = await engine.clear(args.namespace)
+    print(f"removed {n} entries")
+    return 0
+
+
+async def _negative(args: argparse.Namespace) -> int:
+    async with _engine(args, embedder=args.neg_cmd in ("add", "check")) as engine:
+        if args.neg_cmd == "add":
+            entry_id = await engine.negative_add(
+                args.query, reason=args.reason, category=args.category, severity=args.severity
+            )
+            print(f"added negative entry {entry_id}")
+            return 0
+        if args.neg_cmd == "list":
+            for e in await engine.negative_list(args.category, args.limit):
+                print(
+                    f"{e.id:>6}  [{e.category}] sev={e.severity} fp={e.false_positives}  "
+                    f"{e.query!r}  ({e.reason})"
+                )
+            return 0
+        if args.neg_cmd == "remove":
+            ok = await engine.negative_remove(args.entry_id)
+            print("removed" if ok else f"no negative entry {args.entry_id}")
+            return 0 if ok else 1
+        match = await engine.negative_check(args.query)
+        if match is None:
+            print("not blocked")
+            return 1
+        _print(match.as_dict())
+        return 0
+
+
+def _record(e: Any) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "scope": e.scope,
+        "query": e.query,
+        "answer": e.answer,
+        "payload": base64.b64encode(e.payload).decode() if e.payload else None,
+        "created_at": e.created_at,
+        "expires_at": e.expires_at,
+        "hits": e.hits,
+        "metadata": e.metadata,
+    }
+
+
+async def _export(args: argparse.Namespace) -> int:
+    async with _engine(args, embedder=False) as engine:
+        assert engine.store is not None
+        total = await engine.store.count()
+        out = None if args.file == "-" else await anyio.open_file(args.file, "w", encoding="utf-8")
+        done = 0
+        try:
+            while True:
+                rows = await engine.entries(limit=1000, offset=done)
+                if not rows:
+                    break
+                text = "".join(json.dumps(_record(e), ensure_ascii=False) + "\n" for e in rows)
+                if out is None:
+                    sys.stdout.write(text)
+                else:
+                    await out.write(text)
+                done += len(rows)
+                _progress(done, total, sys.stderr, "export")
+        finally:
+            if out is not None:
+                await out.aclose()
+    print(f"exported {done} entries", file=sys.stderr)
+    return 0
+
+
+def _read_jsonl(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    try:
+        for lineno, line in enumerate(stream, start=1):
+            if line.strip():
+                yield lineno, json.loads(line)
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+
+
+async def _import(args: argparse.Namespace) -> int:
+    try:
+        records = list(_read_jsonl(args.file))
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"cannot read {args.file}: {exc}", file=sys.stderr)
+        return 1
+    for lineno, rec in records:
+        if (
+            not isinstance(rec, dict)
+            or not isinstance(rec.get("query"), str)
+            or not isinstance(rec.get("answer"), str)
+        ):
+            print(f"line {lineno}: each record needs string 'query' and 'answer'", file=sys.stderr)
+            return 1
+    async with _engine(args) as engine:
+        assert engine.store is not None
+        from ..engine._types import scope_id, text_hash
+
+        now = time.time()
+        done = 0
+        _progress(0, len(records), sys.stderr, "import")
+        for start in range(0, len(records), _IMPORT_BATCH):
+            chunk = [r for _, r in records[start : start + _IMPORT_BATCH]]
+            vecs = await engine.embed([r["query"] for r in chunk])
+            entries = []
+            for i, r in enumerate(chunk):
+                scope = r.get("scope") or scope_id(args.namespace or engine.settings.namespace, "")
+                expires = float(r.get("expires_at") or now + engine.settings.cache_ttl)
+                if expires <= now:
+                    continue
+                entries.append(
+                    NewEntry(
+                        scope=scope,
+                        query=r["query"],
+                        query_hash=text_hash(r["query"]),
+                        answer=r["answer"],
+                        vector=vecs[i] if vecs is not None else None,
+                        created_at=float(r.get("created_at") or now),
+                        expires_at=expires,
+                        payload=base64.b64decode(r["payload"]) if r.get("payload") else None,
+                        metadata=dict(r.get("metadata") or {}),
+                    )
+                )
+            if entries:
+                await engine.store.put(entries)
+            done += len(chunk)
+            _progress(done, len(records), sys.stderr, "import")
+    print(f"imported {done} records", file=sys.stderr)
+    return 0
+
+
+def _eval(argv: list[str]) -> int:
+    if argv[:1] == ["synthesis"]:
+        from .eval import synthesis_eval_main
+
+        return synthesis_eval_main(argv[1:])
+    from .eval import eval_main
+
+    return eval_main(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cacheback", description="Inspect and manage a cacheback cache.")
+    p.add_argument(
+        "--cache-dir", default=None, help="cache directory (default: $CACHEBACK_CACHE_DIR or ~/.cacheback)"
+    )
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("stats", help="hit rate, entries, tiers, latency")
+    s.add_argument("--json", action="store_true")
+    e = sub.add_parser("entries", help="list cached entries")
+    e.add_argument("--limit", type=int, default=50)
+    e.add_argument("--offset", type=int, default=0)
+    lk = sub.add_parser("lookup", help="look a query up and show the decision")
+    lk.add_argument("query")
+    lk.add_argument("--namespace", default=None)
+    lk.add_argument("--threshold", type=float, default=None)
+    lk.add_argument("--json", action="store_true")
+    sub.add_parser("evict", help="remove expired entries")
+    c = sub.add_parser("clear", help="remove all entries (or one namespace's)")
+    c.add_argument("--namespace", default=None)
+    c.add_argument("--yes", action="store_true", help="really clear")
+    n = sub.add_parser("negative", help="manage the negative cache (blocklist)")
+    nsub = n.add_subparsers(dest="neg_cmd", required=True)
+    na = nsub.add_parser("add")
+    na.add_argument("query")
+    na.add_argument("--reason", default="blocked")
+    na.add_argument("--category", default="general")
+    na.add_argument("--severity", type=int, default=1)
+    nl = nsub.add_parser("list")
+    nl.add_argument("--category", default=None)
+    nl.add_argument("--limit", type=int, default=None)
+    nr = nsub.add_parser("remove")
+    nr.add_argument("entry_id", type=int)
+    nc = nsub.add_parser("check")
+    nc.add_argument("query")
+    ex = sub.add_parser("export", help="write entries as JSON lines")
+    ex.add_argument("file", nargs="?", default="-")
+    im = sub.add_parser("import", help="read entries from JSON lines (query, answer, ...)")
+    im.add_argument("file")
+    im.add_argument("--namespace", default=None)
+    sub.add_parser("eval", help="hit-quality evaluation (see 'cacheback eval --help')", add_help=False)
+    return p
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
+    "stats": _stats,
+    "entries": _entries,
+    "lookup": _lookup,
+    "evict": _evict,
+    "clear": _clear,
+    "negative": _negative,
+    "export": _export,
+    "import": _import,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    # ``eval`` has its own parser (cacheback.adapters.eval); everything after it is its own.
+    positional = [
+        a
+        for k, a in enumerate(args_list)
+        if not a.startswith("-") and (k == 0 or args_list[k - 1] != "--cache-dir")
+    ]
+    if positional[:1] == ["eval"]:
+        return _eval(args_list[args_list.index("eval") + 1 :])
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.cache_dir is not None:
+        args.cache_dir = str(Path(args.cache_dir).expanduser())
+    try:
+        return anyio.run(_COMMANDS[args.cmd], args)
+    except CachebackError as exc:
+        print(f"cacheback: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""Shared fixtures: the anyio backend, one real embedder per session, a blocking-call detector."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Any:
+    """The real MiniLM ONNX embedder (loaded once: tests judge matching with real inference)."""
+    from cacheback.adapters.embedders import MiniLMEmbedder
+
+    emb = MiniLMEmbedder(intra_op_threads=1)
+    emb.embed(["warm up"])
+    return emb
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "cache"
+    d.mkdir()
+    return d
+
+
+# C functions that block: SQLite statements, ONNX inference, HNSW search and file reads.
+_BLOCKING = {
+    "Connection.execute", "Connection.executemany", "Connection.commit", "Cursor.execute",
+    "Cursor.executemany", "Cursor.fetchall", "Cursor.fetchone", "InferenceSession.run",
+    "Index.knn_query", "Index.add_items", "Index.save_index", "Index.load_index",
+    "BufferedReader.read", "FileIO.read", "sleep",
+}
+
+
+class BlockingDetector:
+    """Records blocking C calls made on the thread that runs the event loop."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.loop_thread: int | None = None
+
+    def _profile(self, frame: Any, event: str, arg: Any) -> None:
+        if event == "c_call":
+            name = getattr(arg, "__qualname__", "")
+            if name in _BLOCKING:
+                self.calls.append(name)
+
+    def install(self) -> None:
+        self.loop_thread = threading.get_ident()
+        sys.setprofile(self._profile)
+
+    def uninstall(self) -> None:
+        sys.setprofile(None)
+
+
+@pytest.fixture
+def blocking_detector() -> Iterator[BlockingDetector]:
+    det = BlockingDetector()
+    yield det
+    det.uninstall()

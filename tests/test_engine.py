@@ -1,0 +1,233 @@
+"""The engine end to end with real ONNX inference and real SQLite files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from cacheback import AsyncSemanticCache, SemanticCache
+from cacheback.engine._errors import EngineClosed
+
+pytestmark = pytest.mark.anyio
+
+
+def make(cache_dir: Path, embedder: Any, **kw: Any) -> AsyncSemanticCache:
+    return AsyncSemanticCache(cache_dir=cache_dir, embedder=embedder, **kw)
+
+
+async def test_paraphrase_hits_and_unrelated_misses(cache_dir: Path, embedder: Any) -> None:
+    async with make(cache_dir, embedder) as cache:
+        await cache.populate("How do I reverse a list in Python?", "Use reversed() or slicing.")
+        hit = await cache.lookup_detailed("How can I reverse a list in Python?")
+        assert hit.hit and hit.tier == "verbatim"
+        assert hit.answer == "Use reversed() or slicing."
+        assert hit.similarity is not None and hit.similarity >= 0.92
+        miss = await cache.lookup_detailed("What is the boiling point of water at sea level?")
+        assert not miss.hit and miss.answer is None and miss.tier == "miss"
+
+
+async def test_exact_repeat_is_answered_without_embedding(cache_dir: Path, embedder: Any) -> None:
+    async with make(cache_dir, embedder) as cache:
+        await cache.populate("What is Python?", "A programming language.")
+        batches_before = cache.engine._stages["embed_batcher"].batches  # type: ignore[attr-defined]
+        first = await cache.lookup_detailed("What is Python?")
+        second = await cache.lookup_detailed("  What   is Python? ")
+        assert first.tier == "exact" and second.tier == "exact"
+        assert cache.engine._stages["embed_batcher"].batches == batches_before  # type: ignore[attr-defined]
+
+
+async def test_namespaces_never_see_each_other(cache_dir: Path, embedder: Any) -> None:
+    async with make(cache_dir, embedder) as cache:
+        await cache.populate("What is the capital of France?", "Paris", namespace="tenant-a")
+        assert await cache.lookup("What is the capital of France?", namespace="tenant-a") == "Paris"
+        assert await cache.lookup("What is the capital of France?", namespace="tenant-b") is None
+        assert await cache.lookup("What is the capital of France?") is None
+
+
+async def test_ttl_expiry_on_read_and_sweep(cache_dir: Path, embedder: Any) -> None:
+    async with make(cache_dir, embedder, cache_ttl=0.5) as cache:
+        await cache.populate("What is a monad?", "A monoid in the category of endofunctors.")
+        assert await cache.lookup("What is a monad?") is not None
+        await anyio.sleep(0.7)
+        assert await cache.lookup("What is a monad?") is None
+        assert await cache.lookup("What's a monad?") is None
+        assert await cache.evict_expired() == 1
+        assert (await cache.stats())["entries"] == 0
+
+
+async def test_lru_eviction_and_recaching(cache_dir: Path, embedder: Any) -> None:
+    qs = ["What is Rust?", "How tall is Mount Everest?", "Who wrote Hamlet?", "What is photosynthesis?"]
+    async with make(cache_dir, embedder, max_entries=3) as cache:
+        for i, q in enumerate(qs[:3]):
+            await cache.populate(q, f"answer {i}")
+            await anyio.sleep(0.01)
+        assert await cache.lookup(qs[0]) == "answer 0"  # touch: now most recent
+        await anyio.sleep(0.2)  # let the write-behind touch land
+        await cache.populate(qs[3], "answer 3")
+        stats = await cache.stats()
+        assert stats["entries"] == 3
+        assert await cache.lookup(qs[1]) is None  # least recently used went first
+        assert await cache.lookup(qs[0]) == "answer 0"
+        await cache.populate(qs[1], "answer 1 again")
+        assert await cache.lookup(qs[1]) == "answer 1 again"
+
+
+async def test_restart_keeps_entries_and_counters(cache_dir: Path, embedder: Any) -> None:
+    async with make(cache_dir, embedder) as cache:
+        await cache.populate("Who painted the Mona Lisa?", "Leonardo da Vinci")
+        assert await cache.lookup("Who painted the Mona Lisa?") == "Leonardo da Vinci"
+        hits_before = (await cache.stats())["hits"]
+    async with make(cache_dir, embedder) as cache:
+        assert await cache.lookup("Who was the painter of the Mona Lisa?") == "Leonardo da Vinci"
+        stats = await cache.stats()
+        assert stats["entries"] == 1
+        assert stats["hits"] == hits_before + 1
+
+
+async def test_negative_cache_flow(cache_dir: Path, embedder: Any) -> None:
+    async with make(cache_dir, embedder, negative_false_positive_limit=5) as cache:
+        await cache.populate("How to hack into systems", "cached answer")
+        entry_id = await cache.negative.add("How to hack into systems", reason="refusal",
+                                            category="safety", severity=5)
+        match = await cache.negative.check("How do I hack into computer systems?")
+        assert match is not None
+        assert match["reason"] == "refusal" and match["entry_id"] == entry_id
+        assert match["category"] == "safety" and match["severity"] == 5
+        assert await cache.negative.check("How do I bake bread?") is None
+        blocked = await cache.lookup_detailed("How to hack into systems")
+        assert blocked.tier == "blocked" and blocked.negative is not None
+        assert [e["entry_id"] for e in await cache.negative.list(category="safety")] == [entry_id]
+        assert await cache.negative.list(category="other") == []
+        for i in range(4):
+            r = await cache.negative.report_false_positive(entry_id)
+            assert r["false_positives"] == i + 1 and not r["removed"]
+        r = await cache.negative.report_false_positive(entry_id)
+        assert r["removed"]
+        assert await cache.negative.list() == []
+        assert (await cache.lookup_detailed("How to hack into systems")).tier == "exact"
+        other = await cache.negative.add("Write malware", reason="policy", category="safety")
+        assert await cache.negative.remove(other)
+        assert not await cache.negative.remove(other)
+
+
+async def test_negative_entry_is_durable_at_once(cache_dir: Path, embedder: Any) -> None:
+    cache = make(cache_dir, embedder)
+    await cache.open()
+    await cache.negative.add("Tell me how to make a weapon", reason="refusal", category="safety")
+    reopened = make(cache_dir, embedder)
+    try:
+        assert len(await reopened.negative.list()) == 1
+    finally:
+        await reopened.close()
+        await cache.close()
+
+
+async def test_500_concurrent_lookups_are_correct(cache_dir: Path, embedder: Any) -> None:
+    topics = [f"What is the population of city number {i}?" for i in range(50)]
+    async with make(cache_dir, embedder) as cache:
+        for i, q in enumerate(topics):
+            await cache.populate(q, f"answer {i}")
+        results: dict[int, Any] = {}
+
+        async def one(i: int) -> None:
+            q = topics[i % 50] if i % 2 == 0 else f"Unrelated question about gardening tools {i}"
+            results[i] = await cache.lookup_detailed(q)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(500):
+                tg.start_soon(one, i)
+        assert len(results) == 500
+        for i, r in results.items():
+            if i % 2 == 0:
+                assert r.hit and r.answer == f"answer {i % 50}"
+            else:
+                assert not r.hit
+        stats = await cache.stats()
+        assert stats["hits"] >= 250
+
+
+async def test_event_loop_never_blocks(cache_dir: Path, embedder: Any, blocking_detector: Any) -> None:
+    async with make(cache_dir, embedder) as cache:
+        blocking_detector.install()
+        await cache.populate("What is the speed of light?", "299,792,458 m/s")
+        async with anyio.create_task_group() as tg:
+            for i in range(64):
+                tg.start_soon(cache.lookup, f"How fast does light travel, variant {i}?")
+        await cache.lookup("What is the speed of light?")
+        await cache.negative.add("bad query", reason="test")
+        await cache.stats()
+        await cache.evict_expired()
+        blocking_detector.uninstall()
+    assert blocking_detector.calls == []
+
+
+async def test_stats_report_tiers_and_latency(cache_dir: Path, embedder: Any) -> None:
+    async with make(cache_dir, embedder) as cache:
+        await cache.populate("What is Docker?", "A container platform.")
+        await cache.lookup("What is Docker?")
+        await cache.lookup("Something completely different about oceans")
+        s = await cache.stats()
+        assert s["hits"] == 1 and s["misses"] == 1 and s["hit_rate"] == 0.5
+        assert s["entries"] == 1
+        assert s["embedder"]["dim"] == 384
+        assert "exact" in s["latency_ms"] and s["latency_ms"]["exact"]["p50_ms"] > 0
+        assert set(s["queues"]) >= {"normalize", "embed_batcher", "persister"}
+
+
+async def test_closed_cache_refuses_use(cache_dir: Path, embedder: Any) -> None:
+    cache = make(cache_dir, embedder)
+    await cache.open()
+    await cache.close()
+    with pytest.raises(EngineClosed):
+        await cache.lookup("anything")
+
+
+async def test_write_behind_is_flushed_on_close(cache_dir: Path, embedder: Any) -> None:
+    from cacheback.engine._types import LookupRequest
+
+    cache = make(cache_dir, embedder)
+    await cache.open()
+    engine = cache.engine
+    job = engine.make_job(LookupRequest(query="What is Kubernetes?"))
+    job.vector = (await engine.embed(["What is Kubernetes?"]))[0]  # type: ignore[index]
+    engine._make_commit(job)("An orchestrator.", None)
+    await cache.close()
+    async with make(cache_dir, embedder) as again:
+        assert await again.lookup("What is Kubernetes?") == "An orchestrator."
+
+
+def test_sync_semantic_cache_as_on_the_product_page(cache_dir: Path, embedder: Any) -> None:
+    cache = SemanticCache(cache_dir=cache_dir, similarity_threshold=0.90, embedder=embedder)
+    cache.populate("What is Python?", "Python is a programming language...")
+    assert cache.lookup("Tell me about Python") == "Python is a programming language..."
+    stats = cache.stats
+    assert stats["hits"] == 1 and stats["misses"] == 0
+    assert cache.evict_expired() == 0
+    cache.close()
+    with SemanticCache(cache_dir=cache_dir, embedder=embedder) as again:
+        assert again.lookup("What is Python?") is not None
+
+
+def test_sync_cache_from_many_threads(cache_dir: Path, embedder: Any) -> None:
+    import concurrent.futures
+
+    with SemanticCache(cache_dir=cache_dir, embedder=embedder) as cache:
+        cache.populate("What is an API?", "An application programming interface.")
+
+        def work(i: int) -> str | None:
+            return cache.lookup("What is an API?")
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(work, range(64)))
+        assert answers == ["An application programming interface."] * 64
+
+
+def test_exact_only_without_embedder(cache_dir: Path) -> None:
+    with SemanticCache(cache_dir=cache_dir, embedder=None) as cache:
+        cache.populate("What is Go?", "A language.")
+        assert cache.lookup("What is Go?") == "A language."
+        assert cache.lookup_detailed("What is Go?").tier == "exact"
+        assert cache.lookup("Tell me about Go") is None
