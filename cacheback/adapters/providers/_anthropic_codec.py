@@ -1,0 +1,188 @@
+"""Anthropic SDK types for cache hits: rebuilt messages, typed stream events, SDK streams
+and the ``messages.stream`` helper's managers.
+
+Needs the ``anthropic`` SDK (the ``anthropic`` extra). The SDK-free logic lives in
+``_anthropic_wire``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar, cast, overload
+
+from anthropic import (
+    Anthropic,
+    AsyncAnthropic,
+    AsyncMessageStream,
+    AsyncMessageStreamManager,
+    AsyncStream,
+    MessageStream,
+    MessageStreamManager,
+    NotGiven,
+    Stream,
+    not_given,
+)
+from anthropic.types import Message, RawMessageStreamEvent
+
+from ._anthropic_wire import message_dict, message_event_dicts, messages_sse
+from ._common import discriminator_table
+from ._stream_replay import Ready, join_url, sse_response
+
+_T = TypeVar("_T")
+
+
+def rebuild_message(
+    text: str,
+    payload: bytes | None = None,
+    *,
+    model: str | None = None,
+    request: Mapping[str, Any] | None = None,
+) -> Message:
+    """A ``Message`` serving ``text`` (from its stored payload when it has one)."""
+    return Message.construct(**message_dict(text, payload, model=model, request=request))
+
+
+_EVENTS = discriminator_table(RawMessageStreamEvent)
+
+
+def message_events(
+    message: Message | Mapping[str, Any], *, chunk_chars: int = 24
+) -> list[RawMessageStreamEvent]:
+    """The raw events a live stream of ``message`` would yield."""
+    return [
+        cast(RawMessageStreamEvent, _EVENTS[e["type"]].construct(**e))
+        for e in message_event_dicts(message, chunk_chars=chunk_chars)
+    ]
+
+
+@overload
+def replay_message_stream(
+    client: Anthropic,
+    message: Message | Mapping[str, Any],
+    *,
+    chunk_chars: int = ...,
+    headers: Mapping[str, str] | None = ...,
+) -> Stream[RawMessageStreamEvent]: ...
+
+
+@overload
+def replay_message_stream(
+    client: AsyncAnthropic,
+    message: Message | Mapping[str, Any],
+    *,
+    chunk_chars: int = ...,
+    headers: Mapping[str, str] | None = ...,
+) -> AsyncStream[RawMessageStreamEvent]: ...
+
+
+def replay_message_stream(
+    client: Anthropic | AsyncAnthropic,
+    message: Message | Mapping[str, Any],
+    *,
+    chunk_chars: int = 24,
+    headers: Mapping[str, str] | None = None,
+) -> Stream[RawMessageStreamEvent] | AsyncStream[RawMessageStreamEvent]:
+    """The SDK's own stream replaying ``message`` (what ``create(stream=True)`` returns)."""
+    chunks = messages_sse(message_event_dicts(message, chunk_chars=chunk_chars))
+    http = sse_response(chunks, url=join_url(client.base_url, "v1/messages"), headers=headers)
+    event_type = cast(Any, RawMessageStreamEvent)  # a union, as the SDK passes it
+    if isinstance(client, AsyncAnthropic):
+        return AsyncStream[RawMessageStreamEvent](cast_to=event_type, response=http, client=client)
+    return Stream[RawMessageStreamEvent](cast_to=event_type, response=http, client=client)
+
+
+# --- the messages.stream() helper --------------------------------------------------------
+
+StreamHook = Callable[[Any], None]
+
+
+class HookedMessageStreamManager(MessageStreamManager[_T]):
+    """``MessageStreamManager`` that hands the ``MessageStream`` it opens to ``on_enter``
+    (to mark it ``cacheback_hit`` etc.); otherwise the SDK's class, unchanged."""
+
+    def __init__(
+        self,
+        api_request: Callable[[], Stream[RawMessageStreamEvent]],
+        *,
+        output_format: _T | NotGiven = not_given,
+        on_enter: StreamHook | None = None,
+    ) -> None:
+        super().__init__(api_request, output_format=output_format)
+        self._on_enter = on_enter
+
+    def __enter__(self) -> MessageStream[_T]:
+        stream = super().__enter__()
+        if self._on_enter is not None:
+            self._on_enter(stream)
+        return stream
+
+
+class AsyncHookedMessageStreamManager(AsyncMessageStreamManager[_T]):
+    """The async twin of ``HookedMessageStreamManager``."""
+
+    def __init__(
+        self,
+        api_request: Awaitable[AsyncStream[RawMessageStreamEvent]],
+        *,
+        output_format: _T | NotGiven = not_given,
+        on_enter: StreamHook | None = None,
+    ) -> None:
+        super().__init__(api_request, output_format=output_format)
+        self._on_enter = on_enter
+
+    async def __aenter__(self) -> AsyncMessageStream[_T]:
+        stream = await super().__aenter__()
+        if self._on_enter is not None:
+            self._on_enter(stream)
+        return stream
+
+
+@overload
+def replay_message_stream_manager(
+    client: Anthropic,
+    message: Message | Mapping[str, Any],
+    *,
+    on_enter: StreamHook | None = ...,
+    chunk_chars: int = ...,
+) -> HookedMessageStreamManager[Any]: ...
+
+
+@overload
+def replay_message_stream_manager(
+    client: AsyncAnthropic,
+    message: Message | Mapping[str, Any],
+    *,
+    on_enter: StreamHook | None = ...,
+    chunk_chars: int = ...,
+) -> AsyncHookedMessageStreamManager[Any]: ...
+
+
+def replay_message_stream_manager(
+    client: Anthropic | AsyncAnthropic,
+    message: Message | Mapping[str, Any],
+    *,
+    on_enter: StreamHook | None = None,
+    chunk_chars: int = 24,
+) -> HookedMessageStreamManager[Any] | AsyncHookedMessageStreamManager[Any]:
+    """What ``client.messages.stream(...)`` returns, replaying ``message``: ``with`` it to
+    get the SDK's ``MessageStream`` (``text_stream``, ``get_final_message()``, ...)."""
+    if isinstance(client, AsyncAnthropic):
+        raw = replay_message_stream(client, message, chunk_chars=chunk_chars)
+        return AsyncHookedMessageStreamManager(Ready(raw), on_enter=on_enter)
+    sync_client = client
+
+    def api_request() -> Stream[RawMessageStreamEvent]:
+        # Built on entry, as the SDK's manager makes its request on entry.
+        return replay_message_stream(sync_client, message, chunk_chars=chunk_chars)
+
+    return HookedMessageStreamManager(api_request, on_enter=on_enter)
+
+
+__all__ = [
+    "AsyncHookedMessageStreamManager",
+    "HookedMessageStreamManager",
+    "message_events",
+    "rebuild_message",
+    "replay_message_stream",
+    "replay_message_stream_manager",
+]

@@ -1,0 +1,250 @@
+"""Anthropic messages on the wire: what may be cached, what is stored, how a hit is
+rebuilt and replayed as a stream. Works on JSON dicts or SDK objects; imports no SDK.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from ._common import (
+    OK,
+    CachedAnswer,
+    Verdict,
+    dumps,
+    get,
+    load_payload,
+    new_id,
+    reject,
+    split_text,
+    sse,
+    to_wire,
+)
+
+# end_turn and stop_sequence are finished answers; everything else is cut short, refused,
+# or waiting for a tool.
+_FINISHED = frozenset({"end_turn", "stop_sequence"})
+_BLOCKS_OK = frozenset({"text", "thinking", "redacted_thinking"})
+# Events of the SDK's MessageStream helper that repeat what the raw events carry.
+_HELPER_EVENTS = frozenset({"text", "thinking", "citation", "input_json", "signature"})
+
+
+def message_text(message: object) -> str:
+    return "".join(
+        get(block, "text") or "" for block in get(message, "content") or [] if get(block, "type") == "text"
+    )
+
+
+def message_verdict(message: object) -> Verdict:
+    """Whether an Anthropic message (SDK object or dict) may be cached."""
+    if get(message, "type") == "error" or get(message, "error"):
+        return reject("error")
+    stop = get(message, "stop_reason")
+    if stop not in _FINISHED:
+        return reject(f"stop_reason {stop}")
+    for block in get(message, "content") or []:
+        kind = get(block, "type")
+        if kind not in _BLOCKS_OK:
+            return reject("tool call" if kind and "tool" in kind else f"content block {kind}")
+    if not message_text(message).strip():
+        return reject("empty answer")
+    return OK
+
+
+def message_answer(message: object) -> CachedAnswer:
+    return CachedAnswer(message_text(message), dumps(to_wire(message)))
+
+
+def message_dict(
+    text: str,
+    payload: bytes | None = None,
+    *,
+    model: str | None = None,
+    request: Mapping[str, Any] | None = None,  # symmetry with OpenAI; nothing echoed
+) -> dict[str, Any]:
+    """The wire dict of a message serving ``text`` as a fresh response (new id, the
+    requested model); the payload's envelope is kept when it carries the same text."""
+    data = load_payload(payload)
+    if data is None or message_text(data) != text:
+        data = {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            # Nothing was billed for this answer; zeros rather than a guess.
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+            "model": model or "",
+        }
+    data["id"] = new_id("msg_cb")
+    if model:
+        data["model"] = model
+    return data
+
+
+def message_event_dicts(message: object, *, chunk_chars: int = 24) -> list[dict[str, Any]]:
+    """The raw stream events a live stream of ``message`` would send, in order."""
+    data = to_wire(message)
+    usage = dict(data.get("usage") or {})
+    start_usage = {**usage, "output_tokens": 1}  # live streams report ~1 at the start
+    events: list[dict[str, Any]] = [
+        {
+            "type": "message_start",
+            "message": {
+                **data,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": start_usage,
+            },
+        }
+    ]
+    for index, block in enumerate(data.get("content") or []):
+        kind = block.get("type")
+        if kind == "text":
+            start = {k: v for k, v in block.items() if k not in ("text", "citations")}
+            events.append(
+                {"type": "content_block_start", "index": index, "content_block": {**start, "text": ""}}
+            )
+            events.extend(
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "text_delta", "text": piece},
+                }
+                for piece in split_text(block.get("text") or "", chunk_chars)
+            )
+            for citation in block.get("citations") or []:
+                events.append(
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "citations_delta", "citation": citation},
+                    }
+                )
+        elif kind == "thinking":
+            events.append(
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+                }
+            )
+            events.extend(
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "thinking_delta", "thinking": piece},
+                }
+                for piece in split_text(block.get("thinking") or "", chunk_chars)
+            )
+            events.append(
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "signature_delta", "signature": block.get("signature") or ""},
+                }
+            )
+        else:
+            events.append({"type": "content_block_start", "index": index, "content_block": block})
+        events.append({"type": "content_block_stop", "index": index})
+    delta = {"stop_reason": data.get("stop_reason"), "stop_sequence": data.get("stop_sequence")}
+    if data.get("stop_details") is not None:
+        delta["stop_details"] = data["stop_details"]
+    events.append(
+        {
+            "type": "message_delta",
+            "delta": delta,
+            "usage": {**usage, "output_tokens": usage.get("output_tokens", 0)},
+        }
+    )
+    events.append({"type": "message_stop"})
+    return events
+
+
+def messages_sse(events: list[dict[str, Any]]) -> list[bytes]:
+    """Anthropic's SDK drops events without an ``event:`` line, so every one has it."""
+    return [sse(e, event=e["type"]) for e in events]
+
+
+class MessageStreamAccumulator:
+    """Rebuilds the message of a streamed miss; takes raw events or the helper's."""
+
+    def __init__(self) -> None:
+        self._message: dict[str, Any] | None = None
+        self._blocks: dict[int, dict[str, Any]] = {}
+        self._json: dict[int, str] = {}
+        self._stopped = False
+        self._error: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(
+            b.get("text") or "" for _, b in sorted(self._blocks.items()) if b.get("type") == "text"
+        )
+
+    def fail(self, reason: str) -> None:
+        self._error = self._error or reason
+
+    def feed(self, event: object) -> None:
+        kind = get(event, "type")
+        if kind in _HELPER_EVENTS:
+            return
+        if kind == "message_start":
+            self._message = dict(to_wire(get(event, "message")))
+        elif kind == "content_block_start":
+            self._blocks[get(event, "index", 0)] = dict(to_wire(get(event, "content_block")))
+        elif kind == "content_block_delta":
+            self._feed_delta(get(event, "index", 0), get(event, "delta"))
+        elif kind == "message_delta" and self._message is not None:
+            delta = to_wire(get(event, "delta")) or {}
+            for key in ("stop_reason", "stop_sequence", "stop_details", "container"):
+                if key in delta:
+                    self._message[key] = delta[key]
+            usage = {k: v for k, v in (to_wire(get(event, "usage")) or {}).items() if v is not None}
+            # Cumulative totals: they overwrite what message_start said.
+            self._message["usage"] = {**(self._message.get("usage") or {}), **usage}
+        elif kind == "message_stop":
+            self._stopped = True
+        elif kind == "error":
+            self.fail("error event")
+
+    def _feed_delta(self, index: int, delta: object) -> None:
+        block = self._blocks.setdefault(index, {"type": "text", "text": ""})
+        kind = get(delta, "type")
+        if kind == "text_delta":
+            block["text"] = (block.get("text") or "") + (get(delta, "text") or "")
+        elif kind == "thinking_delta":
+            block["thinking"] = (block.get("thinking") or "") + (get(delta, "thinking") or "")
+        elif kind == "signature_delta":
+            block["signature"] = get(delta, "signature")
+        elif kind == "input_json_delta":
+            self._json[index] = self._json.get(index, "") + (get(delta, "partial_json") or "")
+        elif kind == "citations_delta":
+            block.setdefault("citations", []).append(to_wire(get(delta, "citation")))
+
+    def message(self) -> dict[str, Any] | None:
+        """The non-stream message this stream amounts to (as a wire dict)."""
+        if self._message is None:
+            return None
+        blocks = []
+        for index, block in sorted(self._blocks.items()):
+            if index in self._json:
+                try:
+                    block = {**block, "input": json.loads(self._json[index] or "{}")}
+                except ValueError:
+                    block = {**block, "input": self._json[index]}
+            blocks.append(block)
+        return {**self._message, "content": blocks}
+
+    def finish(self) -> tuple[CachedAnswer | None, Verdict]:
+        if self._error is not None:
+            return None, reject(self._error)
+        data = self.message()
+        if data is None or not self._stopped:
+            return None, reject("stream ended early")
+        verdict = message_verdict(data)
+        if not verdict:
+            return None, verdict
+        return CachedAnswer(message_text(data), dumps(data)), verdict
