@@ -271,6 +271,7 @@ class SemanticCache:
         self, cache_dir: str | Path | None = None, similarity_threshold: float | None = None, **kwargs: Any
     ) -> None:
         self._runner = PortalRunner()
+        self._owns_runner = True
         try:
             self._async = AsyncSemanticCache(cache_dir, similarity_threshold, **kwargs)
             self._runner.call(self._async.open)
@@ -278,6 +279,16 @@ class SemanticCache:
             self._runner.close()
             raise
         self.negative = NegativeCache(self)
+
+    @classmethod
+    def _over(cls, runner: PortalRunner, async_cache: AsyncSemanticCache) -> SemanticCache:
+        """A view sharing another owner's portal and engine (the SDK clients' ``.cache``)."""
+        self = cls.__new__(cls)
+        self._runner = runner
+        self._owns_runner = False
+        self._async = async_cache
+        self.negative = NegativeCache(self)
+        return self
 
     def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
         async def run() -> T:
@@ -322,6 +333,8 @@ class SemanticCache:
         return bool(self._call(lambda: self._async.report_wrong_hit(entry_id)))
 
     def close(self) -> None:
+        if not self._owns_runner:
+            return  # the owning client closes the engine and the portal
         try:
             self._call(self._async.close)
         finally:

@@ -6,10 +6,10 @@ normalize → embed_batcher → negative_gate → vector_search → tier_router
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
 from typing import Any
 
 import anyio
@@ -18,7 +18,6 @@ import anyio.lowlevel
 import anyio.to_thread
 import numpy as np
 import structlog
-from anyio.abc import TaskGroup
 
 from ._batching import BatchPolicy
 from ._errors import ConfigError, EngineClosed, StoreError
@@ -91,8 +90,9 @@ class AsyncEngine:
         self.store: Store | None = None
         self.embedder: Embedder | None = None
         self._pipeline: Pipeline | None = None
-        self._stack: AsyncExitStack | None = None
-        self._tg: TaskGroup | None = None
+        self._host: asyncio.Task[None] | None = None
+        self._stop: anyio.Event | None = None
+        self._open_lock: anyio.Lock | None = None
         self._limiter = anyio.CapacityLimiter(max(1, self.settings.embed_threads))
         self._negatives = 0
         self._rule: VerbatimRule = cosine_rule
@@ -116,8 +116,13 @@ class AsyncEngine:
         return self._pipeline is not None
 
     async def open(self) -> None:
-        if self._pipeline is not None:
-            return
+        if self._open_lock is None:
+            self._open_lock = anyio.Lock()
+        async with self._open_lock:
+            if self._pipeline is None:
+                await self._open()
+
+    async def _open(self) -> None:
         from ..stages.embed_batcher import EmbedBatcher
         from ..stages.negative_gate import NegativeGate
         from ..stages.normalize import Normalize
@@ -189,16 +194,16 @@ class AsyncEngine:
             sink=persister,
             queue_size=s.queue_size,
         )
-        stack = AsyncExitStack()
-        try:
-            await stack.enter_async_context(pipeline)
-            self._tg = await stack.enter_async_context(anyio.create_task_group())
-            self._tg.start_soon(self._background)
-        except BaseException:
-            await stack.aclose()
+        # The pipeline's task groups live in a host task of their own, so the engine can be
+        # opened lazily from any request task and closed from any other.
+        self._stop = anyio.Event()
+        started = anyio.Event()
+        self._host = asyncio.get_running_loop().create_task(self._host_main(pipeline, started))
+        await started.wait()
+        if self._host.done():
             await store.close()
-            raise
-        self._stack = stack
+            self._host.result()  # re-raises what stopped the host
+            raise EngineClosed("the engine stopped while opening")
         self._pipeline = pipeline
         self.opened_in_s = time.perf_counter() - t0
         log.info(
@@ -207,18 +212,28 @@ class AsyncEngine:
             embedder=self.embedder.name if self.embedder else None,
         )
 
+    async def _host_main(self, pipeline: Pipeline, started: anyio.Event) -> None:
+        try:
+            async with pipeline, anyio.create_task_group() as tg:
+                tg.start_soon(self._background)
+                started.set()
+                assert self._stop is not None
+                await self._stop.wait()
+                tg.cancel_scope.cancel()
+            # leaving the pipeline drained in-flight jobs and flushed the persister
+        finally:
+            started.set()
+
     async def aclose(self) -> None:
         """Drain in-flight requests, flush the persister and counters, close the store."""
-        if self._pipeline is None or self._stack is None:
+        if self._pipeline is None or self._host is None:
             return
-        pipeline, stack = self._pipeline, self._stack
-        assert self._tg is not None
-        self._tg.cancel_scope.cancel()
         self._pipeline = None
-        self._stack = None
+        host, self._host = self._host, None
+        if self._stop is not None:
+            self._stop.set()
         try:
-            await pipeline.aclose()
-            await stack.aclose()
+            await host
         finally:
             if self.store is not None:
                 with anyio.CancelScope(shield=True):

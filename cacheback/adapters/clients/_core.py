@@ -1,0 +1,308 @@
+"""Everything the cached clients do that is not I/O: per-request controls, keys, turning
+engine outcomes into SDK objects. The sync and async clients are thin shells over it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import structlog
+
+from ...engine._engine import AsyncEngine
+from ...engine._errors import CachebackBlocked, CachebackError, ConfigError
+from ...engine._job import Commit, Job, Reply
+from ...engine._ports import LLM, Embedder, Store
+from ...engine._settings import Settings
+from ...engine._types import LookupRequest, Tier
+from ..providers import RequestKey, mark
+from ._specs import ApiSpec
+from ._tee import tee_async, tee_sync
+
+log = structlog.get_logger("cacheback.client")
+
+#: The per-request control argument, removed before the request goes upstream.
+CONTROL_KWARG = "cacheback"
+_CONTROL_KEYS = {"bypass", "no_store", "ttl", "namespace"}
+_RAW_HEADER = "x-stainless-raw-response"
+
+NegativeHook = Callable[[dict[str, Any]], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    on_negative_hit: str | NegativeHook = "raise"
+    cache_enabled: bool = True
+    ignore_params: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not callable(self.on_negative_hit) and self.on_negative_hit not in ("raise", "skip"):
+            raise ConfigError("on_negative_hit must be 'raise', 'skip' or a callable")
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A request ready for the engine (``request`` is None: go straight upstream)."""
+
+    spec: ApiSpec
+    kwargs: dict[str, Any]
+    key: RequestKey | None
+    request: LookupRequest | None
+    stream: bool
+    model: str | None
+    reason: str | None = None
+    helper: bool = False  # messages.stream(): the answer is a stream manager
+    started: float = field(default_factory=time.perf_counter)
+
+
+def parse_controls(raw: Any) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{CONTROL_KWARG}= must be a dict of {sorted(_CONTROL_KEYS)}")
+    unknown = set(raw) - _CONTROL_KEYS
+    if unknown:
+        raise ConfigError(f"unknown {CONTROL_KWARG} controls: {sorted(unknown)}")
+    ttl = raw.get("ttl")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0):
+        raise ConfigError("cacheback ttl must be a positive number of seconds")
+    ns = raw.get("namespace")
+    if ns is not None and not isinstance(ns, str):
+        raise ConfigError("cacheback namespace must be a string")
+    return dict(raw)
+
+
+def _is_raw_response(kwargs: Mapping[str, Any]) -> bool:
+    headers = kwargs.get("extra_headers") or {}
+    return any(str(k).lower() == _RAW_HEADER for k in headers)
+
+
+class ClientCache:
+    """The cache side of one client: settings, the engine and the translation logic."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: ClientOptions,
+        *,
+        embedder: Embedder | str | None = "auto",
+        store: Store | None = None,
+        llm: LLM | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.engine = AsyncEngine(settings, store=store, embedder=embedder, llm=llm)
+        self.unavailable: str | None = None
+        self._lock: anyio.Lock | None = None
+
+    # -- pure parts ----------------------------------------------------------------
+
+    def prepare(self, spec: ApiSpec, kwargs: dict[str, Any], *, helper: bool = False) -> Prepared:
+        kwargs = dict(kwargs)
+        controls = parse_controls(kwargs.pop(CONTROL_KWARG, None))
+        if helper:
+            kwargs["stream"] = True
+        stream = bool(kwargs.get("stream"))
+        model = kwargs.get("model")
+        model = model if isinstance(model, str) else None
+        if not self.options.cache_enabled or _is_raw_response(kwargs):
+            return Prepared(spec, kwargs, None, None, stream, model, "cache disabled", helper)
+        if self.unavailable is not None:
+            return Prepared(spec, kwargs, None, None, stream, model, self.unavailable, helper)
+        key = spec.key(kwargs, ignore_params=self.options.ignore_params)
+        request = key.lookup_request(
+            controls.get("namespace"),
+            read=not controls.get("bypass", False),
+            store=not controls.get("bypass", False) and not controls.get("no_store", False),
+            ttl=controls.get("ttl"),
+            check_negative=self.options.on_negative_hit != "skip",
+            want_synthesis=self.settings.synthesis_mode != "off",
+        )
+        if controls.get("bypass"):
+            request.cacheable = False
+            request.bypass_reason = "bypass requested"
+        return Prepared(spec, kwargs, key, request, stream, model, helper=helper)
+
+    def deliver(self, job: Job, prep: Prepared, client: Any) -> Any:
+        """The SDK object (or stream) for a finished job."""
+        if job.error is not None:
+            raise job.error
+        outcome = job.outcome
+        assert outcome is not None
+        info = {
+            "tier": outcome.tier.value,
+            "similarity": None if outcome.similarity is None else round(float(outcome.similarity), 4),
+            "entry_id": outcome.entry_id if outcome.hit else None,
+            "latency_ms": round((time.perf_counter() - prep.started) * 1000, 3),
+        }
+        if job.degraded:
+            info["reason"] = f"cache error in {job.degraded}"
+        if outcome.tier.is_hit and outcome.entry is not None:
+            obj = prep.spec.rebuild(outcome.entry.answer, outcome.entry.payload, prep.model, prep.kwargs)
+            mark(obj, True, False, info)
+            if prep.helper:
+                return replay_manager(client, obj, info, hit=True)
+            if prep.stream:
+                assert prep.key is not None
+                return mark(prep.spec.replay(client, obj, prep.key), True, False, info)
+            return obj
+        if outcome.tier is Tier.BLOCKED:
+            assert outcome.negative is not None
+            hook = self.options.on_negative_hit
+            if callable(hook):
+                return hook(outcome.negative.as_dict())
+            raise CachebackBlocked(outcome.negative)
+        reply = job.reply
+        if reply is None:  # engine-only outcome (no handler ran): cannot happen for clients
+            raise CachebackError(f"no response for tier {outcome.tier.value}")
+        response = reply.response
+        if job.trace.get("coalesced") and reply.answer is not None:
+            # Each waiter gets its own object, built from the one upstream answer.
+            response = prep.spec.rebuild(reply.answer, reply.payload, prep.model, prep.kwargs)
+        if job.trace.get("coalesced"):
+            info["reason"] = "coalesced"
+        synthesized = outcome.tier is Tier.SYNTHESIS
+        if prep.helper:
+            # The manager opens its stream later, on entry: mark the stream then.
+            response._on_enter = lambda st: mark(st, False, synthesized, info)
+            return response
+        return mark(response, False, synthesized, info)
+
+    def passthrough(self, response: Any, prep: Prepared) -> Any:
+        info = {
+            "tier": Tier.BYPASS.value,
+            "reason": prep.reason,
+            "latency_ms": round((time.perf_counter() - prep.started) * 1000, 3),
+        }
+        return mark(response, False, False, info)
+
+    # -- the engine ----------------------------------------------------------------
+
+    async def ensure_open(self) -> AsyncEngine | None:
+        if self.engine.running:
+            return self.engine
+        if self.unavailable is not None:
+            return None
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        async with self._lock:
+            if not self.engine.running and self.unavailable is None:
+                try:
+                    await self.engine.open()
+                except Exception as exc:  # the cache must never break the caller
+                    self.unavailable = f"cache unavailable: {type(exc).__name__}"
+                    log.error("cache could not open; passing requests through", error=repr(exc))
+                    return None
+        return self.engine
+
+    async def run(self, prep: Prepared, handler: Any) -> Job | None:
+        engine = await self.ensure_open()
+        if engine is None or prep.request is None:
+            return None
+        try:
+            return await engine.run(prep.request, handler)
+        except CachebackError as exc:
+            log.warning("cache failed; passing the request through", error=repr(exc))
+            engine.stats.count("cache_errors")
+            return None
+
+    async def aclose(self) -> None:
+        await self.engine.aclose()
+
+
+def replay_manager(client: Any, message: Any, info: dict[str, Any] | None, *, hit: bool) -> Any:
+    """What ``messages.stream(...)`` returns for an answer served from the cache."""
+    from ..providers import replay_message_stream_manager
+
+    manager = replay_message_stream_manager(client, message)
+    if info is not None:
+        manager._on_enter = lambda st: mark(st, hit, False, info)
+    return manager
+
+
+class _Handler:
+    def __init__(self, cache: ClientCache, prep: Prepared, client: Any) -> None:
+        self.cache = cache
+        self.prep = prep
+        self.client = client
+
+    @property
+    def streaming(self) -> bool:
+        return self.prep.stream
+
+    def _reply(self, response: Any) -> Reply:
+        """A plain (non-stream) upstream response and what of it may be cached."""
+        answer = self.prep.spec.answer(response)
+        return Reply(
+            response,
+            answer.text if answer is not None else None,
+            answer.payload if answer is not None else None,
+            usage=self.prep.spec.usage(response),
+        )
+
+    async def synthesized(self, text: str | None, stream: Any | None, usage: dict[str, int]) -> Reply:
+        if text is None and stream is not None:
+            parts = [part async for part in stream]
+            text = "".join(parts)
+        obj = self.prep.spec.rebuild(text or "", None, self.prep.model, self.prep.kwargs)
+        if self.prep.helper:
+            return Reply(replay_manager(self.client, obj, None, hit=False), usage=dict(usage))
+        if self.prep.stream:
+            assert self.prep.key is not None
+            return Reply(self.prep.spec.replay(self.client, obj, self.prep.key), usage=dict(usage))
+        return Reply(obj, usage=dict(usage))
+
+
+class AsyncSDKHandler(_Handler):
+    """Upstream through an async SDK method."""
+
+    def __init__(
+        self, cache: ClientCache, prep: Prepared, client: Any, call: Callable[..., Awaitable[Any]]
+    ) -> None:
+        super().__init__(cache, prep, client)
+        self._call = call
+
+    async def upstream(self, commit: Commit) -> Reply:
+        if self.prep.helper:
+            call, kwargs, acc = self._call, self.prep.kwargs, self.prep.spec.accumulator()
+
+            async def request() -> Any:  # awaited when the caller enters the manager
+                return tee_async(await call(**kwargs), acc, commit)
+
+            from ..providers import AsyncHookedMessageStreamManager
+
+            return Reply(AsyncHookedMessageStreamManager(request()), deferred=True)
+        response = await self._call(**self.prep.kwargs)
+        if self.prep.stream:
+            tee_async(response, self.prep.spec.accumulator(), commit)
+            return Reply(response, deferred=True)
+        return self._reply(response)
+
+
+class SyncSDKHandler(_Handler):
+    """Upstream through a blocking SDK method, run on a worker thread."""
+
+    def __init__(self, cache: ClientCache, prep: Prepared, client: Any, call: Callable[..., Any]) -> None:
+        super().__init__(cache, prep, client)
+        self._call = call
+
+    async def upstream(self, commit: Commit) -> Reply:
+        if self.prep.helper:
+            call, kwargs, acc = self._call, self.prep.kwargs, self.prep.spec.accumulator()
+
+            def request() -> Any:  # runs in the caller's thread when it enters the manager
+                return tee_sync(call(**kwargs), acc, commit)
+
+            from ..providers import HookedMessageStreamManager
+
+            return Reply(HookedMessageStreamManager(request), deferred=True)
+        response = await anyio.to_thread.run_sync(partial(self._call, **self.prep.kwargs))
+        if self.prep.stream:
+            tee_sync(response, self.prep.spec.accumulator(), commit)
+            return Reply(response, deferred=True)
+        return self._reply(response)
