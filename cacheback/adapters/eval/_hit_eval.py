@@ -1,0 +1,392 @@
+"""Hit-quality evaluation: plain cosine against the shipped decision, on labelled data.
+
+Two protocols (see ``shared/eval/README.md`` in the project's shared data):
+
+* **pairwise** — a CSV with ``question1,question2,is_duplicate``: for each row an empty
+  cache holds ``question1`` and ``question2`` is looked up. A hit on a row labelled 1 is
+  correct, on a row labelled 0 it is a wrong answer served.
+* **retrieval** — a JSON list of ``{"origin", "similar"}``: one cache holds every
+  origin, every ``similar`` is looked up. Returning its own pair's entry is correct,
+  any other entry is wrong, no hit is a miss. Plain cosine serves the nearest entry;
+  the shipped decision serves the best of the five nearest that passes it.
+
+Both are computed from one embedding per distinct text, so a threshold sweep (the
+precision-recall curve) costs nothing extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+from numpy.typing import NDArray
+
+from cacheback.engine._guard import verbatim_decision
+
+__all__ = [
+    "Counts",
+    "EmbedFn",
+    "EvalReport",
+    "embed_texts",
+    "eval_main",
+    "format_report",
+    "load_pairs",
+    "load_retrieval",
+    "plot_pr",
+    "run_pairwise",
+    "run_retrieval",
+]
+
+#: Texts in, one L2-normalised float32 row per text out.
+EmbedFn = Callable[[Sequence[str]], NDArray[np.float32]]
+
+DEFAULT_PAIRS = Path("..") / "shared" / "eval" / "meancache_val.csv"
+DEFAULT_RETRIEVAL = Path("..") / "shared" / "eval" / "gptcache_mock_data.json"
+DEFAULT_PLOT = Path("cacheback-eval-pr.png")
+TOP_K = 5
+_EMBED_CHUNK = 512
+_SEARCH_CHUNK = 1024
+# Thresholds of the precision-recall curves.
+SWEEP: tuple[float, ...] = tuple(round(0.70 + 0.005 * k, 3) for k in range(61))
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """Outcomes of one rule at one threshold."""
+
+    correct: int  # served, and right
+    wrong: int  # served, and someone else's answer
+    miss: int  # a positive (pairwise) or a lookup (retrieval) served nothing
+    positives: int  # rows that should hit
+    negatives: int  # rows that must not hit (0 for retrieval: every lookup has a pair)
+
+    @property
+    def hits(self) -> int:
+        return self.correct + self.wrong
+
+    @property
+    def precision(self) -> float:
+        return self.correct / self.hits if self.hits else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.correct / self.positives if self.positives else 0.0
+
+    @property
+    def false_hit_rate(self) -> float:
+        """Wrong hits over the rows that must not hit (pairwise) or over all lookups."""
+        base = self.negatives if self.negatives else self.positives
+        return self.wrong / base if base else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class EvalReport:
+    """One data set under one protocol: both rules at the threshold, and their curves."""
+
+    protocol: str  # "pairwise" or "retrieval"
+    name: str
+    threshold: float
+    size: int
+    plain: Counts
+    shipped: Counts
+    # (threshold, precision, recall) along SWEEP, for the plot.
+    plain_curve: tuple[tuple[float, float, float], ...] = field(default=())
+    shipped_curve: tuple[tuple[float, float, float], ...] = field(default=())
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_pairs(path: Path | str, limit: int | None = None) -> list[tuple[str, str, int]]:
+    """``(question1, question2, label)`` rows of a pairwise CSV."""
+    rows: list[tuple[str, str, int]] = []
+    with Path(path).open(encoding="utf-8", newline="") as fh:
+        for rec in csv.DictReader(fh):
+            rows.append((rec["question1"], rec["question2"], int(rec["is_duplicate"])))
+            if limit is not None and len(rows) >= limit:
+                break
+    return rows
+
+
+def load_retrieval(path: Path | str, limit: int | None = None) -> list[tuple[str, str]]:
+    """``(origin, similar)`` pairs of a retrieval JSON file."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    pairs = [(str(d["origin"]), str(d["similar"])) for d in data]
+    return pairs[:limit] if limit is not None else pairs
+
+
+def embed_texts(
+    texts: Sequence[str], embed: EmbedFn, progress: TextIO | None = None
+) -> dict[str, NDArray[np.float32]]:
+    """One vector per distinct text, embedded in chunks."""
+    unique = list(dict.fromkeys(texts))
+    out: dict[str, NDArray[np.float32]] = {}
+    for start in range(0, len(unique), _EMBED_CHUNK):
+        chunk = unique[start : start + _EMBED_CHUNK]
+        vectors = np.asarray(embed(chunk), dtype=np.float32)
+        out.update(zip(chunk, vectors, strict=True))
+        if progress is not None:
+            progress.write(f"\rembedding {len(out)}/{len(unique)}")
+            progress.flush()
+    if progress is not None and unique:
+        progress.write("\n")
+    return out
+
+
+# --------------------------------------------------------------------------- protocols
+
+
+def _pairwise_counts(
+    scores: NDArray[np.float64], labels: NDArray[np.int_], threshold: float
+) -> Counts:
+    hit = scores >= threshold
+    pos = labels == 1
+    correct = int(np.sum(hit & pos))
+    return Counts(
+        correct=correct,
+        wrong=int(np.sum(hit & ~pos)),
+        miss=int(np.sum(pos)) - correct,
+        positives=int(np.sum(pos)),
+        negatives=int(np.sum(~pos)),
+    )
+
+
+def _curve(count: Callable[[float], Counts]) -> tuple[tuple[float, float, float], ...]:
+    points = []
+    for t in SWEEP:
+        c = count(t)
+        if c.hits:
+            points.append((t, c.precision, c.recall))
+    return tuple(points)
+
+
+def run_pairwise(
+    path: Path | str,
+    embed: EmbedFn,
+    threshold: float = 0.92,
+    *,
+    limit: int | None = None,
+    progress: TextIO | None = None,
+) -> EvalReport:
+    """The pairwise protocol on a labelled CSV (see the module docstring)."""
+    rows = load_pairs(path, limit)
+    vectors = embed_texts([t for q1, q2, _ in rows for t in (q1, q2)], embed, progress)
+    labels = np.array([label for _, _, label in rows], dtype=np.int_)
+    cosine = np.array(
+        [float(vectors[q1] @ vectors[q2]) for q1, q2, _ in rows], dtype=np.float64
+    )
+    # The decision's score does not depend on the threshold; a veto is "never".
+    shipped = np.empty_like(cosine)
+    for k, (q1, q2, _) in enumerate(rows):
+        d = verbatim_decision(q2, q1, cosine[k], threshold)
+        shipped[k] = -np.inf if d.reasons else d.score
+    return EvalReport(
+        protocol="pairwise",
+        name=Path(path).name,
+        threshold=threshold,
+        size=len(rows),
+        plain=_pairwise_counts(cosine, labels, threshold),
+        shipped=_pairwise_counts(shipped, labels, threshold),
+        plain_curve=_curve(lambda t: _pairwise_counts(cosine, labels, t)),
+        shipped_curve=_curve(lambda t: _pairwise_counts(shipped, labels, t)),
+    )
+
+
+def _top_k(
+    queries: NDArray[np.float32], keys: NDArray[np.float32], k: int
+) -> tuple[NDArray[np.int_], NDArray[np.float32]]:
+    """Indices and similarities of the ``k`` nearest keys per query, nearest first.
+
+    Ties keep insertion order (a stable sort), as a first-come cache would.
+    """
+    k = min(k, len(keys))
+    idx = np.empty((len(queries), k), dtype=np.int_)
+    sims = np.empty((len(queries), k), dtype=np.float32)
+    for start in range(0, len(queries), _SEARCH_CHUNK):
+        block = queries[start : start + _SEARCH_CHUNK] @ keys.T
+        order = np.argsort(-block, axis=1, kind="stable")[:, :k]
+        idx[start : start + len(block)] = order
+        sims[start : start + len(block)] = np.take_along_axis(block, order, axis=1)
+    return idx, sims
+
+
+def _retrieval_counts(
+    scores: NDArray[np.float64], own: NDArray[np.bool_], threshold: float
+) -> Counts:
+    hit = scores >= threshold
+    correct = int(np.sum(hit & own))
+    wrong = int(np.sum(hit & ~own))
+    return Counts(correct, wrong, len(scores) - correct - wrong, len(scores), 0)
+
+
+def run_retrieval(
+    path: Path | str,
+    embed: EmbedFn,
+    threshold: float = 0.92,
+    *,
+    limit: int | None = None,
+    progress: TextIO | None = None,
+) -> EvalReport:
+    """The retrieval protocol on a JSON pair list (see the module docstring)."""
+    pairs = load_retrieval(path, limit)
+    origins = [o for o, _ in pairs]
+    similars = [s for _, s in pairs]
+    vectors = embed_texts(origins + similars, embed, progress)
+    keys = np.stack([vectors[t] for t in origins]) if pairs else np.zeros((0, 1), np.float32)
+    queries = np.stack([vectors[t] for t in similars]) if pairs else keys
+    idx, sims = _top_k(queries, keys, TOP_K)
+
+    plain_score = sims[:, 0].astype(np.float64)
+    plain_own = idx[:, 0] == np.arange(len(pairs))
+    shipped_score = np.full(len(pairs), -np.inf)
+    shipped_own = np.zeros(len(pairs), dtype=np.bool_)
+    for q in range(len(pairs)):
+        # The best-scoring of the nearest entries that the guard lets through.
+        for j, sim in zip(idx[q], sims[q], strict=True):
+            d = verbatim_decision(similars[q], origins[j], float(sim), threshold)
+            if not d.reasons and d.score > shipped_score[q]:
+                shipped_score[q] = d.score
+                shipped_own[q] = j == q
+    return EvalReport(
+        protocol="retrieval",
+        name=Path(path).name,
+        threshold=threshold,
+        size=len(pairs),
+        plain=_retrieval_counts(plain_score, plain_own, threshold),
+        shipped=_retrieval_counts(shipped_score, shipped_own, threshold),
+        plain_curve=_curve(lambda t: _retrieval_counts(plain_score, plain_own, t)),
+        shipped_curve=_curve(lambda t: _retrieval_counts(shipped_score, shipped_own, t)),
+    )
+
+
+# --------------------------------------------------------------------------- output
+
+
+def format_report(*reports: EvalReport) -> str:
+    """Both rules side by side, one block per report."""
+    lines: list[str] = []
+    for r in reports:
+        pos = r.plain.positives
+        extra = f", {pos} positive" if r.protocol == "pairwise" else ""
+        lines.append(
+            f"{r.protocol} {r.name} ({r.size} {'pairs' if r.protocol == 'pairwise' else 'lookups'}"
+            f"{extra}), threshold {r.threshold:g}"
+        )
+        lines.append(
+            f"  {'rule':<18}{'precision':>10}{'recall':>8}{'false-hit':>11}"
+            f"{'correct':>9}{'wrong':>7}{'miss':>7}"
+        )
+        for label, c in (("plain cosine", r.plain), ("shipped decision", r.shipped)):
+            lines.append(
+                f"  {label:<18}{c.precision:>10.3f}{c.recall:>8.3f}{c.false_hit_rate:>11.4f}"
+                f"{c.correct:>9}{c.wrong:>7}{c.miss:>7}"
+            )
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def plot_pr(reports: Sequence[EvalReport], path: Path | str) -> Path:
+    """Precision against recall along the threshold sweep, both rules, one panel per report.
+
+    The marked points are the reports' own threshold.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: never a window, works on a headless host
+    import matplotlib.pyplot as plt
+
+    n = max(len(reports), 1)
+    fig, axes = plt.subplots(1, n, figsize=(5.5 * n, 4.5), squeeze=False)
+    for ax, r in zip(axes[0], reports, strict=False):
+        for label, curve, counts, style in (
+            ("plain cosine", r.plain_curve, r.plain, "--"),
+            ("shipped decision", r.shipped_curve, r.shipped, "-"),
+        ):
+            (line,) = ax.plot([p[2] for p in curve], [p[1] for p in curve], style, label=label)
+            ax.plot([counts.recall], [counts.precision], "o", color=line.get_color())
+        ax.set_title(f"{r.protocol}: {r.name} (marks at {r.threshold:g})")
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="lower left")
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, format="png", dpi=100)
+    plt.close(fig)
+    return out
+
+
+# --------------------------------------------------------------------------- command
+
+
+def _default_embed() -> EmbedFn:
+    from cacheback.adapters.embedders import MiniLMEmbedder
+
+    embedder = MiniLMEmbedder()
+
+    def embed(texts: Sequence[str]) -> NDArray[np.float32]:
+        return np.asarray(embedder.embed(list(texts)), dtype=np.float32)
+
+    return embed
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cacheback eval",
+        description="Measure hit quality: plain cosine against the shipped decision.",
+    )
+    p.add_argument("--pairs", type=Path, default=None,
+                   help=f"labelled pair CSV (default: {DEFAULT_PAIRS} if present)")
+    p.add_argument("--retrieval", type=Path, default=None,
+                   help=f"origin/similar JSON (default: {DEFAULT_RETRIEVAL} if present)")
+    p.add_argument("--threshold", type=float, default=0.92,
+                   help="similarity threshold (default 0.92)")
+    p.add_argument("--plot", default=str(DEFAULT_PLOT),
+                   help=f"precision-recall PNG to write (default {DEFAULT_PLOT}; '' for none)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N rows")
+    return p
+
+
+def eval_main(argv: list[str] | None = None, *, embed: EmbedFn | None = None) -> int:
+    """``cacheback eval``: 0 on success, 1 when there is nothing to evaluate, 2 on bad use."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not 0.0 < args.threshold <= 1.0:
+        parser.error("--threshold must be in (0, 1]")
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be at least 1")
+    pairs = args.pairs or (DEFAULT_PAIRS if DEFAULT_PAIRS.is_file() else None)
+    retrieval = args.retrieval or (DEFAULT_RETRIEVAL if DEFAULT_RETRIEVAL.is_file() else None)
+    for given in (args.pairs, args.retrieval):
+        if given is not None and not given.is_file():
+            print(f"cacheback eval: no such file: {given}", file=sys.stderr)
+            return 1
+    if pairs is None and retrieval is None:
+        print("cacheback eval: nothing to evaluate (give --pairs and/or --retrieval)",
+              file=sys.stderr)
+        return 1
+    embed_fn = embed if embed is not None else _default_embed()
+    progress = sys.stderr if sys.stderr.isatty() else None
+    reports: list[EvalReport] = []
+    try:
+        if pairs is not None:
+            reports.append(run_pairwise(pairs, embed_fn, args.threshold, limit=args.limit,
+                                        progress=progress))
+        if retrieval is not None:
+            reports.append(run_retrieval(retrieval, embed_fn, args.threshold,
+                                         limit=args.limit, progress=progress))
+    except (KeyError, ValueError, json.JSONDecodeError) as exc:
+        print(f"cacheback eval: malformed input: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(format_report(*reports))
+    if args.plot:
+        out = plot_pr(reports, args.plot)
+        print(f"precision-recall plot: {out}")
+    return 0

@@ -1,0 +1,188 @@
+"""The hit-quality evaluation: counts on tiny files with hand-placed vectors, plot, CLI."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from cacheback.adapters.eval import (
+    EvalReport,
+    eval_main,
+    format_report,
+    plot_pr,
+    run_pairwise,
+    run_retrieval,
+)
+
+DIM = 12
+
+
+def _unit(*coords: tuple[int, float]) -> NDArray[np.float32]:
+    v = np.zeros(DIM, dtype=np.float32)
+    for axis, value in coords:
+        v[axis] = value
+    return v / np.linalg.norm(v)
+
+
+def _pair_vectors(axis: int, cosine: float) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Two unit vectors on their own plane with the given cosine."""
+    return _unit((axis, 1.0)), _unit((axis, cosine), (axis + 1, float(np.sqrt(1 - cosine**2))))
+
+
+class FakeEmbed:
+    """Looks vectors up by text, so every cosine in a test is chosen by hand."""
+
+    def __init__(self, table: dict[str, NDArray[np.float32]]) -> None:
+        self.table = table
+        self.calls = 0
+
+    def __call__(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        self.calls += 1
+        return np.stack([self.table[t] for t in texts])
+
+
+# (question1, question2, label, cosine): what each rule should do is in the comment.
+PAIRS = [
+    ("How do I boil an egg?", "How can I boil an egg?", 1, 0.97),  # both: correct
+    ("Convert 100 USD to EUR", "Convert 100 EUR to USD", 0, 0.98),  # plain wrong; vetoed
+    ("What's new in Python 3.11?", "What's new in Python 3.12?", 0, 0.96),  # same
+    ("What is a black hole?", "What exactly is a black hole?", 1, 0.90),  # both miss
+    ("Is tea healthy?", "What is the capital of Peru?", 0, 0.50),  # neither hits
+]
+
+
+@pytest.fixture
+def pairs_file(tmp_path: Path) -> tuple[Path, FakeEmbed]:
+    table: dict[str, NDArray[np.float32]] = {}
+    lines = ["question1,question2,is_duplicate"]
+    for k, (q1, q2, label, cos) in enumerate(PAIRS):
+        table[q1], table[q2] = _pair_vectors(2 * k, cos)
+        lines.append(f'"{q1}","{q2}",{label}')
+    path = tmp_path / "pairs.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path, FakeEmbed(table)
+
+
+@pytest.fixture
+def retrieval_file(tmp_path: Path) -> tuple[Path, FakeEmbed]:
+    o1 = _unit((2, 1.0))
+    o2 = _unit((2, 0.9), (3, float(np.sqrt(1 - 0.81))))
+    table = {
+        "How do I boil an egg?": _unit((0, 1.0)),
+        "How can I boil an egg?": _unit((0, 0.97), (1, float(np.sqrt(1 - 0.97**2)))),
+        "Convert 100 USD to EUR": o1,
+        "How do I convert 100 USD to EUR?": _unit((2, 0.95), (4, float(np.sqrt(1 - 0.95**2)))),
+        "Convert 100 EUR to USD": o2,
+        # Nearer to the USD->EUR entry (0.977) than to its own (0.972): plain cosine serves
+        # the wrong direction, the guard vetoes it and the decision falls back to its own.
+        "Please convert 100 EUR to USD": (1.1 * o1 + o2) / np.linalg.norm(1.1 * o1 + o2),
+        "What is a black hole?": _unit((5, 1.0)),
+        "Tell me about black holes": _unit((5, 0.85), (6, float(np.sqrt(1 - 0.85**2)))),
+    }
+    data = [
+        {"origin": "How do I boil an egg?", "similar": "How can I boil an egg?"},
+        {"origin": "Convert 100 USD to EUR", "similar": "How do I convert 100 USD to EUR?"},
+        {"origin": "Convert 100 EUR to USD", "similar": "Please convert 100 EUR to USD"},
+        {"origin": "What is a black hole?", "similar": "Tell me about black holes"},
+    ]
+    path = tmp_path / "retrieval.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path, FakeEmbed({k: v.astype(np.float32) for k, v in table.items()})
+
+
+def test_pairwise_counts(pairs_file: tuple[Path, FakeEmbed]) -> None:
+    path, embed = pairs_file
+    report = run_pairwise(path, embed, 0.92)
+    assert report.protocol == "pairwise"
+    assert report.size == 5
+    plain, shipped = report.plain, report.shipped
+    assert (plain.correct, plain.wrong, plain.miss) == (1, 2, 1)
+    assert (plain.positives, plain.negatives) == (2, 3)
+    assert plain.precision == pytest.approx(1 / 3)
+    assert plain.recall == pytest.approx(0.5)
+    assert plain.false_hit_rate == pytest.approx(2 / 3)
+    assert (shipped.correct, shipped.wrong, shipped.miss) == (1, 0, 1)
+    assert shipped.precision == 1.0
+    assert shipped.false_hit_rate == 0.0
+
+
+def test_pairwise_threshold_and_limit(pairs_file: tuple[Path, FakeEmbed]) -> None:
+    path, embed = pairs_file
+    low = run_pairwise(path, embed, 0.85)
+    assert (low.plain.correct, low.plain.wrong) == (2, 2)
+    assert (low.shipped.correct, low.shipped.wrong) == (2, 0)
+    first_two = run_pairwise(path, embed, 0.92, limit=2)
+    assert first_two.size == 2
+    assert (first_two.plain.correct, first_two.plain.wrong) == (1, 1)
+
+
+def test_retrieval_counts(retrieval_file: tuple[Path, FakeEmbed]) -> None:
+    path, embed = retrieval_file
+    report = run_retrieval(path, embed, 0.92)
+    assert report.protocol == "retrieval"
+    plain, shipped = report.plain, report.shipped
+    assert (plain.correct, plain.wrong, plain.miss) == (2, 1, 1)
+    assert (shipped.correct, shipped.wrong, shipped.miss) == (3, 0, 1)
+    assert plain.recall == pytest.approx(0.5)
+    assert shipped.precision == 1.0
+    assert plain.false_hit_rate == pytest.approx(0.25)
+
+
+def test_curves_are_monotone_in_recall(pairs_file: tuple[Path, FakeEmbed]) -> None:
+    path, embed = pairs_file
+    report = run_pairwise(path, embed, 0.92)
+    for curve in (report.plain_curve, report.shipped_curve):
+        recalls = [r for _, _, r in curve]
+        assert recalls == sorted(recalls, reverse=True)  # the sweep raises the threshold
+
+
+def test_plot_is_a_png(
+    tmp_path: Path, pairs_file: tuple[Path, FakeEmbed], retrieval_file: tuple[Path, FakeEmbed]
+) -> None:
+    reports: list[EvalReport] = [
+        run_pairwise(pairs_file[0], pairs_file[1], 0.92),
+        run_retrieval(retrieval_file[0], retrieval_file[1], 0.92),
+    ]
+    out = plot_pr(reports, tmp_path / "pr.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_format_report_side_by_side(pairs_file: tuple[Path, FakeEmbed]) -> None:
+    text = format_report(run_pairwise(pairs_file[0], pairs_file[1], 0.92))
+    assert "pairwise pairs.csv (5 pairs, 2 positive), threshold 0.92" in text
+    plain = next(line for line in text.splitlines() if "plain cosine" in line).split()
+    shipped = next(line for line in text.splitlines() if "shipped decision" in line).split()
+    assert plain[-3:] == ["1", "2", "1"]
+    assert shipped[-3:] == ["1", "0", "1"]
+
+
+def test_eval_main(
+    tmp_path: Path,
+    pairs_file: tuple[Path, FakeEmbed],
+    retrieval_file: tuple[Path, FakeEmbed],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    table = {**pairs_file[1].table, **retrieval_file[1].table}
+    plot = tmp_path / "out.png"
+    argv = ["--pairs", str(pairs_file[0]), "--retrieval", str(retrieval_file[0]),
+            "--threshold", "0.92", "--plot", str(plot)]
+    assert eval_main(argv, embed=FakeEmbed(table)) == 0
+    out = capsys.readouterr().out
+    assert "pairwise pairs.csv" in out and "retrieval retrieval.json" in out
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eval_main_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    embed = FakeEmbed({})
+    assert eval_main(["--pairs", str(tmp_path / "missing.csv"), "--plot", ""], embed=embed) == 1
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n", encoding="utf-8")
+    assert eval_main(["--pairs", str(bad), "--plot", ""], embed=embed) == 1
+    assert "malformed" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        eval_main(["--threshold", "1.5"], embed=embed)
