@@ -137,7 +137,7 @@ class ClientCache:
         info = {
             "tier": outcome.tier.value,
             "similarity": None if outcome.similarity is None else round(float(outcome.similarity), 4),
-            "entry_id": outcome.entry_id if outcome.hit else None,
+            "entry_id": (outcome.entry_id or None) if outcome.hit else None,
             "latency_ms": round((time.perf_counter() - prep.started) * 1000, 3),
         }
         if job.degraded:

@@ -44,6 +44,7 @@ class SyncShell:
         handler = SyncSDKHandler(self.cache, prep, client, call)
         job = self.runner().call(self.cache.run, prep, handler)
         if job is None:
+            prep.reason = self.cache.unavailable or "cache error"
             return self.cache.passthrough(_direct(prep, call, direct), prep)
         return self.cache.deliver(job, prep, client)
 
@@ -86,6 +87,7 @@ class AsyncShell:
             return self.cache.passthrough(await _adirect(prep, call, direct), prep)
         job = await self.cache.run(prep, AsyncSDKHandler(self.cache, prep, client, call))
         if job is None:
+            prep.reason = self.cache.unavailable or "cache error"
             return self.cache.passthrough(await _adirect(prep, call, direct), prep)
         return self.cache.deliver(job, prep, client)
 
