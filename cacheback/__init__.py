@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._logging import configure_default_logging
 from ._semantic_cache import (
     AsyncNegativeCache,
     AsyncSemanticCache,
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     )
 
 __version__ = "0.1.1"
+
+configure_default_logging()
 
 _CLIENTS = {"CachedOpenAI", "AsyncCachedOpenAI", "CachedAnthropic", "AsyncCachedAnthropic"}
 
