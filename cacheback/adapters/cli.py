@@ -64,11 +64,28 @@ async def _stats(args: argparse.Namespace) -> int:
     print(f"synthesized       {stats['synthesized']}")
     print(f"blocked           {stats['blocked']}")
     print("tiers             " + ", ".join(f"{k}={v}" for k, v in stats["tiers"].items()))
-    for key in ("cost", "savings"):
-        if key in stats:
-            print(f"{key:<18}{stats[key]}")
+    if "cost" in stats:
+        _print_cost(stats["cost"], stats.get("savings") or {})
     print(f"store             {stats['store']}")
     return 0
+
+
+def _print_cost(cost: dict[str, dict[str, Any]], savings: dict[str, float]) -> None:
+    """Per-tier calls, tokens and estimated USD (prices: engine/_costs.py, CACHEBACK_PRICES)."""
+    print("cost (estimated USD)")
+    print(f"  {'tier':<10}{'requests':>9}{'llm calls':>10}{'tokens in':>11}{'tokens out':>11}"
+          f"{'spent':>12}{'saved':>12}")
+    for tier, row in cost.items():
+        print(
+            f"  {tier:<10}{row['requests']:>9}{row['llm_calls']:>10}{row['input_tokens']:>11}"
+            f"{row['output_tokens']:>11}{row['spent_usd']:>12.6f}{row['saved_usd']:>12.6f}"
+        )
+    if savings:
+        print(
+            f"savings           ${savings['net_saved_usd']:.6f} net "
+            f"(${savings['saved_usd']:.6f} avoided, ${savings['spent_usd']:.6f} spent, "
+            f"{savings['savings_rate']:.1%} less than without the cache)"
+        )
 
 
 async def _entries(args: argparse.Namespace) -> int:
@@ -305,7 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     im = sub.add_parser("import", help="read entries from JSON lines (query, answer, ...)")
     im.add_argument("file")
     im.add_argument("--namespace", default=None)
-    sub.add_parser("eval", help="hit-quality evaluation (see 'cacheback eval --help')", add_help=False)
+    sub.add_parser(
+        "eval", help="hit-quality or synthesis evaluation (cacheback eval [synthesis] --help)", add_help=False
+    )
     return p
 
 

@@ -20,11 +20,12 @@ import numpy as np
 import structlog
 
 from ._batching import BatchPolicy
+from ._costs import PriceTable, average_usage, clean_usage, load_price_table
 from ._errors import ConfigError, EngineClosed, StoreError
 from ._hotcache import HotCache
-from ._job import Commit, Job, TierHandler
+from ._job import Commit, Job, Reply, TierHandler
 from ._pipeline import Pipeline
-from ._ports import LLM, Embedder, Store
+from ._ports import LLM, Embedder, LLMReply, Store
 from ._routing import VerbatimRule, cosine_rule
 from ._settings import Settings
 from ._stage import Stage
@@ -84,6 +85,8 @@ class AsyncEngine:
         self._store_arg = store
         self._embedder_arg = embedder
         self.llm = llm
+        self._owns_llm = False  # built from settings at open (llm_from_settings): closed with us
+        self.prices = PriceTable()
         self._rule_arg = verbatim_rule
         self.stats = Stats()
         self.hot = HotCache(self.settings.hot_cache_size)
@@ -154,6 +157,12 @@ class AsyncEngine:
         self.stats.base = await self.store.load_counters()
         self._negatives = await self.store.negative_count()
         self._rule = self._rule_arg or default_verbatim_rule(s.guard_enabled)
+        self.prices = await anyio.to_thread.run_sync(_price_table, s)
+        if self.llm is None and s.synthesis_mode != "off":
+            from ..adapters.llm import llm_from_settings
+
+            self.llm = llm_from_settings(s)
+            self._owns_llm = self.llm is not None
 
         store = self.store
         persister = Persister(
@@ -181,7 +190,13 @@ class AsyncEngine:
         )
         if self.llm is not None:
             stages.append(
-                Synthesizer(self.llm, lambda: self.settings, budget_s=_synth_budget(s), max_tokens=1024)
+                Synthesizer(
+                    self.llm,
+                    lambda: self.settings,
+                    on_usage=self._synthesis_usage,
+                    on_event=lambda name: self.stats.count(f"synthesis.{name}"),
+                    make_commit=self._make_commit,
+                )
             )
         stages.append(Upstream(self._make_commit))
         names = {st.name for st in stages}
@@ -239,6 +254,12 @@ class AsyncEngine:
                 with anyio.CancelScope(shield=True):
                     await self._flush_counters()
                     await self.store.close()
+            if self._owns_llm and self.llm is not None:
+                llm, self.llm, self._owns_llm = self.llm, None, False
+                closer = getattr(llm, "aclose", None)
+                if closer is not None:
+                    with anyio.CancelScope(shield=True):
+                        await closer()
 
     async def _background(self) -> None:
         last_sweep = time.monotonic()
@@ -276,24 +297,28 @@ class AsyncEngine:
 
     def make_job(self, request: LookupRequest, handler: TierHandler | None = None) -> Job:
         ns = request.namespace or self.settings.namespace
-        return Job(
+        job = Job(
             request=request,
             namespace=ns,
             scope=scope_id(ns, request.scope),
             query_hash=text_hash(request.query),
-            handler=handler,
         )
+        # The tap hands the upstream reply to the job before the stage commits it, so the
+        # commit can store the call's usage with the entry.
+        job.handler = _ReplyTap(handler, job) if handler is not None else None
+        return job
 
     async def run(self, request: LookupRequest, handler: TierHandler | None = None) -> Job:
         """Send a request through the pipeline; returns the finished job."""
         pipeline, _ = self._require()
         job = self.make_job(request, handler)
         await pipeline.submit(job)
+        self._account(job)
         outcome = job.outcome
         if outcome is not None and outcome.tier is Tier.VERBATIM and outcome.entry is not None:
             # Record the hit so the next identical query is answered from memory.
             self.hot.put(job.scope, job.query_hash, outcome.entry, self.hot.generation)
-        if outcome is not None and outcome.entry is not None and outcome.hit:
+        if outcome is not None and outcome.entry is not None and outcome.hit and outcome.entry.id > 0:
             pipeline.sink_nowait(_touch(outcome.entry.id))
         return job
 
@@ -305,20 +330,36 @@ class AsyncEngine:
         return _with_latency(job.outcome, job.elapsed_ms())
 
     def _make_commit(self, job: Job) -> Commit:
-        if not job.request.store or not job.request.cacheable:
-            return lambda answer, payload: None
+        storable = job.request.store and job.request.cacheable
         generation = self.hot.generation
         token = self._loop_token
         loop_thread = self._loop_thread
 
         def commit(answer: str, payload: bytes | None) -> None:
-            entry = self._new_entry(job.request, job.scope, job.query_hash, job.vector, answer, payload)
+            entry = None
+            if storable:
+                entry = self._new_entry(
+                    job.request,
+                    job.scope,
+                    job.query_hash,
+                    job.vector,
+                    answer,
+                    payload,
+                    self._entry_metadata(job),
+                )
 
             def send() -> None:
                 from ..stages.persister import Fill
 
+                if not _synthesized(job):  # a deferred stream's usage is complete by now
+                    self._record_upstream(job, Tier.UPSTREAM if job.request.cacheable else Tier.BYPASS)
+                if entry is None:
+                    return
                 if self._pipeline is None or not self._pipeline.sink_nowait(Fill(entry, generation)):
                     self.stats.count("fills_dropped")
+                    return
+                # Repeats right after this answer hit from memory while the write is pending.
+                self.hot.put(entry.scope, entry.query_hash, pending_entry(entry), generation)
 
             if threading.get_ident() == loop_thread:
                 send()
@@ -329,6 +370,55 @@ class AsyncEngine:
                 self.stats.count("fills_dropped")
 
         return commit
+
+    # -- cost accounting -------------------------------------------------------------
+
+    def _entry_metadata(self, job: Job) -> dict[str, Any]:
+        """What a stored answer cost (or, for a synthesized one, the upstream call it stands for)."""
+        if _synthesized(job):
+            meta: dict[str, Any] = {"synthesized": True}
+            avoided = _avoided_usage(job)
+            if avoided is not None:
+                meta["usage"] = avoided
+            return meta
+        usage = clean_usage(job.reply.usage) if job.reply is not None else None
+        return {"usage": usage} if usage is not None else {}
+
+    def _record_upstream(self, job: Job, tier: Tier) -> None:
+        reply = job.reply
+        if reply is None or job.trace.get("usage_recorded") or job.trace.get("coalesced"):
+            return
+        usage = clean_usage(reply.usage)
+        if usage is None:  # a stream still running: recorded at its commit
+            return
+        job.trace["usage_recorded"] = True
+        self.stats.record_usage(
+            tier.value, usage["input_tokens"], usage["output_tokens"], self.prices.usage_cost(usage)
+        )
+
+    def _synthesis_usage(self, reply: LLMReply) -> None:
+        cost = self.prices.cost(reply.model, reply.input_tokens, reply.output_tokens)
+        self.stats.record_usage(Tier.SYNTHESIS.value, reply.input_tokens, reply.output_tokens, cost)
+
+    def _account(self, job: Job) -> None:
+        """Spend and savings of a finished job (estimates from the price table)."""
+        outcome = job.outcome
+        if outcome is None:
+            return
+        try:
+            tier = outcome.tier
+            if tier.is_hit and outcome.entry is not None:
+                saved = self.prices.usage_cost(outcome.entry.metadata.get("usage"))
+                if saved:
+                    self.stats.record_saving(tier.value, saved)
+            elif tier is Tier.SYNTHESIS and job.reply is not None:
+                saved = self.prices.usage_cost(_avoided_usage(job))
+                if saved:
+                    self.stats.record_saving(tier.value, saved)
+            elif tier in (Tier.UPSTREAM, Tier.BYPASS):
+                self._record_upstream(job, tier)
+        except Exception as exc:  # accounting must never fail a request
+            log.warning("cost accounting failed", error=repr(exc))
 
     def _new_entry(
         self,
@@ -488,6 +578,14 @@ class AsyncEngine:
         out["cache_failures"] = pipeline.cache_failures
         up = self._stages.get("upstream")
         out["coalesced"] = getattr(up, "coalesced", 0)
+        out["synthesis"] = {
+            "llm": _describe(self.llm),
+            "attempts": {
+                k.split(".", 1)[1]: int(self.stats.total(k))
+                for k in sorted({*self.stats.base, *self.stats.session})
+                if k.startswith("synthesis.")
+            },
+        }
         out["settings"] = {
             "similarity_threshold": self.settings.similarity_threshold,
             "synthesis_threshold": self.settings.synthesis_threshold,
@@ -503,6 +601,12 @@ class AsyncEngine:
         return pipeline.queue_depths()
 
 
+def pending_entry(e: NewEntry) -> CacheEntry:
+    """A not-yet-written entry as the hot cache serves it (id 0 until the write lands)."""
+    return CacheEntry(0, e.scope, e.query, e.answer, e.payload, e.created_at, e.expires_at,
+                      e.created_at, 0, e.metadata)
+
+
 def _touch(entry_id: int) -> Any:
     from ..stages.persister import Touch
 
@@ -515,8 +619,51 @@ def _with_latency(outcome: Outcome, latency_ms: float) -> Outcome:
     return replace(outcome, latency_ms=latency_ms)
 
 
-def _synth_budget(s: Settings) -> float:
-    return 10.0
+def _synthesized(job: Job) -> bool:
+    return job.trace.get("synthesis") in ("ok", "streamed")
+
+
+def _avoided_usage(job: Job) -> dict[str, Any] | None:
+    """The upstream call a synthesis stands for: the mean usage of its candidates' calls."""
+    cands = job.outcome.candidates if job.outcome is not None else tuple(job.candidates)
+    return average_usage([c.entry.metadata.get("usage") for c in cands])
+
+
+def _price_table(s: Settings) -> PriceTable:
+    try:
+        return load_price_table(s.prices)
+    except ConfigError as exc:  # a bad price file must not take the cache down
+        log.warning("price overrides ignored", error=str(exc))
+        return PriceTable()
+
+
+def _describe(llm: LLM | None) -> dict[str, Any] | None:
+    if llm is None:
+        return None
+    describe = getattr(llm, "describe", None)
+    return describe() if callable(describe) else {"kind": type(llm).__name__}
+
+
+class _ReplyTap:
+    """A TierHandler that notes the upstream reply on the job as soon as it exists."""
+
+    __slots__ = ("_inner", "_job")
+
+    def __init__(self, inner: TierHandler, job: Job) -> None:
+        self._inner = inner
+        self._job = job
+
+    @property
+    def streaming(self) -> bool:
+        return self._inner.streaming
+
+    async def upstream(self, commit: Commit) -> Reply:
+        reply = await self._inner.upstream(commit)
+        self._job.reply = reply
+        return reply
+
+    async def synthesized(self, text: str | None, stream: Any | None, usage: dict[str, int]) -> Reply:
+        return await self._inner.synthesized(text, stream, usage)
 
 
 Factory = Callable[[], Awaitable[Any]]

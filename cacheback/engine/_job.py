@@ -20,13 +20,23 @@ class Reply:
 
     ``answer`` is the text to cache now; a stream sets ``deferred`` and calls the
     commit function it was given once it has completed normally.
+
+    ``usage`` is what the provider call behind ``response`` consumed, for cost
+    accounting: ``{"input_tokens": int, "output_tokens": int, "model": str}`` (the
+    model id the provider reported, priced by ``engine/_costs.py``). The upstream
+    handler fills it for a plain response before returning; a deferred stream fills
+    the same dict in place when the stream ends, before it calls commit (the engine
+    reads it when the job finishes and again at commit). The engine stores it in the
+    entry's metadata, so that a later hit knows what it saved. For a synthesized reply
+    it is the cheap model's ``input_tokens``/``output_tokens`` (accounted by the engine
+    already).
     """
 
     response: Any
     answer: str | None = None
     payload: bytes | None = None
     deferred: bool = False
-    usage: dict[str, int] = field(default_factory=dict)
+    usage: dict[str, Any] = field(default_factory=dict)
 
 
 class TierHandler(Protocol):
@@ -34,9 +44,12 @@ class TierHandler(Protocol):
 
     def upstream(self, commit: Commit) -> Awaitable[Reply]: ...
 
-    def synthesized(
-        self, text: str | None, stream: Any | None, usage: dict[str, int]
-    ) -> Awaitable[Reply]: ...
+    def synthesized(self, text: str | None, stream: Any | None, usage: dict[str, int]) -> Awaitable[Reply]:
+        """The response for a synthesized answer: ``text`` for a plain request; for a
+        streaming one ``text`` is None and ``stream`` an async iterator of text deltas,
+        produced as the cheap model sends them (``usage`` is filled in place when it
+        ends). Close (``aclose``) the iterator when abandoning it."""
+        ...
 
     @property
     def streaming(self) -> bool: ...

@@ -27,6 +27,14 @@ class Settings:
     synthesis_threshold: float = 0.80
     synthesis_mode: SynthesisMode = "off"
     synthesis_top_k: int = 5
+    # synthesis endpoint (docs/synthesis.md): any OpenAI-compatible chat completions API
+    synthesis_model: str | None = None
+    synthesis_base_url: str | None = None
+    synthesis_api_key: str | None = field(default=None, repr=False)  # sent only to synthesis_base_url
+    synthesis_timeout_s: float = 10.0  # whole call; for streams, until the first answer tokens
+    synthesis_max_tokens: int = 1024
+    synthesis_store: bool = False  # store synthesized answers as verbatim entries
+    prices: dict[str, Any] | str | None = None  # price overrides, or a JSON file (engine/_costs.py)
     cache_ttl: float = 86400.0
     max_entries: int = 100_000
     top_k: int = 5
@@ -56,6 +64,8 @@ class Settings:
             raise ConfigError("synthesis_threshold must be in (0, 1]")
         if self.synthesis_mode not in _MODES:
             raise ConfigError(f"synthesis_mode must be one of {', '.join(_MODES)}")
+        if self.synthesis_timeout_s <= 0 or self.synthesis_max_tokens < 1 or self.synthesis_top_k < 1:
+            raise ConfigError("synthesis_timeout_s, synthesis_max_tokens and synthesis_top_k must be > 0")
         if self.cache_ttl <= 0:
             raise ConfigError("cache_ttl must be positive (seconds)")
         if self.max_entries < 1:

@@ -9,6 +9,8 @@ from ._pipeline import percentile
 from ._types import Tier
 
 _WINDOW = 4096
+# Tiers that spend (provider calls) or save (answers served without the upstream call).
+_COST_TIERS = ("exact", "verbatim", "synthesis", "upstream", "bypass")
 
 
 class Stats:
@@ -25,6 +27,47 @@ class Stats:
     def record(self, tier: Tier, latency_ms: float) -> None:
         self.count(f"tier.{tier.value}")
         self._latency[tier.value].append(latency_ms)
+
+    def record_usage(self, tier: str, input_tokens: int, output_tokens: int, cost_usd: float | None) -> None:
+        """One provider call made for ``tier`` (upstream, bypass, synthesis) and its estimated cost."""
+        self.count(f"cost.{tier}.llm_calls")
+        self.count(f"cost.{tier}.input_tokens", float(input_tokens))
+        self.count(f"cost.{tier}.output_tokens", float(output_tokens))
+        if cost_usd is None:
+            self.count(f"cost.{tier}.unpriced_calls")  # a model the price table does not know
+        else:
+            self.count(f"cost.{tier}.spent_usd", cost_usd)
+
+    def record_saving(self, tier: str, usd: float) -> None:
+        """The estimated upstream cost a hit or a synthesis avoided."""
+        self.count(f"cost.{tier}.saved_usd", usd)
+
+    def cost(self) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
+        """Per tier: requests, provider calls, tokens, spend and savings; then the totals.
+
+        ``net_saved_usd`` is what hits and synthesis avoided minus what the cheap model
+        cost (declined attempts included); ``savings_rate`` compares the spend with the
+        spend there would have been without the cache.
+        """
+        tiers: dict[str, dict[str, Any]] = {}
+        for name in _COST_TIERS:
+            row: dict[str, Any] = {"requests": int(self.total(f"tier.{name}"))}
+            for key in ("llm_calls", "input_tokens", "output_tokens", "unpriced_calls"):
+                row[key] = int(self.total(f"cost.{name}.{key}"))
+            for key in ("spent_usd", "saved_usd"):
+                row[key] = round(self.total(f"cost.{name}.{key}"), 6)
+            tiers[name] = row
+        spent = sum(r["spent_usd"] for r in tiers.values())
+        saved = sum(r["saved_usd"] for r in tiers.values())
+        net = saved - tiers["synthesis"]["spent_usd"]
+        without = spent - tiers["synthesis"]["spent_usd"] + saved
+        totals = {
+            "spent_usd": round(spent, 6),
+            "saved_usd": round(saved, 6),
+            "net_saved_usd": round(net, 6),
+            "savings_rate": round(net / without, 4) if without > 0 else 0.0,
+        }
+        return tiers, totals
 
     def take_pending(self) -> dict[str, float]:
         out, self.pending = self.pending, {}
@@ -51,6 +94,7 @@ class Stats:
         tiers = {t.value: int(self.total(f"tier.{t.value}")) for t in Tier}
         hits = tiers["exact"] + tiers["verbatim"]
         lookups = hits + tiers["synthesis"] + tiers["upstream"] + tiers["miss"]
+        cost, savings = self.cost()
         return {
             "hits": hits,
             "misses": tiers["upstream"] + tiers["miss"],
@@ -61,4 +105,6 @@ class Stats:
             "hit_rate": round(hits / lookups, 4) if lookups else 0.0,
             "tiers": tiers,
             "cache_errors": int(self.total("cache_errors")),
+            "cost": cost,
+            "savings": savings,
         }
