@@ -212,6 +212,11 @@ class AsyncSemanticCache:
         engine = await self._engine_open()
         return await engine.get_stats()
 
+    async def flush(self) -> None:
+        """Wait until answers written behind so far are stored (visible to paraphrases)."""
+        engine = await self._engine_open()
+        await engine.flush()
+
     async def evict_expired(self) -> int:
         engine = await self._engine_open()
         return await engine.evict_expired()
@@ -319,6 +324,9 @@ class SemanticCache:
     def stats(self) -> dict[str, Any]:
         result: dict[str, Any] = self._call(self._async.stats)
         return result
+
+    def flush(self) -> None:
+        self._call(self._async.flush)
 
     def evict_expired(self) -> int:
         return int(self._call(self._async.evict_expired))

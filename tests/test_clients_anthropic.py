@@ -43,6 +43,7 @@ def test_message_hit_and_paraphrase(fake: FakeProvider, cache_dir: Path, embedde
     with CachedAnthropic(**anthropic_args(fake, cache_dir, embedder)) as c:
         first = ask(c, "What is the capital of France?")
         assert isinstance(first, Message) and first.cacheback_hit is False  # type: ignore[attr-defined]
+        c.cache.flush()
         hit = ask(c, "What's the capital city of France?")
         assert isinstance(hit, Message) and hit.cacheback_hit is True  # type: ignore[attr-defined]
         assert hit.content[0].text == first.content[0].text  # type: ignore[union-attr]

@@ -115,6 +115,11 @@ class AsyncEngine:
         await self.aclose()
 
     @property
+    def loop_token(self) -> Any:
+        """The event loop's token, for calls back into the engine from other threads."""
+        return self._loop_token
+
+    @property
     def running(self) -> bool:
         return self._pipeline is not None
 
@@ -476,6 +481,15 @@ class AsyncEngine:
         if not fill.ids:
             raise StoreError("the store did not accept the entry")
         return fill.ids[0]
+
+    async def flush(self) -> None:
+        """Wait until every answer queued for writing so far is in the store."""
+        from ..stages.persister import Barrier
+
+        pipeline, _ = self._require()
+        barrier = Barrier(anyio.Event())
+        await pipeline.sink(barrier)
+        await barrier.done.wait()
 
     # -- management ----------------------------------------------------------------
 

@@ -27,6 +27,13 @@ class Touch:
     entry_id: int
 
 
+@dataclass(eq=False, slots=True)
+class Barrier:
+    """Set once everything queued before it has been written (``engine.flush()``)."""
+
+    done: anyio.Event
+
+
 class Persister:
     name = "persister"
 
@@ -43,7 +50,7 @@ class Persister:
     def policy(self) -> BatchPolicy:
         return self._policy
 
-    async def write(self, items: Sequence[Fill | Touch]) -> None:
+    async def write(self, items: Sequence[Fill | Touch | Barrier]) -> None:
         fills = [i for i in items if isinstance(i, Fill)]
         touches = sorted({i.entry_id for i in items if isinstance(i, Touch)})
         try:
@@ -76,6 +83,9 @@ class Persister:
             self._on_error(exc)
             raise
         finally:
+            for item in items:
+                if isinstance(item, Barrier):
+                    item.done.set()
             for fill in fills:
                 if fill.done is not None:
                     fill.done.set()

@@ -225,6 +225,16 @@ def replay_manager(client: Any, message: Any, info: dict[str, Any] | None, *, hi
     return manager
 
 
+def live_manager(client: Any, raw: Any) -> Any:
+    """``messages.stream(...)``'s manager over an already open raw stream."""
+    from ..providers import AsyncHookedMessageStreamManager, HookedMessageStreamManager
+    from ..providers._stream_replay import Ready
+
+    if hasattr(raw, "__aiter__"):
+        return AsyncHookedMessageStreamManager(Ready(raw))
+    return HookedMessageStreamManager(lambda: raw)
+
+
 class _Handler:
     def __init__(self, cache: ClientCache, prep: Prepared, client: Any) -> None:
         self.cache = cache
@@ -245,10 +255,11 @@ class _Handler:
             usage=self.prep.spec.usage(response),
         )
 
-    async def synthesized(self, text: str | None, stream: Any | None, usage: dict[str, int]) -> Reply:
+    async def synthesized(self, text: str | None, stream: Any | None, usage: dict[str, Any]) -> Reply:
         if text is None and stream is not None:
-            parts = [part async for part in stream]
-            text = "".join(parts)
+            if self.prep.stream:
+                return Reply(self._live(stream), usage=usage)
+            text = "".join([part async for part in stream])
         obj = self.prep.spec.rebuild(text or "", None, self.prep.model, self.prep.kwargs)
         if self.prep.helper:
             return Reply(replay_manager(self.client, obj, None, hit=False), usage=dict(usage))
@@ -256,6 +267,21 @@ class _Handler:
             assert self.prep.key is not None
             return Reply(self.prep.spec.replay(self.client, obj, self.prep.key), usage=dict(usage))
         return Reply(obj, usage=dict(usage))
+
+    def _live(self, deltas: Any) -> Any:
+        """The SDK's own stream, fed by the cheap model's deltas as they arrive."""
+        from ..providers._live import SENTINEL, LiveByteStream, live_shape, live_sse, sdk_live_stream
+
+        spec, prep = self.prep.spec, self.prep
+        api = spec.name.split(".", 1)[1]
+        template = spec.rebuild(SENTINEL, None, prep.model, prep.kwargs)
+        include_usage = bool(prep.key is not None and prep.key.stream_usage)
+        shape = live_shape(api, template, include_usage=include_usage)
+        body = LiveByteStream(live_sse(shape, deltas), token=self.cache.engine.loop_token)
+        raw = sdk_live_stream(self.client, "messages" if api == "messages" else api, body)
+        if prep.helper:
+            return live_manager(self.client, raw)
+        return raw
 
 
 class AsyncSDKHandler(_Handler):
