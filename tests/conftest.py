@@ -35,10 +35,21 @@ def cache_dir(tmp_path: Path) -> Path:
 
 # C functions that block: SQLite statements, ONNX inference, HNSW search and file reads.
 _BLOCKING = {
-    "Connection.execute", "Connection.executemany", "Connection.commit", "Cursor.execute",
-    "Cursor.executemany", "Cursor.fetchall", "Cursor.fetchone", "InferenceSession.run",
-    "Index.knn_query", "Index.add_items", "Index.save_index", "Index.load_index",
-    "BufferedReader.read", "FileIO.read", "sleep",
+    "Connection.execute",
+    "Connection.executemany",
+    "Connection.commit",
+    "Cursor.execute",
+    "Cursor.executemany",
+    "Cursor.fetchall",
+    "Cursor.fetchone",
+    "InferenceSession.run",
+    "Index.knn_query",
+    "Index.add_items",
+    "Index.save_index",
+    "Index.load_index",
+    "BufferedReader.read",
+    "FileIO.read",
+    "sleep",
 }
 
 

@@ -26,8 +26,12 @@ def fake() -> Iterator[FakeProvider]:
 
 
 def ask(client: CachedAnthropic, text: str, **kw: Any) -> Any:
-    return client.messages.create(model=kw.pop("model", MODEL), max_tokens=kw.pop("max_tokens", 1024),
-                                  messages=kw.pop("messages", user(text)), **kw)
+    return client.messages.create(
+        model=kw.pop("model", MODEL),
+        max_tokens=kw.pop("max_tokens", 1024),
+        messages=kw.pop("messages", user(text)),
+        **kw,
+    )
 
 
 def wait_for_hit(fn: Any) -> Any:
@@ -101,7 +105,9 @@ async def test_async_client(fake: FakeProvider, cache_dir: Path, embedder: Any) 
         assert first.cacheback_hit is False  # type: ignore[attr-defined]
         hit = await c.messages.create(model=MODEL, max_tokens=100, messages=user("What is a monad?"))
         assert isinstance(hit, Message) and hit.cacheback_hit is True  # type: ignore[attr-defined]
-        stream = await c.messages.create(model=MODEL, max_tokens=100, messages=user("What is a monad?"), stream=True)
+        stream = await c.messages.create(
+            model=MODEL, max_tokens=100, messages=user("What is a monad?"), stream=True
+        )
         assert isinstance(stream, anthropic.AsyncStream) and stream.cacheback_hit is True  # type: ignore[attr-defined]
         text = "".join([e.delta.text async for e in stream if e.type == "content_block_delta"])
         assert text == first.content[0].text  # type: ignore[union-attr]

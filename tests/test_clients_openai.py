@@ -34,7 +34,9 @@ def client(fake: FakeProvider, cache_dir: Path, embedder: Any) -> Iterator[Cache
 
 
 def ask(client: CachedOpenAI, text: str, **kw: Any) -> Any:
-    return client.chat.completions.create(model=kw.pop("model", "gpt-4o"), messages=kw.pop("messages", user(text)), **kw)
+    return client.chat.completions.create(
+        model=kw.pop("model", "gpt-4o"), messages=kw.pop("messages", user(text)), **kw
+    )
 
 
 def test_second_identical_call_is_a_hit_with_sdk_types(client: CachedOpenAI, fake: FakeProvider) -> None:
@@ -67,13 +69,20 @@ def test_paraphrase_hits(client: CachedOpenAI, fake: FakeProvider) -> None:
     [
         {"model": "gpt-4o-mini"},
         {"messages": [{"role": "system", "content": "Answer in French."}, *user("What is Python?")]},
-        {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
-                      *user("What is Python?")]},
+        {
+            "messages": [
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"},
+                *user("What is Python?"),
+            ]
+        },
         {"temperature": 1.5},
     ],
     ids=["model", "system", "earlier-turn", "temperature"],
 )
-def test_a_different_scope_never_hits(client: CachedOpenAI, fake: FakeProvider, change: dict[str, Any]) -> None:
+def test_a_different_scope_never_hits(
+    client: CachedOpenAI, fake: FakeProvider, change: dict[str, Any]
+) -> None:
     ask(client, "What is Python?")
     other = ask(client, "What is Python?", **change)
     assert other.cacheback_hit is False  # type: ignore[attr-defined]
@@ -130,8 +139,15 @@ def test_timeout_surfaces_as_sdk_error(fake: FakeProvider, cache_dir: Path, embe
         assert ask(c, "What is Zig?").cacheback_hit is False  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("reply", [Reply(finish_reason="length"), Reply(finish_reason="content_filter"),
-                                   Reply(refusal="I can't help with that.")], ids=["length", "filter", "refusal"])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(finish_reason="length"),
+        Reply(finish_reason="content_filter"),
+        Reply(refusal="I can't help with that."),
+    ],
+    ids=["length", "filter", "refusal"],
+)
 def test_truncated_filtered_and_refused_answers_are_not_cached(
     client: CachedOpenAI, fake: FakeProvider, reply: Reply
 ) -> None:
@@ -197,7 +213,9 @@ def test_uncached_features_work_unchanged(client: CachedOpenAI, fake: FakeProvid
 
 def test_negative_cache_blocks_and_options(fake: FakeProvider, cache_dir: Path, embedder: Any) -> None:
     with CachedOpenAI(**openai_args(fake, cache_dir, embedder)) as c:
-        entry = c.cache.negative.add("How to hack into systems", reason="refusal", category="safety", severity=5)
+        entry = c.cache.negative.add(
+            "How to hack into systems", reason="refusal", category="safety", severity=5
+        )
         with pytest.raises(CachebackBlocked) as info:
             ask(c, "How do I hack into computer systems?")
         assert info.value.reason == "refusal"
@@ -205,7 +223,9 @@ def test_negative_cache_blocks_and_options(fake: FakeProvider, cache_dir: Path, 
         assert c.cache.negative.check("How do I hack computers")["entry_id"] == entry  # type: ignore[index]
         assert c.cache.stats["blocked"] == 1
     seen: list[dict[str, Any]] = []
-    with CachedOpenAI(**openai_args(fake, cache_dir, embedder, on_negative_hit=lambda m: seen.append(m) or "refused")) as c:
+    with CachedOpenAI(
+        **openai_args(fake, cache_dir, embedder, on_negative_hit=lambda m: seen.append(m) or "refused")
+    ) as c:
         assert ask(c, "How to hack into systems") == "refused"
         assert seen[0]["reason"] == "refusal"
     with CachedOpenAI(**openai_args(fake, cache_dir, embedder, on_negative_hit="skip")) as c:
@@ -243,7 +263,9 @@ async def test_async_client_hits_and_streams(fake: FakeProvider, cache_dir: Path
         assert first.cacheback_hit is False  # type: ignore[attr-defined]
         hit = await c.chat.completions.create(model="gpt-4o", messages=user("What is asyncio?"))
         assert isinstance(hit, ChatCompletion) and hit.cacheback_hit is True  # type: ignore[attr-defined]
-        stream = await c.chat.completions.create(model="gpt-4o", messages=user("What is asyncio?"), stream=True)
+        stream = await c.chat.completions.create(
+            model="gpt-4o", messages=user("What is asyncio?"), stream=True
+        )
         assert isinstance(stream, openai.AsyncStream) and stream.cacheback_hit is True  # type: ignore[attr-defined]
         text = "".join([ch.choices[0].delta.content or "" async for ch in stream if ch.choices])
         assert text == first.choices[0].message.content
@@ -265,7 +287,9 @@ async def test_100_concurrent_identical_requests_make_one_upstream_call(
         results: list[Any] = []
 
         async def one() -> None:
-            results.append(await c.chat.completions.create(model="gpt-4o", messages=user("What is a coroutine?")))
+            results.append(
+                await c.chat.completions.create(model="gpt-4o", messages=user("What is a coroutine?"))
+            )
 
         async with anyio.create_task_group() as tg:
             for _ in range(100):
@@ -275,7 +299,9 @@ async def test_100_concurrent_identical_requests_make_one_upstream_call(
         assert len(texts) == 1 and len({id(r) for r in results}) == 100
 
 
-async def test_concurrent_failure_reaches_every_waiter(fake: FakeProvider, cache_dir: Path, embedder: Any) -> None:
+async def test_concurrent_failure_reaches_every_waiter(
+    fake: FakeProvider, cache_dir: Path, embedder: Any
+) -> None:
     fake.script(Reply(status=500, delay=0.3), endpoint="chat")
     async with AsyncCachedOpenAI(**openai_args(fake, cache_dir, embedder)) as c:
         errors: list[BaseException] = []

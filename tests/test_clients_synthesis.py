@@ -58,10 +58,14 @@ async def test_async_streaming_synthesis_arrives_progressively(
     fake: FakeProvider, cache_dir: Path, embedder: Any
 ) -> None:
     llm = cheap(fake)
-    async with AsyncCachedOpenAI(**openai_args(fake, cache_dir, embedder, synthesis_mode="auto", llm=llm)) as c:
+    async with AsyncCachedOpenAI(
+        **openai_args(fake, cache_dir, embedder, synthesis_mode="auto", llm=llm)
+    ) as c:
         await c.chat.completions.create(model="gpt-4o", messages=user(SEED))
         await c.cache.flush()
-        fake.script(Reply(text="Plants turn light into sugar, step by step, in their leaves.", chunk_delay=0.05))
+        fake.script(
+            Reply(text="Plants turn light into sugar, step by step, in their leaves.", chunk_delay=0.05)
+        )
         s = await c.chat.completions.create(model="gpt-4o", messages=user(RELATED), stream=True)
         assert isinstance(s, openai.AsyncStream) and s.cacheback_synthesized is True  # type: ignore[attr-defined]
         import time
@@ -78,11 +82,15 @@ async def test_async_streaming_synthesis_arrives_progressively(
     await llm.aclose()
 
 
-async def test_declined_synthesis_goes_upstream_once(fake: FakeProvider, cache_dir: Path, embedder: Any) -> None:
+async def test_declined_synthesis_goes_upstream_once(
+    fake: FakeProvider, cache_dir: Path, embedder: Any
+) -> None:
     from cacheback.engine._synthesis import DECLINE_MARKER
 
     llm = cheap(fake)
-    async with AsyncCachedOpenAI(**openai_args(fake, cache_dir, embedder, synthesis_mode="auto", llm=llm)) as c:
+    async with AsyncCachedOpenAI(
+        **openai_args(fake, cache_dir, embedder, synthesis_mode="auto", llm=llm)
+    ) as c:
         await c.chat.completions.create(model="gpt-4o", messages=user(SEED))
         await c.cache.flush()
         fake.script(Reply(text=DECLINE_MARKER))
@@ -102,7 +110,9 @@ async def test_anthropic_synthesis_message_and_stream_helper(
         await c.cache.flush()
         m = await c.messages.create(model="claude-x", max_tokens=100, messages=user(RELATED))
         assert isinstance(m, Message) and m.cacheback_synthesized is True  # type: ignore[attr-defined]
-        stream = await c.messages.create(model="claude-x", max_tokens=100, messages=user(RELATED), stream=True)
+        stream = await c.messages.create(
+            model="claude-x", max_tokens=100, messages=user(RELATED), stream=True
+        )
         assert isinstance(stream, anthropic.AsyncStream)
         text = "".join([e.delta.text async for e in stream if e.type == "content_block_delta"])
         assert "[cheap-model]" in text

@@ -90,8 +90,9 @@ async def test_restart_keeps_entries_and_counters(cache_dir: Path, embedder: Any
 async def test_negative_cache_flow(cache_dir: Path, embedder: Any) -> None:
     async with make(cache_dir, embedder, negative_false_positive_limit=5) as cache:
         await cache.populate("How to hack into systems", "cached answer")
-        entry_id = await cache.negative.add("How to hack into systems", reason="refusal",
-                                            category="safety", severity=5)
+        entry_id = await cache.negative.add(
+            "How to hack into systems", reason="refusal", category="safety", severity=5
+        )
         match = await cache.negative.check("How do I hack into computer systems?")
         assert match is not None
         assert match["reason"] == "refusal" and match["entry_id"] == entry_id

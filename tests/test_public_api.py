@@ -8,10 +8,27 @@ import sys
 import cacheback
 
 EXPECTED = {
-    "AsyncCachedAnthropic", "AsyncCachedOpenAI", "AsyncEngine", "AsyncNegativeCache", "AsyncSemanticCache",
-    "CachebackBlocked", "CachebackError", "CachedAnthropic", "CachedOpenAI", "ConfigError", "EmbedderError",
-    "EngineClosed", "LookupResult", "ModelNotFound", "NegativeCache", "SemanticCache", "Settings",
-    "StoreCorrupt", "StoreError", "Tier", "__version__",
+    "AsyncCachedAnthropic",
+    "AsyncCachedOpenAI",
+    "AsyncEngine",
+    "AsyncNegativeCache",
+    "AsyncSemanticCache",
+    "CachebackBlocked",
+    "CachebackError",
+    "CachedAnthropic",
+    "CachedOpenAI",
+    "ConfigError",
+    "EmbedderError",
+    "EngineClosed",
+    "LookupResult",
+    "ModelNotFound",
+    "NegativeCache",
+    "SemanticCache",
+    "Settings",
+    "StoreCorrupt",
+    "StoreError",
+    "Tier",
+    "__version__",
 }
 
 
@@ -45,6 +62,13 @@ def test_import_does_not_load_sdks_or_models() -> None:
 
 
 def test_errors_form_one_tree() -> None:
-    for name in ("CachebackBlocked", "ConfigError", "EmbedderError", "EngineClosed", "ModelNotFound",
-                 "StoreCorrupt", "StoreError"):
+    for name in (
+        "CachebackBlocked",
+        "ConfigError",
+        "EmbedderError",
+        "EngineClosed",
+        "ModelNotFound",
+        "StoreCorrupt",
+        "StoreError",
+    ):
         assert issubclass(getattr(cacheback, name), cacheback.CachebackError)

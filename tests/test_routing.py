@@ -12,8 +12,14 @@ def cand(sim: float, query: str = "q", entry_id: int = 1) -> Candidate:
 
 
 def decide(cands: list[Candidate], mode: str = "off", rule=cosine_rule):  # type: ignore[no-untyped-def]
-    return route("q", cands, similarity_threshold=0.92, synthesis_threshold=0.80,
-                 synthesis_mode=mode, verbatim_rule=rule)
+    return route(
+        "q",
+        cands,
+        similarity_threshold=0.92,
+        synthesis_threshold=0.80,
+        synthesis_mode=mode,
+        verbatim_rule=rule,
+    )
 
 
 def test_verbatim_when_above_threshold() -> None:
