@@ -162,6 +162,10 @@ class AsyncEngine:
         self.stats.base = await self.store.load_counters()
         self._negatives = await self.store.negative_count()
         self._rule = self._rule_arg or default_verbatim_rule(s.guard_enabled)
+        if s.guard_enabled:
+            from ._guard import shipped_model
+
+            await anyio.to_thread.run_sync(shipped_model)
         self.prices = await anyio.to_thread.run_sync(_price_table, s)
         if self.llm is None and s.synthesis_mode != "off":
             from ..adapters.llm import llm_from_settings

@@ -1368,8 +1368,10 @@ class GuardModel:
 
 
 @lru_cache(maxsize=1)
+@lru_cache(maxsize=1)
 def shipped_model() -> GuardModel | None:
-    """The scorer committed beside this module (``_guard_model.json``), if any."""
+    """The scorer committed beside this module (``_guard_model.json``), if any; read once
+    (the engine warms this on a worker thread so the event loop never reads the file)."""
     try:
         raw = resources.files(__package__ or "cacheback.engine").joinpath(
             "_guard_model.json"
