@@ -268,6 +268,10 @@ class _Handler:
             return Reply(self.prep.spec.replay(self.client, obj, self.prep.key), usage=dict(usage))
         return Reply(obj, usage=dict(usage))
 
+    def _usage_into(self, reply: Reply) -> Callable[[dict[str, Any]], None]:
+        usage_of = self.prep.spec.usage
+        return lambda payload: reply.usage.update(usage_of(payload))
+
     def _live(self, deltas: Any) -> Any:
         """The SDK's own stream, fed by the cheap model's deltas as they arrive."""
         from ..providers._live import SENTINEL, LiveByteStream, live_shape, live_sse, sdk_live_stream
@@ -305,8 +309,9 @@ class AsyncSDKHandler(_Handler):
             return Reply(AsyncHookedMessageStreamManager(request()), deferred=True)
         response = await self._call(**self.prep.kwargs)
         if self.prep.stream:
-            tee_async(response, self.prep.spec.accumulator(), commit)
-            return Reply(response, deferred=True)
+            reply = Reply(response, deferred=True)
+            tee_async(response, self.prep.spec.accumulator(), commit, self._usage_into(reply))
+            return reply
         return self._reply(response)
 
 
@@ -329,6 +334,7 @@ class SyncSDKHandler(_Handler):
             return Reply(HookedMessageStreamManager(request), deferred=True)
         response = await anyio.to_thread.run_sync(partial(self._call, **self.prep.kwargs))
         if self.prep.stream:
-            tee_sync(response, self.prep.spec.accumulator(), commit)
-            return Reply(response, deferred=True)
+            reply = Reply(response, deferred=True)
+            tee_sync(response, self.prep.spec.accumulator(), commit, self._usage_into(reply))
+            return reply
         return self._reply(response)
