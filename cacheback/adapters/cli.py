@@ -128,6 +128,16 @@ async def _lookup(args: argparse.Namespace) -> int:
     return 0 if r.hit else 1
 
 
+async def _report_wrong_hit(args: argparse.Namespace) -> int:
+    async with _engine(args, embedder=False) as engine:
+        removed = await engine.report_wrong_hit(args.entry_id)
+    if not removed:
+        print(f"no entry {args.entry_id}", file=sys.stderr)
+        return 1
+    print(f"entry {args.entry_id} removed: it will not be served again")
+    return 0
+
+
 async def _evict(args: argparse.Namespace) -> int:
     async with _engine(args, embedder=False) as engine:
         n = await engine.evict_expired()
@@ -300,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     lk.add_argument("--threshold", type=float, default=None)
     lk.add_argument("--json", action="store_true")
     sub.add_parser("evict", help="remove expired entries")
+    wr = sub.add_parser("report-wrong-hit", help="remove an entry that served a wrong answer")
+    wr.add_argument("entry_id", type=int)
     c = sub.add_parser("clear", help="remove all entries (or one namespace's)")
     c.add_argument("--namespace", default=None)
     c.add_argument("--yes", action="store_true", help="really clear")
@@ -335,6 +347,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "evict": _evict,
     "clear": _clear,
     "negative": _negative,
+    "report-wrong-hit": _report_wrong_hit,
     "export": _export,
     "import": _import,
 }
