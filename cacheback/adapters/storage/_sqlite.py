@@ -1,0 +1,576 @@
+"""The SQLite half of the embedded store: schema and every SQL statement, run via aiosqlite.
+
+Two connections: one writer (all writes serialise on an anyio lock and run as
+``BEGIN IMMEDIATE`` transactions, so concurrent coroutines never share a transaction) and one
+reader (WAL lets it read committed data while the writer or another process writes).
+
+Triggers write the ``changes`` log in the same transaction as every insert into or delete from
+``entries``, whoever runs the statement (this process, another one, a maintenance script), so the
+vector index can always be caught up by replaying ``seq > watermark``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import anyio
+
+from ...engine._errors import StoreError
+from ...engine._types import CacheEntry, NegativeEntry
+
+SCHEMA_VERSION = 1
+_CHUNK = 500  # ids per IN (...) list: far below SQLite's variable limit on every version
+
+_CONNECTION_PRAGMAS = (
+    "PRAGMA busy_timeout = 10000",  # first, so the WAL switch below also waits for locks
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",  # WAL + NORMAL: no fsync per commit, still crash-safe
+    "PRAGMA temp_store = MEMORY",
+    "PRAGMA cache_size = -8000",  # 8 MB per connection
+)
+
+_SCHEMA = f"""
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS entries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: ids are never reused
+    scope TEXT NOT NULL,
+    query_hash TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    last_access REAL NOT NULL,
+    hits INTEGER NOT NULL DEFAULT 0,
+    -- float32 little-endian; placed before the large text columns so reading vectors never
+    -- walks the overflow pages of long answers and payloads
+    vector BLOB,
+    query TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    payload BLOB,
+    metadata TEXT NOT NULL DEFAULT '{{}}'
+);
+CREATE UNIQUE INDEX IF NOT EXISTS entries_scope_hash ON entries (scope, query_hash);
+CREATE INDEX IF NOT EXISTS entries_last_access ON entries (last_access);
+CREATE INDEX IF NOT EXISTS entries_expires_at ON entries (expires_at);
+-- the indexed rows per scope: loads the scope map on open and serves exact small-scope scans
+CREATE INDEX IF NOT EXISTS entries_vector_scope ON entries (scope) WHERE vector IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS negatives (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    query TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    category TEXT NOT NULL,
+    severity INTEGER NOT NULL,
+    false_positives INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{{}}'
+);
+CREATE INDEX IF NOT EXISTS negatives_category ON negatives (category);
+
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value REAL NOT NULL) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    op TEXT NOT NULL CHECK (op IN ('add', 'del')),
+    entry_id INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+
+CREATE TRIGGER IF NOT EXISTS entries_log_add AFTER INSERT ON entries BEGIN
+    INSERT INTO changes (op, entry_id) VALUES ('add', NEW.id);
+END;
+CREATE TRIGGER IF NOT EXISTS entries_log_del AFTER DELETE ON entries BEGIN
+    INSERT INTO changes (op, entry_id) VALUES ('del', OLD.id);
+END;
+-- any change to the negative list bumps a version that readers poll to refresh their copy
+CREATE TRIGGER IF NOT EXISTS negatives_bump_ins AFTER INSERT ON negatives BEGIN
+    UPDATE store_meta SET value = value + 1 WHERE key = 'negatives_version';
+END;
+CREATE TRIGGER IF NOT EXISTS negatives_bump_del AFTER DELETE ON negatives BEGIN
+    UPDATE store_meta SET value = value + 1 WHERE key = 'negatives_version';
+END;
+CREATE TRIGGER IF NOT EXISTS negatives_bump_upd AFTER UPDATE ON negatives BEGIN
+    UPDATE store_meta SET value = value + 1 WHERE key = 'negatives_version';
+END;
+
+INSERT OR IGNORE INTO store_meta (key, value) VALUES
+    ('schema_version', {SCHEMA_VERSION}),
+    ('db_id', lower(hex(randomblob(16)))),
+    ('pruned_through', 0),
+    ('negatives_version', 0);
+COMMIT;
+"""
+
+_ENTRY_COLS = (
+    "id, scope, query, answer, payload, created_at, expires_at, last_access, hits, metadata"
+)
+_NEG_COLS = "id, query, reason, category, severity, false_positives, created_at, metadata"
+
+_INSERT_ENTRY = (
+    "INSERT INTO entries (scope, query_hash, created_at, expires_at, last_access, hits, vector,"
+    " query, answer, payload, metadata) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)"
+)
+
+# One row of the changes log joined with the entry it adds (scope and vector are NULL for
+# deletions, and for additions whose entry is already gone again or has no vector).
+ChangeRow = tuple[int, str, int, str | None, bytes | None]
+
+# A prepared entry row, in the column order of _INSERT_ENTRY.
+EntryRow = tuple[str, str, float, float, float, bytes | None, str, str, bytes | None, str]
+
+SQLITE_CORRUPT = 11
+SQLITE_NOTADB = 26
+
+
+def is_corruption(exc: BaseException) -> bool:
+    """True for "file is not a database" and "database disk image is malformed"."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in (SQLITE_CORRUPT, SQLITE_NOTADB)
+    text = str(exc).lower()
+    return "not a database" in text or "malformed" in text
+
+
+def dumps_metadata(metadata: dict[str, Any]) -> str:
+    return json.dumps(metadata, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _loads_metadata(raw: object) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(str(raw))
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _entry(row: Sequence[Any]) -> CacheEntry:
+    return CacheEntry(
+        id=int(row[0]),
+        scope=row[1],
+        query=row[2],
+        answer=row[3],
+        payload=None if row[4] is None else bytes(row[4]),
+        created_at=float(row[5]),
+        expires_at=float(row[6]),
+        last_access=float(row[7]),
+        hits=int(row[8]),
+        metadata=_loads_metadata(row[9]),
+    )
+
+
+def _negative(row: Sequence[Any]) -> NegativeEntry:
+    return NegativeEntry(
+        id=int(row[0]),
+        query=row[1],
+        reason=row[2],
+        category=row[3],
+        severity=int(row[4]),
+        false_positives=int(row[5]),
+        created_at=float(row[6]),
+        metadata=_loads_metadata(row[7]),
+    )
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+async def _connect(path: Path, *, readonly: bool = False) -> aiosqlite.Connection:
+    # isolation_level=None: autocommit; every write transaction is an explicit BEGIN IMMEDIATE.
+    conn = await aiosqlite.connect(str(path), isolation_level=None)
+    try:
+        for pragma in _CONNECTION_PRAGMAS:
+            await conn.execute(pragma)
+        if readonly:
+            await conn.execute("PRAGMA query_only = 1")
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await conn.close()
+        raise
+    return conn
+
+
+class Database:
+    """The SQLite file: entries, negatives, counters, the changes log and store metadata."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._w: aiosqlite.Connection | None = None
+        self._r: aiosqlite.Connection | None = None
+        self._wlock = anyio.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect and create the schema; raises sqlite3.DatabaseError on a corrupt file."""
+        try:
+            self._w = await _connect(self.path)
+            await self._w.executescript(_SCHEMA)
+            rows = await self._w.execute_fetchall(
+                "SELECT value FROM store_meta WHERE key = 'schema_version'"
+            )
+            version = int(next(iter(rows))[0])
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has schema version {version}; this cacheback reads "
+                    f"{SCHEMA_VERSION} (upgrade cacheback or use another cache_dir)"
+                )
+            self._r = await _connect(self.path, readonly=True)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            for conn in (self._r, self._w):
+                if conn is not None:
+                    await conn.close()
+        self._r = self._w = None
+
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        if self._r is None:
+            raise StoreError("the store is not open")
+        return self._r
+
+    @asynccontextmanager
+    async def _write(self, *, durable: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction on the writer connection (serialised in this process)."""
+        if self._w is None:
+            raise StoreError("the store is not open")
+        async with self._wlock:
+            w = self._w
+            if durable:  # fsync this commit (the negative list must survive a power cut)
+                await w.execute("PRAGMA synchronous = FULL")
+            try:
+                await w.execute("BEGIN IMMEDIATE")
+                try:
+                    yield w
+                except BaseException:
+                    with anyio.CancelScope(shield=True):
+                        if w.in_transaction:
+                            await w.execute("ROLLBACK")
+                    raise
+                with anyio.CancelScope(shield=True):
+                    await w.execute("COMMIT")
+            finally:
+                if durable:
+                    with anyio.CancelScope(shield=True):
+                        await w.execute("PRAGMA synchronous = NORMAL")
+
+    async def snapshot(self) -> aiosqlite.Connection:
+        """A separate connection holding one read transaction (for a consistent full scan)."""
+        conn = await _connect(self.path, readonly=True)
+        try:
+            await conn.execute("BEGIN")
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await conn.close()
+            raise
+        return conn
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        rows = list(await self.reader.execute_fetchall(sql, params))
+        return rows[0][0] if rows else None
+
+    # -- store metadata and the changes log ------------------------------------------------
+
+    async def meta(self, key: str) -> Any:
+        return await self._one("SELECT value FROM store_meta WHERE key = ?", (key,))
+
+    async def claim_dim(self, dim: int) -> int:
+        """Record the vector dimension on first use; returns the recorded one."""
+        async with self._write() as w:
+            await w.execute(
+                "INSERT OR IGNORE INTO store_meta (key, value) VALUES ('dim', ?)", (dim,)
+            )
+            rows = list(await w.execute_fetchall("SELECT value FROM store_meta WHERE key = 'dim'"))
+        return int(rows[0][0])
+
+    async def data_version(self) -> int:
+        """Changes whenever another connection (in this process or another) commits."""
+        return int(await self._one("PRAGMA data_version"))
+
+    async def changes_since(self, seq: int, limit: int) -> list[ChangeRow]:
+        rows = await self.reader.execute_fetchall(
+            "SELECT c.seq, c.op, c.entry_id, e.scope, e.vector FROM changes AS c"
+            " LEFT JOIN entries AS e ON c.op = 'add' AND e.id = c.entry_id"
+            " WHERE c.seq > ? ORDER BY c.seq LIMIT ?",
+            (seq, limit),
+        )
+        return [(int(r[0]), str(r[1]), int(r[2]), r[3], r[4]) for r in rows]
+
+    async def prune_changes(self, keep: int) -> int:
+        """Drop log rows more than ``keep`` behind the head; returns the new pruned mark."""
+        last = await self._last_seq(self.reader)
+        pruned = int(await self.meta("pruned_through") or 0)
+        cut = last - keep
+        if cut <= pruned:
+            return pruned
+        async with self._write() as w:
+            await w.execute("DELETE FROM changes WHERE seq <= ?", (cut,))
+            await w.execute(
+                "UPDATE store_meta SET value = max(value, ?) WHERE key = 'pruned_through'", (cut,)
+            )
+        return cut
+
+    @staticmethod
+    async def _last_seq(conn: aiosqlite.Connection) -> int:
+        rows = list(
+            await conn.execute_fetchall("SELECT seq FROM sqlite_sequence WHERE name = 'changes'")
+        )
+        return int(rows[0][0]) if rows else 0
+
+    async def scope_rows(self) -> list[tuple[int, str]]:
+        """(id, scope) of every entry that has a vector, through the covering partial index."""
+        rows = await self.reader.execute_fetchall(
+            "SELECT id, scope FROM entries WHERE vector IS NOT NULL"
+        )
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    @classmethod
+    async def snapshot_head(cls, snap: aiosqlite.Connection) -> tuple[int, int]:
+        """(last changes seq, number of entries with a vector) inside a snapshot."""
+        seq = await cls._last_seq(snap)
+        rows = list(
+            await snap.execute_fetchall("SELECT count(*) FROM entries WHERE vector IS NOT NULL")
+        )
+        return seq, int(rows[0][0])
+
+    @staticmethod
+    async def snapshot_vectors(
+        snap: aiosqlite.Connection, after_id: int, limit: int
+    ) -> list[tuple[int, str, bytes]]:
+        rows = await snap.execute_fetchall(
+            "SELECT id, scope, vector FROM entries WHERE vector IS NOT NULL AND id > ?"
+            " ORDER BY id LIMIT ?",
+            (after_id, limit),
+        )
+        return [(int(r[0]), str(r[1]), bytes(r[2])) for r in rows]
+
+    # -- entries ---------------------------------------------------------------------------
+
+    async def put(self, rows: Sequence[EntryRow], max_entries: int) -> list[int]:
+        """Insert ``rows`` (replacing same scope and hash) and evict LRU rows past the cap.
+
+        ``rows`` must not repeat a (scope, query_hash). Returns the new ids in ``rows`` order.
+        """
+        async with self._write() as w:
+            await w.executemany(
+                "DELETE FROM entries WHERE scope = ? AND query_hash = ?",
+                [(r[0], r[1]) for r in rows],
+            )
+            before = list(
+                await w.execute_fetchall("SELECT seq FROM sqlite_sequence WHERE name = 'entries'")
+            )
+            floor = int(before[0][0]) if before else 0
+            await w.executemany(_INSERT_ENTRY, rows)
+            # Everything above the old AUTOINCREMENT mark was inserted by this transaction,
+            # in order (it holds the write lock): a rowid range scan, no per-key lookups.
+            new = await w.execute_fetchall(
+                "SELECT id FROM entries WHERE id > ? ORDER BY id", (floor,)
+            )
+            ids = [int(r[0]) for r in new]
+            if len(ids) != len(rows):
+                raise StoreError(f"inserted {len(rows)} entries but found {len(ids)} new ids")
+            total = int(next(iter(await w.execute_fetchall("SELECT count(*) FROM entries")))[0])
+            if total > max_entries:
+                await w.execute(
+                    "DELETE FROM entries WHERE id IN"
+                    " (SELECT id FROM entries ORDER BY last_access, id LIMIT ?)",
+                    (total - max_entries,),
+                )
+        return ids
+
+    async def find_exact(self, scope: str, query_hash: str, now: float) -> CacheEntry | None:
+        rows = list(
+            await self.reader.execute_fetchall(
+                f"SELECT {_ENTRY_COLS} FROM entries"
+                " WHERE scope = ? AND query_hash = ? AND expires_at > ?",
+                (scope, query_hash, now),
+            )
+        )
+        return _entry(rows[0]) if rows else None
+
+    async def live_entries(self, ids: Sequence[int], now: float) -> dict[int, CacheEntry]:
+        out: dict[int, CacheEntry] = {}
+        for chunk in _chunks(ids):
+            rows = await self.reader.execute_fetchall(
+                f"SELECT {_ENTRY_COLS} FROM entries"
+                f" WHERE id IN ({_marks(len(chunk))}) AND expires_at > ?",
+                (*chunk, now),
+            )
+            for row in rows:
+                entry = _entry(row)
+                out[entry.id] = entry
+        return out
+
+    async def scope_vectors(self, scope: str, now: float) -> list[tuple[int, bytes]]:
+        rows = await self.reader.execute_fetchall(
+            "SELECT id, vector FROM entries"
+            " WHERE scope = ? AND vector IS NOT NULL AND expires_at > ?",
+            (scope, now),
+        )
+        return [(int(r[0]), bytes(r[1])) for r in rows]
+
+    async def touch(self, ids: Sequence[int], now: float) -> None:
+        async with self._write() as w:
+            await w.executemany(
+                "UPDATE entries SET last_access = max(last_access, ?), hits = hits + 1"
+                " WHERE id = ?",
+                [(now, int(i)) for i in ids],
+            )
+
+    async def get(self, entry_id: int) -> CacheEntry | None:
+        rows = list(
+            await self.reader.execute_fetchall(
+                f"SELECT {_ENTRY_COLS} FROM entries WHERE id = ?", (entry_id,)
+            )
+        )
+        return _entry(rows[0]) if rows else None
+
+    async def delete(self, ids: Sequence[int]) -> int:
+        removed = 0
+        async with self._write() as w:
+            for chunk in _chunks(ids):
+                cur = await w.execute(
+                    f"DELETE FROM entries WHERE id IN ({_marks(len(chunk))})", tuple(chunk)
+                )
+                removed += max(0, cur.rowcount)
+        return removed
+
+    async def evict_expired(self, now: float, batch: int = 5000) -> int:
+        """Delete expired rows in short transactions so other writers are not held up."""
+        removed = 0
+        while True:
+            async with self._write() as w:
+                cur = await w.execute(
+                    "DELETE FROM entries WHERE id IN"
+                    " (SELECT id FROM entries WHERE expires_at <= ? LIMIT ?)",
+                    (now, batch),
+                )
+                n = max(0, cur.rowcount)
+            removed += n
+            if n < batch:
+                return removed
+
+    async def clear(self, scope_prefix: str | None) -> int:
+        async with self._write() as w:
+            if scope_prefix is None:
+                cur = await w.execute("DELETE FROM entries")
+            else:  # substr, not LIKE: LIKE is case-insensitive and treats % and _ as wildcards
+                cur = await w.execute(
+                    "DELETE FROM entries WHERE substr(scope, 1, ?) = ?",
+                    (len(scope_prefix), scope_prefix),
+                )
+            return max(0, cur.rowcount)
+
+    async def count(self) -> int:
+        return int(await self._one("SELECT count(*) FROM entries"))
+
+    async def entries(self, limit: int, offset: int) -> list[CacheEntry]:
+        rows = await self.reader.execute_fetchall(
+            f"SELECT {_ENTRY_COLS} FROM entries ORDER BY id DESC LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        return [_entry(r) for r in rows]
+
+    # -- negative list ---------------------------------------------------------------------
+
+    async def negatives_version(self) -> int:
+        return int(await self.meta("negatives_version") or 0)
+
+    async def negatives_all(self) -> list[tuple[NegativeEntry, bytes]]:
+        rows = await self.reader.execute_fetchall(
+            f"SELECT {_NEG_COLS}, vector FROM negatives ORDER BY id"
+        )
+        return [(_negative(r), bytes(r[8])) for r in rows]
+
+    async def negative_add(
+        self,
+        query: str,
+        vector: bytes,
+        reason: str,
+        category: str,
+        severity: int,
+        metadata: dict[str, Any],
+        now: float,
+    ) -> int:
+        async with self._write(durable=True) as w:
+            cur = await w.execute(
+                "INSERT INTO negatives (query, vector, reason, category, severity,"
+                " false_positives, created_at, metadata) VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
+                (query, vector, reason, category, severity, now, dumps_metadata(metadata)),
+            )
+            new_id = cur.lastrowid
+        if new_id is None:
+            raise StoreError("the negative entry was not inserted")
+        return int(new_id)
+
+    async def negative_get(self, entry_id: int) -> NegativeEntry | None:
+        rows = list(
+            await self.reader.execute_fetchall(
+                f"SELECT {_NEG_COLS} FROM negatives WHERE id = ?", (entry_id,)
+            )
+        )
+        return _negative(rows[0]) if rows else None
+
+    async def negative_list(self, category: str | None, limit: int | None) -> list[NegativeEntry]:
+        where, params = ("WHERE category = ?", [category]) if category is not None else ("", [])
+        rows = await self.reader.execute_fetchall(
+            f"SELECT {_NEG_COLS} FROM negatives {where} ORDER BY id LIMIT ?",
+            (*params, -1 if limit is None else limit),
+        )
+        return [_negative(r) for r in rows]
+
+    async def negative_remove(self, entry_id: int) -> bool:
+        async with self._write(durable=True) as w:
+            cur = await w.execute("DELETE FROM negatives WHERE id = ?", (entry_id,))
+            return cur.rowcount > 0
+
+    async def negative_report_false_positive(self, entry_id: int) -> int:
+        async with self._write(durable=True) as w:
+            await w.execute(
+                "UPDATE negatives SET false_positives = false_positives + 1 WHERE id = ?",
+                (entry_id,),
+            )
+            rows = list(
+                await w.execute_fetchall(
+                    "SELECT false_positives FROM negatives WHERE id = ?", (entry_id,)
+                )
+            )
+        return int(rows[0][0]) if rows else -1
+
+    async def negative_count(self) -> int:
+        return int(await self._one("SELECT count(*) FROM negatives"))
+
+    # -- counters --------------------------------------------------------------------------
+
+    async def load_counters(self) -> dict[str, float]:
+        rows = await self.reader.execute_fetchall("SELECT name, value FROM counters")
+        return {str(r[0]): float(r[1]) for r in rows}
+
+    async def add_counters(self, deltas: dict[str, float]) -> None:
+        if not deltas:
+            return
+        async with self._write() as w:
+            await w.executemany(
+                "INSERT INTO counters (name, value) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                [(name, float(delta)) for name, delta in deltas.items()],
+            )
