@@ -181,7 +181,7 @@ class AsyncEngine:
             on_error=lambda exc: self.stats.count("cache_errors"),
         )
         self._persister = persister
-        stages: list[Stage] = [Normalize(self.hot, has_embedder=self.embedder is not None)]
+        stages: list[Stage] = [Normalize(self.hot, store, has_embedder=self.embedder is not None)]
         if self.embedder is not None:
             stages.append(
                 EmbedBatcher(
@@ -275,6 +275,11 @@ class AsyncEngine:
         while True:
             await anyio.sleep(1.0)
             await self._flush_counters()
+            if self.store is not None:
+                try:
+                    await self.store.sync()
+                except Exception as exc:
+                    log.warning("store sync failed", error=repr(exc))
             if time.monotonic() - last_sweep >= self.settings.sweep_interval_s:
                 last_sweep = time.monotonic()
                 try:

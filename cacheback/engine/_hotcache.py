@@ -16,12 +16,14 @@ class HotCache:
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
         self._items: OrderedDict[tuple[str, str], tuple[CacheEntry, int]] = OrderedDict()
+        self._keys: dict[int, tuple[str, str]] = {}  # entry id -> key, to drop deleted ids
         self.generation = 0
 
     def bump(self) -> None:
         """Invalidate everything (a delete, a clear or a new negative entry happened)."""
         self.generation += 1
         self._items.clear()
+        self._keys.clear()
 
     def get(self, scope: str, query_hash: str, now: float) -> CacheEntry | None:
         key = (scope, query_hash)
@@ -30,7 +32,7 @@ class HotCache:
             return None
         entry, gen = item
         if gen != self.generation or entry.expires_at <= now:
-            del self._items[key]
+            self._drop(key)
             return None
         self._items.move_to_end(key)
         return entry
@@ -39,14 +41,23 @@ class HotCache:
         if self._capacity <= 0 or generation != self.generation:
             return
         key = (scope, query_hash)
+        self._drop(key)
         self._items[key] = (entry, generation)
-        self._items.move_to_end(key)
+        if entry.id > 0:
+            self._keys[entry.id] = key
         while len(self._items) > self._capacity:
-            self._items.popitem(last=False)
+            self._drop(next(iter(self._items)))
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        item = self._items.pop(key, None)
+        if item is not None and self._keys.get(item[0].id) == key:
+            del self._keys[item[0].id]
 
     def discard_ids(self, ids: set[int]) -> None:
-        for key in [k for k, (e, _) in self._items.items() if e.id in ids]:
-            del self._items[key]
+        for entry_id in ids:
+            key = self._keys.get(entry_id)
+            if key is not None:
+                self._drop(key)
 
     def __len__(self) -> int:
         return len(self._items)

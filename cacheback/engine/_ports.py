@@ -62,6 +62,20 @@ class Store(Protocol):
 
     async def find_exact(self, scope: str, query_hash: str, now: float) -> CacheEntry | None: ...
 
+    @property
+    def deletions(self) -> int:
+        """A counter that grows whenever entries are deleted, evicted or expired (by any
+        process, once seen): the engine drops its in-memory exact-hit map when it moves."""
+        ...
+
+    def deleted_since(self, count: int) -> list[int] | None:
+        """Ids deleted after ``deletions`` was ``count``; None when no longer known."""
+        ...
+
+    async def sync(self) -> None:
+        """Catch up on writes made by other processes sharing the store."""
+        ...
+
     async def search(self, scope: str, vector: Vector, k: int, now: float) -> list[tuple[CacheEntry, float]]:
         """Live entries of ``scope`` nearest to ``vector``, best first (never stale ones)."""
         ...

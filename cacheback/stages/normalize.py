@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from ..engine._hotcache import HotCache
 from ..engine._job import Job
+from ..engine._ports import Store
 from ..engine._stage import Stage
 from ..engine._types import Outcome, Tier
 
@@ -13,11 +14,20 @@ from ..engine._types import Outcome, Tier
 class Normalize(Stage):
     name = "normalize"
 
-    def __init__(self, hot: HotCache, *, has_embedder: bool) -> None:
+    def __init__(self, hot: HotCache, store: Store, *, has_embedder: bool) -> None:
         self._hot = hot
+        self._store = store
         self._has_embedder = has_embedder
+        self._seen = store.deletions
 
     async def process(self, jobs: Sequence[Job]) -> None:
+        if self._store.deletions != self._seen:  # deleted or evicted: drop them from memory
+            gone = self._store.deleted_since(self._seen)
+            self._seen = self._store.deletions
+            if gone is None:
+                self._hot.bump()
+            else:
+                self._hot.discard_ids(set(gone))
         for job in jobs:
             req = job.request
             if not req.cacheable:

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,6 +46,8 @@ from ._sqlite import ChangeRow, Database, EntryRow, dumps_metadata, is_corruptio
 
 if TYPE_CHECKING:
     from ...engine._ports import Store
+
+_RECENT_DELETIONS = 65_536  # ids kept so the engine can drop just those from memory
 
 log = structlog.get_logger("cacheback.store")
 
@@ -415,6 +417,8 @@ class EmbeddedStore:
         self._scopes = _ScopeMap()
         self._db_id = ""
         self._watermark = 0  # last changes seq applied to the index
+        self.deletions = 0  # deletions applied from the log (any process); see Store.deletions
+        self._recent_dels: deque[int] = deque(maxlen=_RECENT_DELETIONS)
         self._dirty = False  # the index differs from what is saved on disk
         self._rebuilds = 0
         self._seen_dv: int | None = None
@@ -624,6 +628,8 @@ class EmbeddedStore:
             await anyio.to_thread.run_sync(_add_blobs, index, add_ids, blobs, self._dim)
             self._scopes.add(add_ids, add_scopes)  # after the index: filters never see a gap
         if dels:
+            self.deletions += len(dels)
+            self._recent_dels.extend(dels)
             self._scopes.remove(dels)  # before the index: searches stop returning them first
             await anyio.to_thread.run_sync(index.remove, dels)
 
@@ -641,6 +647,20 @@ class EmbeddedStore:
         written = await anyio.to_thread.run_sync(_write_bundle, self._dir, index, meta)
         self._dirty = False
         log.debug("store.index_saved", written=written, watermark=self._watermark)
+
+    def deleted_since(self, count: int) -> list[int] | None:
+        """Ids deleted after the ``count``-th deletion, or None if that is too long ago."""
+        missed = self.deletions - count
+        if missed <= 0:
+            return []
+        if missed > len(self._recent_dels):
+            return None
+        return list(self._recent_dels)[-missed:]
+
+    @_store_errors
+    async def sync(self) -> None:
+        """Catch up on other processes' writes now (the engine calls this periodically)."""
+        await self._refresh()
 
     async def _refresh(self) -> None:
         """Catch up on commits made by any other connection since the last look."""
