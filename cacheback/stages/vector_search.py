@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import anyio
+
 from ..engine._job import Job
 from ..engine._ports import Store
 from ..engine._stage import Stage
@@ -18,10 +20,17 @@ class VectorSearch(Stage):
         self._top_k = top_k
 
     async def process(self, jobs: Sequence[Job]) -> None:
-        for job in jobs:
-            req = job.request
-            if not req.read:
-                continue
+        if len(jobs) == 1:
+            await self._one(jobs[0])
+            return
+        # Concurrent: the store's I/O round trips overlap instead of queueing one by one.
+        async with anyio.create_task_group() as tg:
+            for job in jobs:
+                tg.start_soon(self._one, job)
+
+    async def _one(self, job: Job) -> None:
+        req = job.request
+        if req.read:
             entry = await self._store.find_exact(job.scope, job.query_hash, job.now)
             if entry is not None:
                 job.outcome = Outcome(
@@ -32,7 +41,7 @@ class VectorSearch(Stage):
                     query_hash=job.query_hash,
                     vector=job.vector,
                 )
-                continue
+                return
             if req.semantic and job.vector is not None:
                 found = await self._store.search(job.scope, job.vector, self._top_k, job.now)
                 job.candidates = [Candidate(e, s) for e, s in found]
