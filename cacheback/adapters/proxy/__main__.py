@@ -1,0 +1,5 @@
+"""``python -m cacheback.adapters.proxy``: the same as ``cacheback-proxy``."""
+
+from . import main
+
+raise SystemExit(main())

@@ -1,0 +1,350 @@
+"""The provider side: one pooled ``httpx.AsyncClient`` per process, with timeouts, and
+the relay of streamed bodies to the caller.
+
+No retries here: the caller's SDK retries on the status codes it chooses, and a retry
+inside the proxy would double the caller's latency budget without its knowledge.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+import httpx
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from ._config import ProxyConfig
+from ._errors import Provider, stream_error_event
+
+# Never forwarded in either direction (RFC 9110 hop-by-hop, plus what httpx/uvicorn set).
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+# Response headers dropped when the body is re-encoded (decoded JSON, our own framing).
+_REENCODED = frozenset({"content-encoding", "content-length", "date", "server", "set-cookie"})
+
+
+class UpstreamTimeout(Exception):
+    """The provider did not answer (or stopped sending) within the timeout."""
+
+
+class UpstreamUnavailable(Exception):
+    """The provider could not be reached (connection refused, DNS, TLS, reset)."""
+
+
+class UpstreamError(Exception):
+    """A non-2xx answer from the provider: passed through with its status."""
+
+    def __init__(self, status: int, headers: tuple[tuple[str, str], ...], body: bytes) -> None:
+        super().__init__(f"upstream answered {status}")
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+@dataclass(frozen=True, slots=True)
+class Buffered:
+    """A complete upstream answer."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+def response_headers(headers: httpx.Headers, *, reencoded: bool) -> tuple[tuple[str, str], ...]:
+    drop = HOP_BY_HOP | _REENCODED if reencoded else HOP_BY_HOP | {"date", "server", "set-cookie"}
+    return tuple((k, v) for k, v in headers.multi_items() if k.lower() not in drop)
+
+
+class Upstream:
+    def __init__(
+        self,
+        config: ProxyConfig,
+        transport: httpx.AsyncBaseTransport | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.config = config
+        # httpcore's pool scans every connection (probing idle sockets) on each request
+        # event, so its cost grows with connections x requests in flight: at 64 concurrent
+        # misses that scan dominated the proxy's CPU. Several smaller pools, used in turn,
+        # keep each scan short.
+        shards = 1 if transport is not None else max(1, min(8, config.max_connections // 16))
+        per_shard = -(-config.max_connections // shards)
+        self._clients = [
+            httpx.AsyncClient(
+                timeout=httpx.Timeout(
+                    config.upstream_timeout, connect=config.connect_timeout, pool=config.upstream_timeout
+                ),
+                limits=httpx.Limits(
+                    max_connections=per_shard, max_keepalive_connections=per_shard, keepalive_expiry=30.0
+                ),
+                follow_redirects=False,
+                transport=transport,
+                verify=ssl_context if ssl_context is not None else True,
+            )
+            for _ in range(shards)
+        ]
+        self._turn = 0
+
+    @property
+    def _client(self) -> httpx.AsyncClient:
+        self._turn = (self._turn + 1) % len(self._clients)
+        return self._clients[self._turn]
+
+    @classmethod
+    async def start(cls, config: ProxyConfig, transport: httpx.AsyncBaseTransport | None = None) -> Upstream:
+        """An Upstream whose TLS context (a CA bundle read from disk) was built off the loop."""
+        context = await anyio.to_thread.run_sync(httpx.create_ssl_context)
+        return cls(config, transport, context)
+
+    async def aclose(self) -> None:
+        for client in self._clients:
+            await client.aclose()
+
+    def _request(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        url: str,
+        headers: Iterable[tuple[str, str]],
+        content: bytes | None,
+    ) -> httpx.Request:
+        return client.build_request(method, url, headers=list(headers), content=content)
+
+    async def call(
+        self, method: str, url: str, headers: Iterable[tuple[str, str]], content: bytes | None
+    ) -> Buffered:
+        """A complete call; non-2xx raises ``UpstreamError``."""
+        client = self._client
+        try:
+            resp = await client.send(self._request(client, method, url, headers, content))
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(str(exc) or type(exc).__name__) from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(str(exc) or type(exc).__name__) from exc
+        out = Buffered(resp.status_code, response_headers(resp.headers, reencoded=True), resp.content)
+        if not 200 <= resp.status_code < 300:
+            raise UpstreamError(out.status, out.headers, out.body)
+        return out
+
+    async def open(
+        self,
+        method: str,
+        url: str,
+        headers: Iterable[tuple[str, str]],
+        content: bytes | None,
+        *,
+        raise_for_status: bool = True,
+    ) -> httpx.Response:
+        """An open streamed response (the caller closes it); non-2xx raises ``UpstreamError``
+        unless ``raise_for_status`` is False."""
+        client = self._client
+        try:
+            resp = await client.send(self._request(client, method, url, headers, content), stream=True)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(str(exc) or type(exc).__name__) from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(str(exc) or type(exc).__name__) from exc
+        if raise_for_status and not 200 <= resp.status_code < 300:
+            try:
+                body = await resp.aread()
+            except httpx.HTTPError:
+                body = b""
+            finally:
+                await resp.aclose()
+            raise UpstreamError(resp.status_code, response_headers(resp.headers, reencoded=True), body)
+        return resp
+
+
+def forward_headers(
+    headers: Mapping[str, str] | Iterable[tuple[str, str]], auth: Iterable[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The caller's headers as sent upstream: without hop-by-hop, cacheback controls,
+    credentials (replaced by ``auth``) and encodings (httpx negotiates its own)."""
+    from ._auth import is_auth_header
+
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    out = [
+        (k, v)
+        for k, v in items
+        if (low := k.lower()) not in HOP_BY_HOP
+        and not low.startswith("x-cacheback-")
+        and not is_auth_header(low)
+        and low != "accept-encoding"
+    ]
+    out.extend(auth)
+    return out
+
+
+# --- streams ------------------------------------------------------------------------------------
+
+
+class StreamTap(Protocol):
+    """Sees each decoded event of a relayed stream (the accumulator and usage counter)."""
+
+    def feed(self, event: Any) -> None: ...
+
+    def fail(self, reason: str) -> None: ...
+
+
+class SSEParser:
+    """Incremental server-sent-events decoder: bytes in, JSON ``data`` payloads out."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, chunk: bytes) -> list[Any]:
+        buf = self._buf + chunk
+        if b"\r" in buf:
+            buf = buf.replace(b"\r\n", b"\n")
+        *blocks, self._buf = buf.split(b"\n\n")
+        out: list[Any] = []
+        for block in blocks:
+            data = [line[5:].lstrip(b" ") for line in block.split(b"\n") if line.startswith(b"data:")]
+            if not data:
+                continue
+            payload = b"\n".join(data)
+            if payload != b"[DONE]":
+                out.append(json.loads(payload))
+        return out
+
+
+def encode_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            scope.cancel()
+            return
+
+
+class StreamingBody(Response):
+    """A body sent chunk by chunk as ``chunks`` produces it, stopped when the client goes.
+
+    Unlike Starlette's StreamingResponse it always closes ``chunks`` (even when the
+    client left while a chunk was being sent) and reports how the stream ended, so the
+    caller can decide whether the answer may be cached.
+    """
+
+    def __init__(
+        self, status: int, headers: Iterable[tuple[str, str]], media_type: str | None = None
+    ) -> None:
+        self.status_code = status
+        self.background = None
+        self.raw_headers = encode_headers(headers)
+        if media_type is not None and not any(k == b"content-type" for k, _ in self.raw_headers):
+            self.raw_headers.append((b"content-type", media_type.encode("latin-1")))
+
+    def add_headers(self, headers: Iterable[tuple[str, str]]) -> None:
+        self.raw_headers.extend(encode_headers(headers))
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        raise NotImplementedError
+
+    async def finished(self, completed: bool) -> None:
+        """Called once the body has ended: ``completed`` unless cut short or abandoned."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        completed = False
+        chunks = self.chunks()
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
+                async for chunk in chunks:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                completed = True
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                aclose = getattr(chunks, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+                await self.finished(completed)
+
+
+class RelayedStream(StreamingBody):
+    """An upstream streamed body relayed chunk by chunk as it arrives.
+
+    With a tap (a cached API) every chunk is also decoded into events. A broken or
+    stalled upstream ends the relay with an error event in the provider's format; a
+    client that goes away cancels the upstream read (no more tokens are paid for).
+    """
+
+    def __init__(
+        self,
+        upstream: httpx.Response,
+        *,
+        provider: Provider,
+        api: str,
+        tap: StreamTap | None = None,
+        on_done: Callable[[bool], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
+        raw: bool = False,
+    ) -> None:
+        super().__init__(upstream.status_code, response_headers(upstream.headers, reencoded=not raw))
+        self._up = upstream
+        self._provider = provider
+        self._api = api
+        self._tap = tap
+        self._on_done = on_done
+        self._on_error = on_error
+        self._raw = raw
+        self._broken = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        parser = SSEParser() if self._tap is not None else None
+        source = self._up.aiter_raw() if self._raw else self._up.aiter_bytes()
+        try:
+            async for chunk in source:
+                if parser is not None:
+                    self._decode(parser, chunk)
+                yield chunk
+        except httpx.HTTPError as exc:
+            self._broken = True
+            timeout = isinstance(exc, httpx.TimeoutException)
+            kind = "timeout" if timeout else "stream_broken"
+            if self._tap is not None:
+                self._tap.fail(kind)
+            if self._on_error is not None:
+                self._on_error(kind)
+            if not self._raw:
+                message = "The upstream stream timed out." if timeout else "The upstream stream broke."
+                yield stream_error_event(
+                    self._provider, self._api, message, "timeout_error" if timeout else "api_error"
+                )
+
+    def _decode(self, parser: SSEParser, chunk: bytes) -> None:
+        assert self._tap is not None
+        try:
+            for event in parser.feed(chunk):
+                self._tap.feed(event)
+        except (ValueError, TypeError, AttributeError, KeyError):
+            # Unparseable framing: still relayed to the caller, never cached.
+            self._tap.fail("unparseable stream")
+
+    async def finished(self, completed: bool) -> None:
+        await self._up.aclose()
+        if self._on_done is not None:
+            self._on_done(completed and not self._broken)
