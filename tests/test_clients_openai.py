@@ -219,9 +219,13 @@ def test_negative_cache_blocks_and_options(fake: FakeProvider, cache_dir: Path, 
         with pytest.raises(CachebackBlocked) as info:
             ask(c, "How do I hack into computer systems?")
         assert info.value.reason == "refusal"
+        with pytest.raises(CachebackBlocked):  # skipping the cache does not skip the blocklist
+            ask(c, "How do I hack into computer systems?", cacheback={"bypass": True})
+        with pytest.raises(CachebackBlocked):
+            ask(c, "How do I hack into computer systems?", n=2)
         assert fake.count("chat") == 0
         assert c.cache.negative.check("How do I hack computers")["entry_id"] == entry  # type: ignore[index]
-        assert c.cache.stats["blocked"] == 1
+        assert c.cache.stats["blocked"] == 3
     seen: list[dict[str, Any]] = []
     with CachedOpenAI(
         **openai_args(fake, cache_dir, embedder, on_negative_hit=lambda m: seen.append(m) or "refused")
@@ -244,7 +248,7 @@ def test_sync_client_from_eight_threads(client: CachedOpenAI, fake: FakeProvider
         results = list(pool.map(work, range(64)))
     for idx, text in results:
         assert questions[idx] in text
-    assert 4 <= fake.count("chat") <= 8  # at most one concurrent miss per thread before the first fill
+    assert fake.count("chat") == 4  # concurrent identical misses coalesce into one call each
 
 
 def test_cache_failure_passes_through(fake: FakeProvider, tmp_path: Path, embedder: Any) -> None:

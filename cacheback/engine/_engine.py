@@ -181,7 +181,9 @@ class AsyncEngine:
             on_error=lambda exc: self.stats.count("cache_errors"),
         )
         self._persister = persister
-        stages: list[Stage] = [Normalize(self.hot, store, has_embedder=self.embedder is not None)]
+        stages: list[Stage] = [Normalize(
+                self.hot, store, has_embedder=self.embedder is not None, negatives=lambda: self._negatives
+            )]
         if self.embedder is not None:
             stages.append(
                 EmbedBatcher(
@@ -207,7 +209,7 @@ class AsyncEngine:
                     make_commit=self._make_commit,
                 )
             )
-        stages.append(Upstream(self._make_commit))
+        stages.append(Upstream(self._make_commit, self.hot))
         names = {st.name for st in stages}
         edges = {n: tuple(e for e in _EDGES[n] if e in names) for n in names}
         self._stages = {st.name: st for st in stages}

@@ -19,8 +19,13 @@ class NegativeGate(Stage):
         self._count = count
 
     async def process(self, jobs: Sequence[Job]) -> None:
-        if self._count() == 0:
-            return
+        if self._count() > 0:
+            await self._check(jobs)
+        for job in jobs:
+            if job.outcome is None and not job.request.cacheable:
+                job.route = "upstream"  # passed the gate; the cache itself is skipped
+
+    async def _check(self, jobs: Sequence[Job]) -> None:
         threshold = self._threshold()
         for job in jobs:
             if not job.request.check_negative or job.vector is None:

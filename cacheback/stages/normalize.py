@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..engine._hotcache import HotCache
 from ..engine._job import Job
@@ -14,7 +14,10 @@ from ..engine._types import Outcome, Tier
 class Normalize(Stage):
     name = "normalize"
 
-    def __init__(self, hot: HotCache, store: Store, *, has_embedder: bool) -> None:
+    def __init__(
+        self, hot: HotCache, store: Store, *, has_embedder: bool, negatives: Callable[[], int]
+    ) -> None:
+        self._negatives = negatives
         self._hot = hot
         self._store = store
         self._has_embedder = has_embedder
@@ -32,7 +35,9 @@ class Normalize(Stage):
             req = job.request
             if not req.cacheable:
                 if job.handler is not None:
-                    job.route = "upstream"
+                    # Uncached requests still pass the blocklist (embed → gate → upstream).
+                    gate = req.check_negative and self._has_embedder and self._negatives() > 0
+                    job.route = None if gate else "upstream"
                 else:
                     job.outcome = Outcome(Tier.BYPASS, scope=job.scope, detail=req.bypass_reason)
                 continue

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
 
+from ..engine._hotcache import HotCache
 from ..engine._job import Commit, Job, Reply
 from ..engine._stage import Stage
 from ..engine._types import Outcome, Tier
@@ -25,8 +27,9 @@ class Upstream(Stage):
     concurrent = True
     cache_stage = False  # provider errors belong to the caller
 
-    def __init__(self, make_commit: Callable[[Job], Commit]) -> None:
+    def __init__(self, make_commit: Callable[[Job], Commit], hot: HotCache | None = None) -> None:
         self._make_commit = make_commit
+        self._hot = hot
         self._flights: dict[tuple[str, str], _Flight] = {}
         self.coalesced = 0
 
@@ -42,6 +45,19 @@ class Upstream(Stage):
         top = job.candidates[0].similarity if job.candidates else None
         tier = Tier.UPSTREAM if job.request.cacheable else Tier.BYPASS
         key = self._flight_key(job)
+        if key is not None and self._hot is not None:
+            # An identical request finished while this one was on its way: use its answer.
+            entry = self._hot.get(job.scope, job.query_hash, time.time())
+            if entry is not None:
+                job.outcome = Outcome(
+                    Tier.EXACT,
+                    similarity=1.0,
+                    entry=entry,
+                    scope=job.scope,
+                    query_hash=job.query_hash,
+                    vector=job.vector,
+                )
+                return
         flight = self._flights.get(key) if key is not None else None
         if flight is not None:
             flight.followers += 1
