@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from fake_provider import Reply, start_fake_provider  # noqa: E402
+from fake_provider import Reply, start_fake_provider
 
 
 def main() -> None:

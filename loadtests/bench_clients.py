@@ -59,13 +59,21 @@ def sync_bench(base: str, emb: Any, rounds: int, misses: int) -> dict[str, float
         call = c.chat.completions.create
         call(model="gpt-4o", messages=msg("How do I reverse a list in Python?"))
         c.cache.flush()
-        exact = [timed(lambda: call(model="gpt-4o", messages=msg("How do I reverse a list in Python?"))) for _ in range(rounds)]
-        sem = [timed(lambda i=i: call(model="gpt-4o", messages=msg(paraphrase(i))))
-               for i in range(rounds)]
-        miss = [timed(lambda i=i: call(model="gpt-4o", messages=msg(f"Unrelated question number {i} about geology")))
-                for i in range(misses)]
-        base_ms = [timed(lambda i=i: plain.chat.completions.create(model="gpt-4o", messages=msg(f"Plain call {i}")))
-                   for i in range(misses)]
+        exact = [
+            timed(lambda: call(model="gpt-4o", messages=msg("How do I reverse a list in Python?")))
+            for _ in range(rounds)
+        ]
+        sem = [timed(lambda i=i: call(model="gpt-4o", messages=msg(paraphrase(i)))) for i in range(rounds)]
+        miss = [
+            timed(
+                lambda i=i: call(model="gpt-4o", messages=msg(f"Unrelated question number {i} about geology"))
+            )
+            for i in range(misses)
+        ]
+        base_ms = [
+            timed(lambda i=i: plain.chat.completions.create(model="gpt-4o", messages=msg(f"Plain call {i}")))
+            for i in range(misses)
+        ]
         c.close()
     plain.close()
     out["sync_exact_p50_ms"], out["sync_exact_p99_ms"] = pct(exact, 0.5), pct(exact, 0.99)
@@ -80,7 +88,9 @@ async def async_bench(base: str, emb: Any, rounds: int, misses: int) -> dict[str
     out: dict[str, float] = {}
     plain = openai.AsyncOpenAI(base_url=base, api_key="sk-bench", max_retries=0)
     with tempfile.TemporaryDirectory() as d:
-        async with AsyncCachedOpenAI(base_url=base, api_key="sk-bench", max_retries=0, cache_dir=d, embedder=emb) as c:
+        async with AsyncCachedOpenAI(
+            base_url=base, api_key="sk-bench", max_retries=0, cache_dir=d, embedder=emb
+        ) as c:
             call = c.chat.completions.create
             await call(model="gpt-4o", messages=msg("How do I reverse a list in Python?"))
             await c.cache.flush()
@@ -90,13 +100,29 @@ async def async_bench(base: str, emb: Any, rounds: int, misses: int) -> dict[str
                 await coro_fn()
                 return (time.perf_counter() - t0) * 1000
 
-            exact = [await t(lambda: call(model="gpt-4o", messages=msg("How do I reverse a list in Python?"))) for _ in range(rounds)]
-            sem = [await t(lambda i=i: call(model="gpt-4o", messages=msg(paraphrase(i))))
-                   for i in range(rounds)]
-            miss = [await t(lambda i=i: call(model="gpt-4o", messages=msg(f"Async unrelated question {i} about rivers")))
-                    for i in range(misses)]
-            base_ms = [await t(lambda i=i: plain.chat.completions.create(model="gpt-4o", messages=msg(f"Async plain {i}")))
-                       for i in range(misses)]
+            exact = [
+                await t(lambda: call(model="gpt-4o", messages=msg("How do I reverse a list in Python?")))
+                for _ in range(rounds)
+            ]
+            sem = [
+                await t(lambda i=i: call(model="gpt-4o", messages=msg(paraphrase(i)))) for i in range(rounds)
+            ]
+            miss = [
+                await t(
+                    lambda i=i: call(
+                        model="gpt-4o", messages=msg(f"Async unrelated question {i} about rivers")
+                    )
+                )
+                for i in range(misses)
+            ]
+            base_ms = [
+                await t(
+                    lambda i=i: plain.chat.completions.create(
+                        model="gpt-4o", messages=msg(f"Async plain {i}")
+                    )
+                )
+                for i in range(misses)
+            ]
             done = 0
             deadline = time.perf_counter() + 3.0
 
@@ -126,8 +152,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=200)
     ap.add_argument("--misses", type=int, default=20)
     args = ap.parse_args()
-    server = subprocess.Popen([sys.executable, str(HERE / "_fake_server.py"), "--delay", str(args.delay)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, str(HERE / "_fake_server.py"), "--delay", str(args.delay)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert server.stdout is not None
         base = server.stdout.readline().strip() + "/v1"
