@@ -10,6 +10,13 @@ from ._types import Candidate, Tier
 # (query, candidate query, similarity, threshold) -> (hit, reasons)
 VerbatimRule = Callable[[str, str, float, float], tuple[bool, tuple[str, ...]]]
 
+#: Accepted candidates whose similarity is within this of the nearest accepted one are a
+#: near-tie for the embedder (its cosine does not separate paraphrases that finely) ...
+TIE_MARGIN = 0.02
+#: ... and, with the guard on, compete on similarity plus this much of their word overlap
+#: with the query (0.1 more overlap is worth 0.01 of cosine).
+TIE_WORD_WEIGHT = 0.1
+
 
 @dataclass(frozen=True, slots=True)
 class RouteDecision:
@@ -37,13 +44,16 @@ def route(
 ) -> RouteDecision:
     """Choose the tier for a query given its scoped candidates (best first).
 
-    - verbatim: the first candidate (by similarity) that the verbatim rule accepts;
+    - verbatim: the first candidate (by similarity) that the verbatim rule accepts; unless
+      the rule is :func:`cosine_rule`, an accepted candidate within :data:`TIE_MARGIN` of
+      it may win instead on similarity plus :data:`TIE_WORD_WEIGHT` times its word
+      overlap with the query (exact ties keep the nearer one);
     - synthesis: mode ``always``, or mode ``auto`` without a verbatim hit, and candidates
       at or above ``synthesis_threshold`` (those are returned, guard reasons attached);
     - miss otherwise.
     """
     checked: list[Candidate] = []
-    best: Candidate | None = None
+    accepted: list[Candidate] = []
     first_reasons: tuple[str, ...] = ()
     for cand in candidates:
         if cand.similarity < min(similarity_threshold, synthesis_threshold):
@@ -52,10 +62,13 @@ def route(
         hit, reasons = verbatim_rule(query, cand.entry.query, cand.similarity, similarity_threshold)
         cand = Candidate(cand.entry, cand.similarity, reasons)
         checked.append(cand)
-        if hit and best is None:
-            best = cand
-        elif not hit and not first_reasons and cand.similarity >= similarity_threshold:
+        if hit:
+            accepted.append(cand)
+        elif not first_reasons and cand.similarity >= similarity_threshold:
             first_reasons = reasons
+    best = _break_tie(query, accepted) if verbatim_rule is not cosine_rule else (
+        accepted[0] if accepted else None
+    )
     synth = tuple(c for c in checked if c.similarity >= synthesis_threshold)
     if synthesis_mode == "always" and synth:
         return RouteDecision(Tier.SYNTHESIS, best, synth, first_reasons)
@@ -64,3 +77,20 @@ def route(
     if synthesis_mode == "auto" and synth:
         return RouteDecision(Tier.SYNTHESIS, None, synth, first_reasons)
     return RouteDecision(Tier.MISS, None, tuple(checked), first_reasons)
+
+
+def _break_tie(query: str, accepted: Sequence[Candidate]) -> Candidate | None:
+    """The first accepted candidate, or a near-equal one that matches the query's wording
+    better (see :data:`TIE_MARGIN`)."""
+    if len(accepted) < 2:
+        return accepted[0] if accepted else None
+    first = accepted[0]
+    tied = [c for c in accepted if first.similarity - c.similarity <= TIE_MARGIN]
+    if len(tied) < 2:
+        return first
+    from ._guard import word_overlap
+
+    # max() keeps the first of equal keys, so an exact tie keeps the nearer candidate.
+    return max(
+        tied, key=lambda c: c.similarity + TIE_WORD_WEIGHT * word_overlap(query, c.entry.query)
+    )

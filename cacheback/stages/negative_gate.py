@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from ..engine._batching import BatchPolicy
 from ..engine._job import Job
 from ..engine._ports import Store
 from ..engine._stage import Stage
@@ -11,6 +12,7 @@ from ..engine._types import NegativeMatch, Outcome, Tier
 
 
 class NegativeGate(Stage):
+    policy = BatchPolicy(max_batch=64, max_wait_s=0.0)  # drain what is queued, never wait
     name = "negative_gate"
 
     def __init__(self, store: Store, threshold: Callable[[], float], count: Callable[[], int]) -> None:

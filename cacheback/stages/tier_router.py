@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from ..engine._batching import BatchPolicy
 from ..engine._job import Job
 from ..engine._routing import VerbatimRule, route
 from ..engine._settings import Settings
@@ -12,6 +13,7 @@ from ..engine._types import Outcome, Tier
 
 
 class TierRouter(Stage):
+    policy = BatchPolicy(max_batch=64, max_wait_s=0.0)  # drain what is queued, never wait
     name = "tier_router"
 
     def __init__(

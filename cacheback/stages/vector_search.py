@@ -6,10 +6,13 @@ from collections.abc import Sequence
 
 import anyio
 
+from ..engine._batching import BatchPolicy
 from ..engine._job import Job
 from ..engine._ports import Store
 from ..engine._stage import Stage
 from ..engine._types import Candidate, Outcome, Tier
+
+_DRAIN = BatchPolicy(max_batch=64, max_wait_s=0.0)
 
 
 class VectorSearch(Stage):
@@ -18,6 +21,11 @@ class VectorSearch(Stage):
     def __init__(self, store: Store, top_k: int) -> None:
         self._store = store
         self._top_k = top_k
+
+    @property
+    def policy(self) -> BatchPolicy:
+        # Take whatever is queued (never wait): its store round trips then overlap.
+        return _DRAIN
 
     async def process(self, jobs: Sequence[Job]) -> None:
         if len(jobs) == 1:

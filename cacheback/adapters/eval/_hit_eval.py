@@ -8,7 +8,10 @@ Two protocols (see ``shared/eval/README.md`` in the project's shared data):
 * **retrieval** — a JSON list of ``{"origin", "similar"}``: one cache holds every
   origin, every ``similar`` is looked up. Returning its own pair's entry is correct,
   any other entry is wrong, no hit is a miss. Plain cosine serves the nearest entry;
-  the shipped decision serves the best of the five nearest that passes it.
+  the shipped decision serves what the engine's router picks among the five nearest
+  (``cacheback.engine._routing.route`` with the guarded rule). Wrong hits on an entry
+  whose text is identical to the pair's own (a data set may hold a text twice) are
+  counted too and printed apart: no rule can tell those entries apart.
 
 Both are computed from one embedding per distinct text, so a threshold sweep (the
 precision-recall curve) costs nothing extra.
@@ -28,7 +31,9 @@ from typing import TextIO
 import numpy as np
 from numpy.typing import NDArray
 
-from cacheback.engine._guard import verbatim_decision
+from cacheback.engine._guard import Decision, verbatim_decision
+from cacheback.engine._routing import VerbatimRule, route
+from cacheback.engine._types import CacheEntry, Candidate, Tier
 
 __all__ = [
     "Counts",
@@ -66,6 +71,7 @@ class Counts:
     miss: int  # a positive (pairwise) or a lookup (retrieval) served nothing
     positives: int  # rows that should hit
     negatives: int  # rows that must not hit (0 for retrieval: every lookup has a pair)
+    same_text: int = 0  # retrieval: wrong hits on an entry with the pair's own text
 
     @property
     def hits(self) -> int:
@@ -218,12 +224,42 @@ def _top_k(
 
 
 def _retrieval_counts(
-    scores: NDArray[np.float64], own: NDArray[np.bool_], threshold: float
+    scores: NDArray[np.float64],
+    own: NDArray[np.bool_],
+    threshold: float,
+    twin: NDArray[np.bool_] | None = None,
 ) -> Counts:
     hit = scores >= threshold
     correct = int(np.sum(hit & own))
     wrong = int(np.sum(hit & ~own))
-    return Counts(correct, wrong, len(scores) - correct - wrong, len(scores), 0)
+    same = int(np.sum(hit & ~own & twin)) if twin is not None else 0
+    return Counts(correct, wrong, len(scores) - correct - wrong, len(scores), 0, same)
+
+
+def _memo_rule() -> VerbatimRule:
+    """The engine's guarded rule, remembering each pair's decision across thresholds (the
+    score and the reasons do not depend on the threshold)."""
+    memo: dict[tuple[str, str, float], Decision] = {}
+
+    def rule(
+        query: str, candidate: str, similarity: float, threshold: float
+    ) -> tuple[bool, tuple[str, ...]]:
+        key = (query, candidate, similarity)
+        d = memo.get(key)
+        if d is None:
+            d = memo[key] = verbatim_decision(query, candidate, similarity, threshold)
+        return not d.reasons and d.score >= threshold, d.reasons
+
+    return rule
+
+
+def _routed(
+    query: str, candidates: Sequence[Candidate], threshold: float, rule: VerbatimRule
+) -> int | None:
+    """The entry id the engine's router serves for ``query``, or None."""
+    d = route(query, candidates, similarity_threshold=threshold,
+              synthesis_threshold=threshold, synthesis_mode="off", verbatim_rule=rule)
+    return d.best.entry_id if d.tier is Tier.VERBATIM and d.best is not None else None
 
 
 def run_retrieval(
@@ -243,26 +279,45 @@ def run_retrieval(
     queries = np.stack([vectors[t] for t in similars]) if pairs else keys
     idx, sims = _top_k(queries, keys, TOP_K)
 
+    lookups = np.arange(len(pairs))
     plain_score = sims[:, 0].astype(np.float64)
-    plain_own = idx[:, 0] == np.arange(len(pairs))
-    shipped_score = np.full(len(pairs), -np.inf)
-    shipped_own = np.zeros(len(pairs), dtype=np.bool_)
-    for q in range(len(pairs)):
-        # The best-scoring of the nearest entries that the guard lets through.
-        for j, sim in zip(idx[q], sims[q], strict=True):
-            d = verbatim_decision(similars[q], origins[j], float(sim), threshold)
-            if not d.reasons and d.score > shipped_score[q]:
-                shipped_score[q] = d.score
-                shipped_own[q] = j == q
+    plain_own = idx[:, 0] == lookups
+    entries = [CacheEntry(j, "eval", text, "", None, 0.0, np.inf, 0.0)
+               for j, text in enumerate(origins)]
+    candidates = [
+        [Candidate(entries[int(j)], float(sim)) for j, sim in zip(idx[q], sims[q], strict=True)]
+        for q in range(len(pairs))
+    ]
+    rule = _memo_rule()
+
+    def served(t: float) -> tuple[NDArray[np.float64], NDArray[np.int_]]:
+        """Per lookup: 1.0 and the entry id where the router serves one, else -inf."""
+        score = np.full(len(pairs), -np.inf)
+        entry = np.full(len(pairs), -1, dtype=np.int_)
+        for q in range(len(pairs)):
+            got = _routed(similars[q], candidates[q], t, rule)
+            if got is not None:
+                score[q], entry[q] = 1.0, got
+        return score, entry
+
+    def twin(entry: NDArray[np.int_]) -> NDArray[np.bool_]:
+        return np.array([e >= 0 and e != q and origins[e] == origins[q]
+                         for q, e in enumerate(entry.tolist())], dtype=np.bool_)
+
+    def shipped_at(t: float) -> Counts:
+        score, entry = served(t)
+        return _retrieval_counts(score, entry == lookups, 0.0, twin(entry))
+
+    plain_entry = np.where(plain_score >= threshold, idx[:, 0], -1)
     return EvalReport(
         protocol="retrieval",
         name=Path(path).name,
         threshold=threshold,
         size=len(pairs),
-        plain=_retrieval_counts(plain_score, plain_own, threshold),
-        shipped=_retrieval_counts(shipped_score, shipped_own, threshold),
+        plain=_retrieval_counts(plain_score, plain_own, threshold, twin(plain_entry)),
+        shipped=shipped_at(threshold),
         plain_curve=_curve(lambda t: _retrieval_counts(plain_score, plain_own, t)),
-        shipped_curve=_curve(lambda t: _retrieval_counts(shipped_score, shipped_own, t)),
+        shipped_curve=_curve(shipped_at),
     )
 
 
@@ -287,6 +342,11 @@ def format_report(*reports: EvalReport) -> str:
             lines.append(
                 f"  {label:<18}{c.precision:>10.3f}{c.recall:>8.3f}{c.false_hit_rate:>11.4f}"
                 f"{c.correct:>9}{c.wrong:>7}{c.miss:>7}"
+            )
+        if r.protocol == "retrieval" and (r.plain.same_text or r.shipped.same_text):
+            lines.append(
+                f"  (of the wrong hits, an entry with the very same text as the pair's own: "
+                f"plain {r.plain.same_text}, shipped {r.shipped.same_text})"
             )
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
