@@ -10,8 +10,11 @@ negatives). One logistic regression is fitted on ``FEATURE_NAMES``; the shipped 
 reads its risk terms in cosine units, as a penalty (see ``GuardModel``).
 
 Before fitting on everything, the script checks for overfitting: it splits the rows in
-two halves (by pair, seeded), fits on each half and reports the held-out metrics next
-to the training ones.
+two halves (by pair or lookup, seeded), fits on each half and reports the held-out
+metrics next to the training ones, twice: per row (the scorer alone, on rows that pass
+the guard), and as the engine decides (every labelled pair of the half through the
+guarded decision; every lookup of the half through the engine's router, near-tie break
+included), next to plain cosine on the same half. ``--seed`` picks another split.
 """
 
 from __future__ import annotations
@@ -31,12 +34,21 @@ from cacheback.adapters.eval._hit_eval import (
     DEFAULT_RETRIEVAL,
     TOP_K,
     EmbedFn,
+    _memo_rule,
+    _routed,
     _top_k,
     embed_texts,
     load_pairs,
     load_retrieval,
 )
-from cacheback.engine._guard import FEATURE_NAMES, GuardModel, guard_reasons, pair_features
+from cacheback.engine._guard import (
+    FEATURE_NAMES,
+    GuardModel,
+    guard_reasons,
+    pair_features,
+    verbatim_decision,
+)
+from cacheback.engine._types import CacheEntry, Candidate
 
 OUT = Path(__file__).resolve().parent.parent / "cacheback" / "engine" / "_guard_model.json"
 FLOOR = 0.80  # rows far below any sensible threshold say little about the decision
@@ -50,6 +62,16 @@ class Rows:
     y: NDArray[np.float64]  # 1 = same question
     group: NDArray[np.int_]  # pair id, so a split never separates a lookup's rows
     source: list[str]
+
+
+@dataclass
+class Lookups:
+    """Everything the engine-level check replays, by the same group ids as ``Rows``."""
+
+    # (group, query, cached text, label, cosine) for every labelled pair
+    pairs: list[tuple[int, str, str, int, float]]
+    # (group, query, nearest candidates best first, own entry id) for every lookup
+    retrieval: list[tuple[int, str, list[Candidate], int]]
 
 
 def _cached_embed(embed: EmbedFn, cache: Path | None) -> EmbedFn:
@@ -73,11 +95,12 @@ def _cached_embed(embed: EmbedFn, cache: Path | None) -> EmbedFn:
 
 def collect(
     pairs_files: Sequence[Path], retrieval_files: Sequence[Path], embed: EmbedFn, floor: float
-) -> Rows:
+) -> tuple[Rows, Lookups]:
     xs: list[tuple[float, ...]] = []
     ys: list[float] = []
     groups: list[int] = []
     sources: list[str] = []
+    lookups = Lookups([], [])
     gid = 0
     for path in pairs_files:
         rows = load_pairs(path)
@@ -85,6 +108,7 @@ def collect(
         for q1, q2, label in rows:
             gid += 1
             cos = float(vec[q1] @ vec[q2])
+            lookups.pairs.append((gid, q2, q1, label, cos))
             if cos < floor or guard_reasons(q2, q1):
                 continue
             xs.append(pair_features(q2, q1, cos))
@@ -98,8 +122,13 @@ def collect(
         keys = np.stack([vec[o] for o in origins])
         queries = np.stack([vec[s] for _, s in pairs])
         idx, sims = _top_k(queries, keys, TOP_K)
+        entries = [CacheEntry(j, path.name, text, "", None, 0.0, np.inf, 0.0)
+                   for j, text in enumerate(origins)]
         for q, (_, similar) in enumerate(pairs):
             gid += 1
+            lookups.retrieval.append((gid, similar, [
+                Candidate(entries[int(j)], float(sim)) for j, sim in zip(idx[q], sims[q], strict=True)
+            ], q))
             for j, sim in zip(idx[q], sims[q], strict=True):
                 # An identical origin text is the same cached entry.
                 same = j == q or origins[j] == origins[q]
@@ -109,7 +138,7 @@ def collect(
                 ys.append(1.0 if same else 0.0)
                 groups.append(gid)
                 sources.append(path.name)
-    return Rows(np.array(xs), np.array(ys), np.array(groups), sources)
+    return Rows(np.array(xs), np.array(ys), np.array(groups), sources), lookups
 
 
 def fit_logistic(
@@ -159,12 +188,45 @@ def _subset(rows: Rows, mask: NDArray[np.bool_]) -> Rows:
                 [s for s, m in zip(rows.source, mask, strict=True) if m])
 
 
-def holdout(rows: Rows, threshold: float, seed: int = 0) -> None:
+def engine_metrics(
+    model: GuardModel, lookups: Lookups, groups: set[int], threshold: float
+) -> str:
+    """Plain cosine and the guarded decision as the engine applies them, on ``groups``."""
+    out: list[str] = []
+    pairs = [p for p in lookups.pairs if p[0] in groups]
+    if pairs:
+        positives = max(sum(label for _, _, _, label, _ in pairs), 1)
+        for name, hit in (
+            ("plain", lambda q, c, cos: cos >= threshold),
+            ("shipped", lambda q, c, cos: verbatim_decision(q, c, cos, threshold,
+                                                            model=model).hit),
+        ):
+            hits = [label for _, q, c, label, cos in pairs if hit(q, c, cos)]
+            precision = sum(hits) / len(hits) if hits else 1.0
+            out.append(f"pairwise {name} P={precision:.3f} R={sum(hits) / positives:.3f}")
+    looks = [r for r in lookups.retrieval if r[0] in groups]
+    if looks:
+        rule = _memo_rule(model)
+        served = [(_routed(q, cands, threshold, rule), own) for _, q, cands, own in looks]
+        plain = [(cands[0].entry_id if cands and cands[0].similarity >= threshold else None,
+                  own) for _, _, cands, own in looks]
+        for name, got in (("plain", plain), ("shipped", served)):
+            correct = sum(1 for e, own in got if e == own)
+            wrong = sum(1 for e, own in got if e is not None and e != own)
+            out.append(f"retrieval {name} {correct} correct / {wrong} wrong")
+    return " | ".join(out)
+
+
+def holdout(rows: Rows, lookups: Lookups, threshold: float, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
-    groups = np.unique(rows.group)
-    half = set(rng.permutation(groups)[: len(groups) // 2].tolist())
+    all_groups = np.array(sorted({p[0] for p in lookups.pairs}
+                                 | {r[0] for r in lookups.retrieval}))
+    half = set(rng.permutation(all_groups)[: len(all_groups) // 2].tolist())
+    other = set(all_groups.tolist()) - half
     in_a = np.array([g in half for g in rows.group])
-    for train_mask, name in ((in_a, "A"), (~in_a, "B")):
+    for train_mask, name, train_groups, test_groups in (
+        (in_a, "A", half, other), (~in_a, "B", other, half)
+    ):
         train, test = _subset(rows, train_mask), _subset(rows, ~train_mask)
         model = fit_model(train)
         for label, part in (("train", train), ("held-out", test)):
@@ -178,6 +240,9 @@ def holdout(rows: Rows, threshold: float, seed: int = 0) -> None:
                     f"guard+model P={m['model_precision']:.3f} R={m['model_recall']:.3f} "
                     f"wrong={m['model_wrong']:.0f}"
                 )
+        for label, part_groups in (("train", train_groups), ("held-out", test_groups)):
+            print(f"fit on half {name}, {label:<8} as the engine decides: "
+                  + engine_metrics(model, lookups, part_groups, threshold))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--embedding-cache", type=Path, default=None,
                    help="npz file of text vectors, reused between runs")
     p.add_argument("--dry-run", action="store_true", help="report only, write nothing")
+    p.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
     args = p.parse_args(argv)
     pairs = args.pairs or ([DEFAULT_PAIRS] if DEFAULT_PAIRS.is_file() else [])
     retrieval = args.retrieval or ([DEFAULT_RETRIEVAL] if DEFAULT_RETRIEVAL.is_file() else [])
@@ -199,9 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     from cacheback.adapters.eval._hit_eval import _default_embed
 
     embed = _cached_embed(_default_embed(), args.embedding_cache)
-    rows = collect(pairs, retrieval, embed, args.floor)
+    rows, lookups = collect(pairs, retrieval, embed, args.floor)
     print(f"{len(rows.y)} rows ({int(rows.y.sum())} positive) at cosine >= {args.floor}")
-    holdout(rows, args.threshold)
+    holdout(rows, lookups, args.threshold, args.seed)
     model = fit_model(rows)
     for name, w in zip(FEATURE_NAMES, model.weights, strict=True):
         print(f"  {name:<20}{w:+.4f}  ({w / model.weights[0]:+.4f} cosine per unit)")

@@ -21,6 +21,7 @@ from cacheback.engine._guard import (
     pair_features,
     shipped_model,
     verbatim_decision,
+    word_overlap,
 )
 
 SUITE = Path(__file__).parent / "data" / "near_miss.jsonl"
@@ -70,12 +71,25 @@ VETOES = [
     ("Is renting cheaper than buying?", "Is buying cheaper than renting?", "direction"),
     ("Is Messi better than Ronaldo?", "Is Ronaldo better than Messi?", "direction"),
     ("Do Indian women like Pakistani men?", "Do Pakistani women like Indian men?", "direction"),
+    # two names trade roles around a verb or clause
+    ("What can you do in Japan that you cannot do in the USA?",
+     "What can you do in the USA that you cannot do in Japan?", "direction"),
+    ("If Pakistan attacks India, what will happen?",
+     "What will happen if India attacks Pakistan?", "direction"),
+    ("Did Google acquire YouTube?", "Did YouTube acquire Google?", "direction"),
+    ("Is Messi more talented than Ronaldo?", "Is Ronaldo more talented than Messi?",
+     "direction"),
     # named entities
     ("What is the capital of Australia?", "What is the capital of Austria?", "entity"),
     ("Best restaurants in Paris", "Best restaurants in London", "entity"),
     ("Who is the CEO of Microsoft?", "Who is the CEO of Google?", "entity"),
     ("what is the capital of france", "what is the capital of germany", "entity"),
     ("Rehab centers in Madison County IN", "Rehab centers in Madison County GA", "entity"),
+    # a name added to the same words narrows the question
+    ("Where can I buy an Echo Dot in India?", "Where can I buy an Echo Dot in Delhi, India?",
+     "entity"),
+    ("What is it like to intern at Cisco?", "What is it like to intern at Cisco in Chicago?",
+     "entity"),
     # code identifiers
     ("What does os.path.join do?", "What does os.path.split do?", "code_identifier"),
     ("useState vs useEffect", "useState vs useReducer", "code_identifier"),
@@ -96,6 +110,9 @@ VETOES = [
     ("What are the advantages of remote work?", "What are the disadvantages of remote work?",
      "opposite"),
     ("How do I encrypt a file?", "How do I decrypt a file?", "opposite"),
+    # "and" makes order meaningless, so the swap does not cancel the opposite
+    ("How do deontology and teleology differ?", "How are teleology and deontology similar?",
+     "opposite"),
     ("Why is diversity a good thing?", "Is diversity a good thing?", "question"),
 ]
 
@@ -140,6 +157,30 @@ PARAPHRASES = [
     ("Uses of ML in healthcare", "Uses of machine learning in healthcare"),
     ("How do I write descriptive essays?", "How do I write a descriptive essay?"),
     ("How can I avoid sleeping in class?", "How do I not sleep in class?"),
+    # a change of voice trades subject and object without changing the question
+    ("No alternative to the upload page is mentioned in the document.",
+     "The document doesn't mention any alternative to the upload page."),
+    ("Was the company acquired by Google?", "Did Google acquire the company?"),
+    ("Is the deadline mentioned in the contract?", "Does the contract mention the deadline?"),
+    # one name phrase said the other way round, or a name that merely moved
+    ("Who is the CEO of Google?", "Who is the Google CEO?"),
+    ("Which is the best IIT coaching in Patna?", "Which is the best coaching in Patna for the IIT?"),
+    ("Which one is better: SBI clerk or IBPS PO?", "Which one is better, IBPS PO or SBI clerk?"),
+    # a negation of something the other text never mentions is a rewording
+    ("AudioFolder loads an audio dataset quickly and eliminates the need for coding.",
+     "AudioFolder quickly loads an audio dataset without requiring you to write any code."),
+    ("How do I study smarter and not harder?", "How can I study smarter?"),
+    # a duration asked "in" is a time frame, not a unit asked for
+    ("How many steps should I walk in a day?", "How many steps should I walk daily?"),
+    ("How do I gain weight in a month?", "How do I gain weight within a month?"),
+    # the same identifier spaced differently, a name and its initials
+    ("Hugging Face.js is a set of JavaScript libraries", "Huggingface.js is a set of JavaScript libraries"),
+    ("Datasets for Natural Language Processing and audio tasks", "Datasets for NLP and audio tasks"),
+    # everyday words that a gazetteer also lists, acronyms of common nouns, list items
+    ("Timm provides cutting-edge vision models", "Timm provides state-of-the-art vision models"),
+    ("The path or URL to the data files", "The location of the data files"),
+    ("The tutorials cover loading, preprocessing, and sharing a dataset",
+     "The tutorials cover Load a dataset, Preprocess, and Share a dataset"),
 ]
 
 
@@ -175,13 +216,33 @@ def test_decision_fields_and_plain_mode() -> None:
     assert clean.hit and clean.score == pytest.approx(0.95)  # a clean pair keeps its cosine
 
 
-def test_unmatched_specifics_lower_the_score() -> None:
-    q, c = "Where can I buy an Echo Dot in India?", "Where can I buy an Echo Dot in Delhi, India?"
-    assert guard_reasons(q, c) == ()  # one-sided: no veto ...
+def test_unmatched_names_lower_the_score() -> None:
+    # A name on one side of a heavier rewrite: no veto (the words differ anyway) ...
+    q = "Where can I buy an Echo Dot speaker?"
+    c = "Which shops have the Amazon Echo Dot speaker in stock for delivery to Delhi?"
+    assert not any(r.startswith("entity") for r in guard_reasons(q, c))
     assert pair_features(q, c, 0.95)[1] >= 1
-    d = verbatim_decision(q, c, 0.95)
-    assert d.score < 0.95  # ... but less trust
-    assert d.score >= 0.95 - 0.05
+    # ... but less trust, within the model's cap.
+    model = GuardModel(weights=(15.0, -0.5))
+    d = verbatim_decision(q, c, 0.95, model=model)
+    assert 0.95 - 0.05 <= d.score < 0.95
+    assert pair_features("Tell me about Paris", "Tell me about Paris", 0.9) == (0.9, 0.0)
+
+
+def test_negation_applies_to_what_follows_it() -> None:
+    # "no longer" negates the verb after it, as "not" would.
+    assert "negation" in _kinds("What can I no longer do now that Picasa is part of Google Photos?",
+                                "What can I do now that Picasa is part of Google Photos?")
+    # The negated word appears on the other side: a veto; it does not: a rewording.
+    assert "negation" in _kinds("Which foods contain no gluten?", "Which foods contain gluten?")
+    assert "negation" not in _kinds("How do I contact Tim Cook, not by email?",
+                                    "How do I contact Tim Cook?")
+
+
+def test_word_overlap() -> None:
+    assert word_overlap("How do I boil an egg?", "how do I boil an egg") == 1.0
+    assert word_overlap("boil an egg", "fry a fish") == 0.0
+    assert 0.0 < word_overlap("How do I boil an egg?", "How can I boil eggs?") < 1.0
 
 
 def test_threshold_is_monotone() -> None:

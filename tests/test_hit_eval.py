@@ -186,3 +186,38 @@ def test_eval_main_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "malformed" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         eval_main(["--threshold", "1.5"], embed=embed)
+
+
+def test_retrieval_follows_the_router_and_reports_same_text(tmp_path: Path) -> None:
+    """Shipped hits are what the engine's router serves (its near-tie break included);
+    wrong hits on an entry with the pair's own text are counted apart."""
+    a = _unit((0, 1.0))
+    near = _unit((0, 0.96), (1, float(np.sqrt(1 - 0.96**2))))
+    table = {
+        # Two entries the embedder barely separates: the lookup is a hair nearer the
+        # other one, worded differently, than to its own, worded like it.
+        "What is the default password of a router?": a,
+        "How do I reset my router password?": _unit((0, 0.995), (2, float(np.sqrt(1 - 0.995**2)))),
+        "how do I reset my router password": near,
+        # The same text stored twice: the second pair's lookup finds the first entry.
+        "What is a black hole?": _unit((5, 1.0)),
+        "Tell me what a black hole is": _unit((5, 0.97), (6, float(np.sqrt(1 - 0.97**2)))),
+    }
+    data = [
+        {"origin": "What is the default password of a router?",
+         "similar": "What is the default password of a router?"},
+        {"origin": "How do I reset my router password?",
+         "similar": "how do I reset my router password"},
+        {"origin": "What is a black hole?", "similar": "Tell me what a black hole is"},
+        {"origin": "What is a black hole?", "similar": "Tell me what a black hole is"},
+    ]
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    report = run_retrieval(path, FakeEmbed({k: v.astype(np.float32) for k, v in table.items()}))
+    sims = float(near @ a), float(near @ table["How do I reset my router password?"])
+    assert sims[0] > sims[1] and sims[0] - sims[1] < 0.02  # a near-tie, the wrong one first
+    plain, shipped = report.plain, report.shipped
+    assert (plain.correct, plain.wrong, plain.same_text) == (2, 2, 1)
+    assert (shipped.correct, shipped.wrong, shipped.same_text) == (3, 1, 1)
+    text = format_report(report)
+    assert "same text as the pair's own: plain 1, shipped 1" in text

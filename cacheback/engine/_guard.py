@@ -1327,8 +1327,10 @@ def _roles_swapped(qf: _Features, cf: _Features) -> bool:
     cannot in the USA" / "in USA that you cannot do in Japan", "if Pakistan attacks
     India" / "if India attacks Pakistan". The texts must line up better with the two
     exchanged than as written, so a name that merely moved ("IIT coaching in Patna" /
-    "coaching in Patna for the IIT") does not count, nor a pair joined by "and"/"or",
-    nor a compound said the other way round ("CEO of Google" / "Google CEO").
+    "coaching in Patna for the IIT") does not count, nor names with "and"/"or" between
+    them ("SBI clerk or IBPS PO" / "IBPS PO or SBI clerk"; this also lets "import from
+    India and sell in Canada" through), nor a compound said the other way round ("CEO of
+    Google" / "Google CEO").
     """
     qo, co = qf.order, cf.order
     shared = [
@@ -1369,8 +1371,7 @@ def _block_swapped(
 ) -> bool:
     """The same words with two parts traded around a frame that stays in place.
 
-    "import from Canada and sell in India" / "from India ... in Canada", "Is Messi better
-    than Ronaldo" / "Ronaldo better than Messi", "data science graduates apply for
+    "Is Messi better than Ronaldo" / "Ronaldo better than Messi", "data science graduates apply for
     psychology" / "psychology graduates apply for data science". The frame between the
     parts must be non-empty (an adjacent swap is word order: "fast online" / "online
     fast") and hold no "and"/"or"/comma, where order means nothing ("Python or Java"),

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from ._types import Candidate, LookupRequest, NegativeMatch, Outcome, Vector
+from ._types import CacheEntry, Candidate, LookupRequest, NegativeMatch, Outcome, Tier, Vector
 
 Commit = Callable[[str, "bytes | None"], None]
 
@@ -84,6 +84,33 @@ class Job:
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
+
+    def settle(
+        self,
+        tier: Tier,
+        *,
+        similarity: float | None = None,
+        entry: CacheEntry | None = None,
+        negative: NegativeMatch | None = None,
+        detail: str | None = None,
+    ) -> Outcome:
+        """Set (and return) this job's outcome, carrying what the job knows so far."""
+        self.outcome = Outcome(
+            tier,
+            similarity=similarity,
+            entry=entry,
+            candidates=tuple(self.candidates),
+            negative=negative,
+            guard_reasons=self.guard_reasons,
+            scope=self.scope,
+            query_hash=self.query_hash,
+            vector=self.vector,
+            detail=detail,
+        )
+        return self.outcome
+
+    def settle_exact(self, entry: CacheEntry) -> Outcome:
+        return self.settle(Tier.EXACT, similarity=1.0, entry=entry)
 
     def finish(self) -> None:
         if not self.done.is_set():

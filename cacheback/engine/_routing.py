@@ -66,8 +66,10 @@ def route(
             accepted.append(cand)
         elif not first_reasons and cand.similarity >= similarity_threshold:
             first_reasons = reasons
-    best = _break_tie(query, accepted) if verbatim_rule is not cosine_rule else (
-        accepted[0] if accepted else None
+    best = (
+        _break_tie(query, accepted)
+        if verbatim_rule is not cosine_rule
+        else (accepted[0] if accepted else None)
     )
     synth = tuple(c for c in checked if c.similarity >= synthesis_threshold)
     if synthesis_mode == "always" and synth:
@@ -91,6 +93,4 @@ def _break_tie(query: str, accepted: Sequence[Candidate]) -> Candidate | None:
     from ._guard import word_overlap
 
     # max() keeps the first of equal keys, so an exact tie keeps the nearer candidate.
-    return max(
-        tied, key=lambda c: c.similarity + TIE_WORD_WEIGHT * word_overlap(query, c.entry.query)
-    )
+    return max(tied, key=lambda c: c.similarity + TIE_WORD_WEIGHT * word_overlap(query, c.entry.query))

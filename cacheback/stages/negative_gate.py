@@ -8,7 +8,7 @@ from ..engine._batching import BatchPolicy
 from ..engine._job import Job
 from ..engine._ports import Store
 from ..engine._stage import Stage
-from ..engine._types import NegativeMatch, Outcome, Tier
+from ..engine._types import NegativeMatch, Tier
 
 
 class NegativeGate(Stage):
@@ -36,11 +36,4 @@ class NegativeGate(Stage):
             if found and found[0][1] >= threshold:
                 neg, sim = found[0]
                 job.negative = NegativeMatch(neg.id, neg.query, neg.reason, neg.category, neg.severity, sim)
-                job.outcome = Outcome(
-                    Tier.BLOCKED,
-                    similarity=sim,
-                    negative=job.negative,
-                    scope=job.scope,
-                    query_hash=job.query_hash,
-                    vector=job.vector,
-                )
+                job.settle(Tier.BLOCKED, similarity=sim, negative=job.negative)

@@ -8,7 +8,7 @@ from ..engine._hotcache import HotCache
 from ..engine._job import Job
 from ..engine._ports import Store
 from ..engine._stage import Stage
-from ..engine._types import Outcome, Tier
+from ..engine._types import Tier
 
 
 class Normalize(Stage):
@@ -39,18 +39,12 @@ class Normalize(Stage):
                     gate = req.check_negative and self._has_embedder and self._negatives() > 0
                     job.route = None if gate else "upstream"
                 else:
-                    job.outcome = Outcome(Tier.BYPASS, scope=job.scope, detail=req.bypass_reason)
+                    job.settle(Tier.BYPASS, detail=req.bypass_reason)
                 continue
             if req.read:
                 entry = self._hot.get(job.scope, job.query_hash, job.now)
                 if entry is not None:
-                    job.outcome = Outcome(
-                        Tier.EXACT,
-                        similarity=1.0,
-                        entry=entry,
-                        scope=job.scope,
-                        query_hash=job.query_hash,
-                    )
+                    job.settle_exact(entry)
                     continue
             if not self._has_embedder:
                 job.route = "vector_search"

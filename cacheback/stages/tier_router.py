@@ -9,7 +9,7 @@ from ..engine._job import Job
 from ..engine._routing import VerbatimRule, route
 from ..engine._settings import Settings
 from ..engine._stage import Stage
-from ..engine._types import Outcome, Tier
+from ..engine._types import Tier
 
 
 class TierRouter(Stage):
@@ -41,26 +41,11 @@ class TierRouter(Stage):
             job.candidates = list(decision.candidates)
             if decision.tier is Tier.VERBATIM and decision.best is not None:
                 best = decision.best
-                job.outcome = self._outcome(job, Tier.VERBATIM, best.similarity, best.entry)
+                job.settle(Tier.VERBATIM, similarity=best.similarity, entry=best.entry)
             elif job.handler is None:
                 top = decision.candidates[0].similarity if decision.candidates else None
-                job.outcome = self._outcome(job, decision.tier, top, None)
+                job.settle(decision.tier, similarity=top)
             elif decision.tier is Tier.SYNTHESIS and self._can_synthesize:
                 job.route = "synthesizer"
             else:
                 job.route = "upstream"
-
-    @staticmethod
-    def _outcome(job: Job, tier: Tier, similarity: float | None, entry: object) -> Outcome:
-        from ..engine._types import CacheEntry
-
-        return Outcome(
-            tier,
-            similarity=similarity,
-            entry=entry if isinstance(entry, CacheEntry) else None,
-            candidates=tuple(job.candidates),
-            guard_reasons=job.guard_reasons,
-            scope=job.scope,
-            query_hash=job.query_hash,
-            vector=job.vector,
-        )

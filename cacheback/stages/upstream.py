@@ -11,7 +11,7 @@ import anyio
 from ..engine._hotcache import HotCache
 from ..engine._job import Commit, Job, Reply
 from ..engine._stage import Stage
-from ..engine._types import Outcome, Tier
+from ..engine._types import Tier
 
 
 @dataclass(eq=False, slots=True)
@@ -40,7 +40,7 @@ class Upstream(Stage):
     async def _one(self, job: Job) -> None:
         handler = job.handler
         if handler is None:
-            job.outcome = Outcome(Tier.MISS, scope=job.scope, query_hash=job.query_hash)
+            job.settle(Tier.MISS)
             return
         top = job.candidates[0].similarity if job.candidates else None
         tier = Tier.UPSTREAM if job.request.cacheable else Tier.BYPASS
@@ -49,14 +49,7 @@ class Upstream(Stage):
             # An identical request finished while this one was on its way: use its answer.
             entry = self._hot.get(job.scope, job.query_hash, time.time())
             if entry is not None:
-                job.outcome = Outcome(
-                    Tier.EXACT,
-                    similarity=1.0,
-                    entry=entry,
-                    scope=job.scope,
-                    query_hash=job.query_hash,
-                    vector=job.vector,
-                )
+                job.settle_exact(entry)
                 return
         flight = self._flights.get(key) if key is not None else None
         if flight is not None:
@@ -68,14 +61,7 @@ class Upstream(Stage):
                 job.error = flight.error
                 return
             job.reply = flight.reply
-            job.outcome = Outcome(
-                tier,
-                similarity=top,
-                scope=job.scope,
-                query_hash=job.query_hash,
-                candidates=tuple(job.candidates),
-                guard_reasons=job.guard_reasons,
-            )
+            job.settle(tier, similarity=top)
             return
         if key is not None:
             flight = _Flight()
@@ -97,14 +83,7 @@ class Upstream(Stage):
         if reply.answer is not None and not reply.deferred:
             commit(reply.answer, reply.payload)
         job.reply = reply
-        job.outcome = Outcome(
-            tier,
-            similarity=top,
-            scope=job.scope,
-            query_hash=job.query_hash,
-            candidates=tuple(job.candidates),
-            guard_reasons=job.guard_reasons,
-        )
+        job.settle(tier, similarity=top)
 
     @staticmethod
     def _flight_key(job: Job) -> tuple[str, str] | None:

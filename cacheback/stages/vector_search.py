@@ -10,7 +10,7 @@ from ..engine._batching import BatchPolicy
 from ..engine._job import Job
 from ..engine._ports import Store
 from ..engine._stage import Stage
-from ..engine._types import Candidate, Outcome, Tier
+from ..engine._types import Candidate
 
 _DRAIN = BatchPolicy(max_batch=64, max_wait_s=0.0)
 
@@ -41,14 +41,7 @@ class VectorSearch(Stage):
         if req.read:
             entry = await self._store.find_exact(job.scope, job.query_hash, job.now)
             if entry is not None:
-                job.outcome = Outcome(
-                    Tier.EXACT,
-                    similarity=1.0,
-                    entry=entry,
-                    scope=job.scope,
-                    query_hash=job.query_hash,
-                    vector=job.vector,
-                )
+                job.settle_exact(entry)
                 return
             if req.semantic and job.vector is not None:
                 found = await self._store.search(job.scope, job.vector, self._top_k, job.now)

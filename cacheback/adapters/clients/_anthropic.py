@@ -11,9 +11,7 @@ from typing import Any, cast
 import anthropic
 from anthropic.resources.messages import AsyncMessages, Messages
 
-from ..._semantic_cache import AsyncSemanticCache, SemanticCache
-from ._options import build_cache, split_cache_args
-from ._shells import AsyncShell, SyncShell
+from ._base import AsyncCacheMixin, SyncCacheMixin
 from ._specs import ANTHROPIC_MESSAGES
 
 
@@ -65,65 +63,17 @@ class _AsyncLookupStreamManager:
             await self._inner.__aexit__(exc_type, exc, tb)
 
 
-class CachedAnthropic(anthropic.Anthropic):
+class CachedAnthropic(SyncCacheMixin, anthropic.Anthropic):
     """Drop-in ``anthropic.Anthropic`` with the semantic cache in front of messages."""
-
-    _cacheback: SyncShell
-
-    def __init__(self, **kwargs: Any) -> None:
-        cache_args = split_cache_args(kwargs)
-        super().__init__(**kwargs)
-        self._cacheback = SyncShell(build_cache(**cache_args))
 
     @cached_property
     def messages(self) -> Messages:
         return _Messages(self)
 
-    @property
-    def cache(self) -> SemanticCache:
-        return self._cacheback.view
 
-    def copy(self, **kwargs: Any) -> CachedAnthropic:
-        new: CachedAnthropic = super().copy(**kwargs)
-        new._cacheback = self._cacheback
-        return new
-
-    with_options = copy
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self._cacheback.close()
-
-
-class AsyncCachedAnthropic(anthropic.AsyncAnthropic):
+class AsyncCachedAnthropic(AsyncCacheMixin, anthropic.AsyncAnthropic):
     """Drop-in ``anthropic.AsyncAnthropic`` with the semantic cache."""
-
-    _cacheback: AsyncShell
-
-    def __init__(self, **kwargs: Any) -> None:
-        cache_args = split_cache_args(kwargs)
-        super().__init__(**kwargs)
-        self._cacheback = AsyncShell(build_cache(**cache_args))
 
     @cached_property
     def messages(self) -> AsyncMessages:
         return _AsyncMessages(self)
-
-    @property
-    def cache(self) -> AsyncSemanticCache:
-        return self._cacheback.view
-
-    def copy(self, **kwargs: Any) -> AsyncCachedAnthropic:
-        new: AsyncCachedAnthropic = super().copy(**kwargs)
-        new._cacheback = self._cacheback
-        return new
-
-    with_options = copy
-
-    async def close(self) -> None:
-        try:
-            await super().close()
-        finally:
-            await self._cacheback.aclose()

@@ -14,9 +14,7 @@ from openai.resources.chat import AsyncChat, Chat
 from openai.resources.chat.completions import AsyncCompletions, Completions
 from openai.resources.responses import AsyncResponses, Responses
 
-from ..._semantic_cache import AsyncSemanticCache, SemanticCache
-from ._options import build_cache, split_cache_args
-from ._shells import AsyncShell, SyncShell
+from ._base import AsyncCacheMixin, SyncCacheMixin
 from ._specs import OPENAI_CHAT, OPENAI_RESPONSES
 
 
@@ -56,15 +54,8 @@ class _AsyncResponses(AsyncResponses):
         return await client._cacheback.call(OPENAI_RESPONSES, client, kwargs, super().create)
 
 
-class CachedOpenAI(openai.OpenAI):
+class CachedOpenAI(SyncCacheMixin, openai.OpenAI):
     """Drop-in ``openai.OpenAI`` with the semantic cache in front of chat and responses."""
-
-    _cacheback: SyncShell
-
-    def __init__(self, **kwargs: Any) -> None:
-        cache_args = split_cache_args(kwargs)
-        super().__init__(**kwargs)
-        self._cacheback = SyncShell(build_cache(**cache_args))
 
     @cached_property
     def chat(self) -> Chat:
@@ -74,35 +65,9 @@ class CachedOpenAI(openai.OpenAI):
     def responses(self) -> Responses:
         return _Responses(self)
 
-    @property
-    def cache(self) -> SemanticCache:
-        """Stats and management: ``client.cache.stats``, ``client.cache.negative.add(...)``."""
-        return self._cacheback.view
 
-    def copy(self, **kwargs: Any) -> CachedOpenAI:
-        # Copies (with_options) share this client's cache instead of opening another.
-        new: CachedOpenAI = super().copy(**kwargs)
-        new._cacheback = self._cacheback
-        return new
-
-    with_options = copy
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self._cacheback.close()
-
-
-class AsyncCachedOpenAI(openai.AsyncOpenAI):
+class AsyncCachedOpenAI(AsyncCacheMixin, openai.AsyncOpenAI):
     """Drop-in ``openai.AsyncOpenAI`` with the semantic cache (engine on the caller's loop)."""
-
-    _cacheback: AsyncShell
-
-    def __init__(self, **kwargs: Any) -> None:
-        cache_args = split_cache_args(kwargs)
-        super().__init__(**kwargs)
-        self._cacheback = AsyncShell(build_cache(**cache_args))
 
     @cached_property
     def chat(self) -> AsyncChat:
@@ -111,20 +76,3 @@ class AsyncCachedOpenAI(openai.AsyncOpenAI):
     @cached_property
     def responses(self) -> AsyncResponses:
         return _AsyncResponses(self)
-
-    @property
-    def cache(self) -> AsyncSemanticCache:
-        return self._cacheback.view
-
-    def copy(self, **kwargs: Any) -> AsyncCachedOpenAI:
-        new: AsyncCachedOpenAI = super().copy(**kwargs)
-        new._cacheback = self._cacheback
-        return new
-
-    with_options = copy
-
-    async def close(self) -> None:
-        try:
-            await super().close()
-        finally:
-            await self._cacheback.aclose()

@@ -31,7 +31,7 @@ from typing import TextIO
 import numpy as np
 from numpy.typing import NDArray
 
-from cacheback.engine._guard import Decision, verbatim_decision
+from cacheback.engine._guard import Decision, GuardModel, verbatim_decision
 from cacheback.engine._routing import VerbatimRule, route
 from cacheback.engine._types import CacheEntry, Candidate, Tier
 
@@ -236,9 +236,9 @@ def _retrieval_counts(
     return Counts(correct, wrong, len(scores) - correct - wrong, len(scores), 0, same)
 
 
-def _memo_rule() -> VerbatimRule:
-    """The engine's guarded rule, remembering each pair's decision across thresholds (the
-    score and the reasons do not depend on the threshold)."""
+def _memo_rule(model: GuardModel | None = None) -> VerbatimRule:
+    """The engine's guarded rule (``model`` overrides the shipped scorer), remembering each
+    pair's decision across thresholds (the score and the reasons do not depend on it)."""
     memo: dict[tuple[str, str, float], Decision] = {}
 
     def rule(
@@ -247,7 +247,8 @@ def _memo_rule() -> VerbatimRule:
         key = (query, candidate, similarity)
         d = memo.get(key)
         if d is None:
-            d = memo[key] = verbatim_decision(query, candidate, similarity, threshold)
+            d = memo[key] = verbatim_decision(query, candidate, similarity, threshold,
+                                              model=model)
         return not d.reasons and d.score >= threshold, d.reasons
 
     return rule

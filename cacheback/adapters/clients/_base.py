@@ -1,0 +1,66 @@
+"""What the four drop-in clients share: cache arguments, ``.cache``, copies, closing.
+
+Mixed in before the SDK's client class, so ``super()`` is the SDK's own method.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..._semantic_cache import AsyncSemanticCache, SemanticCache
+from ._options import build_cache, split_cache_args
+from ._shells import AsyncShell, SyncShell
+
+
+class SyncCacheMixin:
+    _cacheback: SyncShell
+
+    def __init__(self, **kwargs: Any) -> None:
+        cache_args = split_cache_args(kwargs)
+        super().__init__(**kwargs)
+        self._cacheback = SyncShell(build_cache(**cache_args))
+
+    @property
+    def cache(self) -> SemanticCache:
+        """Stats and management: ``client.cache.stats``, ``client.cache.negative.add(...)``."""
+        return self._cacheback.view
+
+    def copy(self, **kwargs: Any) -> Any:
+        # Copies (with_options) share this client's cache instead of opening another.
+        new = super().copy(**kwargs)  # type: ignore[misc]
+        new._cacheback = self._cacheback
+        return new
+
+    with_options = copy
+
+    def close(self) -> None:
+        try:
+            super().close()  # type: ignore[misc]
+        finally:
+            self._cacheback.close()
+
+
+class AsyncCacheMixin:
+    _cacheback: AsyncShell
+
+    def __init__(self, **kwargs: Any) -> None:
+        cache_args = split_cache_args(kwargs)
+        super().__init__(**kwargs)
+        self._cacheback = AsyncShell(build_cache(**cache_args))
+
+    @property
+    def cache(self) -> AsyncSemanticCache:
+        return self._cacheback.view
+
+    def copy(self, **kwargs: Any) -> Any:
+        new = super().copy(**kwargs)  # type: ignore[misc]
+        new._cacheback = self._cacheback
+        return new
+
+    with_options = copy
+
+    async def close(self) -> None:
+        try:
+            await super().close()  # type: ignore[misc]
+        finally:
+            await self._cacheback.aclose()
