@@ -181,9 +181,11 @@ class AsyncEngine:
             on_error=lambda exc: self.stats.count("cache_errors"),
         )
         self._persister = persister
-        stages: list[Stage] = [Normalize(
+        stages: list[Stage] = [
+            Normalize(
                 self.hot, store, has_embedder=self.embedder is not None, negatives=lambda: self._negatives
-            )]
+            )
+        ]
         if self.embedder is not None:
             stages.append(
                 EmbedBatcher(
@@ -628,8 +630,9 @@ class AsyncEngine:
 
 def pending_entry(e: NewEntry) -> CacheEntry:
     """A not-yet-written entry as the hot cache serves it (id 0 until the write lands)."""
-    return CacheEntry(0, e.scope, e.query, e.answer, e.payload, e.created_at, e.expires_at,
-                      e.created_at, 0, e.metadata)
+    return CacheEntry(
+        0, e.scope, e.query, e.answer, e.payload, e.created_at, e.expires_at, e.created_at, 0, e.metadata
+    )
 
 
 def _touch(entry_id: int) -> Any:
