@@ -24,21 +24,16 @@ import openai
 from cacheback import AsyncCachedOpenAI, CachedOpenAI
 from cacheback.adapters.embedders import MiniLMEmbedder
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _paraphrases import semantic_hits
+
 HERE = Path(__file__).resolve().parent
+PARAS: list[str] = []  # distinct paraphrases served as verbatim hits (screened at start)
 
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-PARA = "How can I reverse a list in Python?".split()
-
-
-def paraphrase(i: int) -> str:
-    """A distinct string per i (no exact-hash shortcut) that embeds the same: the
-    tokenizer is uncased, so only the casing pattern differs."""
-    return " ".join(w.upper() if (i >> k) & 1 else w.lower() for k, w in enumerate(PARA))
 
 
 def msg(text: str) -> list[dict[str, str]]:
@@ -63,7 +58,10 @@ def sync_bench(base: str, emb: Any, rounds: int, misses: int) -> dict[str, float
             timed(lambda: call(model="gpt-4o", messages=msg("How do I reverse a list in Python?")))
             for _ in range(rounds)
         ]
-        sem = [timed(lambda i=i: call(model="gpt-4o", messages=msg(paraphrase(i)))) for i in range(rounds)]
+        sem = [
+            timed(lambda i=i: call(model="gpt-4o", messages=msg(PARAS[i % len(PARAS)])))
+            for i in range(rounds)
+        ]
         miss = [
             timed(
                 lambda i=i: call(model="gpt-4o", messages=msg(f"Unrelated question number {i} about geology"))
@@ -105,7 +103,8 @@ async def async_bench(base: str, emb: Any, rounds: int, misses: int) -> dict[str
                 for _ in range(rounds)
             ]
             sem = [
-                await t(lambda i=i: call(model="gpt-4o", messages=msg(paraphrase(i)))) for i in range(rounds)
+                await t(lambda i=i: call(model="gpt-4o", messages=msg(PARAS[i % len(PARAS)])))
+                for i in range(rounds)
             ]
             miss = [
                 await t(
@@ -161,8 +160,11 @@ def main() -> None:
     try:
         assert server.stdout is not None
         base = server.stdout.readline().strip() + "/v1"
-        emb = MiniLMEmbedder(intra_op_threads=1)
+        emb = MiniLMEmbedder()  # the default settings, as users get them
         emb.embed(["warm up"])
+        PARAS[:] = semantic_hits(
+            "How can I reverse a list in Python?", "How do I reverse a list in Python?", emb, args.rounds
+        )
         figures = sync_bench(base, emb, args.rounds, args.misses)
         figures.update(anyio.run(async_bench, base, emb, args.rounds, args.misses))
     finally:
