@@ -283,6 +283,7 @@ class SemanticCache:
         except BaseException:
             self._runner.close()
             raise
+        self._runner.on_close(self._async.close)  # also at interpreter exit
         self.negative = NegativeCache(self)
 
     @classmethod
@@ -343,10 +344,7 @@ class SemanticCache:
     def close(self) -> None:
         if not self._owns_runner:
             return  # the owning client closes the engine and the portal
-        try:
-            self._call(self._async.close)
-        finally:
-            self._runner.close()
+        self._runner.close()  # runs the close hook: flushes and closes the engine
 
     def __enter__(self) -> SemanticCache:
         return self

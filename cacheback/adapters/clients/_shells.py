@@ -25,7 +25,9 @@ class SyncShell:
         if self._runner is None:
             with self._lock:
                 if self._runner is None:
-                    self._runner = PortalRunner()
+                    runner = PortalRunner()
+                    runner.on_close(self.cache.aclose)  # also at interpreter exit
+                    self._runner = runner
         return self._runner
 
     def call(
@@ -60,10 +62,7 @@ class SyncShell:
         with self._lock:
             runner, self._runner = self._runner, None
         if runner is not None:
-            try:
-                runner.call(self.cache.aclose)
-            finally:
-                runner.close()
+            runner.close()  # runs the close hook: flushes and closes the engine
 
 
 class AsyncShell:

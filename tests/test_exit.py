@@ -1,0 +1,50 @@
+"""A program that never closes its sync client or cache still exits, and its answers
+written behind are flushed at exit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_provider import FakeProvider, start_fake_provider
+
+from cacheback import SemanticCache
+
+SCRIPT = """
+import sys
+from cacheback import CachedOpenAI, SemanticCache
+base, cache_dir, other_dir = sys.argv[1:4]
+client = CachedOpenAI(api_key="sk-test", base_url=base, max_retries=0, cache_dir=cache_dir)
+r = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "What is Rust?"}])
+assert r.cacheback_hit is False
+cache = SemanticCache(cache_dir=other_dir)
+cache.populate("What is Go?", "A language.")
+print("done", flush=True)
+# no close(): the interpreter must still exit, after flushing both caches
+"""
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeProvider]:
+    with start_fake_provider() as f:
+        yield f
+
+
+def test_unclosed_sync_clients_exit_and_flush(fake: FakeProvider, tmp_path: Path, embedder: Any) -> None:
+    cache_dir, other_dir = tmp_path / "client", tmp_path / "other"
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, fake.openai_base_url, str(cache_dir), str(other_dir)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "done" in proc.stdout
+    with SemanticCache(cache_dir=cache_dir, embedder=embedder) as cache:
+        assert cache.stats["entries"] == 1  # the write-behind answer reached the store
+    with SemanticCache(cache_dir=other_dir, embedder=embedder) as cache:
+        assert cache.lookup("What is Go?") == "A language."
