@@ -249,6 +249,14 @@ class AsyncEngine:
                 await self._stop.wait()
                 tg.cancel_scope.cancel()
             # leaving the pipeline drained in-flight jobs and flushed the persister
+        except BaseException:
+            if self._pipeline is not None:
+                # Cancelled without aclose() (the event loop is shutting down): still
+                # release the store, so its threads do not keep the process alive.
+                self._pipeline = None
+                self._host = None
+                await self._release()
+            raise
         finally:
             started.set()
 
@@ -263,16 +271,18 @@ class AsyncEngine:
         try:
             await host
         finally:
+            await self._release()
+
+    async def _release(self) -> None:
+        with anyio.CancelScope(shield=True):
             if self.store is not None:
-                with anyio.CancelScope(shield=True):
-                    await self._flush_counters()
-                    await self.store.close()
+                await self._flush_counters()
+                await self.store.close()
             if self._owns_llm and self.llm is not None:
                 llm, self.llm, self._owns_llm = self.llm, None, False
                 closer = getattr(llm, "aclose", None)
                 if closer is not None:
-                    with anyio.CancelScope(shield=True):
-                        await closer()
+                    await closer()
 
     async def _background(self) -> None:
         last_sweep = time.monotonic()
