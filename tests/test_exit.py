@@ -57,7 +57,8 @@ base, cache_dir, other_dir = sys.argv[1:4]
 
 async def main():
     client = AsyncCachedOpenAI(api_key="sk-test", base_url=base, max_retries=0, cache_dir=cache_dir)
-    await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "What is Rust?"}])
+    msgs = [{"role": "user", "content": "What is Rust?"}]
+    await client.chat.completions.create(model="gpt-4o", messages=msgs)
     await client.cache.flush()
     cache = AsyncSemanticCache(cache_dir=other_dir)
     await cache.populate("What is Go?", "A language.")
