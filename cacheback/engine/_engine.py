@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -19,13 +18,13 @@ import anyio.to_thread
 import numpy as np
 import structlog
 
+from ._accounting import CostAccounting, ReplyTap, price_table, synthesized
 from ._batching import BatchPolicy
-from ._costs import PriceTable, average_usage, clean_usage, load_price_table
 from ._errors import ConfigError, EngineClosed, StoreError
 from ._hotcache import HotCache
-from ._job import Commit, Job, Reply, TierHandler
+from ._job import Commit, Job, TierHandler
 from ._pipeline import Pipeline
-from ._ports import LLM, Embedder, LLMReply, Store
+from ._ports import LLM, Embedder, Store
 from ._routing import VerbatimRule, cosine_rule
 from ._settings import Settings
 from ._stage import Stage
@@ -86,9 +85,9 @@ class AsyncEngine:
         self._embedder_arg = embedder
         self.llm = llm
         self._owns_llm = False  # built from settings at open (llm_from_settings): closed with us
-        self.prices = PriceTable()
         self._rule_arg = verbatim_rule
         self.stats = Stats()
+        self.accounting = CostAccounting(self.stats)
         self.hot = HotCache(self.settings.hot_cache_size)
         self.store: Store | None = None
         self.embedder: Embedder | None = None
@@ -166,7 +165,7 @@ class AsyncEngine:
             from ._guard import shipped_model
 
             await anyio.to_thread.run_sync(shipped_model)
-        self.prices = await anyio.to_thread.run_sync(_price_table, s)
+        self.accounting.prices = await anyio.to_thread.run_sync(price_table, s)
         if self.llm is None and s.synthesis_mode != "off":
             from ..adapters.llm import llm_from_settings
 
@@ -206,7 +205,7 @@ class AsyncEngine:
                 Synthesizer(
                     self.llm,
                     lambda: self.settings,
-                    on_usage=self._synthesis_usage,
+                    on_usage=self.accounting.synthesis_usage,
                     on_event=lambda name: self.stats.count(f"synthesis.{name}"),
                     make_commit=self._make_commit,
                 )
@@ -333,7 +332,7 @@ class AsyncEngine:
         )
         # The tap hands the upstream reply to the job before the stage commits it, so the
         # commit can store the call's usage with the entry.
-        job.handler = _ReplyTap(handler, job) if handler is not None else None
+        job.handler = ReplyTap(handler, job) if handler is not None else None
         return job
 
     async def run(self, request: LookupRequest, handler: TierHandler | None = None) -> Job:
@@ -341,7 +340,7 @@ class AsyncEngine:
         pipeline, _ = self._require()
         job = self.make_job(request, handler)
         await pipeline.submit(job)
-        self._account(job)
+        self.accounting.account(job)
         outcome = job.outcome
         if outcome is not None and outcome.tier is Tier.VERBATIM and outcome.entry is not None:
             # Record the hit so the next identical query is answered from memory.
@@ -373,14 +372,16 @@ class AsyncEngine:
                     job.vector,
                     answer,
                     payload,
-                    self._entry_metadata(job),
+                    self.accounting.entry_metadata(job),
                 )
 
             def send() -> None:
                 from ..stages.persister import Fill
 
-                if not _synthesized(job):  # a deferred stream's usage is complete by now
-                    self._record_upstream(job, Tier.UPSTREAM if job.request.cacheable else Tier.BYPASS)
+                if not synthesized(job):  # a deferred stream's usage is complete by now
+                    self.accounting.record_upstream(
+                        job, Tier.UPSTREAM if job.request.cacheable else Tier.BYPASS
+                    )
                 if entry is None:
                     return
                 if self._pipeline is None or not self._pipeline.sink_nowait(Fill(entry, generation)):
@@ -398,55 +399,6 @@ class AsyncEngine:
                 self.stats.count("fills_dropped")
 
         return commit
-
-    # -- cost accounting -------------------------------------------------------------
-
-    def _entry_metadata(self, job: Job) -> dict[str, Any]:
-        """What a stored answer cost (or, for a synthesized one, the upstream call it stands for)."""
-        if _synthesized(job):
-            meta: dict[str, Any] = {"synthesized": True}
-            avoided = _avoided_usage(job)
-            if avoided is not None:
-                meta["usage"] = avoided
-            return meta
-        usage = clean_usage(job.reply.usage) if job.reply is not None else None
-        return {"usage": usage} if usage is not None else {}
-
-    def _record_upstream(self, job: Job, tier: Tier) -> None:
-        reply = job.reply
-        if reply is None or job.trace.get("usage_recorded") or job.trace.get("coalesced"):
-            return
-        usage = clean_usage(reply.usage)
-        if usage is None:  # a stream still running: recorded at its commit
-            return
-        job.trace["usage_recorded"] = True
-        self.stats.record_usage(
-            tier.value, usage["input_tokens"], usage["output_tokens"], self.prices.usage_cost(usage)
-        )
-
-    def _synthesis_usage(self, reply: LLMReply) -> None:
-        cost = self.prices.cost(reply.model, reply.input_tokens, reply.output_tokens)
-        self.stats.record_usage(Tier.SYNTHESIS.value, reply.input_tokens, reply.output_tokens, cost)
-
-    def _account(self, job: Job) -> None:
-        """Spend and savings of a finished job (estimates from the price table)."""
-        outcome = job.outcome
-        if outcome is None:
-            return
-        try:
-            tier = outcome.tier
-            if tier.is_hit and outcome.entry is not None:
-                saved = self.prices.usage_cost(outcome.entry.metadata.get("usage"))
-                if saved:
-                    self.stats.record_saving(tier.value, saved)
-            elif tier is Tier.SYNTHESIS and job.reply is not None:
-                saved = self.prices.usage_cost(_avoided_usage(job))
-                if saved:
-                    self.stats.record_saving(tier.value, saved)
-            elif tier in (Tier.UPSTREAM, Tier.BYPASS):
-                self._record_upstream(job, tier)
-        except Exception as exc:  # accounting must never fail a request
-            log.warning("cost accounting failed", error=repr(exc))
 
     def _new_entry(
         self,
@@ -657,51 +609,8 @@ def _with_latency(outcome: Outcome, latency_ms: float) -> Outcome:
     return replace(outcome, latency_ms=latency_ms)
 
 
-def _synthesized(job: Job) -> bool:
-    return job.trace.get("synthesis") in ("ok", "streamed")
-
-
-def _avoided_usage(job: Job) -> dict[str, Any] | None:
-    """The upstream call a synthesis stands for: the mean usage of its candidates' calls."""
-    cands = job.outcome.candidates if job.outcome is not None else tuple(job.candidates)
-    return average_usage([c.entry.metadata.get("usage") for c in cands])
-
-
-def _price_table(s: Settings) -> PriceTable:
-    try:
-        return load_price_table(s.prices)
-    except ConfigError as exc:  # a bad price file must not take the cache down
-        log.warning("price overrides ignored", error=str(exc))
-        return PriceTable()
-
-
 def _describe(llm: LLM | None) -> dict[str, Any] | None:
     if llm is None:
         return None
     describe = getattr(llm, "describe", None)
     return describe() if callable(describe) else {"kind": type(llm).__name__}
-
-
-class _ReplyTap:
-    """A TierHandler that notes the upstream reply on the job as soon as it exists."""
-
-    __slots__ = ("_inner", "_job")
-
-    def __init__(self, inner: TierHandler, job: Job) -> None:
-        self._inner = inner
-        self._job = job
-
-    @property
-    def streaming(self) -> bool:
-        return self._inner.streaming
-
-    async def upstream(self, commit: Commit) -> Reply:
-        reply = await self._inner.upstream(commit)
-        self._job.reply = reply
-        return reply
-
-    async def synthesized(self, text: str | None, stream: Any | None, usage: dict[str, int]) -> Reply:
-        return await self._inner.synthesized(text, stream, usage)
-
-
-Factory = Callable[[], Awaitable[Any]]

@@ -1,0 +1,116 @@
+"""Cost accounting: what each tier spent and saved, estimated from the price table.
+
+Every stored answer keeps the usage of the upstream call that produced it, so a later hit
+knows what it saved; a synthesis saves the mean cost of its candidates' calls and spends
+its own cheap call. Accounting never fails a request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from ._costs import PriceTable, average_usage, clean_usage, load_price_table
+from ._errors import ConfigError
+from ._job import Commit, Job, Reply, TierHandler
+from ._ports import LLMReply
+from ._settings import Settings
+from ._stats import Stats
+from ._types import Tier
+
+log = structlog.get_logger("cacheback.engine")
+
+
+def synthesized(job: Job) -> bool:
+    return job.trace.get("synthesis") in ("ok", "streamed")
+
+
+def avoided_usage(job: Job) -> dict[str, Any] | None:
+    """The upstream call a synthesis stands for: the mean usage of its candidates' calls."""
+    cands = job.outcome.candidates if job.outcome is not None else tuple(job.candidates)
+    return average_usage([c.entry.metadata.get("usage") for c in cands])
+
+
+def price_table(s: Settings) -> PriceTable:
+    try:
+        return load_price_table(s.prices)
+    except ConfigError as exc:  # a bad price file must not take the cache down
+        log.warning("price overrides ignored", error=str(exc))
+        return PriceTable()
+
+
+class CostAccounting:
+    def __init__(self, stats: Stats, prices: PriceTable | None = None) -> None:
+        self.stats = stats
+        self.prices = prices or PriceTable()
+
+    def entry_metadata(self, job: Job) -> dict[str, Any]:
+        """What a stored answer cost (or, for a synthesized one, the upstream call it stands for)."""
+        if synthesized(job):
+            meta: dict[str, Any] = {"synthesized": True}
+            avoided = avoided_usage(job)
+            if avoided is not None:
+                meta["usage"] = avoided
+            return meta
+        usage = clean_usage(job.reply.usage) if job.reply is not None else None
+        return {"usage": usage} if usage is not None else {}
+
+    def record_upstream(self, job: Job, tier: Tier) -> None:
+        reply = job.reply
+        if reply is None or job.trace.get("usage_recorded") or job.trace.get("coalesced"):
+            return
+        usage = clean_usage(reply.usage)
+        if usage is None:  # a stream still running: recorded at its commit
+            return
+        job.trace["usage_recorded"] = True
+        self.stats.record_usage(
+            tier.value, usage["input_tokens"], usage["output_tokens"], self.prices.usage_cost(usage)
+        )
+
+    def synthesis_usage(self, reply: LLMReply) -> None:
+        cost = self.prices.cost(reply.model, reply.input_tokens, reply.output_tokens)
+        self.stats.record_usage(Tier.SYNTHESIS.value, reply.input_tokens, reply.output_tokens, cost)
+
+    def account(self, job: Job) -> None:
+        """Spend and savings of a finished job."""
+        outcome = job.outcome
+        if outcome is None:
+            return
+        try:
+            tier = outcome.tier
+            if tier.is_hit and outcome.entry is not None:
+                saved = self.prices.usage_cost(outcome.entry.metadata.get("usage"))
+                if saved:
+                    self.stats.record_saving(tier.value, saved)
+            elif tier is Tier.SYNTHESIS and job.reply is not None:
+                saved = self.prices.usage_cost(avoided_usage(job))
+                if saved:
+                    self.stats.record_saving(tier.value, saved)
+            elif tier in (Tier.UPSTREAM, Tier.BYPASS):
+                self.record_upstream(job, tier)
+        except Exception as exc:  # accounting must never fail a request
+            log.warning("cost accounting failed", error=repr(exc))
+
+
+class ReplyTap:
+    """A TierHandler that notes the upstream reply on the job as soon as it exists, so the
+    commit can store the call's usage with the entry."""
+
+    __slots__ = ("_inner", "_job")
+
+    def __init__(self, inner: TierHandler, job: Job) -> None:
+        self._inner = inner
+        self._job = job
+
+    @property
+    def streaming(self) -> bool:
+        return self._inner.streaming
+
+    async def upstream(self, commit: Commit) -> Reply:
+        reply = await self._inner.upstream(commit)
+        self._job.reply = reply
+        return reply
+
+    async def synthesized(self, text: str | None, stream: Any | None, usage: dict[str, int]) -> Reply:
+        return await self._inner.synthesized(text, stream, usage)
