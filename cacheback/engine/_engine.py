@@ -19,7 +19,6 @@ import numpy as np
 import structlog
 
 from ._accounting import CostAccounting, ReplyTap, price_table, synthesized
-from ._batching import BatchPolicy
 from ._errors import ConfigError, EngineClosed, StoreError
 from ._hotcache import HotCache
 from ._job import Commit, Job, TierHandler
@@ -42,18 +41,9 @@ from ._types import (
     scope_id,
     text_hash,
 )
+from ._wiring import build_persister, build_stages, edges_for
 
 log = structlog.get_logger("cacheback.engine")
-
-_EDGES: dict[str, tuple[str, ...]] = {
-    "normalize": ("embed_batcher", "vector_search", "upstream"),
-    "embed_batcher": ("negative_gate", "upstream"),
-    "negative_gate": ("vector_search", "upstream"),
-    "vector_search": ("tier_router", "upstream"),
-    "tier_router": ("upstream", "synthesizer"),
-    "synthesizer": ("upstream",),
-    "upstream": (),
-}
 
 
 def default_verbatim_rule(guard: bool) -> VerbatimRule:
@@ -119,6 +109,18 @@ class AsyncEngine:
         return self._loop_token
 
     @property
+    def negative_entries(self) -> int:
+        return self._negatives
+
+    @property
+    def embed_limiter(self) -> anyio.CapacityLimiter:
+        return self._limiter
+
+    @property
+    def verbatim_rule(self) -> VerbatimRule:
+        return self._rule
+
+    @property
     def running(self) -> bool:
         return self._pipeline is not None
 
@@ -130,14 +132,6 @@ class AsyncEngine:
                 await self._open()
 
     async def _open(self) -> None:
-        from ..stages.embed_batcher import EmbedBatcher
-        from ..stages.negative_gate import NegativeGate
-        from ..stages.normalize import Normalize
-        from ..stages.persister import Persister
-        from ..stages.synthesizer import Synthesizer
-        from ..stages.tier_router import TierRouter
-        from ..stages.upstream import Upstream
-
         t0 = time.perf_counter()
         s = self.settings
         self._loop_token = anyio.lowlevel.current_token()
@@ -173,46 +167,10 @@ class AsyncEngine:
             self._owns_llm = self.llm is not None
 
         store = self.store
-        persister = Persister(
-            store,
-            self.hot,
-            BatchPolicy(s.persist_batch, s.persist_interval_s),
-            on_error=lambda exc: self.stats.count("cache_errors"),
-        )
+        persister = build_persister(self, store)
         self._persister = persister
-        stages: list[Stage] = [
-            Normalize(
-                self.hot, store, has_embedder=self.embedder is not None, negatives=lambda: self._negatives
-            )
-        ]
-        if self.embedder is not None:
-            stages.append(
-                EmbedBatcher(
-                    self.embedder, BatchPolicy(s.embed_max_batch, s.embed_max_wait_ms / 1000.0), self._limiter
-                )
-            )
-            stages.append(
-                NegativeGate(store, lambda: self.settings.negative_threshold, lambda: self._negatives)
-            )
-        from ..stages.vector_search import VectorSearch
-
-        stages.append(VectorSearch(store, s.top_k))
-        stages.append(
-            TierRouter(lambda: self.settings, lambda: self._rule, can_synthesize=self.llm is not None)
-        )
-        if self.llm is not None:
-            stages.append(
-                Synthesizer(
-                    self.llm,
-                    lambda: self.settings,
-                    on_usage=self.accounting.synthesis_usage,
-                    on_event=lambda name: self.stats.count(f"synthesis.{name}"),
-                    make_commit=self._make_commit,
-                )
-            )
-        stages.append(Upstream(self._make_commit, self.hot))
-        names = {st.name for st in stages}
-        edges = {n: tuple(e for e in _EDGES[n] if e in names) for n in names}
+        stages = build_stages(self, store)
+        edges = edges_for(stages)
         self._stages = {st.name: st for st in stages}
         pipeline = Pipeline(
             stages,
@@ -355,6 +313,10 @@ class AsyncEngine:
             raise job.error
         assert job.outcome is not None
         return _with_latency(job.outcome, job.elapsed_ms())
+
+    def make_commit(self, job: Job) -> Commit:
+        """The function that stores a job's answer (write-behind), from any thread."""
+        return self._make_commit(job)
 
     def _make_commit(self, job: Job) -> Commit:
         storable = job.request.store and job.request.cacheable
