@@ -18,30 +18,38 @@ other connections (other processes sharing the directory included) have committe
 from __future__ import annotations
 
 import functools
-import json
 import math
-import os
-import shutil
 import sqlite3
-import sys
-import tempfile
 import time
-import zlib
-from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
-from contextlib import contextmanager
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import anyio
 import anyio.to_thread
 import numpy as np
 import structlog
 
-from ...engine._errors import CachebackError, ConfigError, StoreCorrupt, StoreError
+from ...engine._errors import ConfigError, StoreCorrupt, StoreError
 from ...engine._types import CacheEntry, NegativeEntry, NewEntry, Vector
-from ._hnsw_index import HnswIndex, hnsw_available
-from ._numpy_index import NumpyIndex, as_unit_rows, as_unit_vector
+from ._index_files import (
+    DB_FILE,
+    AnyIndex,
+    IndexKind,
+    add_blobs,
+    looks_like_sqlite,
+    matrix,
+    move_db_aside,
+    open_index,
+    rank_blobs,
+    read_bundle,
+    resolve_kind,
+    sweep_tmp,
+    write_bundle,
+)
+from ._numpy_index import as_unit_vector
+from ._scope_map import ScopeMap
 from ._sqlite import ChangeRow, Database, EntryRow, dumps_metadata, is_corruption
 
 if TYPE_CHECKING:
@@ -51,14 +59,8 @@ _RECENT_DELETIONS = 65_536  # ids kept so the engine can drop just those from me
 
 log = structlog.get_logger("cacheback.store")
 
-IndexKind = Literal["auto", "hnsw", "numpy"]
-AnyIndex = HnswIndex | NumpyIndex
 
-DB_FILE = "cache.db"
-META_FILE = "index.meta.json"
-LOCK_FILE = "index.lock"
 _META_FORMAT = 1
-_TMP_PREFIX = ".index-tmp-"
 
 _CATCH_UP_CHUNK = 10_000  # change rows read per query while catching up
 _REBUILD_CHUNK = 5_000  # vectors read per query while rebuilding (bounds peak memory)
@@ -68,299 +70,6 @@ _MIN_KEEP_CHANGES = 10_000
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def _resolve_kind(kind: str) -> Literal["hnsw", "numpy"]:
-    if kind == "numpy":
-        return "numpy"
-    if kind == "hnsw":
-        if not hnsw_available():
-            raise ConfigError("index='hnsw' needs hnswlib, which is not installed")
-        return "hnsw"
-    if kind == "auto":
-        if hnsw_available():
-            return "hnsw"
-        log.warning("store.hnswlib_missing", fallback="numpy brute-force search")
-        return "numpy"
-    raise ConfigError(f"index must be 'auto', 'hnsw' or 'numpy', not {kind!r}")
-
-
-def open_index(
-    kind: IndexKind, dim: int, *, capacity: int = 1024, ef_search: int = 64
-) -> AnyIndex:
-    """A new empty index: hnswlib for "hnsw" (and "auto" when installed), else numpy."""
-    if _resolve_kind(kind) == "hnsw":
-        return HnswIndex(dim, capacity=capacity, ef_search=ef_search)
-    return NumpyIndex(dim, capacity=capacity)
-
-
-def _load_index(kind: str, directory: Path, dim: int, ef_search: int) -> AnyIndex:
-    if kind == "hnsw":
-        return HnswIndex.load(directory, dim, ef_search=ef_search)
-    return NumpyIndex.load(directory, dim)
-
-
-# -- index files -----------------------------------------------------------------------------
-
-if sys.platform == "win32":  # pragma: no cover - no flock; saves there are last-writer-wins
-
-    @contextmanager
-    def _file_lock(path: Path, *, exclusive: bool) -> Iterator[None]:
-        yield
-
-else:
-    import fcntl
-
-    @contextmanager
-    def _file_lock(path: Path, *, exclusive: bool) -> Iterator[None]:
-        """Advisory lock so no process reads a half-replaced set of index files."""
-        with path.open("a+b") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _crc32(path: Path) -> int:
-    crc = 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 24):
-            crc = zlib.crc32(chunk, crc)
-    return crc
-
-
-def _move_aside(path: Path, stamp: str) -> Path | None:
-    """Rename a bad file to ``<name>.corrupt-<stamp>`` (never delete it); None if absent."""
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
-    while target.exists():
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-        n += 1
-    try:
-        os.rename(path, target)
-    except FileNotFoundError:
-        return None
-    return target
-
-
-def _stamp() -> str:
-    return time.strftime("%Y%m%dT%H%M%S", time.localtime())
-
-
-def _looks_like_sqlite(db_path: Path) -> bool:
-    """False for a file SQLite would refuse (checked before SQLite touches its WAL)."""
-    try:
-        with db_path.open("rb") as fh:
-            header = fh.read(16)
-    except FileNotFoundError:
-        return True
-    return header in (b"", b"SQLite format 3\x00")
-
-
-def _move_db_aside(db_path: Path) -> list[Path]:
-    stamp = _stamp()
-    moved = [_move_aside(db_path.with_name(db_path.name + sfx), stamp) for sfx in ("", "-wal", "-shm")]
-    return [p for p in moved if p is not None]
-
-
-def _read_meta(directory: Path) -> dict[str, Any] | None:
-    """The index metadata; None if missing; raises ValueError if unreadable."""
-    try:
-        raw = (directory / META_FILE).read_bytes()
-    except FileNotFoundError:
-        return None
-    meta = json.loads(raw)
-    if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict):
-        raise ValueError("index metadata is not a JSON object with a file list")
-    for key in ("kind", "dim", "watermark", "count", "db_id"):
-        if key not in meta:
-            raise ValueError(f"index metadata lacks {key!r}")
-    return meta
-
-
-_KIND_FILES = {"hnsw": ("index.hnsw", "index.hnsw.labels.npy"), "numpy": ("index.npz",)}
-
-
-def _read_bundle(
-    directory: Path, kind: str, dim: int, db_id: str, ef_search: int
-) -> tuple[AnyIndex | None, int, str]:
-    """Load the saved index if it belongs to this database: (index, watermark, status).
-
-    status is "loaded", "missing", "stale" (another kind, dimension or database) or
-    "corrupt: <reason>" after the bad files were moved aside.
-    """
-    with _file_lock(directory / LOCK_FILE, exclusive=False):
-        try:
-            meta = _read_meta(directory)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return None, 0, _quarantine(directory, list(_KIND_FILES.get(kind, ())), exc)
-        if meta is None:
-            return None, 0, "missing"
-        if meta["kind"] != kind or meta["dim"] != dim or meta["db_id"] != db_id:
-            return None, 0, "stale"
-        files: dict[str, Any] = meta["files"]
-        names = [str(name) for name in files]
-        try:
-            for name, info in files.items():
-                path = directory / name
-                if not path.exists():
-                    return None, 0, "missing"
-                if path.stat().st_size != int(info["size"]) or _crc32(path) != int(info["crc32"]):
-                    raise ValueError(f"{name} does not match its recorded size and checksum")
-            index = _load_index(kind, directory, dim, ef_search)
-            if len(index) != int(meta["count"]):
-                raise ValueError(f"index holds {len(index)} vectors, metadata says {meta['count']}")
-        except (CachebackError, MemoryError):
-            raise
-        except Exception as exc:  # anything a damaged file can make a loader raise
-            return None, 0, _quarantine(directory, names, exc)
-        return index, int(meta["watermark"]), "loaded"
-
-
-def _quarantine(directory: Path, names: list[str], exc: BaseException) -> str:
-    stamp = _stamp()
-    moved = [_move_aside(directory / name, stamp) for name in [*names, META_FILE]]
-    kept = [str(p) for p in moved if p is not None]
-    log.warning("store.index_corrupt", directory=str(directory), moved_to=kept, error=str(exc))
-    return f"corrupt: {exc}"
-
-
-def _write_bundle(directory: Path, index: AnyIndex, meta: dict[str, Any]) -> bool:
-    """Save the index atomically; False when the directory already holds one as new."""
-
-    def newer_on_disk() -> bool:
-        try:
-            current = _read_meta(directory)
-        except ValueError:
-            return False
-        return (
-            current is not None
-            and current["db_id"] == meta["db_id"]
-            and current["kind"] == meta["kind"]
-            and current["dim"] == meta["dim"]
-            and int(current["watermark"]) >= int(meta["watermark"])
-        )
-
-    if newer_on_disk():
-        return False
-    tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=directory))
-    try:
-        names = index.save(tmp)
-        files = {
-            name: {"size": (tmp / name).stat().st_size, "crc32": _crc32(tmp / name)}
-            for name in names
-        }
-        (tmp / META_FILE).write_text(json.dumps({**meta, "files": files}, indent=1))
-        with _file_lock(directory / LOCK_FILE, exclusive=True):
-            if newer_on_disk():
-                return False
-            # Without metadata a reader rebuilds instead of pairing old metadata with new files.
-            (directory / META_FILE).unlink(missing_ok=True)
-            for name in names:
-                os.replace(tmp / name, directory / name)
-            os.replace(tmp / META_FILE, directory / META_FILE)
-        return True
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _sweep_tmp(directory: Path, older_than: float = 3600.0) -> None:
-    """Remove temporary save directories left by a crashed process."""
-    cutoff = time.time() - older_than
-    for path in directory.glob(_TMP_PREFIX + "*"):
-        try:
-            if path.is_dir() and path.stat().st_mtime < cutoff:
-                shutil.rmtree(path, ignore_errors=True)
-        except OSError:
-            continue
-
-
-# -- vectors ---------------------------------------------------------------------------------
-
-
-def _matrix(blobs: Sequence[bytes], dim: int) -> Vector:
-    return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(-1, dim).astype(np.float32, copy=False)
-
-
-def _add_blobs(index: AnyIndex, ids: Sequence[int], blobs: Sequence[bytes], dim: int) -> None:
-    index.add(ids, _matrix(blobs, dim))
-
-
-def _rank_blobs(
-    rows: Sequence[tuple[int, bytes]], query: Vector, dim: int
-) -> list[tuple[int, float]]:
-    """Exact cosine ranking of (id, vector blob) rows, best first."""
-    nbytes = dim * 4
-    good = [r for r in rows if len(r[1]) == nbytes]
-    if not good:
-        return []
-    mat = as_unit_rows(_matrix([r[1] for r in good], dim), dim)
-    sims = mat @ query
-    order = np.argsort(-sims, kind="stable")
-    return [(good[i][0], float(sims[i])) for i in order.tolist()]
-
-
-# -- scope map -------------------------------------------------------------------------------
-
-
-class _ScopeMap:
-    """Scope of every indexed entry as a small int code, with per-scope counts.
-
-    Search filters on it (only ids of the asked scope come back from the index) and uses the
-    counts to choose between an exact scan of a small scope and the index.
-    """
-
-    def __init__(self) -> None:
-        self.load([])
-
-    def load(self, rows: Sequence[tuple[int, str]]) -> None:
-        # Built with C-level iteration: this runs over every entry on open.
-        ids = [r[0] for r in rows]
-        scopes = [r[1] for r in rows]
-        self._code: dict[str, int] = {s: i for i, s in enumerate(dict.fromkeys(scopes))}
-        self._name: dict[int, str] = {i: s for s, i in self._code.items()}
-        self._of: dict[int, int] = dict(zip(ids, map(self._code.__getitem__, scopes), strict=True))
-        self._count: dict[int, int] = dict(Counter(self._of.values()))
-        self._next = len(self._code)
-
-    def __len__(self) -> int:
-        return len(self._of)
-
-    def size(self, scope: str) -> int:
-        code = self._code.get(scope)
-        return 0 if code is None else self._count[code]
-
-    def add(self, ids: Sequence[int], scopes: Sequence[str]) -> None:
-        for label, scope in zip(ids, scopes, strict=True):
-            if label in self._of:
-                continue
-            code = self._code.get(scope)
-            if code is None:
-                code = self._next
-                self._next += 1
-                self._code[scope] = code
-                self._name[code] = scope
-                self._count[code] = 0
-            self._of[label] = code
-            self._count[code] += 1
-
-    def remove(self, ids: Sequence[int]) -> None:
-        for label in ids:
-            code = self._of.pop(label, None)
-            if code is None:
-                continue
-            left = self._count[code] - 1
-            if left:
-                self._count[code] = left
-            else:  # forget empty scopes so codes do not pile up
-                del self._count[code]
-                del self._code[self._name.pop(code)]
-
-    def allowed(self, scope: str) -> Callable[[int], bool]:
-        code = self._code.get(scope, -1)
-        scope_of = self._of.get
-        return lambda label: scope_of(label) == code
 
 
 # -- the store -------------------------------------------------------------------------------
@@ -409,12 +118,12 @@ class EmbeddedStore:
         self._db_path = self._dir / DB_FILE
         self._dim = dim
         self._max_entries = max_entries
-        self._kind = _resolve_kind(index)
+        self._kind = resolve_kind(index)
         self._ef_search = ef_search
         self._exact_scan_limit = exact_scan_limit
         self._db: Database | None = None
         self._index: AnyIndex | None = None
-        self._scopes = _ScopeMap()
+        self._scopes = ScopeMap()
         self._db_id = ""
         self._watermark = 0  # last changes seq applied to the index
         self.deletions = 0  # deletions applied from the log (any process); see Store.deletions
@@ -443,9 +152,9 @@ class EmbeddedStore:
         if self._db is not None:
             return
         await anyio.to_thread.run_sync(functools.partial(self._dir.mkdir, parents=True, exist_ok=True))
-        await anyio.to_thread.run_sync(_sweep_tmp, self._dir)
+        await anyio.to_thread.run_sync(sweep_tmp, self._dir)
         for attempt in (1, 2):
-            if not await anyio.to_thread.run_sync(_looks_like_sqlite, self._db_path):
+            if not await anyio.to_thread.run_sync(looks_like_sqlite, self._db_path):
                 await self._quarantine_db("not an SQLite database")
             db = Database(self._db_path)
             try:
@@ -466,7 +175,7 @@ class EmbeddedStore:
             return
 
     async def _quarantine_db(self, reason: str) -> None:
-        moved = await anyio.to_thread.run_sync(_move_db_aside, self._db_path)
+        moved = await anyio.to_thread.run_sync(move_db_aside, self._db_path)
         log.warning(
             "store.database_corrupt",
             path=str(self._db_path),
@@ -476,7 +185,7 @@ class EmbeddedStore:
 
     def _reset(self) -> None:
         self._index = None
-        self._scopes = _ScopeMap()
+        self._scopes = ScopeMap()
         self._watermark = 0
         self._dirty = False
         self._seen_dv = self._neg_seen_dv = None
@@ -492,7 +201,7 @@ class EmbeddedStore:
         self._db_id = str(await db.meta("db_id"))
         self._seen_dv = await db.data_version()
         index, watermark, status = await anyio.to_thread.run_sync(
-            _read_bundle, self._dir, self._kind, self._dim, self._db_id, self._ef_search
+            read_bundle, self._dir, self._kind, self._dim, self._db_id, self._ef_search
         )
         async with self._sync_lock:
             rebuilds = self._rebuilds
@@ -566,9 +275,7 @@ class EmbeddedStore:
                     log.warning("store.bad_vectors_skipped", count=len(rows) - len(good))
                 if good:
                     ids = [r[0] for r in good]
-                    await anyio.to_thread.run_sync(
-                        _add_blobs, index, ids, [r[2] for r in good], self._dim
-                    )
+                    await anyio.to_thread.run_sync(add_blobs, index, ids, [r[2] for r in good], self._dim)
                     pairs.extend((r[0], r[1]) for r in good)
         finally:
             with anyio.CancelScope(shield=True):
@@ -625,7 +332,7 @@ class EmbeddedStore:
                 add_scopes.append(scope)
                 blobs.append(vector)
         if add_ids:
-            await anyio.to_thread.run_sync(_add_blobs, index, add_ids, blobs, self._dim)
+            await anyio.to_thread.run_sync(add_blobs, index, add_ids, blobs, self._dim)
             self._scopes.add(add_ids, add_scopes)  # after the index: filters never see a gap
         if dels:
             self.deletions += len(dels)
@@ -644,7 +351,7 @@ class EmbeddedStore:
             "db_id": self._db_id,
             "saved_at": time.time(),
         }
-        written = await anyio.to_thread.run_sync(_write_bundle, self._dir, index, meta)
+        written = await anyio.to_thread.run_sync(write_bundle, self._dir, index, meta)
         self._dirty = False
         log.debug("store.index_saved", written=written, watermark=self._watermark)
 
@@ -680,9 +387,7 @@ class EmbeddedStore:
         return await self._require_db().find_exact(scope, query_hash, now)
 
     @_store_errors
-    async def search(
-        self, scope: str, vector: Vector, k: int, now: float
-    ) -> list[tuple[CacheEntry, float]]:
+    async def search(self, scope: str, vector: Vector, k: int, now: float) -> list[tuple[CacheEntry, float]]:
         """Live entries of ``scope`` nearest to ``vector``, best first (never stale ones)."""
         if k <= 0:
             return []
@@ -708,9 +413,9 @@ class EmbeddedStore:
         db = self._require_db()
         rows = await db.scope_vectors(scope, now)
         if len(rows) > _INLINE_ROWS:
-            ranked = await anyio.to_thread.run_sync(_rank_blobs, rows, query, self._dim)
+            ranked = await anyio.to_thread.run_sync(rank_blobs, rows, query, self._dim)
         else:
-            ranked = _rank_blobs(rows, query, self._dim)
+            ranked = rank_blobs(rows, query, self._dim)
         out: list[tuple[CacheEntry, float]] = []
         start, step = 0, k + 8
         # Rows deleted since the scan are skipped; read further down the ranking for them.
@@ -866,7 +571,7 @@ class EmbeddedStore:
             good = [r for r in rows if len(r[1]) == nbytes]
             self._neg_entries = [r[0] for r in good]
             self._neg_vecs = (
-                _matrix([r[1] for r in good], self._dim)
+                matrix([r[1] for r in good], self._dim)
                 if good
                 else np.empty((0, self._dim), dtype=np.float32)
             )

@@ -66,9 +66,7 @@ class HnswIndex:
         )
         self._setup(index, dim, ef_search, live=set(), max_label=-1)
 
-    def _setup(
-        self, index: Any, dim: int, ef_search: int, *, live: set[int], max_label: int
-    ) -> None:
+    def _setup(self, index: Any, dim: int, ef_search: int, *, live: set[int], max_label: int) -> None:
         self._index = index
         self._dim = dim
         self._ef = max(1, ef_search)
@@ -114,9 +112,7 @@ class HnswIndex:
                 lab, src = zip(*fresh, strict=True)
                 self._reserve(len(fresh))
                 threads = -1 if len(fresh) >= _PARALLEL_MIN else 1
-                self._index.add_items(
-                    mat[list(src)], list(lab), num_threads=threads, replace_deleted=True
-                )
+                self._index.add_items(mat[list(src)], list(lab), num_threads=threads, replace_deleted=True)
                 self._max_label = max(self._max_label, *lab)
             self._live.update(labels)
 
@@ -143,8 +139,7 @@ class HnswIndex:
                     kk //= 2
                     continue
                 return [
-                    (int(label), 1.0 - float(dist))
-                    for label, dist in zip(labels[0], dists[0], strict=True)
+                    (int(label), 1.0 - float(dist)) for label, dist in zip(labels[0], dists[0], strict=True)
                 ]
         return []
 

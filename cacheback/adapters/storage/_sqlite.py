@@ -107,9 +107,7 @@ INSERT OR IGNORE INTO store_meta (key, value) VALUES
 COMMIT;
 """
 
-_ENTRY_COLS = (
-    "id, scope, query, answer, payload, created_at, expires_at, last_access, hits, metadata"
-)
+_ENTRY_COLS = "id, scope, query, answer, payload, created_at, expires_at, last_access, hits, metadata"
 _NEG_COLS = "id, query, reason, category, severity, false_positives, created_at, metadata"
 
 _INSERT_ENTRY = (
@@ -221,9 +219,7 @@ class Database:
         try:
             self._w = await _connect(self.path)
             await self._w.executescript(_SCHEMA)
-            rows = await self._w.execute_fetchall(
-                "SELECT value FROM store_meta WHERE key = 'schema_version'"
-            )
+            rows = await self._w.execute_fetchall("SELECT value FROM store_meta WHERE key = 'schema_version'")
             version = int(next(iter(rows))[0])
             if version > SCHEMA_VERSION:
                 raise StoreError(
@@ -296,9 +292,7 @@ class Database:
     async def claim_dim(self, dim: int) -> int:
         """Record the vector dimension on first use; returns the recorded one."""
         async with self._write() as w:
-            await w.execute(
-                "INSERT OR IGNORE INTO store_meta (key, value) VALUES ('dim', ?)", (dim,)
-            )
+            await w.execute("INSERT OR IGNORE INTO store_meta (key, value) VALUES ('dim', ?)", (dim,))
             rows = list(await w.execute_fetchall("SELECT value FROM store_meta WHERE key = 'dim'"))
         return int(rows[0][0])
 
@@ -331,25 +325,19 @@ class Database:
 
     @staticmethod
     async def _last_seq(conn: aiosqlite.Connection) -> int:
-        rows = list(
-            await conn.execute_fetchall("SELECT seq FROM sqlite_sequence WHERE name = 'changes'")
-        )
+        rows = list(await conn.execute_fetchall("SELECT seq FROM sqlite_sequence WHERE name = 'changes'"))
         return int(rows[0][0]) if rows else 0
 
     async def scope_rows(self) -> list[tuple[int, str]]:
         """(id, scope) of every entry that has a vector, through the covering partial index."""
-        rows = await self.reader.execute_fetchall(
-            "SELECT id, scope FROM entries WHERE vector IS NOT NULL"
-        )
+        rows = await self.reader.execute_fetchall("SELECT id, scope FROM entries WHERE vector IS NOT NULL")
         return [(int(r[0]), str(r[1])) for r in rows]
 
     @classmethod
     async def snapshot_head(cls, snap: aiosqlite.Connection) -> tuple[int, int]:
         """(last changes seq, number of entries with a vector) inside a snapshot."""
         seq = await cls._last_seq(snap)
-        rows = list(
-            await snap.execute_fetchall("SELECT count(*) FROM entries WHERE vector IS NOT NULL")
-        )
+        rows = list(await snap.execute_fetchall("SELECT count(*) FROM entries WHERE vector IS NOT NULL"))
         return seq, int(rows[0][0])
 
     @staticmethod
@@ -357,8 +345,7 @@ class Database:
         snap: aiosqlite.Connection, after_id: int, limit: int
     ) -> list[tuple[int, str, bytes]]:
         rows = await snap.execute_fetchall(
-            "SELECT id, scope, vector FROM entries WHERE vector IS NOT NULL AND id > ?"
-            " ORDER BY id LIMIT ?",
+            "SELECT id, scope, vector FROM entries WHERE vector IS NOT NULL AND id > ? ORDER BY id LIMIT ?",
             (after_id, limit),
         )
         return [(int(r[0]), str(r[1]), bytes(r[2])) for r in rows]
@@ -375,16 +362,12 @@ class Database:
                 "DELETE FROM entries WHERE scope = ? AND query_hash = ?",
                 [(r[0], r[1]) for r in rows],
             )
-            before = list(
-                await w.execute_fetchall("SELECT seq FROM sqlite_sequence WHERE name = 'entries'")
-            )
+            before = list(await w.execute_fetchall("SELECT seq FROM sqlite_sequence WHERE name = 'entries'"))
             floor = int(before[0][0]) if before else 0
             await w.executemany(_INSERT_ENTRY, rows)
             # Everything above the old AUTOINCREMENT mark was inserted by this transaction,
             # in order (it holds the write lock): a rowid range scan, no per-key lookups.
-            new = await w.execute_fetchall(
-                "SELECT id FROM entries WHERE id > ? ORDER BY id", (floor,)
-            )
+            new = await w.execute_fetchall("SELECT id FROM entries WHERE id > ? ORDER BY id", (floor,))
             ids = [int(r[0]) for r in new]
             if len(ids) != len(rows):
                 raise StoreError(f"inserted {len(rows)} entries but found {len(ids)} new ids")
@@ -400,8 +383,7 @@ class Database:
     async def find_exact(self, scope: str, query_hash: str, now: float) -> CacheEntry | None:
         rows = list(
             await self.reader.execute_fetchall(
-                f"SELECT {_ENTRY_COLS} FROM entries"
-                " WHERE scope = ? AND query_hash = ? AND expires_at > ?",
+                f"SELECT {_ENTRY_COLS} FROM entries WHERE scope = ? AND query_hash = ? AND expires_at > ?",
                 (scope, query_hash, now),
             )
         )
@@ -411,8 +393,7 @@ class Database:
         out: dict[int, CacheEntry] = {}
         for chunk in _chunks(ids):
             rows = await self.reader.execute_fetchall(
-                f"SELECT {_ENTRY_COLS} FROM entries"
-                f" WHERE id IN ({_marks(len(chunk))}) AND expires_at > ?",
+                f"SELECT {_ENTRY_COLS} FROM entries WHERE id IN ({_marks(len(chunk))}) AND expires_at > ?",
                 (*chunk, now),
             )
             for row in rows:
@@ -422,8 +403,7 @@ class Database:
 
     async def scope_vectors(self, scope: str, now: float) -> list[tuple[int, bytes]]:
         rows = await self.reader.execute_fetchall(
-            "SELECT id, vector FROM entries"
-            " WHERE scope = ? AND vector IS NOT NULL AND expires_at > ?",
+            "SELECT id, vector FROM entries WHERE scope = ? AND vector IS NOT NULL AND expires_at > ?",
             (scope, now),
         )
         return [(int(r[0]), bytes(r[1])) for r in rows]
@@ -431,16 +411,13 @@ class Database:
     async def touch(self, ids: Sequence[int], now: float) -> None:
         async with self._write() as w:
             await w.executemany(
-                "UPDATE entries SET last_access = max(last_access, ?), hits = hits + 1"
-                " WHERE id = ?",
+                "UPDATE entries SET last_access = max(last_access, ?), hits = hits + 1 WHERE id = ?",
                 [(now, int(i)) for i in ids],
             )
 
     async def get(self, entry_id: int) -> CacheEntry | None:
         rows = list(
-            await self.reader.execute_fetchall(
-                f"SELECT {_ENTRY_COLS} FROM entries WHERE id = ?", (entry_id,)
-            )
+            await self.reader.execute_fetchall(f"SELECT {_ENTRY_COLS} FROM entries WHERE id = ?", (entry_id,))
         )
         return _entry(rows[0]) if rows else None
 
@@ -448,9 +425,7 @@ class Database:
         removed = 0
         async with self._write() as w:
             for chunk in _chunks(ids):
-                cur = await w.execute(
-                    f"DELETE FROM entries WHERE id IN ({_marks(len(chunk))})", tuple(chunk)
-                )
+                cur = await w.execute(f"DELETE FROM entries WHERE id IN ({_marks(len(chunk))})", tuple(chunk))
                 removed += max(0, cur.rowcount)
         return removed
 
@@ -460,8 +435,7 @@ class Database:
         while True:
             async with self._write() as w:
                 cur = await w.execute(
-                    "DELETE FROM entries WHERE id IN"
-                    " (SELECT id FROM entries WHERE expires_at <= ? LIMIT ?)",
+                    "DELETE FROM entries WHERE id IN (SELECT id FROM entries WHERE expires_at <= ? LIMIT ?)",
                     (now, batch),
                 )
                 n = max(0, cur.rowcount)
@@ -496,9 +470,7 @@ class Database:
         return int(await self.meta("negatives_version") or 0)
 
     async def negatives_all(self) -> list[tuple[NegativeEntry, bytes]]:
-        rows = await self.reader.execute_fetchall(
-            f"SELECT {_NEG_COLS}, vector FROM negatives ORDER BY id"
-        )
+        rows = await self.reader.execute_fetchall(f"SELECT {_NEG_COLS}, vector FROM negatives ORDER BY id")
         return [(_negative(r), bytes(r[8])) for r in rows]
 
     async def negative_add(
@@ -524,9 +496,7 @@ class Database:
 
     async def negative_get(self, entry_id: int) -> NegativeEntry | None:
         rows = list(
-            await self.reader.execute_fetchall(
-                f"SELECT {_NEG_COLS} FROM negatives WHERE id = ?", (entry_id,)
-            )
+            await self.reader.execute_fetchall(f"SELECT {_NEG_COLS} FROM negatives WHERE id = ?", (entry_id,))
         )
         return _negative(rows[0]) if rows else None
 
@@ -550,9 +520,7 @@ class Database:
                 (entry_id,),
             )
             rows = list(
-                await w.execute_fetchall(
-                    "SELECT false_positives FROM negatives WHERE id = ?", (entry_id,)
-                )
+                await w.execute_fetchall("SELECT false_positives FROM negatives WHERE id = ?", (entry_id,))
             )
         return int(rows[0][0]) if rows else -1
 
