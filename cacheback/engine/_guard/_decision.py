@@ -1,0 +1,71 @@
+"""The verbatim decision and the guard's filter on synthesis candidates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from ._scorer import GuardModel, pair_features, shipped_model
+from ._veto import guard_reasons
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A verbatim hit or not, the calibrated score it was judged on, the guard's reasons."""
+
+    hit: bool
+    score: float
+    reasons: tuple[str, ...] = ()
+
+
+def verbatim_decision(
+    query: str,
+    candidate: str,
+    similarity: float,
+    threshold: float = 0.92,
+    *,
+    guard: bool = True,
+    model: GuardModel | None = None,
+) -> Decision:
+    """Whether ``candidate``'s cached answer may be served for ``query``.
+
+    ``score`` is on the cosine scale (see :class:`GuardModel`) and the hit is
+    ``score >= threshold`` with no guard veto, so raising the threshold only removes
+    hits. ``guard=False`` is the plain cosine rule. ``model`` overrides the shipped
+    scorer (for training and evaluation).
+    """
+    similarity = float(similarity)
+    if not guard:
+        return Decision(similarity >= threshold, similarity)
+    if query == candidate:
+        return Decision(similarity >= threshold, similarity)
+    reasons = guard_reasons(query, candidate)
+    scorer = model if model is not None else shipped_model()
+    score = similarity if scorer is None else scorer.score(
+        pair_features(query, candidate, similarity)
+    )
+    return Decision(not reasons and score >= threshold, score, reasons)
+
+
+def filter_synthesis_candidates(
+    query: str, candidates: Sequence[T], text_of: Callable[[T], str] | None = None
+) -> list[T]:
+    """The candidates a synthesis prompt may draw on: those the guard does not veto.
+
+    An answer built from "Python 3.11" facts is as wrong for a "3.12" question as a
+    verbatim hit would be. ``text_of`` gives a candidate's question text (default: the
+    candidate itself if it is a string, else its ``entry.query``, as on
+    :class:`~cacheback.engine._types.Candidate`).
+    """
+
+    def text(c: T) -> str:
+        if text_of is not None:
+            return text_of(c)
+        if isinstance(c, str):
+            return c
+        return str(c.entry.query)  # type: ignore[attr-defined]
+
+    return [c for c in candidates if not guard_reasons(query, text(c))]

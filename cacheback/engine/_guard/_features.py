@@ -1,0 +1,47 @@
+"""What one text pins down, as compared by the rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# A negation with no content word close after it (see ``_Features.neg_heads``).
+_UNSCOPED = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class _Features:
+    """What one text pins down. Built once per text (cached)."""
+
+    words: tuple[str, ...]  # lower-case word tokens, in order
+    word_set: frozenset[str]
+    order: tuple[str, ...]  # content words, code, direction words and "|" (and/or/comma)
+    initials: str  # first letters of the content words, in order ("machine learning": "ml")
+    stems: frozenset[str]
+    content: frozenset[str]  # content stems (stopwords dropped)
+    numbers: frozenset[str]
+    spelled: frozenset[str]
+    versions: frozenset[str]
+    ordinals: frozenset[str]
+    dates: frozenset[str]
+    times: frozenset[str]
+    units: frozenset[str]
+    unit_targets: frozenset[str]
+    currencies: frozenset[str]
+    currency_targets: frozenset[str]
+    conversions: frozenset[tuple[str, str]]  # (from, to) of units or currencies
+    routes: frozenset[tuple[str, str]]  # "from A to B"
+    negated: bool
+    # What each negation applies to: the first content word after the cue ("without
+    # food": "food"), or "*" when nothing follows it closely.
+    neg_heads: frozenset[str]
+    passive: frozenset[str]  # stems used as a passive participle ("is mentioned")
+    # A capitalised run's words and the run's initials ("natural" -> "nlp").
+    acronyms: frozenset[tuple[str, str]]
+    asks: frozenset[str]  # sentence-initial why/when/where/who
+    entities: frozenset[str]
+    code: frozenset[str]
+    languages: frozenset[str]
+    formats: frozenset[str]
+    mentions: frozenset[str]  # every format or shape named, asked for or not
+    styles: frozenset[str]
+    opposites: frozenset[str]

@@ -1,0 +1,39 @@
+"""Veto rules for what a question is about or asks for: the language, the format or
+style of the answer, code identifiers, names."""
+
+from __future__ import annotations
+
+from ._features import _Features
+from ._lexicon_names import _OPPOSITE_STYLES
+from ._name_matching import _code_present, _entity_present, _language_present
+from ._sets import _fmt
+
+
+def _name_reasons(qf: _Features, cf: _Features, close: bool) -> list[str]:
+    reasons: list[str] = []
+    ql = {x for x in qf.languages if not _language_present(x, cf)}
+    cl = {x for x in cf.languages if not _language_present(x, qf)}
+    if ql or cl:
+        reasons.append(f"language:{_fmt(ql)}!={_fmt(cl)}")
+    # A shape asked for on one side may be a mere topic word on the other ("as a table" /
+    # "which table"): only a shape the other text never mentions differs.
+    qfmt = {f for f in qf.formats - cf.formats if f not in cf.mentions}
+    cfmt = {f for f in cf.formats - qf.formats if f not in qf.mentions}
+    if qfmt or cfmt:
+        reasons.append(f"format:{_fmt(qfmt)}!={_fmt(cfmt)}")
+    qs, cs = qf.styles - cf.styles, cf.styles - qf.styles
+    if any((a, b) in _OPPOSITE_STYLES or (b, a) in _OPPOSITE_STYLES for a in qs for b in cs):
+        reasons.append(f"format:{_fmt(qs)}!={_fmt(cs)}")
+
+    q_code = {c for c in qf.code if not _code_present(c, cf, qf)}
+    c_code = {c for c in cf.code if not _code_present(c, qf, cf)}
+    if q_code and c_code:
+        reasons.append(f"code_identifier:{_fmt(q_code)}!={_fmt(c_code)}")
+
+    q_ent = {e for e in qf.entities if not _entity_present(e, qf, cf)}
+    c_ent = {e for e in cf.entities if not _entity_present(e, cf, qf)}
+    # Another name, or a name added to the same words ("intern at Cisco" / "intern at
+    # Cisco in Chicago"): the answer is about something else or something narrower.
+    if (q_ent and c_ent) or ((q_ent or c_ent) and close):
+        reasons.append(f"entity:{_fmt(q_ent)}!={_fmt(c_ent)}")
+    return reasons

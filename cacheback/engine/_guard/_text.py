@@ -1,0 +1,126 @@
+"""Text normalisation and tokenising: canonical punctuation and contractions, tokens
+that keep code, numbers and symbols whole, and a crude stemmer."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ._lexicon_names import _PROGRAMMING_LANGUAGES
+
+# One token: backticked code, a currency symbol, a number (separators, decimals, a unit or
+# suffix glued on), a word that may carry dots, underscores, hyphens, ++ or #, an operator.
+_TOKEN_RE = re.compile(
+    r"""
+    (?P<code>`[^`]{1,80}`)
+    | (?P<cur>[$€£¥₹₩₽₿])
+    | (?P<num>\d+(?:[.,:]\d+)*(?:°[cCfF]|[A-Za-z%]+(?:-\d+)?)?)
+    | (?P<word>[A-Za-z_][\w]*(?:\+\+|\#)?(?:[.\-][A-Za-z0-9_]+)*(?:\(\))?)
+    | (?P<op>===|!==|==|!=|<=|>=|->|=>|\+=|-=|\*\*|::|&&|\|\||<<|>>|→)
+    """,
+    re.VERBOSE,
+)
+_SENTENCE_ENDS = frozenset('.?!:;"([\n')
+_PUNCT = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "´": "'", "–": "-", "—": "-"})
+
+_REWRITES = (
+    # Idioms whose negation asks nothing: "Should X be banned or not?", "why or why not".
+    (re.compile(r",?\s*\b(?:why\s+)?or\s+(?:why\s+)?not\b", re.I), ""),
+    (re.compile(r"\bno\.\s*(?=\d)", re.I), "number "),
+    (re.compile(r"\bnot\s+only\b", re.I), ""),
+    (re.compile(r"\bno\s+longer\b", re.I), "not"),
+    (re.compile(r"^\s*(?:yes|no)\s*,\s*", re.I), ""),  # an answer's "No, ..." is not negation
+    (re.compile(r"\bdo(?:n't|\s+not)\s+forget\b", re.I), "remember"),
+    (re.compile(r"\bunited\s+states(?:\s+of\s+america)?\b", re.I), "USA"),
+    (re.compile(r"\bunited\s+kingdom\b", re.I), "UK"),
+    (re.compile(r"\bnew\s+york\s+city\b", re.I), "NYC"),
+    (re.compile(r"\b(can)'t\b", re.I), r"\1 not"),
+    (re.compile(r"\bwon't\b", re.I), "will not"),
+    (re.compile(r"\bshan't\b", re.I), "shall not"),
+    (re.compile(r"n't\b", re.I), " not"),
+    (re.compile(r"\b(?:dont|doesnt|didnt|isnt|arent|wasnt|werent|cant|wont|shouldnt|"
+                r"wouldnt|couldnt|havent|hasnt)\b", re.I), " not"),
+    (re.compile(r"\b(let)'s\b", re.I), r"\1 us"),
+    (re.compile(r"\b(it|that|what|where|who|how|when|why|there|here|he|she)'s\b", re.I),
+     r"\1 is"),
+    (re.compile(r"'re\b", re.I), " are"),
+    (re.compile(r"'ve\b", re.I), " have"),
+    (re.compile(r"'ll\b", re.I), " will"),
+    (re.compile(r"\b(i)'m\b", re.I), r"\1 am"),
+    (re.compile(r"'d\b", re.I), " would"),
+    (re.compile(r"'s\b"), ""),  # possessive
+    (re.compile(r"(?<=s)'(?=\s|$)"), ""),
+)
+
+
+@lru_cache(maxsize=65536)
+def _stem(word: str) -> str:
+    """A deliberately crude suffix stripper: enough to match plurals and tenses."""
+    w = word
+    if len(w) <= 3 or not w.isalpha():
+        return w
+    if w.endswith("ies") and len(w) > 4:
+        w = w[:-3] + "y"
+    elif w.endswith("sses"):
+        w = w[:-2]
+    elif w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        w = w[:-1]
+    for suffix in ("ing", "ed"):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+            w = w[: -len(suffix)]
+            if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "slz":
+                w = w[:-1]
+            break
+    if w.endswith("e") and len(w) > 3:
+        w = w[:-1]
+    return w
+
+
+def _strip_accents(text: str) -> str:
+    if text.isascii():
+        return text
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    text: str  # as written (case kept)
+    low: str
+    kind: str  # "word", "num", "code", "cur", "op"
+    initial: bool  # first token of a sentence: its capital says nothing
+    sep: bool = False  # a comma, slash or ampersand right before it
+
+
+
+def _normalise(text: str) -> str:
+    text = _strip_accents(unicodedata.normalize("NFKC", text)).translate(_PUNCT)
+    for pattern, repl in _REWRITES:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def _tokenise(text: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    end = 0
+    for m in _TOKEN_RE.finditer(text):
+        kind = m.lastgroup or "word"
+        raw = m.group()
+        k = m.start() - 1
+        while k >= 0 and text[k] == " ":
+            k -= 1
+        initial = k < 0 or text[k] in _SENTENCE_ENDS
+        sep = any(ch in ",/&" for ch in text[end : m.start()])
+        end = m.end()
+        if kind == "word" and "-" in raw and not any(ch.isdigit() for ch in raw):
+            # "state-of-the-art" is the same words as "state of the art".
+            if raw.lower() not in _PROGRAMMING_LANGUAGES:
+                for part in raw.split("-"):
+                    if part:
+                        tokens.append(_Token(part, part.lower(), "word", initial, sep))
+                        initial = sep = False
+                continue
+        tokens.append(_Token(raw, raw.lower(), kind, initial, sep))
+    return tokens
