@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=config.workers,
         openai_upstream=config.openai_base_url,
         anthropic_upstream=config.anthropic_base_url,
-        auth="proxy-keys" if config.auth_required else "caller-keys",
+        auth=config.auth_mode,
     )
     options: dict[str, Any] = {
         "host": config.host,

@@ -79,6 +79,11 @@ class ProxyConfig:
     def auth_required(self) -> bool:
         return bool(self.proxy_keys)
 
+    @property
+    def auth_mode(self) -> str:
+        """How callers authenticate, as logged and reported by ``/v1/cache/stats``."""
+        return "proxy-keys" if self.auth_required else "caller-keys"
+
     def settings(self, env: Mapping[str, str] | None = None) -> Settings:
         """The engine settings: ``CACHEBACK_*`` variables, then this config's overrides."""
         return Settings.from_env(

@@ -163,14 +163,19 @@ class Upstream:
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(str(exc) or type(exc).__name__) from exc
         if raise_for_status and not 200 <= resp.status_code < 300:
-            try:
-                body = await resp.aread()
-            except httpx.HTTPError:
-                body = b""
-            finally:
-                await resp.aclose()
+            body = await read_error_body(resp)
             raise UpstreamError(resp.status_code, response_headers(resp.headers, reencoded=True), body)
         return resp
+
+
+async def read_error_body(resp: httpx.Response) -> bytes:
+    """An open error response read whole (empty if the read fails), then closed."""
+    try:
+        return await resp.aread()
+    except httpx.HTTPError:
+        return b""
+    finally:
+        await resp.aclose()
 
 
 def forward_headers(
@@ -230,6 +235,12 @@ def encode_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, byte
     return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
 
 
+async def aclose_if_closable(resource: object) -> None:
+    aclose = getattr(resource, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
 async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
     while True:
         message = await receive()
@@ -278,9 +289,7 @@ class StreamingBody(Response):
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
-                aclose = getattr(chunks, "aclose", None)
-                if aclose is not None:
-                    await aclose()
+                await aclose_if_closable(chunks)
                 await self.finished(completed)
 
 

@@ -1,0 +1,116 @@
+"""The cache's own endpoints: ``/v1/cache/stats``, ``/v1/cache/report-wrong-hit``,
+``/health`` and ``/metrics``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ...engine._errors import CachebackError
+from ._errors import Provider, ProxyError
+from ._proxy import Endpoint, Proxy
+from ._requests import expect, parse_json, read_body
+from ._wire import dumps, response, safe_json
+
+
+def management_routes(proxy: Proxy) -> list[Route]:
+    def bound(handler: Callable[[Proxy, Request], Awaitable[Response]]) -> Endpoint:
+        async def endpoint(request: Request) -> Response:
+            return await handler(proxy, request)
+
+        return endpoint
+
+    return [
+        Route("/v1/cache/stats", bound(_stats), methods=["GET"]),
+        Route("/v1/cache/report-wrong-hit", bound(_report_wrong_hit), methods=["POST"]),
+        Route("/health", bound(_health), methods=["GET"]),
+        Route("/metrics", bound(_metrics), methods=["GET"]),
+    ]
+
+
+def _provider_of(request: Request) -> Provider:
+    return "anthropic" if "anthropic-version" in request.headers else "openai"
+
+
+async def _stats(proxy: Proxy, request: Request) -> Response:
+    provider = _provider_of(request)
+    if proxy.config.auth_required:
+        try:
+            proxy.auth.authenticate(request.headers, provider)
+        except ProxyError as err:
+            return proxy.error(provider, err)
+    stats = await proxy.engine.get_stats()
+    stats["proxy"] = {
+        "worker": os.getpid(),
+        "in_flight": proxy.metrics.in_flight,
+        "requests": sum(proxy.metrics.requests.values()),
+        "auth": proxy.config.auth_mode,
+    }
+    return response(200, dumps(safe_json(stats)))
+
+
+async def _report_wrong_hit(proxy: Proxy, request: Request) -> Response:
+    """Remove an entry that served a wrong answer (only entries of the caller's tenant)."""
+    provider = _provider_of(request)
+    try:
+        caller = proxy.auth.authenticate(request.headers, provider)
+        body = parse_json(await read_body(request, 64 * 1024))
+        entry_id = body.get("entry_id") if isinstance(body, dict) else None
+        expect(
+            isinstance(entry_id, int) and not isinstance(entry_id, bool),
+            "entry_id",
+            "an integer",
+            entry_id,
+        )
+        assert isinstance(entry_id, int)
+    except ProxyError as err:
+        return proxy.error(provider, err)
+    engine = proxy.engine
+    entry = await engine.store.get(entry_id) if engine.store is not None else None
+    owner = entry.metadata.get("namespace") if entry is not None else None
+    if not isinstance(owner, str) or not (owner == caller.tenant or owner.startswith(caller.tenant + "/")):
+        # Another tenant's entry is reported exactly like a missing one: no probing.
+        missing = ProxyError(
+            404,
+            f"No cache entry {entry_id} was served to you.",
+            code="entry_not_found",
+            param="entry_id",
+            kind="not_found_error",
+        )
+        return proxy.error(provider, missing)
+    removed = await engine.report_wrong_hit(entry_id)
+    return response(200, dumps({"entry_id": entry_id, "removed": removed}))
+
+
+async def _health(proxy: Proxy, request: Request) -> Response:
+    engine = proxy.engine_if_started
+    ready = proxy.ready and engine is not None and engine.running and engine.store is not None
+    body: dict[str, Any] = {
+        "status": "ok" if ready else "unavailable",
+        "live": True,
+        "ready": ready,
+        "worker": os.getpid(),
+    }
+    if engine is not None:
+        body["embedder"] = engine.embedder.name if engine.embedder is not None else None
+        body["store"] = type(engine.store).__name__ if engine.store is not None else None
+    return response(200 if ready else 503, dumps(body))
+
+
+async def _metrics(proxy: Proxy, request: Request) -> Response:
+    engine = proxy.engine_if_started
+    stats: dict[str, Any] | None = None
+    queues: dict[str, int] = {}
+    if engine is not None and engine.running:
+        try:
+            stats = await engine.get_stats()
+            queues = engine.queue_depths()
+        except CachebackError:
+            stats = None
+    text = proxy.metrics.render(stats, queues)
+    return response(200, text.encode(), media_type="text/plain; version=0.0.4; charset=utf-8")
