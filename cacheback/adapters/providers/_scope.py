@@ -324,6 +324,30 @@ _CHAT_TEXT = frozenset({"text"})
 _CHAT_MEDIA = {"image_url": "image", "input_audio": "audio", "file": "file"}
 
 
+def _question(
+    b: _Builder,
+    items: list[dict[str, Any]],
+    last_user: int,
+    text_types: frozenset[str],
+    media_kinds: Mapping[str, str],
+    allow_images: bool,
+) -> _Parts | None:
+    """The parts of the message whose text is matched (None when there is no user message:
+    the request is then not cacheable)."""
+    if last_user < 0:
+        b.block("no user message")
+        return None
+    parts = _split(
+        items[last_user].get("content"),
+        text_types=text_types,
+        media_kinds=media_kinds,
+        allow_images=allow_images,
+    )
+    if parts.blocked:
+        b.block(parts.blocked)
+    return parts
+
+
 def openai_chat_key(
     params: Mapping[str, Any],
     *,
@@ -354,18 +378,8 @@ def _openai_chat_key(
         b.exact("tools present")
     items = _as_items(raw, b, "messages")
     last_user = max((i for i, m in enumerate(items) if m.get("role") == "user"), default=-1)
-    parts: _Parts | None = None
-    if last_user < 0:
-        b.block("no user message")
-    else:
-        parts = _split(
-            items[last_user].get("content"),
-            text_types=_CHAT_TEXT,
-            media_kinds=_CHAT_MEDIA,
-            allow_images=allow_images,
-        )
-        if parts.blocked:
-            b.block(parts.blocked)
+    parts = _question(b, items, last_user, _CHAT_TEXT, _CHAT_MEDIA, allow_images)
+    if parts is not None:
         if last_user != len(items) - 1:
             b.exact(f"last message is from {items[-1].get('role')!s}")
         if parts.rest:
@@ -419,18 +433,8 @@ def _openai_responses_key(
         (i for i, m in enumerate(items) if m.get("role") == "user" and "type" not in m),
         default=-1,
     )
-    parts: _Parts | None = None
-    if last_user < 0:
-        b.block("no user message")
-    else:
-        parts = _split(
-            items[last_user].get("content"),
-            text_types=_RESPONSES_TEXT,
-            media_kinds=_RESPONSES_MEDIA,
-            allow_images=allow_images,
-        )
-        if parts.blocked:
-            b.block(parts.blocked)
+    parts = _question(b, items, last_user, _RESPONSES_TEXT, _RESPONSES_MEDIA, allow_images)
+    if parts is not None:
         if last_user != len(items) - 1:
             last = items[-1]
             b.exact(f"last input item is {last.get('type') or last.get('role')!s}")
@@ -485,18 +489,8 @@ def _anthropic_messages_key(
         (i for i, m in enumerate(items) if m.get("role") == "user" and not is_tool_result(m)),
         default=-1,
     )
-    parts: _Parts | None = None
-    if last_user < 0:
-        b.block("no user message")
-    else:
-        parts = _split(
-            items[last_user].get("content"),
-            text_types=_ANTHROPIC_TEXT,
-            media_kinds=_ANTHROPIC_MEDIA,
-            allow_images=allow_images,
-        )
-        if parts.blocked:
-            b.block(parts.blocked)
+    parts = _question(b, items, last_user, _ANTHROPIC_TEXT, _ANTHROPIC_MEDIA, allow_images)
+    if parts is not None:
         if last_user != len(items) - 1:
             last = items[-1]
             b.exact(
