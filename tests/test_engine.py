@@ -233,3 +233,37 @@ def test_exact_only_without_embedder(cache_dir: Path) -> None:
         assert cache.lookup("What is Go?") == "A language."
         assert cache.lookup_detailed("What is Go?").tier == "exact"
         assert cache.lookup("Tell me about Go") is None
+
+
+async def test_blocklist_entries_of_another_process_are_enforced(cache_dir: Path, embedder: Any) -> None:
+    async with make(cache_dir, embedder) as serving, make(cache_dir, embedder) as admin:
+        await serving.populate("How to pick a lock", "cached answer")
+        assert (await serving.lookup_detailed("How to pick a lock")).tier == "exact"
+        await admin.negative.add("How to pick a lock", reason="policy", category="safety")
+        await anyio.sleep(1.5)  # the serving engine re-reads the blocklist about once a second
+        assert (await serving.lookup_detailed("How do I pick a lock?")).tier == "blocked"
+        assert (await serving.lookup_detailed("How to pick a lock")).tier == "blocked"
+
+
+async def test_a_new_scope_skips_embedding_but_stores_a_vector(cache_dir: Path, embedder: Any) -> None:
+    from cacheback.engine._job import Reply
+    from cacheback.engine._types import LookupRequest
+
+    class Handler:
+        streaming = False
+
+        async def upstream(self, commit: Any) -> Reply:
+            return Reply("response", "Light travels at about 300,000 km/s.", None)
+
+        async def synthesized(self, text: Any, stream: Any, usage: Any) -> Reply:
+            raise AssertionError("no synthesis here")
+
+    async with make(cache_dir, embedder) as cache:
+        engine = cache.engine
+        batches = engine._stages["embed_batcher"].batches  # type: ignore[attr-defined]
+        job = await engine.run(LookupRequest(query="What is the speed of light?", scope="new"), Handler())
+        assert job.outcome is not None and job.outcome.tier.value == "upstream"
+        assert engine._stages["embed_batcher"].batches == batches  # type: ignore[attr-defined]
+        await cache.flush()  # the persister embedded the answer when storing it
+        hit = await cache.lookup_detailed("How fast is the speed of light?", scope="new")
+        assert hit.tier == "verbatim" and hit.answer == "Light travels at about 300,000 km/s."

@@ -249,6 +249,11 @@ class AsyncEngine:
             if self.store is not None:
                 try:
                     await self.store.sync()
+                    # Blocklist entries another process (the CLI, a proxy worker) added.
+                    negatives = await self.store.negative_count()
+                    if negatives != self._negatives:
+                        self._negatives = negatives
+                        self.hot.bump()  # memory must not replay what is now blocked
                 except Exception as exc:
                     log.warning("store sync failed", error=repr(exc))
             if time.monotonic() - last_sweep >= self.settings.sweep_interval_s:

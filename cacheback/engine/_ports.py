@@ -68,6 +68,12 @@ class Store(Protocol):
         process, once seen): the engine drops its in-memory exact-hit map when it moves."""
         ...
 
+    def scope_size(self, scope: str) -> int | None:
+        """Searchable entries of ``scope`` this process knows of (None: cannot tell cheaply).
+
+        Zero lets a lookup skip embedding: nothing in the scope could match semantically."""
+        ...
+
     def deleted_since(self, count: int) -> list[int] | None:
         """Ids deleted after ``deletions`` was ``count``; None when no longer known."""
         ...

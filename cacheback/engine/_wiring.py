@@ -39,6 +39,8 @@ def build_persister(engine: AsyncEngine, store: Store) -> Persister:
         engine.hot,
         BatchPolicy(s.persist_batch, s.persist_interval_s),
         on_error=lambda exc: engine.stats.count("cache_errors"),
+        embedder=engine.embedder,
+        limiter=engine.embed_limiter,
     )
 
 

@@ -31,6 +31,7 @@ class Normalize(Stage):
                 self._hot.bump()
             else:
                 self._hot.discard_ids(set(gone))
+        maybe_empty: list[Job] = []
         for job in jobs:
             req = job.request
             if not req.cacheable:
@@ -47,4 +48,17 @@ class Normalize(Stage):
                     job.settle_exact(entry)
                     continue
             if not self._has_embedder:
+                job.route = "vector_search"
+            elif self._negatives() == 0 and self._store.scope_size(job.scope) == 0:
+                maybe_empty.append(job)
+        if maybe_empty:
+            await self._skip_embedding_if_empty(maybe_empty)
+
+    async def _skip_embedding_if_empty(self, jobs: list[Job]) -> None:
+        """Nothing in an empty scope can match and the blocklist is empty: only the exact
+        check stays on the request path, and the persister embeds the answer when it stores
+        it. Catch up on other processes' writes first, so "empty" is current."""
+        await self._store.sync()
+        for job in jobs:
+            if self._store.scope_size(job.scope) == 0:
                 job.route = "vector_search"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import anyio
 
 from ..engine._batching import BatchPolicy
 from ..engine._hotcache import HotCache
-from ..engine._ports import Store
+from ..engine._ports import Embedder, Store
 from ..engine._types import CacheEntry, NewEntry
 
 
@@ -38,10 +38,19 @@ class Persister:
     name = "persister"
 
     def __init__(
-        self, store: Store, hot: HotCache, policy: BatchPolicy, on_error: Callable[[BaseException], None]
+        self,
+        store: Store,
+        hot: HotCache,
+        policy: BatchPolicy,
+        on_error: Callable[[BaseException], None],
+        *,
+        embedder: Embedder | None = None,
+        limiter: anyio.CapacityLimiter | None = None,
     ) -> None:
         self._store = store
         self._hot = hot
+        self._embedder = embedder
+        self._limiter = limiter
         self._policy = policy
         self._on_error = on_error
         self.written = 0
@@ -55,6 +64,7 @@ class Persister:
         touches = sorted({i.entry_id for i in items if isinstance(i, Touch)})
         try:
             if fills:
+                await self._embed_missing(fills)
                 ids = await self._store.put([f.entry for f in fills])
                 self.written += len(ids)
                 for fill, entry_id in zip(fills, ids, strict=True):
@@ -89,3 +99,13 @@ class Persister:
             for fill in fills:
                 if fill.done is not None:
                     fill.done.set()
+
+    async def _embed_missing(self, fills: Sequence[Fill]) -> None:
+        """Vectors for answers whose lookup skipped embedding (their scope was empty)."""
+        todo = [f for f in fills if f.entry.vector is None]
+        if not todo or self._embedder is None:
+            return
+        texts = [f.entry.query for f in todo]
+        vectors = await anyio.to_thread.run_sync(self._embedder.embed, texts, limiter=self._limiter)
+        for fill, vector in zip(todo, vectors, strict=True):
+            fill.entry = replace(fill.entry, vector=vector)

@@ -355,6 +355,9 @@ class EmbeddedStore:
         self._dirty = False
         log.debug("store.index_saved", written=written, watermark=self._watermark)
 
+    def scope_size(self, scope: str) -> int | None:
+        return self._scopes.size(scope) if self._index is not None else None
+
     def deleted_since(self, count: int) -> list[int] | None:
         """Ids deleted after the ``count``-th deletion, or None if that is too long ago."""
         missed = self.deletions - count
