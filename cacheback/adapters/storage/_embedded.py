@@ -376,11 +376,15 @@ class EmbeddedStore:
         """Catch up on commits made by any other connection since the last look."""
         db = self._require_db()
         dv = await db.data_version()
-        if dv == self._seen_dv:
+        if dv == self._seen_dv and not self._sync_lock.locked():
             return
+        # Marked as seen only once caught up: a caller arriving mid catch-up waits for it
+        # instead of searching an index that does not have those commits yet.
         async with self._sync_lock:
-            self._seen_dv = dv
+            if dv == self._seen_dv:
+                return
             await self._catch_up(db)
+            self._seen_dv = dv
 
     # -- entries ---------------------------------------------------------------------------
 
@@ -562,12 +566,12 @@ class EmbeddedStore:
     async def _refresh_negatives(self) -> None:
         db = self._require_db()
         dv = await db.data_version()
-        if dv == self._neg_seen_dv and self._neg_version >= 0:
+        if dv == self._neg_seen_dv and self._neg_version >= 0 and not self._neg_lock.locked():
             return
         async with self._neg_lock:
-            self._neg_seen_dv = dv
             version = await db.negatives_version()
             if version == self._neg_version:
+                self._neg_seen_dv = dv
                 return
             rows = await db.negatives_all()
             nbytes = self._dim * 4
@@ -579,6 +583,7 @@ class EmbeddedStore:
                 else np.empty((0, self._dim), dtype=np.float32)
             )
             self._neg_version = version
+            self._neg_seen_dv = dv  # only now: a caller arriving meanwhile waited for this
 
     @_store_errors
     async def negative_get(self, entry_id: int) -> NegativeEntry | None:
