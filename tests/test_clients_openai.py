@@ -323,3 +323,30 @@ async def test_concurrent_failure_reaches_every_waiter(
         assert fake.count("chat") == 1
         ok = await c.chat.completions.create(model="gpt-4o", messages=user("What is a future?"))
         assert ok.cacheback_hit is False  # type: ignore[attr-defined]
+
+
+def test_cache_disabled_is_a_plain_client(fake: FakeProvider, cache_dir: Path, embedder: Any) -> None:
+    with CachedOpenAI(**openai_args(fake, cache_dir, embedder, cache_enabled=False)) as c:
+        ask(c, "What is Kotlin?")
+        again = ask(c, "What is Kotlin?")
+        assert again.cacheback_hit is False and again.cacheback.tier == "bypass"  # type: ignore[attr-defined]
+    assert fake.count("chat") == 2
+
+
+def test_ignored_params_leave_the_scope(fake: FakeProvider, cache_dir: Path, embedder: Any) -> None:
+    with CachedOpenAI(**openai_args(fake, cache_dir, embedder, ignore_params=["temperature"])) as c:
+        ask(c, "What is Scala?", temperature=0.2)
+        assert ask(c, "What is Scala?", temperature=0.9).cacheback_hit is True  # type: ignore[attr-defined]
+        assert ask(c, "What is Scala?", top_p=0.5).cacheback_hit is False  # type: ignore[attr-defined]
+    assert fake.count("chat") == 2
+
+
+def test_bad_cache_arguments_fail_at_construction(fake: FakeProvider, cache_dir: Path) -> None:
+    from cacheback import ConfigError
+
+    with pytest.raises(ConfigError):
+        CachedOpenAI(**openai_args(fake, cache_dir, None, similarity_threshold=1.5))
+    with pytest.raises(ConfigError):
+        CachedOpenAI(**openai_args(fake, cache_dir, None, synthesis_mode="sometimes"))
+    with pytest.raises(ConfigError):
+        CachedOpenAI(**openai_args(fake, cache_dir, None, on_negative_hit="explode"))
