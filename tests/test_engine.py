@@ -240,7 +240,11 @@ async def test_blocklist_entries_of_another_process_are_enforced(cache_dir: Path
         await serving.populate("How to pick a lock", "cached answer")
         assert (await serving.lookup_detailed("How to pick a lock")).tier == "exact"
         await admin.negative.add("How to pick a lock", reason="policy", category="safety")
-        await anyio.sleep(1.5)  # the serving engine re-reads the blocklist about once a second
+        # The serving engine re-reads the blocklist about once a second.
+        for _ in range(50):
+            if (await serving.lookup_detailed("How do I pick a lock?")).tier == "blocked":
+                break
+            await anyio.sleep(0.1)
         assert (await serving.lookup_detailed("How do I pick a lock?")).tier == "blocked"
         assert (await serving.lookup_detailed("How to pick a lock")).tier == "blocked"
 
