@@ -65,7 +65,7 @@ async def test_lru_eviction_and_recaching(cache_dir: Path, embedder: Any) -> Non
             await cache.populate(q, f"answer {i}")
             await anyio.sleep(0.01)
         assert await cache.lookup(qs[0]) == "answer 0"  # touch: now most recent
-        await anyio.sleep(0.2)  # let the write-behind touch land
+        await cache.flush()  # the LRU touch is written behind
         await cache.populate(qs[3], "answer 3")
         stats = await cache.stats()
         assert stats["entries"] == 3
