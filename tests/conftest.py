@@ -26,6 +26,34 @@ def embedder() -> Any:
     return emb
 
 
+@pytest.fixture(scope="module")
+def fake_server() -> Iterator[Any]:
+    """One fake provider per test module (tests/fake_provider.py), on loopback."""
+    from fake_provider import start_fake_provider
+
+    with start_fake_provider() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(fake_server: Any) -> Any:
+    """The module's fake provider, with its counts, scripts and hooks cleared."""
+    fake_server.reset()
+    return fake_server
+
+
+@pytest.fixture
+def oai(fake: Any) -> Iterator[Any]:
+    with fake.openai() as client:
+        yield client
+
+
+@pytest.fixture
+def ant(fake: Any) -> Iterator[Any]:
+    with fake.anthropic() as client:
+        yield client
+
+
 @pytest.fixture
 def cache_dir(tmp_path: Path) -> Path:
     d = tmp_path / "cache"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +10,12 @@ import anyio
 import pytest
 from _client_helpers import anthropic_args, user
 from anthropic.types import Message
-from fake_provider import FakeProvider, Reply, start_fake_provider
+from fake_provider import FakeProvider, Reply
 
 from cacheback import AsyncCachedAnthropic, CachedAnthropic
 
 pytestmark = pytest.mark.anyio
 MODEL = "claude-sonnet-4-20250514"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeProvider]:
-    with start_fake_provider() as f:
-        yield f
 
 
 def ask(client: CachedAnthropic, text: str, **kw: Any) -> Any:

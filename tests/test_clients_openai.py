@@ -11,19 +11,13 @@ import anyio
 import openai
 import pytest
 from _client_helpers import openai_args, user
-from fake_provider import FakeProvider, Reply, start_fake_provider
+from fake_provider import FakeProvider, Reply
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response
 
 from cacheback import AsyncCachedOpenAI, CachebackBlocked, CachedOpenAI
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeProvider]:
-    with start_fake_provider() as f:
-        yield f
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import openai
 import pytest
 from _client_helpers import anthropic_args, openai_args, user
 from anthropic.types import Message
-from fake_provider import FakeProvider, Reply, start_fake_provider
+from fake_provider import FakeProvider, Reply
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from cacheback import AsyncCachedAnthropic, AsyncCachedOpenAI, CachedOpenAI
@@ -20,12 +19,6 @@ from cacheback.adapters.llm import OpenAICompatibleLLM
 pytestmark = pytest.mark.anyio
 SEED = "Explain photosynthesis"
 RELATED = "How does photosynthesis work in plants?"  # cosine about 0.83 to SEED
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeProvider]:
-    with start_fake_provider() as f:
-        yield f
 
 
 def cheap(fake: FakeProvider) -> OpenAICompatibleLLM:

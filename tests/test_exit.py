@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from fake_provider import FakeProvider, start_fake_provider
+from fake_provider import FakeProvider
 
 from cacheback import SemanticCache
 
@@ -26,12 +24,6 @@ cache.populate("What is Go?", "A language.")
 print("done", flush=True)
 # no close(): the interpreter must still exit, after flushing both caches
 """
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeProvider]:
-    with start_fake_provider() as f:
-        yield f
 
 
 def test_unclosed_sync_clients_exit_and_flush(fake: FakeProvider, tmp_path: Path, embedder: Any) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Iterator
 
 import anthropic
 import openai
@@ -13,30 +12,6 @@ import pytest
 from fake_provider import FakeProvider, Reply, embed_text, start_fake_provider
 
 Q = [{"role": "user", "content": "What is Python?"}]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeProvider]:
-    with start_fake_provider() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(server: FakeProvider) -> FakeProvider:
-    server.reset()
-    return server
-
-
-@pytest.fixture
-def oai(fake: FakeProvider) -> Iterator[openai.OpenAI]:
-    with fake.openai() as client:
-        yield client
-
-
-@pytest.fixture
-def ant(fake: FakeProvider) -> Iterator[anthropic.Anthropic]:
-    with fake.anthropic() as client:
-        yield client
 
 
 # --- OpenAI chat completions ---------------------------------------------------------------

@@ -7,7 +7,7 @@ import asyncio
 import copy
 import json
 import pickle
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import anthropic
@@ -39,30 +39,6 @@ ANT: dict[str, Any] = {
     "system": "You are terse.",
     "messages": [USER],
 }
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeProvider]:
-    with start_fake_provider() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(server: FakeProvider) -> FakeProvider:
-    server.reset()
-    return server
-
-
-@pytest.fixture
-def oai(fake: FakeProvider) -> Iterator[openai.OpenAI]:
-    with fake.openai() as client:
-        yield client
-
-
-@pytest.fixture
-def ant(fake: FakeProvider) -> Iterator[anthropic.Anthropic]:
-    with fake.anthropic() as client:
-        yield client
 
 
 def chat(**changes: Any) -> RequestKey:

@@ -14,19 +14,13 @@ import anyio
 import openai
 import pytest
 from _proxy_helpers import LoopWatch, RunningProxy, chat_body, proxy_config, running_proxy, sse_events
-from fake_provider import FakeProvider, Reply, start_fake_provider
+from fake_provider import FakeProvider, Reply
 
 from cacheback.adapters.proxy import ProxyConfig, parse_args
 from cacheback.adapters.proxy._auth import tenant_of
 
 CLAUDE = "claude-sonnet-4-20250514"
 HEADERS = ("x-cacheback-hit", "x-cacheback-synthesized", "x-cacheback-tier", "x-cacheback-similarity")
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeProvider]:
-    with start_fake_provider() as f:
-        yield f
 
 
 @pytest.fixture

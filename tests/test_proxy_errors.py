@@ -27,12 +27,6 @@ OPENAI_AUTH = {"Authorization": "Bearer sk-caller"}
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeProvider]:
-    with start_fake_provider() as f:
-        yield f
-
-
-@pytest.fixture
 def proxy(fake: FakeProvider, cache_dir: Path, embedder: Any) -> Iterator[RunningProxy]:
     with running_proxy(
         proxy_config(fake, cache_dir, max_body_bytes=4096, upstream_timeout=0.5), embedder

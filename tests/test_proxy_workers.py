@@ -8,21 +8,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from _proxy_helpers import chat_body, proxy_process
-from fake_provider import FakeProvider, Reply, start_fake_provider
+from fake_provider import FakeProvider, Reply
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeProvider]:
-    with start_fake_provider() as f:
-        yield f
 
 
 def test_command_line_entry_points() -> None:

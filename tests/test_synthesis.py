@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 import pytest
-from fake_provider import FakeProvider, RecordedRequest, Reply, start_fake_provider
+from fake_provider import FakeProvider, RecordedRequest, Reply
 
 from cacheback.adapters.cli import main as cli_main
 from cacheback.adapters.llm import OpenAICompatibleLLM
@@ -36,18 +36,6 @@ pytestmark = pytest.mark.anyio
 CHEAP = "google/gemini-2.5-flash-lite"
 UPSTREAM = "gpt-4o"
 SYNTH_TEXT = "Photosynthesis turns light, water and carbon dioxide into sugar and oxygen."
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeProvider]:
-    with start_fake_provider() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(server: FakeProvider) -> FakeProvider:
-    server.reset()
-    return server
 
 
 class Handler:
