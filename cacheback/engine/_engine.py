@@ -89,7 +89,6 @@ class AsyncEngine:
         self._negatives = 0
         self._rule: VerbatimRule = cosine_rule
         self._stages: dict[str, Stage] = {}
-        self._persister: Any = None
         self._loop_token: Any = None
         self._loop_thread = 0
         self.opened_in_s = 0.0
@@ -168,7 +167,6 @@ class AsyncEngine:
 
         store = self.store
         persister = build_persister(self, store)
-        self._persister = persister
         stages = build_stages(self, store)
         edges = edges_for(stages)
         self._stages = {st.name: st for st in stages}

@@ -117,6 +117,3 @@ class Job:
             if self.on_finish is not None:
                 self.on_finish(self)
             self.done.set()
-
-
-AsyncCallable = Callable[[], Awaitable[Any]]

@@ -9,7 +9,6 @@ observer), error handling and queueing.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -281,10 +280,3 @@ class Pipeline:
                     self.cache_failures += 1
                     log.error("persister write failed", items=len(batch), error=repr(exc))
                 self._observer.stage_done(sink.name, (), t0, time.perf_counter(), None)
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    if not sorted_values:
-        return math.nan
-    idx = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
-    return sorted_values[idx]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
-from ._pipeline import percentile
 from ._types import Tier
 
 _WINDOW = 4096
@@ -108,3 +109,10 @@ class Stats:
             "cost": cost,
             "savings": savings,
         }
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    if not sorted_values:
+        return math.nan
+    idx = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
+    return sorted_values[idx]

@@ -7,7 +7,6 @@ its real start and end times. Logs never contain prompt text unless ``log_conten
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import structlog
@@ -84,7 +83,3 @@ class TracingObserver:
             if self._log_content:
                 fields["query"] = job.request.query
             log.debug("cacheback.request", **fields)
-
-
-def now_ns() -> int:
-    return time.time_ns()
