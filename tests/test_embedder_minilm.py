@@ -135,9 +135,9 @@ def test_concurrent_first_calls_load_once(model_dir: Path, monkeypatch: pytest.M
     opened: list[Path] = []
     real_open = _minilm.open_session
 
-    def counting_open(model: Path, threads: int) -> Any:
-        opened.append(model)
-        return real_open(model, threads)
+    def counting_open(model: Path | bytes, threads: int, **kw: Any) -> Any:
+        opened.append(kw.get("name", model))
+        return real_open(model, threads, **kw)
 
     monkeypatch.setattr(_minilm, "open_session", counting_open)
     fresh = MiniLMEmbedder(model_dir, intra_op_threads=1)

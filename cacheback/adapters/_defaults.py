@@ -10,7 +10,11 @@ def default_embedder(settings: Settings) -> Embedder | None:
     """MiniLM on onnxruntime, or None (exact-match only) with a warning if unavailable."""
     from .embedders import load_default_embedder
 
-    return load_default_embedder(model_dir=settings.model_dir, intra_op_threads=settings.intra_op_threads)
+    return load_default_embedder(
+        model_dir=settings.model_dir,
+        intra_op_threads=settings.intra_op_threads,
+        compute=settings.embed_compute,
+    )
 
 
 def default_store(settings: Settings, dim: int) -> Store:

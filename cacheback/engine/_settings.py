@@ -48,6 +48,7 @@ class Settings:
     embed_max_wait_ms: float = 2.0
     embed_threads: int = 1  # worker threads running inference at once
     intra_op_threads: int = 2  # onnxruntime threads inside one inference
+    embed_compute: str = "int8"  # minilm: int8 kernels over its int8 weights, or "float32"
     # pipeline
     queue_size: int = 256
     persist_batch: int = 128
@@ -70,6 +71,8 @@ class Settings:
             raise ConfigError("cache_ttl must be positive (seconds)")
         if self.max_entries < 1:
             raise ConfigError("max_entries must be at least 1")
+        if self.embed_compute not in ("int8", "float32"):
+            raise ConfigError("embed_compute must be int8 or float32")
         if self.embed_max_batch < 1 or self.queue_size < 1 or self.top_k < 1:
             raise ConfigError("batch, queue and top_k sizes must be at least 1")
 

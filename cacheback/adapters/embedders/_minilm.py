@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import structlog
 from numpy.typing import NDArray
 
 from cacheback.engine._errors import ConfigError, EmbedderError, ModelNotFound
@@ -25,7 +26,13 @@ from cacheback.engine._types import Vector
 if TYPE_CHECKING:
     from tokenizers import Encoding, Tokenizer
 
-__all__ = ["MiniLMEmbedder"]
+__all__ = ["COMPUTE_MODES", "MiniLMEmbedder"]
+
+log = structlog.get_logger("cacheback.embedder")
+
+#: "int8": int8 weights on int8 kernels (the default, see ``_int8``); "float32": what
+#: onnxruntime makes of the model file by itself.
+COMPUTE_MODES = ("int8", "float32")
 
 MODEL_ID = "all-MiniLM-L6-v2"
 DIM = 384
@@ -104,20 +111,45 @@ def session_options(intra_op_threads: int) -> Any:
     return options
 
 
-def open_session(model: Path, intra_op_threads: int) -> Any:
-    """An onnxruntime CPU session, with its errors mapped to EmbedderError."""
+def open_session(model: Path | bytes, intra_op_threads: int, *, name: str | None = None) -> Any:
+    """An onnxruntime CPU session over a file or a serialized model, errors mapped to EmbedderError."""
     try:
         import onnxruntime as ort
     except ImportError as exc:
         raise EmbedderError("onnxruntime is not installed: pip install onnxruntime") from exc
     try:
         return ort.InferenceSession(
-            str(model),
+            model if isinstance(model, bytes) else str(model),
             sess_options=session_options(intra_op_threads),
             providers=["CPUExecutionProvider"],
         )
     except Exception as exc:  # onnxruntime raises its own untyped Fail/InvalidGraph errors
-        raise EmbedderError(f"onnxruntime could not load {model}: {exc}") from exc
+        what = name or (model if isinstance(model, Path) else "a serialized model")
+        raise EmbedderError(f"onnxruntime could not load {what}: {exc}") from exc
+
+
+def int8_session(model: Path, intra_op_threads: int) -> Any | None:
+    """A session running ``model``'s int8 weights on int8 kernels (see ``_int8``), or None
+    when the model has no such weights or this onnxruntime cannot run the rewrite."""
+    try:
+        import onnx
+    except ImportError:
+        log.warning("onnx is not installed: embedding in float32 (pip install onnx)")
+        return None
+    from ._int8 import rewrite_int8_weights
+
+    try:
+        proto = onnx.load(str(model))
+    except Exception as exc:  # a file onnxruntime may still read: let it decide
+        log.warning("could not parse the model for int8 compute", model=str(model), error=repr(exc))
+        return None
+    if rewrite_int8_weights(proto) == 0:
+        return None
+    try:
+        return open_session(proto.SerializeToString(), intra_op_threads, name=f"{model} (int8)")
+    except EmbedderError as exc:  # e.g. an onnxruntime without 8-bit MatMulNBits
+        log.warning("int8 compute unavailable; embedding in float32", error=str(exc))
+        return None
 
 
 def l2_normalise(rows: NDArray[np.float32]) -> Vector:
@@ -188,7 +220,10 @@ class MiniLMEmbedder:
         intra_op_threads: int = 2,
         max_length: int = 256,
         length_grouping: bool = True,
+        compute: str = "int8",
     ) -> None:
+        if compute not in COMPUTE_MODES:
+            raise ConfigError(f"compute must be one of {', '.join(COMPUTE_MODES)}, not {compute!r}")
         if intra_op_threads < 1:
             raise ConfigError("intra_op_threads must be at least 1")
         if not 2 <= max_length <= 512:  # 2 = [CLS] + [SEP]; 512 = the position table
@@ -196,6 +231,8 @@ class MiniLMEmbedder:
         self._intra_op_threads = intra_op_threads
         self._max_length = max_length
         self._length_grouping = length_grouping
+        self._compute = compute
+        self._computing = ""  # what the loaded session does: "int8" or "float32"
         self._expected_sha256: str | None
         if model_dir is None:
             self._model, self._tokenizer_path, self._expected_sha256 = _packaged_files()
@@ -257,6 +294,7 @@ class MiniLMEmbedder:
             "max_length": self._max_length,
             "intra_op_threads": self._intra_op_threads,
             "length_grouping": self._length_grouping,
+            "compute": self._computing or self._compute,
             "loaded": self._session is not None,
         }
 
@@ -298,7 +336,10 @@ class MiniLMEmbedder:
         # here per run instead, after the length grouping.
         tokenizer.no_padding()
         tokenizer.enable_truncation(max_length=self._max_length)
-        session = open_session(self._model, self._intra_op_threads)
+        session = int8_session(self._model, self._intra_op_threads) if self._compute == "int8" else None
+        self._computing = "int8" if session is not None else "float32"
+        if session is None:
+            session = open_session(self._model, self._intra_op_threads)
         input_types: dict[str, type[np.signedinteger[Any]]] = {}
         for node in session.get_inputs():
             if node.name not in ("input_ids", "attention_mask", "token_type_ids"):

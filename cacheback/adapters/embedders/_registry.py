@@ -95,6 +95,7 @@ def load_default_embedder(
     embedder: str | None = None,
     model_dir: Path | str | None = None,
     intra_op_threads: int | None = None,
+    compute: str | None = None,
     load: bool = False,
 ) -> Embedder | None:
     """The configured embedder, or None (with a warning) when it cannot run here.
@@ -106,14 +107,20 @@ def load_default_embedder(
     engine runs exact-match only; an unknown embedder name still raises
     ConfigError, since that is a mistake rather than a missing capability.
     The factory is called with the keywords ``model_dir`` (None: its default
-    location) and ``intra_op_threads``.
+    location) and ``intra_op_threads``; the built-in ``minilm`` also gets ``compute``
+    (settings ``embed_compute``).
     """
     name = embedder if embedder is not None else getattr(settings, "embedder", "minilm")
     if model_dir is None:
         model_dir = getattr(settings, "model_dir", None)
     if intra_op_threads is None:
         intra_op_threads = getattr(settings, "intra_op_threads", 2)
+    if compute is None:
+        compute = getattr(settings, "embed_compute", "int8")
     factory = _resolve(str(name))
+    from ._minilm import MiniLMEmbedder
+
+    extra: dict[str, Any] = {"compute": compute} if factory is MiniLMEmbedder else {}
     try:
         import onnxruntime  # noqa: F401  (only probing that it imports)
     except ImportError as exc:
@@ -128,6 +135,7 @@ def load_default_embedder(
         instance = factory(
             model_dir=Path(model_dir).expanduser() if model_dir is not None else None,
             intra_op_threads=intra_op_threads,
+            **extra,
         )
         if load:
             loader = getattr(instance, "load", None)
