@@ -13,7 +13,7 @@ import structlog
 
 from ._costs import PriceTable, average_usage, clean_usage, load_price_table
 from ._errors import ConfigError
-from ._job import Commit, Job, Reply, TierHandler
+from ._job import Commit, Job, Reply, TierHandler, prepare_handler, release_handler
 from ._ports import LLMReply
 from ._settings import Settings
 from ._stats import Stats
@@ -106,6 +106,12 @@ class ReplyTap:
     @property
     def streaming(self) -> bool:
         return self._inner.streaming
+
+    def prepare(self) -> None:
+        prepare_handler(self._inner)
+
+    def release(self) -> None:
+        release_handler(self._inner)
 
     async def upstream(self, commit: Commit) -> Reply:
         reply = await self._inner.upstream(commit)

@@ -554,6 +554,10 @@ class AsyncEngine:
         pipeline, _ = self._require()
         return pipeline.queue_depths()
 
+    def queue_depth(self, stage: str) -> int:
+        """Jobs waiting in one stage's inbox (0 when the engine is not running)."""
+        return self._pipeline.queue_depth(stage) if self._pipeline is not None else 0
+
 
 def pending_entry(e: NewEntry) -> CacheEntry:
     """A not-yet-written entry as the hot cache serves it (id 0 until the write lands)."""

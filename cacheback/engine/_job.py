@@ -55,6 +55,34 @@ class TierHandler(Protocol):
     def streaming(self) -> bool: ...
 
 
+class Preparing(Protocol):
+    """Optional TierHandler methods: a head start for the upstream call.
+
+    ``prepare()`` is called when a lookup goes on past the exact check (see
+    ``prepare_early``): the handler may start building its upstream request, to be sent
+    only if ``upstream()`` is called. ``release()`` is called once the job is over, to drop
+    what ``prepare()`` started and ``upstream()`` did not use.
+    """
+
+    def prepare(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
+def prepare_handler(handler: object) -> None:
+    """``handler.prepare()`` if it has one (see Preparing)."""
+    prepare = getattr(handler, "prepare", None)
+    if prepare is not None:
+        prepare()
+
+
+def release_handler(handler: object) -> None:
+    """``handler.release()`` if it has one (see Preparing)."""
+    release = getattr(handler, "release", None)
+    if release is not None:
+        release()
+
+
 @dataclass(eq=False, slots=True)
 class Job:
     request: LookupRequest

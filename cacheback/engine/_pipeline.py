@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
+import anyio.lowlevel
 import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._batching import BatchPolicy, batch_wait
 from ._errors import EngineClosed
-from ._job import Job
+from ._job import Job, release_handler
 from ._stage import Stage
 from ._types import Outcome, Tier
 
@@ -179,6 +180,10 @@ class Pipeline:
         except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
             raise EngineClosed("the cache engine is closed") from exc
 
+    def queue_depth(self, stage: str) -> int:
+        lane = self._lanes.get(stage)
+        return lane.receive.statistics().current_buffer_used if lane is not None else 0
+
     def queue_depths(self) -> dict[str, int]:
         depths = {n: lane.receive.statistics().current_buffer_used for n, lane in self._lanes.items()}
         if self._sink_lane is not None and self._sink is not None:
@@ -266,12 +271,17 @@ class Pipeline:
             self._complete(job)
 
     def _complete(self, job: Job) -> None:
+        if job.handler is not None:
+            release_handler(job.handler)
         self._observer.job_finished(job)
         job.finish()
 
     async def _run_sink(self, sink: Sink, inbox: MemoryObjectReceiveStream[Any]) -> None:
         with inbox:
             async for first in inbox:
+                # Write-behind comes second: the request that handed this item over is
+                # woken in the same loop turn, so let it answer its caller first.
+                await anyio.lowlevel.checkpoint()
                 batch = await collect(first, inbox, sink.policy)
                 t0 = time.perf_counter()
                 try:

@@ -58,7 +58,14 @@ def build_stages(engine: AsyncEngine, store: Store) -> list[Stage]:
     ]
     if engine.embedder is not None:
         policy = BatchPolicy(s.embed_max_batch, s.embed_max_wait_ms / 1000.0)
-        stages.append(EmbedBatcher(engine.embedder, policy, engine.embed_limiter))
+        stages.append(
+            EmbedBatcher(
+                engine.embedder,
+                policy,
+                engine.embed_limiter,
+                backlog=lambda: engine.queue_depth("embed_batcher"),
+            )
+        )
         stages.append(
             NegativeGate(store, lambda: engine.settings.negative_threshold, lambda: engine.negative_entries)
         )

@@ -1,25 +1,41 @@
-"""embed_batcher: micro-batches queued queries and embeds them on a worker thread."""
+"""embed_batcher: micro-batches queued queries and embeds them on a worker thread.
+
+While a small batch embeds, the event loop is idle: the handlers of its jobs are told
+to prepare their upstream requests then (``prepare_early``), so that a miss can send as
+soon as it is known. The signal comes from the worker thread once inference has started,
+so the preparation never delays the embedding itself.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 
 import anyio.to_thread
 from anyio import CapacityLimiter
 
-from ..engine._batching import BatchPolicy
-from ..engine._job import Job
+from ..engine._batching import BatchPolicy, prepare_early
+from ..engine._job import Job, prepare_handler
 from ..engine._ports import Embedder
 from ..engine._stage import Stage
+from ..engine._types import Vector
 
 
 class EmbedBatcher(Stage):
     name = "embed_batcher"
 
-    def __init__(self, embedder: Embedder, policy: BatchPolicy, limiter: CapacityLimiter) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        policy: BatchPolicy,
+        limiter: CapacityLimiter,
+        *,
+        backlog: Callable[[], int] = lambda: 0,
+    ) -> None:
         self._embedder = embedder
         self._policy = policy
         self._limiter = limiter
+        self._backlog = backlog
         self.batches = 0
         self.embedded = 0
 
@@ -29,8 +45,24 @@ class EmbedBatcher(Stage):
 
     async def process(self, jobs: Sequence[Job]) -> None:
         texts = [job.request.query for job in jobs]
-        vectors = await anyio.to_thread.run_sync(self._embedder.embed, texts, limiter=self._limiter)
+        ahead = [j for j in jobs if j.handler is not None and j.request.cacheable]
+        embed: Callable[[Sequence[str]], Vector] = self._embedder.embed
+        if ahead and prepare_early(len(jobs), self._backlog()):
+            loop = asyncio.get_running_loop()
+            inner = embed
+
+            def embed(batch: Sequence[str]) -> Vector:
+                loop.call_soon_threadsafe(_prepare_all, ahead)
+                return inner(batch)
+
+        vectors = await anyio.to_thread.run_sync(embed, texts, limiter=self._limiter)
         self.batches += 1
         self.embedded += len(texts)
         for job, vec in zip(jobs, vectors, strict=True):
             job.vector = vec
+
+
+def _prepare_all(jobs: Sequence[Job]) -> None:
+    for job in jobs:
+        if not job.finished:
+            prepare_handler(job.handler)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..._semantic_cache import AsyncSemanticCache, SemanticCache
+from ._early import PARKED, AsyncGate, SyncGate
 from ._options import build_cache, split_cache_args
 from ._shells import AsyncShell, SyncShell
 
@@ -32,6 +33,13 @@ class SyncCacheMixin:
         return new
 
     with_options = copy
+
+    def _prepare_request(self, request: Any) -> None:
+        # The SDK's last hook before sending: a call started early waits here (_early.py).
+        super()._prepare_request(request)  # type: ignore[misc]
+        gate = PARKED.get()
+        if isinstance(gate, SyncGate):
+            gate.wait()
 
     def close(self) -> None:
         try:
@@ -58,6 +66,13 @@ class AsyncCacheMixin:
         return new
 
     with_options = copy
+
+    async def _prepare_request(self, request: Any) -> None:
+        # The SDK's last hook before sending: a call started early waits here (_early.py).
+        await super()._prepare_request(request)  # type: ignore[misc]
+        gate = PARKED.get()
+        if isinstance(gate, AsyncGate):
+            await gate.wait()
 
     async def close(self) -> None:
         try:

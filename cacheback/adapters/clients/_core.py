@@ -21,6 +21,7 @@ from ...engine._ports import LLM, Embedder, Store
 from ...engine._settings import Settings
 from ...engine._types import LookupRequest, Tier
 from ..providers import RequestKey, mark
+from ._early import EarlyCall, start_async, start_sync
 from ._specs import ApiSpec
 from ._tee import tee_async, tee_sync
 
@@ -240,6 +241,11 @@ class _Handler:
         self.cache = cache
         self.prep = prep
         self.client = client
+        self._early: EarlyCall | None = None  # the SDK call started by prepare()
+
+    def release(self) -> None:
+        if self._early is not None:
+            self._early.abandon()
 
     @property
     def streaming(self) -> bool:
@@ -297,6 +303,10 @@ class AsyncSDKHandler(_Handler):
         super().__init__(cache, prep, client)
         self._call = call
 
+    def prepare(self) -> None:
+        if self._early is None and not self.prep.helper:
+            self._early = start_async(self._call, self.prep.kwargs)
+
     async def upstream(self, commit: Commit) -> Reply:
         if self.prep.helper:
             call, kwargs, acc = self._call, self.prep.kwargs, self.prep.spec.accumulator()
@@ -307,7 +317,10 @@ class AsyncSDKHandler(_Handler):
             from ..providers import AsyncHookedMessageStreamManager
 
             return Reply(AsyncHookedMessageStreamManager(request()), deferred=True)
-        response = await self._call(**self.prep.kwargs)
+        if self._early is not None:
+            response = await self._early.send()
+        else:
+            response = await self._call(**self.prep.kwargs)
         if self.prep.stream:
             reply = Reply(response, deferred=True)
             tee_async(response, self.prep.spec.accumulator(), commit, self._usage_into(reply))
@@ -322,6 +335,10 @@ class SyncSDKHandler(_Handler):
         super().__init__(cache, prep, client)
         self._call = call
 
+    def prepare(self) -> None:
+        if self._early is None and not self.prep.helper:
+            self._early = start_sync(self._call, self.prep.kwargs)
+
     async def upstream(self, commit: Commit) -> Reply:
         if self.prep.helper:
             call, kwargs, acc = self._call, self.prep.kwargs, self.prep.spec.accumulator()
@@ -332,7 +349,10 @@ class SyncSDKHandler(_Handler):
             from ..providers import HookedMessageStreamManager
 
             return Reply(HookedMessageStreamManager(request), deferred=True)
-        response = await anyio.to_thread.run_sync(partial(self._call, **self.prep.kwargs))
+        if self._early is not None:
+            response = await self._early.send()
+        else:
+            response = await anyio.to_thread.run_sync(partial(self._call, **self.prep.kwargs))
         if self.prep.stream:
             reply = Reply(response, deferred=True)
             tee_sync(response, self.prep.spec.accumulator(), commit, self._usage_into(reply))
