@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 #: Where each stage may send a job (the first is its default successor).
 EDGES: dict[str, tuple[str, ...]] = {
     "normalize": ("embed_batcher", "vector_search", "upstream"),
-    "embed_batcher": ("negative_gate", "upstream"),
+    "embed_batcher": ("negative_gate", "vector_search", "upstream"),
     "negative_gate": ("vector_search", "upstream"),
     "vector_search": ("tier_router", "upstream"),
     "tier_router": ("upstream", "synthesizer"),
@@ -64,6 +64,7 @@ def build_stages(engine: AsyncEngine, store: Store) -> list[Stage]:
                 policy,
                 engine.embed_limiter,
                 backlog=lambda: engine.queue_depth("embed_batcher"),
+                negatives=lambda: engine.negative_entries,
             )
         )
         stages.append(

@@ -31,7 +31,9 @@ class EmbedBatcher(Stage):
         limiter: CapacityLimiter,
         *,
         backlog: Callable[[], int] = lambda: 0,
+        negatives: Callable[[], int] = lambda: 1,
     ) -> None:
+        self._negatives = negatives
         self._embedder = embedder
         self._policy = policy
         self._limiter = limiter
@@ -58,8 +60,12 @@ class EmbedBatcher(Stage):
         vectors = await anyio.to_thread.run_sync(embed, texts, limiter=self._limiter)
         self.batches += 1
         self.embedded += len(texts)
+        # With an empty blocklist the gate has nothing to check: skip its hop.
+        skip_gate = self._negatives() == 0
         for job, vec in zip(jobs, vectors, strict=True):
             job.vector = vec
+            if skip_gate:
+                job.route = "vector_search" if job.request.cacheable else "upstream"
 
 
 def _prepare_all(jobs: Sequence[Job]) -> None:
