@@ -1,0 +1,137 @@
+"""Where an async miss spends its time, from the engine's own OpenTelemetry spans.
+
+    python loadtests/trace_miss.py [--misses 40] [--delay 0.3]
+
+The fake provider (own process) answers after --delay seconds, so every miss starts on a
+CPU that has just waited, as in bench_clients.py. Spans go to an in-memory exporter; the
+SDK's HTTP client marks when the request leaves and when the answer is back (httpx event
+hooks). Prints medians, in ms, of every step of a miss through AsyncCachedOpenAI and of
+the same steps of a plain AsyncOpenAI call. Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import anyio
+import openai
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from cacheback import AsyncCachedOpenAI
+
+HERE = Path(__file__).resolve().parent
+EXPORTER = InMemorySpanExporter()
+
+
+def http_client(marks: dict[str, float]) -> Any:
+    async def sent(request: Any) -> None:
+        marks["sent"] = time.time()
+
+    async def answered(response: Any) -> None:
+        marks["answered"] = time.time()
+
+    return openai.DefaultAsyncHttpxClient(event_hooks={"request": [sent], "response": [answered]})
+
+
+def steps(call_start: float, call_end: float, marks: dict[str, float]) -> dict[str, float]:
+    """The miss's timeline: named gaps and stage durations between consecutive instants."""
+    spans = EXPORTER.get_finished_spans()
+    root = max((s for s in spans if s.name == "cacheback.request"), key=lambda s: s.start_time or 0)
+    stages = sorted(
+        (s for s in spans if s.parent is not None and s.parent.span_id == root.context.span_id),
+        key=lambda s: s.start_time or 0,
+    )
+    out: dict[str, float] = {}
+    prev_name, prev = "call", call_start
+    for span in stages:
+        name = span.name.removeprefix("cacheback.")
+        start, end = (span.start_time or 0) / 1e9, (span.end_time or 0) / 1e9
+        out[f"{prev_name} -> {name}"] = (start - prev) * 1000
+        if name == "upstream":
+            out["upstream: until the request is sent"] = (marks["sent"] - start) * 1000
+            out["upstream: answer back -> call returns"] = (call_end - marks["answered"]) * 1000
+            break
+        out[name] = (end - start) * 1000
+        prev_name, prev = name, end
+    EXPORTER.clear()
+    return out
+
+
+async def run(base: str, misses: int) -> None:
+    timeline: dict[str, list[float]] = defaultdict(list)
+    plain_marks: dict[str, float] = {}
+    marks: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as d:
+        plain = openai.AsyncOpenAI(
+            base_url=base, api_key="sk-bench", max_retries=0, http_client=http_client(plain_marks)
+        )
+        async with AsyncCachedOpenAI(
+            base_url=base, api_key="sk-bench", max_retries=0, cache_dir=d, http_client=http_client(marks)
+        ) as client:
+            ask = client.chat.completions.create
+            await ask(model="gpt-4o", messages=[{"role": "user", "content": "How do I reverse a list?"}])
+            await client.cache.flush()
+            EXPORTER.clear()
+            total = []
+            for i in range(misses):
+                t0 = time.time()
+                await ask(model="gpt-4o", messages=[{"role": "user", "content": f"Question {i} on rivers"}])
+                t1 = time.time()
+                total.append((t1 - t0) * 1000)
+                for k, v in steps(t0, t1, marks).items():
+                    timeline[k].append(v)
+            base_total = []
+            for i in range(misses):
+                t0 = time.time()
+                await plain.chat.completions.create(
+                    model="gpt-4o", messages=[{"role": "user", "content": f"Plain {i}"}]
+                )
+                t1 = time.time()
+                base_total.append((t1 - t0) * 1000)
+                sent, answered = plain_marks["sent"], plain_marks["answered"]
+                timeline["plain SDK: until the request is sent"].append((sent - t0) * 1000)
+                timeline["plain SDK: answer back -> call returns"].append((t1 - answered) * 1000)
+        await plain.close()
+    miss, plain_p50 = statistics.median(total), statistics.median(base_total)
+    print(f"miss p50 {miss:.2f} ms, plain SDK call p50 {plain_p50:.2f} ms, added {miss - plain_p50:.2f} ms")
+    for name, values in timeline.items():
+        print(f"  {name:42s} {statistics.median(values):7.3f} ms")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--misses", type=int, default=40)
+    ap.add_argument("--delay", type=float, default=0.3)
+    args = ap.parse_args()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
+    trace.set_tracer_provider(provider)
+    server = subprocess.Popen(
+        [sys.executable, str(HERE / "_fake_server.py"), "--delay", str(args.delay)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        base = server.stdout.readline().strip() + "/v1"
+        anyio.run(run, base, args.misses)
+    finally:
+        if server.stdin:
+            server.stdin.close()
+        server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
