@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,9 +24,9 @@ from cacheback import AsyncCachedOpenAI, CachedOpenAI
 from cacheback.adapters.embedders import MiniLMEmbedder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _fake_server import fake_in_subprocess
 from _paraphrases import semantic_hits
 
-HERE = Path(__file__).resolve().parent
 PARAS: list[str] = []  # distinct paraphrases served as verbatim hits (screened at start)
 
 
@@ -160,15 +159,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=200)
     ap.add_argument("--misses", type=int, default=20)
     args = ap.parse_args()
-    server = subprocess.Popen(
-        [sys.executable, str(HERE / "_fake_server.py"), "--delay", str(args.delay)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        base = server.stdout.readline().strip() + "/v1"
+    with fake_in_subprocess(args.delay) as base:
         emb = MiniLMEmbedder()  # the default settings, as users get them
         emb.embed(["warm up"])
         PARAS[:] = semantic_hits(
@@ -176,10 +167,6 @@ def main() -> None:
         )
         figures = sync_bench(base, emb, args.rounds, args.misses)
         figures.update(anyio.run(async_bench, base, emb, args.rounds, args.misses))
-    finally:
-        if server.stdin:
-            server.stdin.close()
-        server.wait(timeout=10)
     for k, v in figures.items():
         print(f"{k:34s} {v:10.3f}")
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +29,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from cacheback import AsyncCachedOpenAI
 
-HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _fake_server import fake_in_subprocess
+
 EXPORTER = InMemorySpanExporter()
 
 
@@ -117,21 +118,8 @@ def main() -> None:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
     trace.set_tracer_provider(provider)
-    server = subprocess.Popen(
-        [sys.executable, str(HERE / "_fake_server.py"), "--delay", str(args.delay)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        base = server.stdout.readline().strip() + "/v1"
+    with fake_in_subprocess(args.delay) as base:
         anyio.run(run, base, args.misses)
-    finally:
-        if server.stdin:
-            server.stdin.close()
-        server.wait(timeout=10)
-
 
 if __name__ == "__main__":
     main()

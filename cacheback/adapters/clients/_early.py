@@ -29,44 +29,47 @@ class Abandoned(BaseException):
     """
 
 
-class AsyncGate:
+class _Gate:
+    """Decided once: opened (the call sends) or abandoned (it raises Abandoned)."""
+
+    def __init__(self, decided: asyncio.Event | threading.Event) -> None:
+        self._decided = decided
+        self._send = False
+
+    def open(self) -> None:
+        self._send = True
+        self._decided.set()
+
+    def abandon(self) -> None:
+        self._decided.set()
+
+    def _passage(self) -> None:
+        if not self._send:
+            raise Abandoned
+
+
+class AsyncGate(_Gate):
     """Where an async SDK call waits; opened or abandoned on the same event loop."""
 
     def __init__(self) -> None:
-        self._decided = asyncio.Event()
-        self._send = False
-
-    def open(self) -> None:
-        self._send = True
-        self._decided.set()
-
-    def abandon(self) -> None:
-        self._decided.set()
+        super().__init__(asyncio.Event())
 
     async def wait(self) -> None:
+        assert isinstance(self._decided, asyncio.Event)
         await self._decided.wait()
-        if not self._send:
-            raise Abandoned
+        self._passage()
 
 
-class SyncGate:
+class SyncGate(_Gate):
     """Where a blocking SDK call waits on its worker thread; decided from the event loop."""
 
     def __init__(self) -> None:
-        self._decided = threading.Event()
-        self._send = False
-
-    def open(self) -> None:
-        self._send = True
-        self._decided.set()
-
-    def abandon(self) -> None:
-        self._decided.set()
+        super().__init__(threading.Event())
 
     def wait(self) -> None:
+        assert isinstance(self._decided, threading.Event)
         self._decided.wait()
-        if not self._send:
-            raise Abandoned
+        self._passage()
 
 
 #: The gate of the SDK call running in this context, if it was started early.
