@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import anyio
 import openai
 import pytest
 from _client_helpers import anthropic_args, openai_args, user
@@ -174,3 +175,42 @@ def test_sync_bad_arguments_still_fail_like_the_sdk(sync_client: CachedOpenAI, f
     with pytest.raises(TypeError):
         sync_client.chat.completions.create(model="gpt-4o", messages=user(OTHER), not_a_param=1)
     assert fake.count("chat") == 1
+
+
+class SlowEmbedder:
+    """The real embedder, slowed down so that a caller can give up during the lookup."""
+
+    def __init__(self, inner: Any, delay: float) -> None:
+        self._inner = inner
+        self.delay = delay
+        self.name, self.dim = inner.name, inner.dim
+
+    def embed(self, texts: Any) -> Any:
+        import time
+
+        time.sleep(self.delay)  # runs on the embedding worker thread
+        return self._inner.embed(texts)
+
+    def describe(self) -> dict[str, Any]:
+        return self._inner.describe()
+
+
+async def test_a_caller_that_gives_up_during_the_lookup_costs_no_provider_call(
+    fake: FakeProvider, cache_dir: Path, embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow = SlowEmbedder(embedder, 0.0)
+    async with AsyncCachedOpenAI(**openai_args(fake, cache_dir, slow)) as client:
+        spy = Spy(client, monkeypatch)
+        await client.chat.completions.create(model="gpt-4o", messages=user(FIRST))
+        await client.cache.flush()
+        assert fake.count("chat") == 1
+        slow.delay = 0.4
+        with anyio.move_on_after(0.1) as scope:
+            await client.chat.completions.create(model="gpt-4o", messages=user(OTHER))
+        assert scope.cancelled_caught
+        await asyncio.sleep(0.8)  # the lookup ends meanwhile: a miss, with nobody waiting
+        assert spy.built == 2  # the head start did build it ...
+        assert fake.count("chat") == 1  # ... and nothing was sent
+        slow.delay = 0.0
+        again = await client.chat.completions.create(model="gpt-4o", messages=user(OTHER))
+        assert again.cacheback.tier == "upstream" and fake.count("chat") == 2  # type: ignore[attr-defined]

@@ -101,6 +101,7 @@ class Job:
     reply: Reply | None = None
     error: BaseException | None = None
     degraded: str | None = None  # the stage whose failure sent this job around the cache
+    abandoned: bool = False  # the caller stopped waiting (cancelled): never call a provider for it
     span: Any = None
     trace: dict[str, Any] = field(default_factory=dict)
     done: anyio.Event = field(default_factory=anyio.Event)

@@ -160,7 +160,11 @@ class Pipeline:
             await self._lanes[self._order[0]].send.send(job)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
             raise EngineClosed("the cache engine is closed") from exc
-        await job.done.wait()
+        try:
+            await job.done.wait()
+        except BaseException:  # cancelled: nobody will read the answer, so do not buy it
+            job.abandoned = True
+            raise
 
     def sink_nowait(self, item: Any) -> bool:
         """Hand an item to the sink without waiting; False if it is full or closed."""

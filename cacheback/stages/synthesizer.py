@@ -125,8 +125,8 @@ class Synthesizer(Stage):
     async def _one(self, job: Job) -> None:
         s = self._settings()
         handler = job.handler
-        if handler is None:
-            job.route = "upstream"
+        if handler is None or job.abandoned:
+            job.route = "upstream"  # which settles an abandoned job without any call
             return
         cands = [c for c in job.candidates if c.entry.scope == job.scope][: s.synthesis_top_k]
         if not cands:

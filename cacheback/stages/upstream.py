@@ -42,6 +42,9 @@ class Upstream(Stage):
         if handler is None:
             job.settle(Tier.MISS)
             return
+        if job.abandoned:
+            job.settle(Tier.MISS, detail="the caller stopped waiting")
+            return
         top = job.candidates[0].similarity if job.candidates else None
         tier = Tier.UPSTREAM if job.request.cacheable else Tier.BYPASS
         key = self._flight_key(job)
