@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# Every embedder of the run shares one int8 model file, outside the home directory.
+os.environ.setdefault("CACHEBACK_MODEL_CACHE", str(Path(tempfile.gettempdir()) / "cacheback-test-models"))
 
 
 @pytest.fixture

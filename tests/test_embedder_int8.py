@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -9,8 +10,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from structlog.testing import capture_logs
 
-from cacheback.adapters.embedders import MiniLMEmbedder, load_default_embedder
+from cacheback.adapters.embedders import MiniLMEmbedder, _minilm, load_default_embedder
 from cacheback.adapters.embedders._int8 import rewrite_int8_weights
 from cacheback.engine._errors import ConfigError
 from cacheback.engine._settings import Settings
@@ -146,3 +148,59 @@ def test_rewrite_leaves_what_it_cannot_map() -> None:
         )
     )
     assert rewrite_int8_weights(plain) == 0
+
+
+# -- the int8 model kept as a file ------------------------------------------------
+
+
+def test_int8_model_file_is_built_once_then_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder: MiniLMEmbedder
+) -> None:
+    from cacheback.adapters.embedders import _int8_file
+
+    first = MiniLMEmbedder(model_cache=tmp_path)
+    first.load()
+    kept = first.describe()["int8_model_file"]
+    assert kept is not None and Path(kept).parent == tmp_path
+    assert Path(kept + ".sha256").read_text().split()[0] == _minilm.sha256_file(Path(kept))
+    builds: list[Path] = []
+    real = _int8_file.build_int8_model
+    monkeypatch.setattr(_int8_file, "build_int8_model", lambda src: builds.append(src) or real(src))
+    second = MiniLMEmbedder(model_cache=tmp_path)
+    vectors = second.embed(QUESTIONS)
+    assert builds == []  # opened from the file, no rewrite (and no onnx import) needed
+    assert second.describe()["compute"] == "int8"
+    assert np.allclose(vectors, embedder.embed(QUESTIONS), atol=1e-5)
+
+
+def test_a_damaged_int8_model_file_is_rebuilt(tmp_path: Path) -> None:
+    MiniLMEmbedder(model_cache=tmp_path).load()
+    (kept,) = tmp_path.glob("*.onnx")
+    data = bytearray(kept.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    kept.write_bytes(bytes(data))
+    with capture_logs() as logs:
+        again = MiniLMEmbedder(model_cache=tmp_path)
+        again.load()
+    assert any("does not match its checksum" in str(e.get("event")) for e in logs)
+    assert again.describe()["compute"] == "int8"
+    assert _minilm.sha256_file(kept) == kept.with_name(kept.name + ".sha256").read_text().split()[0]
+
+
+def test_without_a_writable_model_cache_the_rewrite_stays_in_memory(tmp_path: Path) -> None:
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("not a directory")
+    for setting in (blocked / "models", None):
+        emb = MiniLMEmbedder(model_cache=setting)
+        emb.load()
+        assert emb.describe()["compute"] == "int8"
+        assert emb.describe()["int8_model_file"] is None
+
+
+def test_model_cache_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CACHEBACK_MODEL_CACHE", str(tmp_path / "m"))
+    assert _minilm.model_cache_dir("auto") == tmp_path / "m"
+    monkeypatch.delenv("CACHEBACK_MODEL_CACHE")
+    monkeypatch.setenv("CACHEBACK_CACHE_DIR", str(tmp_path / "c"))
+    assert _minilm.model_cache_dir("auto") == tmp_path / "c" / "models"
+    assert _minilm.model_cache_dir(None) is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from ..engine._ports import Embedder, Store
 from ..engine._settings import Settings
 
@@ -14,6 +16,7 @@ def default_embedder(settings: Settings) -> Embedder | None:
         model_dir=settings.model_dir,
         intra_op_threads=settings.intra_op_threads,
         compute=settings.embed_compute,
+        model_cache=os.environ.get("CACHEBACK_MODEL_CACHE") or settings.cache_dir / "models",
     )
 
 

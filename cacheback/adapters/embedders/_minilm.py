@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -128,28 +129,52 @@ def open_session(model: Path | bytes, intra_op_threads: int, *, name: str | None
         raise EmbedderError(f"onnxruntime could not load {what}: {exc}") from exc
 
 
-def int8_session(model: Path, intra_op_threads: int) -> Any | None:
-    """A session running ``model``'s int8 weights on int8 kernels (see ``_int8``), or None
-    when the model has no such weights or this onnxruntime cannot run the rewrite."""
+def int8_session(
+    model: Path, intra_op_threads: int, *, source_sha256: str | None = None, keep_in: Path | None = None
+) -> tuple[Any, Path | None] | None:
+    """A session running ``model``'s int8 weights on int8 kernels (see ``_int8``) and the
+    file it was opened from (None: built in memory); None when the model has no such
+    weights or this onnxruntime cannot run the rewrite.
+
+    With ``keep_in`` and a known ``source_sha256`` the rewritten model is kept there as a
+    file (``_int8_file``) and opened from it next time.
+    """
+    from ._int8_file import build_int8_model, int8_model_file
+
     try:
-        import onnx
+        if keep_in is not None and source_sha256 is not None:
+            built = int8_model_file(model, source_sha256, keep_in)
+        else:
+            built = build_int8_model(model)
     except ImportError:
         log.warning("onnx is not installed: embedding in float32 (pip install onnx)")
         return None
-    from ._int8 import rewrite_int8_weights
-
-    try:
-        proto = onnx.load(str(model))
-    except Exception as exc:  # a file onnxruntime may still read: let it decide
-        log.warning("could not parse the model for int8 compute", model=str(model), error=repr(exc))
+    except Exception as exc:  # onnx's own parse errors: a file onnxruntime may still read
+        log.warning("could not rewrite the model for int8 compute", model=str(model), error=repr(exc))
         return None
-    if rewrite_int8_weights(proto) == 0:
+    if built is None:
         return None
     try:
-        return open_session(proto.SerializeToString(), intra_op_threads, name=f"{model} (int8)")
+        session = open_session(built, intra_op_threads, name=f"{model} (int8)")
     except EmbedderError as exc:  # e.g. an onnxruntime without 8-bit MatMulNBits
         log.warning("int8 compute unavailable; embedding in float32", error=str(exc))
         return None
+    return session, built if isinstance(built, Path) else None
+
+
+def model_cache_dir(setting: Path | str | None) -> Path | None:
+    """Where derived model files are kept: ``"auto"`` is ``$CACHEBACK_MODEL_CACHE``, else
+    ``models`` in the cache directory (``$CACHEBACK_CACHE_DIR``, ``~/.cacheback``)."""
+    if setting is None:
+        return None
+    if setting != "auto":
+        return Path(setting).expanduser()
+    explicit = os.environ.get("CACHEBACK_MODEL_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    from cacheback.engine._settings import default_cache_dir
+
+    return default_cache_dir() / "models"
 
 
 def l2_normalise(rows: NDArray[np.float32]) -> Vector:
@@ -221,6 +246,7 @@ class MiniLMEmbedder:
         max_length: int = 256,
         length_grouping: bool = True,
         compute: str = "int8",
+        model_cache: Path | str | None = "auto",
     ) -> None:
         if compute not in COMPUTE_MODES:
             raise ConfigError(f"compute must be one of {', '.join(COMPUTE_MODES)}, not {compute!r}")
@@ -233,6 +259,8 @@ class MiniLMEmbedder:
         self._length_grouping = length_grouping
         self._compute = compute
         self._computing = ""  # what the loaded session does: "int8" or "float32"
+        self._model_cache = model_cache
+        self._int8_file: Path | None = None
         self._expected_sha256: str | None
         if model_dir is None:
             self._model, self._tokenizer_path, self._expected_sha256 = _packaged_files()
@@ -295,6 +323,7 @@ class MiniLMEmbedder:
             "intra_op_threads": self._intra_op_threads,
             "length_grouping": self._length_grouping,
             "compute": self._computing or self._compute,
+            "int8_model_file": str(self._int8_file) if self._int8_file is not None else None,
             "loaded": self._session is not None,
         }
 
@@ -336,10 +365,20 @@ class MiniLMEmbedder:
         # here per run instead, after the length grouping.
         tokenizer.no_padding()
         tokenizer.enable_truncation(max_length=self._max_length)
-        session = int8_session(self._model, self._intra_op_threads) if self._compute == "int8" else None
-        self._computing = "int8" if session is not None else "float32"
-        if session is None:
+        found = None
+        if self._compute == "int8":
+            found = int8_session(
+                self._model,
+                self._intra_op_threads,
+                source_sha256=self._expected_sha256,
+                keep_in=model_cache_dir(self._model_cache),
+            )
+        if found is not None:
+            session, self._int8_file = found
+            self._computing = "int8"
+        else:
             session = open_session(self._model, self._intra_op_threads)
+            self._computing = "float32"
         input_types: dict[str, type[np.signedinteger[Any]]] = {}
         for node in session.get_inputs():
             if node.name not in ("input_ids", "attention_mask", "token_type_ids"):

@@ -96,6 +96,7 @@ def load_default_embedder(
     model_dir: Path | str | None = None,
     intra_op_threads: int | None = None,
     compute: str | None = None,
+    model_cache: Path | str | None = "auto",
     load: bool = False,
 ) -> Embedder | None:
     """The configured embedder, or None (with a warning) when it cannot run here.
@@ -108,7 +109,7 @@ def load_default_embedder(
     ConfigError, since that is a mistake rather than a missing capability.
     The factory is called with the keywords ``model_dir`` (None: its default
     location) and ``intra_op_threads``; the built-in ``minilm`` also gets ``compute``
-    (settings ``embed_compute``).
+    (settings ``embed_compute``) and ``model_cache`` (where its int8 model file is kept).
     """
     name = embedder if embedder is not None else getattr(settings, "embedder", "minilm")
     if model_dir is None:
@@ -120,7 +121,9 @@ def load_default_embedder(
     factory = _resolve(str(name))
     from ._minilm import MiniLMEmbedder
 
-    extra: dict[str, Any] = {"compute": compute} if factory is MiniLMEmbedder else {}
+    extra: dict[str, Any] = (
+        {"compute": compute, "model_cache": model_cache} if factory is MiniLMEmbedder else {}
+    )
     try:
         import onnxruntime  # noqa: F401  (only probing that it imports)
     except ImportError as exc:
