@@ -42,7 +42,11 @@ def test_two_workers_share_one_cache_directory(fake: FakeProvider, cache_dir: Pa
                 "/v1/chat/completions", json=chat_body("What is the speed of light?"), headers=auth
             )
             assert first.status_code == 200 and first.headers["x-cacheback-tier"] == "upstream"
-        time.sleep(0.5)
+            # The answer is written behind: wait until it is in the shared store.
+            deadline = time.monotonic() + 10
+            while http.get("/v1/cache/stats", headers=auth).json()["entries"] < 1:
+                assert time.monotonic() < deadline, "the first answer was never stored"
+                time.sleep(0.05)
         served: dict[int, list[str]] = {}
         questions = ["What is the speed of light?", "What's the speed of light?"]
         for i in range(60):
@@ -51,10 +55,11 @@ def test_two_workers_share_one_cache_directory(fake: FakeProvider, cache_dir: Pa
                 resp = http.post("/v1/chat/completions", json=chat_body(questions[i % 2]), headers=auth)
                 pid = http.get("/health").json()["worker"]  # same keep-alive connection, same worker
             assert resp.status_code == 200
+            headers = {k: v for k, v in resp.headers.items() if k.startswith("x-cacheback")}
             assert (
                 resp.json()["choices"][0]["message"]["content"]
                 == first.json()["choices"][0]["message"]["content"]
-            )
+            ), f"request {i} to worker {pid}: {headers}\n{px.log()[-4000:]}"
             served.setdefault(pid, []).append(resp.headers["x-cacheback-tier"])
             if len(served) == 2 and all(len(t) >= 2 for t in served.values()):
                 break

@@ -9,7 +9,8 @@ from ..engine._settings import Settings
 
 
 def default_embedder(settings: Settings) -> Embedder | None:
-    """MiniLM on onnxruntime, or None (exact-match only) with a warning if unavailable."""
+    """MiniLM on onnxruntime, loaded, or None (exact-match only) with a warning if it
+    cannot run here."""
     from .embedders import load_default_embedder
 
     return load_default_embedder(
@@ -17,6 +18,7 @@ def default_embedder(settings: Settings) -> Embedder | None:
         intra_op_threads=settings.intra_op_threads,
         compute=settings.embed_compute,
         model_cache=os.environ.get("CACHEBACK_MODEL_CACHE") or settings.cache_dir / "models",
+        load=True,  # ready means ready: the first lookup does not pay for loading the model
     )
 
 
