@@ -92,6 +92,14 @@ def test_sync_gate_holds_a_thread_until_decided() -> None:
     assert result == ["abandoned"]
 
 
+def test_an_undecided_sync_gate_gives_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cacheback.adapters.clients import _early
+
+    monkeypatch.setattr(_early, "SYNC_GATE_TIMEOUT_S", 0.05)
+    with pytest.raises(Abandoned):
+        SyncGate().wait()  # nobody decides: the parked thread must still end
+
+
 # -- through the real SDKs ------------------------------------------------------------
 
 

@@ -22,6 +22,10 @@ import anyio.to_thread
 __all__ = ["PARKED", "Abandoned", "AsyncGate", "EarlyCall", "SyncGate", "start_async", "start_sync"]
 
 
+#: Longest a parked blocking call waits for the cache's decision before giving up.
+SYNC_GATE_TIMEOUT_S = 600.0
+
+
 class Abandoned(BaseException):
     """The cache answered, so the prepared request must not be sent.
 
@@ -68,7 +72,8 @@ class SyncGate(_Gate):
 
     def wait(self) -> None:
         assert isinstance(self._decided, threading.Event)
-        self._decided.wait()
+        # Bounded: should the engine never decide (it crashed), the thread must still end.
+        self._decided.wait(SYNC_GATE_TIMEOUT_S)
         self._passage()
 
 
