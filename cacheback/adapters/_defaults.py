@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from ..engine._ports import Embedder, Store
 from ..engine._settings import Settings
 
@@ -12,12 +10,13 @@ def default_embedder(settings: Settings) -> Embedder | None:
     """MiniLM on onnxruntime, loaded, or None (exact-match only) with a warning if it
     cannot run here."""
     from .embedders import load_default_embedder
+    from .embedders._minilm import model_cache_dir
 
     return load_default_embedder(
         model_dir=settings.model_dir,
         intra_op_threads=settings.intra_op_threads,
         compute=settings.embed_compute,
-        model_cache=os.environ.get("CACHEBACK_MODEL_CACHE") or settings.cache_dir / "models",
+        model_cache=model_cache_dir("auto", cache_dir=settings.cache_dir),
         load=True,  # ready means ready: the first lookup does not pay for loading the model
     )
 

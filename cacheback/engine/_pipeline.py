@@ -189,7 +189,7 @@ class Pipeline:
         return lane.receive.statistics().current_buffer_used if lane is not None else 0
 
     def queue_depths(self) -> dict[str, int]:
-        depths = {n: lane.receive.statistics().current_buffer_used for n, lane in self._lanes.items()}
+        depths = {name: self.queue_depth(name) for name in self._lanes}
         if self._sink_lane is not None and self._sink is not None:
             depths[self._sink.name] = self._sink_lane.receive.statistics().current_buffer_used
         return depths

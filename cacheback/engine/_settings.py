@@ -15,6 +15,11 @@ _MODES = ("off", "auto", "always")
 DEFAULT_CACHE_DIR = "~/.cacheback"
 
 
+#: "int8": the packaged model's int8 weights on int8 kernels; "float32": what onnxruntime
+#: makes of the model file by itself (README, "Embedding precision").
+EMBED_COMPUTE_MODES = ("int8", "float32")
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("CACHEBACK_CACHE_DIR", DEFAULT_CACHE_DIR)).expanduser()
 
@@ -71,8 +76,8 @@ class Settings:
             raise ConfigError("cache_ttl must be positive (seconds)")
         if self.max_entries < 1:
             raise ConfigError("max_entries must be at least 1")
-        if self.embed_compute not in ("int8", "float32"):
-            raise ConfigError("embed_compute must be int8 or float32")
+        if self.embed_compute not in EMBED_COMPUTE_MODES:
+            raise ConfigError(f"embed_compute must be one of {', '.join(EMBED_COMPUTE_MODES)}")
         if self.embed_max_batch < 1 or self.queue_size < 1 or self.top_k < 1:
             raise ConfigError("batch, queue and top_k sizes must be at least 1")
 

@@ -19,6 +19,7 @@ from ..engine._job import Job, prepare_handler
 from ..engine._ports import Embedder
 from ..engine._stage import Stage
 from ..engine._types import Vector
+from .negative_gate import past_the_gate
 
 
 class EmbedBatcher(Stage):
@@ -65,7 +66,7 @@ class EmbedBatcher(Stage):
         for job, vec in zip(jobs, vectors, strict=True):
             job.vector = vec
             if skip_gate:
-                job.route = "vector_search" if job.request.cacheable else "upstream"
+                job.route = past_the_gate(job)
 
 
 def _prepare_all(jobs: Sequence[Job]) -> None:

@@ -24,8 +24,8 @@ class NegativeGate(Stage):
         if self._count() > 0:
             await self._check(jobs)
         for job in jobs:
-            if job.outcome is None and not job.request.cacheable:
-                job.route = "upstream"  # passed the gate; the cache itself is skipped
+            if job.outcome is None:
+                job.route = past_the_gate(job)
 
     async def _check(self, jobs: Sequence[Job]) -> None:
         threshold = self._threshold()
@@ -37,3 +37,9 @@ class NegativeGate(Stage):
                 neg, sim = found[0]
                 job.negative = NegativeMatch(neg.id, neg.query, neg.reason, neg.category, neg.severity, sim)
                 job.settle(Tier.BLOCKED, similarity=sim, negative=job.negative)
+
+
+def past_the_gate(job: Job) -> str:
+    """Where a job that passed the blocklist goes: the cache, or, for a request that is
+    not cached, straight upstream."""
+    return "vector_search" if job.request.cacheable else "upstream"

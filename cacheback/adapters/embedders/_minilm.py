@@ -22,18 +22,15 @@ import structlog
 from numpy.typing import NDArray
 
 from cacheback.engine._errors import ConfigError, EmbedderError, ModelNotFound
+from cacheback.engine._settings import EMBED_COMPUTE_MODES, default_cache_dir
 from cacheback.engine._types import Vector
 
 if TYPE_CHECKING:
     from tokenizers import Encoding, Tokenizer
 
-__all__ = ["COMPUTE_MODES", "MiniLMEmbedder"]
+__all__ = ["MiniLMEmbedder"]
 
 log = structlog.get_logger("cacheback.embedder")
-
-#: "int8": int8 weights on int8 kernels (the default, see ``_int8``); "float32": what
-#: onnxruntime makes of the model file by itself.
-COMPUTE_MODES = ("int8", "float32")
 
 MODEL_ID = "all-MiniLM-L6-v2"
 DIM = 384
@@ -162,9 +159,10 @@ def int8_session(
     return session, built if isinstance(built, Path) else None
 
 
-def model_cache_dir(setting: Path | str | None) -> Path | None:
-    """Where derived model files are kept: ``"auto"`` is ``$CACHEBACK_MODEL_CACHE``, else
-    ``models`` in the cache directory (``$CACHEBACK_CACHE_DIR``, ``~/.cacheback``)."""
+def model_cache_dir(setting: Path | str | None, *, cache_dir: Path | None = None) -> Path | None:
+    """Where derived model files are kept. ``"auto"`` is ``$CACHEBACK_MODEL_CACHE``, else
+    ``models`` in ``cache_dir`` (by default ``$CACHEBACK_CACHE_DIR`` or ``~/.cacheback``);
+    None keeps them in memory only."""
     if setting is None:
         return None
     if setting != "auto":
@@ -172,9 +170,7 @@ def model_cache_dir(setting: Path | str | None) -> Path | None:
     explicit = os.environ.get("CACHEBACK_MODEL_CACHE")
     if explicit:
         return Path(explicit).expanduser()
-    from cacheback.engine._settings import default_cache_dir
-
-    return default_cache_dir() / "models"
+    return (cache_dir if cache_dir is not None else default_cache_dir()) / "models"
 
 
 def l2_normalise(rows: NDArray[np.float32]) -> Vector:
@@ -248,8 +244,8 @@ class MiniLMEmbedder:
         compute: str = "int8",
         model_cache: Path | str | None = "auto",
     ) -> None:
-        if compute not in COMPUTE_MODES:
-            raise ConfigError(f"compute must be one of {', '.join(COMPUTE_MODES)}, not {compute!r}")
+        if compute not in EMBED_COMPUTE_MODES:
+            raise ConfigError(f"compute must be one of {', '.join(EMBED_COMPUTE_MODES)}, not {compute!r}")
         if intra_op_threads < 1:
             raise ConfigError("intra_op_threads must be at least 1")
         if not 2 <= max_length <= 512:  # 2 = [CLS] + [SEP]; 512 = the position table
