@@ -1,9 +1,9 @@
-"""The in-memory exact-hit map: bounded, generation-checked, drops deleted ids."""
+"""The in-memory hit map: bounded, generation-checked, remembers how each entry matched, drops deleted ids."""
 
 from __future__ import annotations
 
 from cacheback.engine._hotcache import HotCache
-from cacheback.engine._types import CacheEntry
+from cacheback.engine._types import CacheEntry, LookupRequest, Tier
 
 
 def entry(i: int, expires: float = 1e12) -> CacheEntry:
@@ -37,3 +37,25 @@ def test_discard_ids_drops_only_those() -> None:
         hot.put("s", f"h{i}", entry(i), hot.generation)
     hot.discard_ids({2, 3, 99})
     assert [hot.get("s", f"h{i}", 0.0) is not None for i in range(1, 5)] == [True, False, False, True]
+
+
+def test_remembers_how_an_entry_matched() -> None:
+    hot = HotCache(10)
+    hot.put("s", "own", entry(1), hot.generation)
+    hot.put("s", "para", entry(1), hot.generation, tier=Tier.VERBATIM, similarity=0.95, guard_reasons=("x",))
+    own, para = hot.get("s", "own", 0.0), hot.get("s", "para", 0.0)
+    assert own is not None and (own.tier, own.similarity) == (Tier.EXACT, 1.0)
+    assert para is not None and (para.tier, para.similarity) == (Tier.VERBATIM, 0.95)
+    assert para.guard_reasons == ("x",) and para.entry.id == 1
+    assert not para.serves(LookupRequest("q", semantic=False)) and para.serves(LookupRequest("q"))
+    assert own.serves(LookupRequest("q", semantic=False))
+
+
+def test_discard_ids_drops_every_question_an_entry_answered() -> None:
+    hot = HotCache(10)
+    hot.put("s", "own", entry(1), hot.generation)
+    hot.put("s", "para", entry(1), hot.generation, tier=Tier.VERBATIM, similarity=0.95)
+    hot.put("s", "other", entry(2), hot.generation)
+    hot.discard_ids({1})
+    assert hot.get("s", "own", 0.0) is None and hot.get("s", "para", 0.0) is None
+    assert hot.get("s", "other", 0.0) is not None and len(hot) == 1

@@ -38,6 +38,7 @@ from ._types import (
     Outcome,
     Tier,
     Vector,
+    clean_text,
     scope_id,
     text_hash,
 )
@@ -290,6 +291,7 @@ class AsyncEngine:
             namespace=ns,
             scope=scope_id(ns, request.scope),
             query_hash=text_hash(request.query),
+            generation=self.hot.generation,
         )
         # The tap hands the upstream reply to the job before the stage commits it, so the
         # commit can store the call's usage with the entry.
@@ -304,8 +306,18 @@ class AsyncEngine:
         self.accounting.account(job)
         outcome = job.outcome
         if outcome is not None and outcome.tier is Tier.VERBATIM and outcome.entry is not None:
-            # Record the hit so the next identical query is answered from memory.
-            self.hot.put(job.scope, job.query_hash, outcome.entry, self.hot.generation)
+            # Remember the decision so the next identical query is answered from memory, as
+            # the verbatim hit it is (another text's entry, at this similarity). Under the
+            # job's own generation: an invalidation while it ran must not be outlived.
+            self.hot.put(
+                job.scope,
+                job.query_hash,
+                outcome.entry,
+                job.generation,
+                tier=Tier.VERBATIM,
+                similarity=outcome.similarity if outcome.similarity is not None else 0.0,
+                guard_reasons=outcome.guard_reasons,
+            )
         if outcome is not None and outcome.entry is not None and outcome.hit and outcome.entry.id > 0:
             pipeline.sink_nowait(_touch(outcome.entry.id))
         return job
@@ -329,7 +341,9 @@ class AsyncEngine:
 
         def commit(answer: str, payload: bytes | None) -> None:
             entry = None
-            if storable:
+            # An answer SQLite cannot encode is not stored: replaying it altered would not
+            # be the provider's answer, and one bad row would fail its whole write batch.
+            if storable and clean_text(answer) == answer:
                 entry = self._new_entry(
                     job.request,
                     job.scope,
@@ -380,7 +394,9 @@ class AsyncEngine:
         meta = {"namespace": request.namespace or self.settings.namespace, **(metadata or {})}
         return NewEntry(
             scope=scope,
-            query=request.query,
+            # Storable text (SQLite cannot encode lone surrogates); the key is the hash of
+            # the original, so only the very same text hits it exactly.
+            query=clean_text(request.query),
             query_hash=query_hash,
             answer=answer,
             vector=vector,
@@ -393,7 +409,8 @@ class AsyncEngine:
     async def embed(self, texts: list[str]) -> Vector | None:
         if self.embedder is None:
             return None
-        return await anyio.to_thread.run_sync(self.embedder.embed, texts, limiter=self._limiter)
+        clean = [clean_text(t) for t in texts]  # the tokenizer rejects lone surrogates
+        return await anyio.to_thread.run_sync(self.embedder.embed, clean, limiter=self._limiter)
 
     async def populate(
         self,
@@ -405,6 +422,9 @@ class AsyncEngine:
     ) -> int:
         """Store an answer now (written through, visible to the next lookup)."""
         from ..stages.persister import Fill
+
+        if clean_text(answer) != answer:
+            raise ConfigError("the answer contains lone surrogates (invalid Unicode) and cannot be stored")
 
         pipeline, _ = self._require()
         job = self.make_job(request)
@@ -474,7 +494,7 @@ class AsyncEngine:
         vecs = await self.embed([query])
         vector = vecs[0] if vecs is not None else np.zeros(0, dtype=np.float32)
         entry_id = await store.negative_add(
-            query, vector, reason, category, int(severity), metadata or {}, time.time()
+            clean_text(query), vector, reason, category, int(severity), metadata or {}, time.time()
         )
         self._negatives = await store.negative_count()
         self.hot.bump()

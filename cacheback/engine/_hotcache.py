@@ -1,6 +1,10 @@
-"""In-memory exact-hit map: answers repeated questions without embedding or I/O.
+"""In-memory hit map: answers repeated questions without embedding or I/O.
 
-An entry is only served while the negative list and the store's deletions are at the
+It remembers decisions, not just entries: under the hash of a question it keeps the entry
+that answered it and how it matched (an exact entry of that very text, or a verbatim hit
+on a paraphrase with its similarity), so a repeat is reported as what it is.
+
+A decision is only served while the negative list and the store's deletions are at the
 generation it was recorded under, so a blocklisted or deleted answer is never replayed
 from memory.
 """
@@ -8,15 +12,35 @@ from memory.
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 
-from ._types import CacheEntry
+from ._types import CacheEntry, LookupRequest, Tier
+
+_Key = tuple[str, str]  # (scope, query hash)
+
+
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    """A remembered decision: the entry, and how it matched the question it is kept under."""
+
+    entry: CacheEntry
+    tier: Tier = Tier.EXACT
+    similarity: float = 1.0
+    guard_reasons: tuple[str, ...] = ()
+
+    def serves(self, request: LookupRequest) -> bool:
+        """A remembered paraphrase hit serves only requests that accept paraphrase hits
+        (``semantic``); an exact one serves any request that reads the cache."""
+        return self.tier is Tier.EXACT or request.semantic
 
 
 class HotCache:
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._items: OrderedDict[tuple[str, str], tuple[CacheEntry, int]] = OrderedDict()
-        self._keys: dict[int, tuple[str, str]] = {}  # entry id -> key, to drop deleted ids
+        self._items: OrderedDict[_Key, tuple[Remembered, int]] = OrderedDict()
+        # entry id -> its keys, to drop deleted ids: one entry can answer several
+        # questions (its own text and the paraphrases it was a verbatim hit for).
+        self._keys: dict[int, set[_Key]] = {}
         self.generation = 0
 
     def bump(self) -> None:
@@ -25,38 +49,54 @@ class HotCache:
         self._items.clear()
         self._keys.clear()
 
-    def get(self, scope: str, query_hash: str, now: float) -> CacheEntry | None:
+    def get(self, scope: str, query_hash: str, now: float) -> Remembered | None:
         key = (scope, query_hash)
         item = self._items.get(key)
         if item is None:
             return None
-        entry, gen = item
-        if gen != self.generation or entry.expires_at <= now:
+        hit, gen = item
+        if gen != self.generation or hit.entry.expires_at <= now:
             self._drop(key)
             return None
         self._items.move_to_end(key)
-        return entry
+        return hit
 
-    def put(self, scope: str, query_hash: str, entry: CacheEntry, generation: int) -> None:
+    def put(
+        self,
+        scope: str,
+        query_hash: str,
+        entry: CacheEntry,
+        generation: int,
+        *,
+        tier: Tier = Tier.EXACT,
+        similarity: float = 1.0,
+        guard_reasons: tuple[str, ...] = (),
+    ) -> None:
+        """Remember that ``entry`` answers the question hashed ``query_hash``, matched as
+        ``tier`` (exact: that very text; verbatim: a paraphrase, at ``similarity``)."""
         if self._capacity <= 0 or generation != self.generation:
             return
         key = (scope, query_hash)
         self._drop(key)
-        self._items[key] = (entry, generation)
+        self._items[key] = (Remembered(entry, tier, similarity, guard_reasons), generation)
         if entry.id > 0:
-            self._keys[entry.id] = key
+            self._keys.setdefault(entry.id, set()).add(key)
         while len(self._items) > self._capacity:
             self._drop(next(iter(self._items)))
 
-    def _drop(self, key: tuple[str, str]) -> None:
+    def _drop(self, key: _Key) -> None:
         item = self._items.pop(key, None)
-        if item is not None and self._keys.get(item[0].id) == key:
-            del self._keys[item[0].id]
+        if item is None:
+            return
+        keys = self._keys.get(item[0].entry.id)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._keys[item[0].entry.id]
 
     def discard_ids(self, ids: set[int]) -> None:
         for entry_id in ids:
-            key = self._keys.get(entry_id)
-            if key is not None:
+            for key in list(self._keys.get(entry_id, ())):
                 self._drop(key)
 
     def __len__(self) -> int:

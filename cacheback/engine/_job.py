@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import anyio
 
+from ._hotcache import Remembered
 from ._types import CacheEntry, Candidate, LookupRequest, NegativeMatch, Outcome, Tier, Vector
 
 Commit = Callable[[str, "bytes | None"], None]
@@ -90,6 +91,9 @@ class Job:
     scope: str
     query_hash: str
     handler: TierHandler | None = None
+    # The hot cache's generation when the job began: a decision it makes is remembered
+    # only if nothing was invalidated (deleted, blocklisted) while it was on its way.
+    generation: int = 0
     started: float = field(default_factory=time.perf_counter)
     now: float = field(default_factory=time.time)
     vector: Vector | None = None
@@ -140,6 +144,12 @@ class Job:
 
     def settle_exact(self, entry: CacheEntry) -> Outcome:
         return self.settle(Tier.EXACT, similarity=1.0, entry=entry)
+
+    def settle_remembered(self, hit: Remembered) -> Outcome:
+        """Replay a decision from the hot cache as it was made: a repeat of a paraphrase
+        is still a verbatim hit, at its original similarity, not an exact one."""
+        self.guard_reasons = hit.guard_reasons
+        return self.settle(hit.tier, similarity=hit.similarity, entry=hit.entry)
 
     def finish(self) -> None:
         if not self.done.is_set():

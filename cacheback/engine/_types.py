@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -11,6 +12,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 Vector = NDArray[np.float32]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Tier(StrEnum):
@@ -29,15 +32,60 @@ class Tier(StrEnum):
         return self in (Tier.EXACT, Tier.VERBATIM)
 
 
+def fold_whitespace(text: str) -> str:
+    """The text as the exact tier compares it: the same text up to spacing.
+
+    Runs of spaces and tabs (any whitespace but a line break) inside a line count as one
+    space, the ends of the text and of each line are trimmed, and ``\\r\\n``/``\\r`` are
+    ``\\n``. Line breaks and the indentation that starts each later line are kept: in code
+    they are meaning ("if x:\\n    return 1" is not "if x:\\nreturn 1").
+    """
+    if "\n" not in text and "\r" not in text:
+        return " ".join(text.split())  # one line: the common case, and the old folding
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").strip().split("\n")
+    out = [" ".join(lines[0].split())]  # its indentation went with the trimmed start
+    for line in lines[1:]:
+        body = line.lstrip(" \t")
+        words = body.split()
+        out.append(line[: len(line) - len(body)] + " ".join(words) if words else "")
+    return "\n".join(out)
+
+
 def text_hash(text: str) -> str:
-    """Hash of the match text after whitespace folding (the exact-hit key)."""
-    folded = " ".join(text.split())
-    return hashlib.blake2b(folded.encode("utf-8"), digest_size=16).hexdigest()
+    """Hash of the match text after :func:`fold_whitespace` (the exact-hit key).
+
+    Lone surrogates (JSON ``"\\ud800"`` escapes decode to them) are hashed as they are
+    ("surrogatepass"), so two texts that differ only in which one they carry never share
+    a key. Texts without them hash to the same bytes as plain UTF-8.
+
+    The hash is persisted (the store's ``query_hash`` column). Single-line texts hash as
+    they always did; a multi-line text stored before line breaks and indentation were
+    kept (when all whitespace was folded) has a different key now, so it no longer hits
+    exactly, though it still matches semantically, and its next upstream answer is
+    stored under the new key.
+    """
+    data = fold_whitespace(text).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def clean_text(text: str) -> str:
+    """The text with lone surrogates replaced by U+FFFD, for the embedder (the tokenizer
+    rejects them) and for storage (SQLite cannot encode them); pairs of surrogates become
+    the character they encode.
+
+    Only the exact-hit key (:func:`text_hash`) sees the original: texts that differ only
+    in their lone surrogates embed identically, so the semantic tier may treat them as
+    the same question. That is accepted: such texts are near-identical by construction,
+    and the hit guard still compares everything else.
+    """
+    if _SURROGATE.search(text) is None:  # almost always: no copy
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def scope_id(namespace: str, scope: str) -> str:
     """Stable short id for a namespace plus a provider-specific scope key."""
-    raw = f"{namespace}\x00{scope}".encode()
+    raw = f"{namespace}\x00{scope}".encode("utf-8", "surrogatepass")  # never raises
     return hashlib.blake2b(raw, digest_size=12).hexdigest()
 
 

@@ -18,7 +18,7 @@ from ..engine._batching import BatchPolicy, prepare_early
 from ..engine._job import Job, prepare_handler
 from ..engine._ports import Embedder
 from ..engine._stage import Stage
-from ..engine._types import Vector
+from ..engine._types import Vector, clean_text
 from .negative_gate import past_the_gate
 
 
@@ -47,7 +47,7 @@ class EmbedBatcher(Stage):
         return self._policy
 
     async def process(self, jobs: Sequence[Job]) -> None:
-        texts = [job.request.query for job in jobs]
+        texts = [clean_text(job.request.query) for job in jobs]  # the tokenizer rejects lone surrogates
         ahead = [j for j in jobs if j.handler is not None and j.request.cacheable]
         embed: Callable[[Sequence[str]], Vector] = self._embedder.embed
         if ahead and prepare_early(len(jobs), self._backlog()):

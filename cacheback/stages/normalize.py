@@ -1,4 +1,4 @@
-"""normalize: cacheability, and exact repeats answered from memory without embedding."""
+"""normalize: cacheability, and repeats answered from memory without embedding."""
 
 from __future__ import annotations
 
@@ -43,9 +43,9 @@ class Normalize(Stage):
                     job.settle(Tier.BYPASS, detail=req.bypass_reason)
                 continue
             if req.read:
-                entry = self._hot.get(job.scope, job.query_hash, job.now)
-                if entry is not None:
-                    job.settle_exact(entry)
+                hit = self._hot.get(job.scope, job.query_hash, job.now)
+                if hit is not None and hit.serves(req):
+                    job.settle_remembered(hit)
                     continue
             if not self._has_embedder:
                 job.route = "vector_search"

@@ -11,7 +11,7 @@ import anyio
 from ..engine._batching import BatchPolicy
 from ..engine._hotcache import HotCache
 from ..engine._ports import Embedder, Store
-from ..engine._types import CacheEntry, NewEntry
+from ..engine._types import CacheEntry, NewEntry, clean_text
 
 
 @dataclass(eq=False, slots=True)
@@ -105,7 +105,7 @@ class Persister:
         todo = [f for f in fills if f.entry.vector is None]
         if not todo or self._embedder is None:
             return
-        texts = [f.entry.query for f in todo]
+        texts = [clean_text(f.entry.query) for f in todo]  # the tokenizer rejects lone surrogates
         vectors = await anyio.to_thread.run_sync(self._embedder.embed, texts, limiter=self._limiter)
         for fill, vector in zip(todo, vectors, strict=True):
             fill.entry = replace(fill.entry, vector=vector)

@@ -50,9 +50,9 @@ class Upstream(Stage):
         key = self._flight_key(job)
         if key is not None and self._hot is not None:
             # An identical request finished while this one was on its way: use its answer.
-            entry = self._hot.get(job.scope, job.query_hash, time.time())
-            if entry is not None:
-                job.settle_exact(entry)
+            hit = self._hot.get(job.scope, job.query_hash, time.time())
+            if hit is not None and hit.serves(job.request):
+                job.settle_remembered(hit)
                 return
         flight = self._flights.get(key) if key is not None else None
         if flight is not None:
