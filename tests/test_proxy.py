@@ -372,12 +372,12 @@ def test_stats_health_metrics_and_passthrough(proxy: RunningProxy, fake: FakePro
         assert stats["entries"] == 1 and stats["tiers"]["exact"] == 1 and stats["tiers"]["upstream"] == 1
         assert stats["proxy"]["auth"] == "caller-keys"
         missing = http.get("/v1/no-such-endpoint", headers={"Authorization": "Bearer sk-a"})
-        assert missing.status_code == 404 and missing.headers["x-cacheback-tier"] == "bypass"
+        assert missing.status_code == 404 and missing.headers["x-cacheback-tier"] == "none"
         text = http.get("/metrics").text
     assert 'cacheback_proxy_requests_total{worker="' in text
     assert 'endpoint="chat",tier="exact",status="200"} 1' in text
-    assert 'endpoint="passthrough",tier="bypass",status="200"} 2' in text
-    assert 'endpoint="passthrough",tier="bypass",status="404"} 1' in text
+    assert 'endpoint="passthrough",tier="none",status="200"} 2' in text
+    assert 'endpoint="passthrough",tier="none",status="404"} 1' in text
     assert "cacheback_entries{" in text and "cacheback_hit_rate{" in text
     assert 'cacheback_queue_depth{worker="' in text
     assert "cacheback_proxy_request_duration_seconds_bucket{" in text

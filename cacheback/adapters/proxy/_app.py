@@ -2,8 +2,9 @@
 
 One ``AsyncEngine`` per process, opened in the lifespan and closed (persister flushed)
 after uvicorn has let in-flight requests finish. The cached APIs go through the engine
-(``_cached``), the cache's own endpoints answer from it (``_management``) and any other
-``/v1/*`` call is relayed as is (``_passthrough``).
+(``_cached``), the cache's own endpoints answer from it (``_management``), any other
+``/v1/*`` call is relayed as is (``_passthrough``) and the rest gets a JSON error
+(``_fallback``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import httpx
 import structlog
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
@@ -21,6 +23,7 @@ from ...engine._ports import LLM, Embedder, Store
 from ._apis import CHAT, MESSAGES, RESPONSES
 from ._cached import cached_endpoint
 from ._config import CONFIG_ENV, ProxyConfig
+from ._fallback import METHODS, LastResortMiddleware, http_error
 from ._headers import CacheHeadersMiddleware
 from ._management import management_routes
 from ._passthrough import passthrough_endpoint
@@ -58,13 +61,14 @@ def create_app(
         Route("/v1/messages", cached_endpoint(proxy, MESSAGES), methods=["POST"]),
         *management_routes(proxy),
         # Last: it matches every /v1 path the routes above did not take.
-        Route(
-            "/v1/{path:path}",
-            passthrough_endpoint(proxy),
-            methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
-        ),
+        Route("/v1/{path:path}", passthrough_endpoint(proxy), methods=METHODS),
     ]
-    app = Starlette(routes=routes, lifespan=proxy.lifespan, middleware=[Middleware(CacheHeadersMiddleware)])
+    app = Starlette(
+        routes=routes,
+        lifespan=proxy.lifespan,
+        middleware=[Middleware(CacheHeadersMiddleware), Middleware(LastResortMiddleware)],
+        exception_handlers={HTTPException: http_error},
+    )
     app.state.proxy = proxy
     return app
 

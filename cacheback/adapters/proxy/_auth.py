@@ -84,6 +84,9 @@ class Authenticator:
     def authenticate(self, headers: Mapping[str, str], provider: Provider) -> Caller:
         """The caller behind ``headers`` (lower-cased names), or a 401 ProxyError."""
         credential = presented_credential(headers)
+        if credential is not None and not credential.isascii():
+            # No provider or proxy key has such characters: refused here, not relayed.
+            raise ProxyError(401, "Invalid API key: it is not ASCII.", code="invalid_api_key")
         if self._proxy_keys:
             if credential is None:
                 raise ProxyError(

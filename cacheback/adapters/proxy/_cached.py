@@ -19,7 +19,7 @@ from ._apis import Api
 from ._auth import Caller
 from ._errors import ProxyError
 from ._handler import Call, Handler
-from ._headers import cache_headers, header_safe, outcome_headers
+from ._headers import ERROR_TIER, cache_headers, header_safe, outcome_headers
 from ._proxy import Endpoint, Proxy
 from ._requests import Controls, parse_body, parse_controls, read_body
 from ._synthesis import Rendered
@@ -43,9 +43,16 @@ async def _serve(proxy: Proxy, request: Request, api: Api) -> tuple[Response, st
         raw = await read_body(request, proxy.config.max_body_bytes)
         body = parse_body(raw, api)
         controls = parse_controls(headers)
+        try:
+            key, lookup = _lookup(proxy, api, body, headers, caller, controls)
+        except (TypeError, ValueError, RecursionError) as exc:
+            # The key code reads every parameter: one it cannot read is the caller's input
+            # (a type the checks above do not cover, e.g. inside extra_body), not our bug.
+            log.info("unkeyable request", error=type(exc).__name__)
+            message = "Invalid request: a parameter has a type or value the cache cannot read"
+            raise ProxyError(400, f"{message} ({type(exc).__name__}).", code="invalid_request") from None
     except ProxyError as err:
-        return proxy.error(api.provider, err), "error"
-    key, lookup = _lookup(proxy, api, body, headers, caller, controls)
+        return proxy.error(api.provider, err), ERROR_TIER
     call = Call(
         api=api,
         body=body,
@@ -101,7 +108,8 @@ def _deliver(proxy: Proxy, api: Api, call: Call, job: Job) -> tuple[Response, st
         tier = Tier.UPSTREAM.value if job.request.cacheable else Tier.BYPASS.value
         return proxy.failure(api.provider, job.error, cache_headers(tier)), tier
     if outcome is None:
-        return proxy.failure(api.provider, RuntimeError("no outcome"), cache_headers("error")), "error"
+        error = cache_headers(ERROR_TIER)
+        return proxy.failure(api.provider, RuntimeError("no outcome"), error), ERROR_TIER
     tier = outcome.tier
     headers = outcome_headers(outcome, job)
     if tier is Tier.BLOCKED:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 Provider = Literal["openai", "anthropic"]
@@ -18,6 +18,7 @@ _OPENAI_TYPES = {
     401: "invalid_request_error",
     403: "permission_error",
     404: "invalid_request_error",
+    405: "invalid_request_error",
     413: "invalid_request_error",
     502: "upstream_error",
     503: "server_error",
@@ -28,11 +29,19 @@ _ANTHROPIC_TYPES = {
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
+    405: "invalid_request_error",
     413: "request_too_large",
     502: "api_error",
     503: "api_error",
     504: "timeout_error",
 }
+
+
+def provider_for(path: str, headers: Mapping[str, str]) -> Provider:
+    """Whose API a request outside the cached endpoints speaks (for its errors and upstream)."""
+    if path.startswith(("/v1/messages", "/v1/complete")) or "anthropic-version" in headers:
+        return "anthropic"
+    return "openai"
 
 
 class ProxyError(Exception):

@@ -9,6 +9,8 @@ from ...engine._job import Job
 from ...engine._types import Outcome, Tier
 
 _NO_SIMILARITY = "none"
+NO_TIER = "none"  # outside the cached APIs: pass-through, health, metrics, 404s
+ERROR_TIER = "error"  # a request the proxy refused (or failed) itself
 
 
 def cache_headers(
@@ -70,4 +72,4 @@ class CacheHeadersMiddleware:
         await self.app(scope, receive, wrapped)
 
 
-_DEFAULTS = [(k.encode(), v.encode()) for k, v in cache_headers("none")]
+_DEFAULTS = [(k.encode(), v.encode()) for k, v in cache_headers(NO_TIER)]

@@ -12,7 +12,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ...engine._errors import CachebackError
-from ._errors import Provider, ProxyError
+from ._errors import Provider, ProxyError, provider_for
+from ._fallback import METHODS, method_not_allowed, not_found
 from ._proxy import Endpoint, Proxy
 from ._requests import expect, parse_json, read_body
 from ._wire import dumps, response, safe_json
@@ -28,13 +29,25 @@ def management_routes(proxy: Proxy) -> list[Route]:
     return [
         Route("/v1/cache/stats", bound(_stats), methods=["GET"]),
         Route("/v1/cache/report-wrong-hit", bound(_report_wrong_hit), methods=["POST"]),
+        # The rest of /v1/cache is ours too: never relayed upstream with the caller's key.
+        Route("/v1/cache", _own_fallback, methods=METHODS),
+        Route("/v1/cache/{rest:path}", _own_fallback, methods=METHODS),
         Route("/health", bound(_health), methods=["GET"]),
         Route("/metrics", bound(_metrics), methods=["GET"]),
     ]
 
 
+_MAX_ENTRY_ID = 2**63 - 1  # SQLite's largest integer
+_ALLOWED = {"/v1/cache/stats": "GET, HEAD", "/v1/cache/report-wrong-hit": "POST"}
+
+
+async def _own_fallback(request: Request) -> Response:
+    allow = _ALLOWED.get(request.url.path)
+    return not_found(request) if allow is None else method_not_allowed(request, allow)
+
+
 def _provider_of(request: Request) -> Provider:
-    return "anthropic" if "anthropic-version" in request.headers else "openai"
+    return provider_for(request.url.path, request.headers)
 
 
 async def _stats(proxy: Proxy, request: Request) -> Response:
@@ -68,6 +81,13 @@ async def _report_wrong_hit(proxy: Proxy, request: Request) -> Response:
             entry_id,
         )
         assert isinstance(entry_id, int)
+        if not 1 <= entry_id <= _MAX_ENTRY_ID:
+            raise ProxyError(
+                400,
+                f"Invalid 'entry_id': expected 1 to {_MAX_ENTRY_ID}, but got {entry_id} instead.",
+                code="invalid_value",
+                param="entry_id",
+            )
     except ProxyError as err:
         return proxy.error(provider, err)
     engine = proxy.engine

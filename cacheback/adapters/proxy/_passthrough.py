@@ -6,13 +6,13 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...engine._types import Tier
-from ._errors import Provider, ProxyError, redact
-from ._headers import cache_headers
+from ._errors import ProxyError, provider_for, redact
+from ._headers import ERROR_TIER, NO_TIER, cache_headers
 from ._proxy import Endpoint, Proxy
 from ._requests import read_body
 from ._upstream import (
     RelayedStream,
+    UnsafePath,
     UpstreamTimeout,
     UpstreamUnavailable,
     forward_headers,
@@ -24,41 +24,43 @@ from ._wire import response
 
 def passthrough_endpoint(proxy: Proxy) -> Endpoint:
     async def serve(request: Request) -> tuple[Response, str]:
-        return await _relay(proxy, request), Tier.BYPASS.value
+        return await _relay(proxy, request)
 
-    return proxy.metered("passthrough", serve, tier=Tier.BYPASS.value)
+    return proxy.metered("passthrough", serve)
 
 
-async def _relay(proxy: Proxy, request: Request) -> Response:
+async def _relay(proxy: Proxy, request: Request) -> tuple[Response, str]:
     path = request.url.path
-    anthropic = path.startswith(("/v1/messages", "/v1/complete")) or "anthropic-version" in request.headers
-    provider: Provider = "anthropic" if anthropic else "openai"
-    headers = cache_headers(Tier.BYPASS.value)
+    provider = provider_for(path, request.headers)
+    headers = cache_headers(NO_TIER)
+    upstream_path = path[len("/v1") :] if provider == "openai" else path
     try:
+        try:
+            # Checked first: "/v1/../admin" must not reach the provider with the server's key.
+            url = proxy.url(provider, upstream_path, request.url.query)
+        except UnsafePath:
+            raise ProxyError(
+                400, "Invalid path: '.' and '..' segments are not allowed.", code="invalid_path"
+            ) from None
         caller = proxy.auth.authenticate(request.headers, provider)
         raw = await read_body(request, proxy.config.max_body_bytes)
     except ProxyError as err:
-        return proxy.error(provider, err)
-    upstream_path = path[len("/v1") :] if provider == "openai" else path
+        return proxy.error(provider, err), ERROR_TIER
     out_headers = forward_headers(request.headers, caller.upstream_auth)
     # The body is relayed still encoded: only offer what the caller can decode.
     out_headers.append(("accept-encoding", request.headers.get("accept-encoding", "identity")))
     try:
         resp = await proxy.upstream.open(
-            request.method,
-            proxy.url(provider, upstream_path, request.url.query),
-            out_headers,
-            raw or None,
-            raise_for_status=False,
+            request.method, url, out_headers, raw or None, raise_for_status=False
         )
     except (UpstreamTimeout, UpstreamUnavailable) as exc:
-        return proxy.failure(provider, exc, headers)
+        return proxy.failure(provider, exc, headers), NO_TIER
     if resp.status_code >= 400:
         # Errors are small: read them whole, so that key-shaped text is scrubbed.
         proxy.metrics.upstream_error(provider, str(resp.status_code))
         body = await read_error_body(resp)
-        error_headers = response_headers(resp.headers, reencoded=True)
-        return response(resp.status_code, redact(body, proxy.auth.secrets), [*error_headers, *headers])
+        error_headers = [*response_headers(resp.headers, reencoded=True), *headers]
+        return response(resp.status_code, redact(body, proxy.auth.secrets), error_headers), NO_TIER
     stream = RelayedStream(resp, provider=provider, api="other", raw=True)
     stream.add_headers(headers)
-    return stream
+    return stream, NO_TIER

@@ -20,9 +20,16 @@ from ...engine._ports import LLM, Embedder, Store
 from ._auth import Authenticator
 from ._config import ProxyConfig
 from ._errors import Provider, ProxyError, redact
-from ._headers import cache_headers
+from ._headers import ERROR_TIER, cache_headers
 from ._metrics import Metrics
-from ._upstream import Upstream, UpstreamError, UpstreamTimeout, UpstreamUnavailable, aclose_if_closable
+from ._upstream import (
+    Upstream,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    aclose_if_closable,
+    join_url,
+)
 from ._wire import response
 
 log = structlog.get_logger("cacheback.proxy")
@@ -108,16 +115,15 @@ class Proxy:
                 self.ready = False
                 log.info("proxy draining", worker=os.getpid())
 
-    def metered(
-        self, name: str, serve: Callable[[Request], Awaitable[tuple[Response, str]]], *, tier: str = "error"
-    ) -> Endpoint:
+    def metered(self, name: str, serve: Callable[[Request], Awaitable[tuple[Response, str]]]) -> Endpoint:
         """``serve`` (a response and its tier) as an endpoint counted in the metrics under
-        ``name``; one that raises counts as a 500 in ``tier``."""
+        ``name``; one that raises counts as a 500 in the ``error`` tier, like the JSON 500
+        the app's last-resort handler answers for it."""
 
         async def handle(request: Request) -> Response:
             t0 = time.perf_counter()
             self.metrics.in_flight += 1
-            served_tier = tier
+            served_tier = ERROR_TIER
             status = 500
             try:
                 resp, served_tier = await serve(request)
@@ -129,12 +135,13 @@ class Proxy:
 
         return handle
 
-    def error(self, provider: Provider, err: ProxyError, tier: str = "error") -> Response:
+    def error(self, provider: Provider, err: ProxyError, tier: str = ERROR_TIER) -> Response:
         return response(err.status, err.body(provider), cache_headers(tier))
 
     def url(self, provider: Provider, path: str, query: str) -> str:
+        """The provider's URL for ``path``; ``UnsafePath`` if it would leave the base."""
         base = self.config.openai_base_url if provider == "openai" else self.config.anthropic_base_url
-        return base + path + (f"?{query}" if query else "")
+        return join_url(base, path, query)
 
     def failure(self, provider: Provider, exc: BaseException, headers: list[tuple[str, str]]) -> Response:
         """An upstream failure in the provider's format (passed through when it has one)."""

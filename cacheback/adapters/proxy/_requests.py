@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,13 +96,15 @@ def parse_json(raw: bytes) -> Any:
     """The decoded body (None when empty); 400 when it is not JSON."""
     try:
         return json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes
         raise ProxyError(
             400, "We could not parse the JSON body of your request.", code="invalid_json"
         ) from None
 
 
 def _type_name(value: object) -> str:
+    if value == "":
+        return "an empty string"
     return {
         str: "a string",
         bool: "a boolean",
@@ -147,6 +150,22 @@ def parse_body(raw: bytes, api: Api) -> dict[str, Any]:
     for name in _NUM_PARAMS:
         v = body.get(name)
         expect(v is None or (isinstance(v, int | float) and not isinstance(v, bool)), name, "a number", v)
+    n = body.get("n")
+    if n is not None and n < 1:
+        raise ProxyError(
+            400,
+            f"Invalid 'n': integer below minimum value. Expected a value >= 1, but got {n} instead.",
+            code="integer_below_min_value",
+            param="n",
+        )
+    modalities = body.get("modalities")
+    expect(
+        modalities is None or (isinstance(modalities, list) and all(isinstance(m, str) for m in modalities)),
+        "modalities",
+        "an array of strings",
+        modalities,
+    )
+    _reject_lone_surrogates(raw, body)
     if api.name == "responses":
         value = body.get("input")
         expect(value is None or isinstance(value, str | list), "input", "a string or an array", value)
@@ -169,3 +188,41 @@ def parse_body(raw: bytes, api: Api) -> dict[str, Any]:
             content,
         )
     return body
+
+
+# Only a \uD800-\uDFFF escape can put a surrogate in decoded JSON (raw UTF-8 cannot).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _reject_lone_surrogates(raw: bytes, body: dict[str, Any]) -> None:
+    """400 for a string with a lone surrogate: it has no UTF-8 form, so it can be neither
+    hashed nor stored (a valid pair was already joined into one character by the decoder)."""
+    if not _SURROGATE_ESCAPE.search(raw):
+        return
+    stack: list[tuple[str, object]] = [("", body)]
+    while stack:  # iterative: the nesting depth is the caller's
+        where, value = stack.pop()
+        bad = False
+        if isinstance(value, str):
+            bad = _has_lone_surrogate(value)
+        elif isinstance(value, dict):
+            bad = any(_has_lone_surrogate(k) for k in value)  # reported at the object's path
+            items = [(f"{where}.{k}" if where else k, v) for k, v in value.items()]
+            stack.extend(reversed(items))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in reversed(list(enumerate(value))))
+        if bad:
+            raise ProxyError(
+                400,
+                f"invalid Unicode: lone surrogate in {where or 'body'}",
+                code="invalid_unicode",
+                param=where or None,
+            )

@@ -8,10 +8,12 @@ inside the proxy would double the caller's latency budget without its knowledge.
 from __future__ import annotations
 
 import json
+import re
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import unquote
 
 import anyio
 import httpx
@@ -57,6 +59,41 @@ class UpstreamError(Exception):
         self.status = status
         self.headers = headers
         self.body = body
+
+
+class UnsafePath(ValueError):
+    """A path that could resolve outside the upstream base (``.``/``..`` segments)."""
+
+
+_SEPARATORS = re.compile(r"[/\\]")
+
+
+def has_dot_segments(path: str) -> bool:
+    """Whether ``path`` has a ``.`` or ``..`` segment, raw or percent-encoded at any depth
+    (``%2e%2E``, ``..%2f``, ``%252e``: a server may decode once more before resolving).
+    Backslashes count as separators and ``;params`` are ignored, as some servers do."""
+    for _ in range(4):
+        if any(part.split(";")[0] in (".", "..") for part in _SEPARATORS.split(path)):
+            return True
+        decoded = unquote(path)
+        if decoded == path:
+            return False
+        path = decoded
+    return True  # still encoded after four rounds: no legitimate path nests that deep
+
+
+def join_url(base: str, path: str, query: str) -> str:
+    """``base`` + ``path`` (+ ``?query``), refused with ``UnsafePath`` unless the result is
+    under ``base``: httpx resolves dot segments, which would escape the base's path."""
+    if not path.startswith("/") or has_dot_segments(path):
+        raise UnsafePath(path)
+    # A decoded "?" or "#" in the path must not start the query or a fragment.
+    url = base + path.replace("?", "%3F").replace("#", "%23") + (f"?{query}" if query else "")
+    root, joined = httpx.URL(base), httpx.URL(url)
+    prefix = root.path.rstrip("/") + "/"
+    if joined.netloc != root.netloc or not joined.path.startswith(prefix):
+        raise UnsafePath(path)
+    return url
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +163,7 @@ class Upstream:
         headers: Iterable[tuple[str, str]],
         content: bytes | None,
     ) -> httpx.Request:
-        return client.build_request(method, url, headers=list(headers), content=content)
+        return client.build_request(method, url, headers=_header_bytes(headers), content=content)
 
     async def call(
         self, method: str, url: str, headers: Iterable[tuple[str, str]], content: bytes | None
@@ -166,6 +203,18 @@ class Upstream:
             body = await read_error_body(resp)
             raise UpstreamError(resp.status_code, response_headers(resp.headers, reencoded=True), body)
         return resp
+
+
+def _header_bytes(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    # ASGI decoded the caller's headers as latin-1: send back the same bytes (httpx refuses
+    # non-ASCII str values). Only a server-side value can fall outside latin-1.
+    out: list[tuple[bytes, bytes]] = []
+    for k, v in headers:
+        try:
+            out.append((k.encode("latin-1"), v.encode("latin-1")))
+        except UnicodeEncodeError:
+            out.append((k.encode(), v.encode()))
+    return out
 
 
 async def read_error_body(resp: httpx.Response) -> bytes:

@@ -1,0 +1,84 @@
+"""Answers for what no endpoint handled: unknown paths (404), wrong methods (405) and,
+last, any exception an endpoint let escape (500). All in the provider's error format with
+the ``X-Cacheback-*`` headers, so SDKs raise their usual classes instead of choking on
+Starlette's plain text."""
+
+from __future__ import annotations
+
+import structlog
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._errors import error_body, provider_for
+from ._headers import ERROR_TIER, cache_headers
+from ._wire import response
+
+log = structlog.get_logger("cacheback.proxy")
+
+# What the catch-all routes take (a function endpoint defaults to GET alone).
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def _where(request: Request) -> str:
+    return f"{request.method} {request.url.path[:200]}"
+
+
+def not_found(request: Request) -> Response:
+    provider = provider_for(request.url.path, request.headers)
+    body = error_body(provider, 404, f"Invalid URL ({_where(request)})", code="unknown_url")
+    return response(404, body, cache_headers(ERROR_TIER))
+
+
+def method_not_allowed(request: Request, allow: str) -> Response:
+    provider = provider_for(request.url.path, request.headers)
+    message = f"Method not allowed ({_where(request)}); allowed: {allow}."
+    body = error_body(provider, 405, message, code="method_not_allowed")
+    return response(405, body, [*cache_headers(ERROR_TIER), ("allow", allow)])
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no route, wrong method), in the provider's format."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return method_not_allowed(request, (exc.headers or {}).get("Allow", ""))
+    if exc.status_code == 404:
+        return not_found(request)
+    provider = provider_for(request.url.path, request.headers)
+    body = error_body(provider, exc.status_code, str(exc.detail))
+    return response(exc.status_code, body, cache_headers(ERROR_TIER))
+
+
+class LastResortMiddleware:
+    """Turns an exception no endpoint caught into a JSON 500 (if nothing was sent yet).
+
+    It is logged by type only and not re-raised: a message or traceback can quote a
+    header value (h11 and httpx put the offending value in theirs), that is, a key.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as exc:
+            log.error("unhandled error", error=type(exc).__name__, path=str(scope.get("path", ""))[:200])
+            if started:
+                return  # the server closes the connection mid-body: the client sees a cut
+            provider = provider_for(scope.get("path", ""), Headers(scope=scope))
+            body = error_body(provider, 500, "The proxy failed to handle the request.", code="internal_error")
+            await response(500, body, cache_headers(ERROR_TIER))(scope, receive, send)
