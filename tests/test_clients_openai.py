@@ -43,7 +43,7 @@ def test_second_identical_call_is_a_hit_with_sdk_types(client: CachedOpenAI, fak
     assert second.cacheback_hit is True  # type: ignore[attr-defined]
     assert second.cacheback.tier == "exact"  # type: ignore[attr-defined]
     assert second.choices[0].message.content == first.choices[0].message.content
-    assert second.id != first.id
+    assert second.id == first.id  # the provider's response, replayed: its own id
     assert fake.count("chat") == 1
     assert "cacheback" not in second.model_dump()
 

@@ -112,7 +112,7 @@ def test_openai_responses_api_json_and_stream(proxy: RunningProxy, fake: FakePro
         )
         assert tier_of(raw) == "exact"
         hit = raw.parse()
-        assert hit.output_text == first.output_text and hit.id != first.id
+        assert hit.output_text == first.output_text and hit.id == first.id  # chainable
         events = list(
             client.responses.create(
                 model="gpt-4o", input="What is Rust?", instructions="Be brief.", stream=True

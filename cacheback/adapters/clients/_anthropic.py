@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Any, cast
 
 import anthropic
+from anthropic.lib.streaming import AsyncMessageStream, AsyncMessageStreamManager
 from anthropic.resources.messages import AsyncMessages, Messages
 
 from ._base import AsyncCacheMixin, SyncCacheMixin
@@ -38,8 +39,13 @@ class _AsyncMessages(AsyncMessages):
         return _AsyncLookupStreamManager(client, kwargs, super().create, super().stream)
 
 
-class _AsyncLookupStreamManager:
-    """``async with client.messages.stream(...)``: looks up on entry, then replays or streams."""
+class _AsyncLookupStreamManager(AsyncMessageStreamManager[Any]):
+    """``async with client.messages.stream(...)``: looks up on entry, then replays or streams.
+
+    A subclass of the SDK's manager so that ``isinstance`` checks hold, as for the sync
+    client. The base's ``__init__`` is not called: it wants the request awaitable up front,
+    and the lookup that decides between a replay and a real request can only run on entry
+    (on the caller's loop). Both methods the base defines are overridden."""
 
     def __init__(
         self, client: AsyncCachedAnthropic, kwargs: dict[str, Any], create: Any, direct: Any
@@ -50,11 +56,12 @@ class _AsyncLookupStreamManager:
         self._direct = direct
         self._inner: Any = None
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> AsyncMessageStream[Any]:
         self._inner = await self._client._cacheback.call(
             ANTHROPIC_MESSAGES, self._client, self._kwargs, self._create, direct=self._direct
         )
-        return await self._inner.__aenter__()
+        stream: AsyncMessageStream[Any] = await self._inner.__aenter__()
+        return stream
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -25,10 +25,14 @@ from anthropic import (
 from anthropic.types import Message, RawMessageStreamEvent
 
 from ._anthropic_wire import message_dict, message_event_dicts, messages_sse
-from ._common import discriminator_table
+from ._common import discriminator_table, no_request
 from ._stream_replay import Ready, join_url, sse_response
 
 _T = TypeVar("_T")
+
+
+# What the SDK sets on every message it parses (from the response headers).
+_PER_REQUEST = ("_request_id", "_workspace_id")
 
 
 def rebuild_message(
@@ -37,9 +41,12 @@ def rebuild_message(
     *,
     model: str | None = None,
     request: Mapping[str, Any] | None = None,
+    keep_ids: bool = False,
 ) -> Message:
-    """A ``Message`` serving ``text`` (from its stored payload when it has one)."""
-    return Message.construct(**message_dict(text, payload, model=model, request=request))
+    """A ``Message`` serving ``text`` (from its stored payload when it has one;
+    ``keep_ids``: with the provider's message id). ``_request_id`` is None."""
+    data = message_dict(text, payload, model=model, request=request, keep_ids=keep_ids)
+    return no_request(Message.construct(**data), *_PER_REQUEST)
 
 
 _EVENTS = discriminator_table(RawMessageStreamEvent)
@@ -87,8 +94,10 @@ def replay_message_stream(
     http = sse_response(chunks, url=join_url(client.base_url, "v1/messages"), headers=headers)
     event_type = cast(Any, RawMessageStreamEvent)  # a union, as the SDK passes it
     if isinstance(client, AsyncAnthropic):
-        return AsyncStream[RawMessageStreamEvent](cast_to=event_type, response=http, client=client)
-    return Stream[RawMessageStreamEvent](cast_to=event_type, response=http, client=client)
+        return no_request(
+            AsyncStream[RawMessageStreamEvent](cast_to=event_type, response=http, client=client)
+        )
+    return no_request(Stream[RawMessageStreamEvent](cast_to=event_type, response=http, client=client))
 
 
 # --- the messages.stream() helper --------------------------------------------------------
@@ -166,16 +175,22 @@ def replay_message_stream_manager(
 ) -> HookedMessageStreamManager[Any] | AsyncHookedMessageStreamManager[Any]:
     """What ``client.messages.stream(...)`` returns, replaying ``message``: ``with`` it to
     get the SDK's ``MessageStream`` (``text_stream``, ``get_final_message()``, ...)."""
+
+    def entered(stream: Any) -> None:
+        no_request(stream, *_PER_REQUEST)  # a replay made no request
+        if on_enter is not None:
+            on_enter(stream)
+
     if isinstance(client, AsyncAnthropic):
         raw = replay_message_stream(client, message, chunk_chars=chunk_chars)
-        return AsyncHookedMessageStreamManager(Ready(raw), on_enter=on_enter)
+        return AsyncHookedMessageStreamManager(Ready(raw), on_enter=entered)
     sync_client = client
 
     def api_request() -> Stream[RawMessageStreamEvent]:
         # Built on entry, as the SDK's manager makes its request on entry.
         return replay_message_stream(sync_client, message, chunk_chars=chunk_chars)
 
-    return HookedMessageStreamManager(api_request, on_enter=on_enter)
+    return HookedMessageStreamManager(api_request, on_enter=entered)
 
 
 __all__ = [

@@ -28,6 +28,18 @@ _FINISHED = frozenset({"end_turn", "stop_sequence"})
 _BLOCKS_OK = frozenset({"text", "thinking", "redacted_thinking"})
 # Events of the SDK's MessageStream helper that repeat what the raw events carry.
 _HELPER_EVENTS = frozenset({"text", "thinking", "citation", "input_json", "signature"})
+# The usage fields a message_delta event carries (the API's MessageDeltaUsage): the
+# message's other usage fields (service_tier, cache_creation, ...) come with message_start.
+_DELTA_USAGE = (
+    "input_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+    "output_tokens",
+    "output_tokens_details",
+    "server_tool_use",
+)
+# A hit whose stored message has no usage (a synthesised answer): it cost no tokens.
+MESSAGE_ZERO_USAGE: dict[str, Any] = {"input_tokens": 0, "output_tokens": 0}
 
 
 def message_text(message: object) -> str:
@@ -62,22 +74,27 @@ def message_dict(
     *,
     model: str | None = None,
     request: Mapping[str, Any] | None = None,  # symmetry with OpenAI; nothing echoed
+    keep_ids: bool = False,
 ) -> dict[str, Any]:
-    """The wire dict of a message serving ``text`` as a fresh response (new id, the
-    requested model); the payload's envelope is kept when it carries the same text."""
+    """The wire dict of a message serving ``text`` (the requested model); the payload's
+    envelope is kept when it carries the same text. With ``keep_ids`` a stored provider
+    message keeps its id; otherwise, and always for a message built around ``text`` alone,
+    the id is new. Usage is the stored one, or zeros when unknown."""
     data = load_payload(payload)
-    if data is None or message_text(data) != text:
+    stored = data is not None and message_text(data) == text
+    if data is None or not stored:
         data = {
             "type": "message",
             "role": "assistant",
             "content": [{"type": "text", "text": text}],
             "stop_reason": "end_turn",
             "stop_sequence": None,
-            # Nothing was billed for this answer; zeros rather than a guess.
-            "usage": {"input_tokens": 0, "output_tokens": 0},
             "model": model or "",
         }
-    data["id"] = new_id("msg_cb")
+    if data.get("usage") is None:
+        data["usage"] = dict(MESSAGE_ZERO_USAGE)
+    if not (keep_ids and stored and data.get("id")):
+        data["id"] = new_id("msg_cb")
     if model:
         data["model"] = model
     return data
@@ -86,8 +103,9 @@ def message_dict(
 def message_event_dicts(message: object, *, chunk_chars: int = 24) -> list[dict[str, Any]]:
     """The raw stream events a live stream of ``message`` would send, in order."""
     data = to_wire(message)
-    usage = dict(data.get("usage") or {})
-    start_usage = {**usage, "output_tokens": 1}  # live streams report ~1 at the start
+    usage = dict(data.get("usage") or MESSAGE_ZERO_USAGE)
+    # Live streams report ~1 output token at the start (none for an answer that cost none).
+    start_usage = {**usage, "output_tokens": min(1, int(usage.get("output_tokens") or 0))}
     events: list[dict[str, Any]] = [
         {
             "type": "message_start",
@@ -152,13 +170,9 @@ def message_event_dicts(message: object, *, chunk_chars: int = 24) -> list[dict[
     delta = {"stop_reason": data.get("stop_reason"), "stop_sequence": data.get("stop_sequence")}
     if data.get("stop_details") is not None:
         delta["stop_details"] = data["stop_details"]
-    events.append(
-        {
-            "type": "message_delta",
-            "delta": delta,
-            "usage": {**usage, "output_tokens": usage.get("output_tokens", 0)},
-        }
-    )
+    delta_usage = {k: usage[k] for k in _DELTA_USAGE if k in usage}
+    delta_usage.setdefault("output_tokens", 0)
+    events.append({"type": "message_delta", "delta": delta, "usage": delta_usage})
     events.append({"type": "message_stop"})
     return events
 

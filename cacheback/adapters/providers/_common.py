@@ -227,9 +227,22 @@ def digest(text: str) -> str:
 
 
 def new_id(prefix: str) -> str:
-    """A fresh response id in the provider's style (a replay must not reuse the
-    original id: the caller may log, dedupe or retrieve by it)."""
+    """A fresh response id in the provider's style, for an answer no provider response
+    stands behind (a synthesised one). A replayed provider response keeps its own id: the
+    caller may chain or retrieve by it, and only the provider's ids work there."""
     return prefix + secrets.token_hex(12)
+
+
+def no_request(obj: _T, *names: str) -> _T:
+    """Set the SDK's per-request attributes (``_request_id``, ...) to None on ``obj``.
+
+    The SDKs set ``_request_id`` on every response they parse, from the HTTP headers; an
+    answer from the cache was made without a request, so it has none (rather than no such
+    attribute at all, which would raise on ``resp._request_id``).
+    """
+    for name in names or ("_request_id",):
+        setattr(obj, name, None)  # as the SDKs set it: kept out of model_dump()
+    return obj
 
 
 def now() -> int:

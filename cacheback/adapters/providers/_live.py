@@ -18,7 +18,7 @@ import anyio.from_thread
 import httpx2
 
 from ._anthropic_wire import message_event_dicts, messages_sse
-from ._common import sse
+from ._common import no_request, sse
 from ._openai_wire import chat_chunk_dicts, response_event_dicts, responses_sse
 from ._stream_replay import join_url
 
@@ -148,7 +148,8 @@ def live_response(body: LiveByteStream, *, url: str) -> httpx2.Response:
 
 
 def sdk_live_stream(client: Any, api: str, body: LiveByteStream) -> Any:
-    """The SDK's own ``Stream``/``AsyncStream`` over a live body, as after an HTTP call."""
+    """The SDK's own ``Stream``/``AsyncStream`` over a live body, as after an HTTP call
+    (``_request_id`` None: the provider was not asked)."""
     from typing import cast
 
     if api in ("chat", "responses"):
@@ -160,13 +161,13 @@ def sdk_live_stream(client: Any, api: str, body: LiveByteStream) -> Any:
         cast_to: Any = ChatCompletionChunk if api == "chat" else cast(Any, ResponseStreamEvent)
         http = live_response(body, url=join_url(client.base_url, path))
         if isinstance(client, openai.AsyncOpenAI):
-            return openai.AsyncStream(cast_to=cast_to, response=http, client=client)
-        return openai.Stream(cast_to=cast_to, response=http, client=client)
+            return no_request(openai.AsyncStream(cast_to=cast_to, response=http, client=client))
+        return no_request(openai.Stream(cast_to=cast_to, response=http, client=client))
     import anthropic
     from anthropic.types import RawMessageStreamEvent
 
     http = live_response(body, url=join_url(client.base_url, "v1/messages"))
     event_type: Any = cast(Any, RawMessageStreamEvent)
     if isinstance(client, anthropic.AsyncAnthropic):
-        return anthropic.AsyncStream(cast_to=event_type, response=http, client=client)
-    return anthropic.Stream(cast_to=event_type, response=http, client=client)
+        return no_request(anthropic.AsyncStream(cast_to=event_type, response=http, client=client))
+    return no_request(anthropic.Stream(cast_to=event_type, response=http, client=client))

@@ -16,7 +16,7 @@ from openai.lib.streaming.responses import AsyncResponseStreamManager, ResponseS
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
 
-from ._common import discriminator_table
+from ._common import discriminator_table, no_request
 from ._openai_wire import (
     chat_chunk_dicts,
     chat_completion_dict,
@@ -34,9 +34,12 @@ def rebuild_chat_completion(
     *,
     model: str | None = None,
     request: Mapping[str, Any] | None = None,
+    keep_ids: bool = False,
 ) -> ChatCompletion:
-    """A ``ChatCompletion`` serving ``text`` (from its stored payload when it has one)."""
-    return ChatCompletion.construct(**chat_completion_dict(text, payload, model=model, request=request))
+    """A ``ChatCompletion`` serving ``text`` (from its stored payload when it has one;
+    ``keep_ids``: as the provider sent it, id included). ``_request_id`` is None."""
+    data = chat_completion_dict(text, payload, model=model, request=request, keep_ids=keep_ids)
+    return no_request(ChatCompletion.construct(**data))
 
 
 def chat_chunks(
@@ -88,8 +91,8 @@ def replay_chat_stream(
     # The same construction as the SDK's after an HTTP call (options=None: legacy mode,
     # which is what chat completions use).
     if isinstance(client, AsyncOpenAI):
-        return AsyncStream(cast_to=ChatCompletionChunk, response=response, client=client)
-    return Stream(cast_to=ChatCompletionChunk, response=response, client=client)
+        return no_request(AsyncStream(cast_to=ChatCompletionChunk, response=response, client=client))
+    return no_request(Stream(cast_to=ChatCompletionChunk, response=response, client=client))
 
 
 def rebuild_response(
@@ -98,9 +101,11 @@ def rebuild_response(
     *,
     model: str | None = None,
     request: Mapping[str, Any] | None = None,
+    keep_ids: bool = False,
 ) -> Response:
     """A Responses-API ``Response`` serving ``text`` (see ``rebuild_chat_completion``)."""
-    return Response.construct(**response_dict(text, payload, model=model, request=request))
+    data = response_dict(text, payload, model=model, request=request, keep_ids=keep_ids)
+    return no_request(Response.construct(**data))
 
 
 _RESPONSE_EVENTS = discriminator_table(ResponseStreamEvent)
@@ -150,8 +155,8 @@ def replay_responses_stream(
     # Stream[ResponseStreamEvent]; mypy cannot express a union as a type[...].
     event_type = cast(Any, ResponseStreamEvent)
     if isinstance(client, AsyncOpenAI):
-        return AsyncStream[ResponseStreamEvent](cast_to=event_type, response=http, client=client)
-    return Stream[ResponseStreamEvent](cast_to=event_type, response=http, client=client)
+        return no_request(AsyncStream[ResponseStreamEvent](cast_to=event_type, response=http, client=client))
+    return no_request(Stream[ResponseStreamEvent](cast_to=event_type, response=http, client=client))
 
 
 # --- the stream helpers: chat.completions.stream() and responses.stream() ----------------

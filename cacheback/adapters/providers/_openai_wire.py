@@ -7,6 +7,7 @@ SDK: the proxy uses it on raw bodies, the SDK facades through ``_openai_codec``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,16 +27,29 @@ from ._common import (
 )
 
 # Request parameters that a response echoes but that must come from the caller, never
-# from whoever caused the cached answer (they may identify that other caller).
-_ECHOED_PER_CALLER = (
-    "metadata",
-    "user",
-    "safety_identifier",
-    "prompt_cache_key",
-    "prompt_cache_retention",
-    "store",
-    "background",
-)
+# from whoever caused the cached answer (they may identify that other caller). The value
+# is what the Responses API echoes when the request leaves the parameter out.
+_ECHOED_PER_CALLER: dict[str, Any] = {
+    "metadata": {},
+    "user": None,
+    "safety_identifier": None,
+    "prompt_cache_key": None,
+    "prompt_cache_retention": None,
+    "store": True,
+    "background": False,  # background=True requests are never cached
+}
+
+# What a hit reports when the stored answer carries no usage (a chat stream stored without
+# include_usage, a synthesised answer): a hit costs the caller no tokens, and the SDK's
+# type is never None there.
+CHAT_ZERO_USAGE: dict[str, Any] = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+RESPONSES_ZERO_USAGE: dict[str, Any] = {
+    "input_tokens": 0,
+    "output_tokens": 0,
+    "total_tokens": 0,
+    "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+    "output_tokens_details": {"reasoning_tokens": 0},
+}
 
 
 # --- chat completions -------------------------------------------------------------------
@@ -95,16 +109,20 @@ def chat_completion_dict(
     *,
     model: str | None = None,
     request: Mapping[str, Any] | None = None,
+    keep_ids: bool = False,
 ) -> dict[str, Any]:
-    """The wire dict of a chat completion serving ``text`` as a fresh response.
+    """The wire dict of a chat completion serving ``text``.
 
     The stored ``payload`` supplies the envelope (usage, logprobs, fingerprint, ...) when it
     carries the same text; otherwise (a synthesised answer, or an entry stored without a
-    payload) a minimal completion is built around ``text``. The id and ``created`` are new,
-    ``model`` is the requested one.
+    payload) a minimal completion is built around ``text``. ``model`` is the requested one.
+    With ``keep_ids`` a stored provider response keeps its id and ``created`` (it is that
+    response, replayed); otherwise, and always for a minimal completion (no provider
+    response behind it), they are new. Usage is the stored one, or zeros when unknown.
     """
     data = load_payload(payload)
-    if data is None or chat_text(data) != text or len(data.get("choices") or []) != 1:
+    stored = data is not None and chat_text(data) == text and len(data.get("choices") or []) == 1
+    if data is None or not stored:
         data = {
             "object": "chat.completion",
             "choices": [
@@ -120,23 +138,45 @@ def chat_completion_dict(
                     },
                 }
             ],
-            # Nothing was billed for this answer; zeros rather than a guess.
-            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
             "model": model or "",
         }
-    data["id"] = new_id("chatcmpl-cb")
-    data["created"] = now()
+    if data.get("usage") is None:
+        data["usage"] = dict(CHAT_ZERO_USAGE)
+    if not (keep_ids and stored and data.get("id")):
+        data["id"] = new_id("chatcmpl-cb")
+        data["created"] = now()
+    data.setdefault("created", now())
     if model:
         data["model"] = model
     _echo_caller_params(data, request)
     return data
 
 
+def _caller_value(request: Mapping[str, Any] | None, key: str) -> Any:
+    """The caller's own value of an echoed parameter (None: not given)."""
+    value = request.get(key) if request is not None else None
+    # SDK sentinels (NOT_GIVEN, omit) and anything that is not JSON count as not given.
+    return value if isinstance(value, str | bool | int | float | dict) else None
+
+
 def _echo_caller_params(data: dict[str, Any], request: Mapping[str, Any] | None) -> None:
+    """Chat completions echo none of these today; whatever a payload carries is reset."""
     for key in _ECHOED_PER_CALLER:
         if key in data:
-            value = request.get(key) if request is not None else None
-            data[key] = value if isinstance(value, str | bool | int | float | dict) else None
+            data[key] = _caller_value(request, key)
+
+
+def _echo_responses_params(data: dict[str, Any], request: Mapping[str, Any] | None) -> None:
+    """As the Responses API echoes them for this request: the caller's value, else the
+    API's default (``store`` true, ``metadata`` empty, ``background`` false). A field whose
+    default is null is left out when the stored response left it out, so the rebuilt
+    object's set fields (``to_dict()``, ``exclude_unset``) stay the provider's."""
+    for key, default in _ECHOED_PER_CALLER.items():
+        value = _caller_value(request, key)
+        if value is not None:
+            data[key] = value
+        elif default is not None or key in data:
+            data[key] = copy.deepcopy(default)
 
 
 def chat_chunk_dicts(
@@ -170,7 +210,7 @@ def chat_chunk_dicts(
     for choice in choices:
         chunks.append(chunk(choice["index"], {}, choice.get("finish_reason") or "stop"))
     if include_usage:
-        usage = data.get("usage") or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        usage = data.get("usage") or dict(CHAT_ZERO_USAGE)  # the same rule as a plain hit
         chunks.append({**base, "choices": [], "usage": usage})
     return chunks
 
@@ -341,11 +381,17 @@ def response_dict(
     *,
     model: str | None = None,
     request: Mapping[str, Any] | None = None,
+    keep_ids: bool = False,
 ) -> dict[str, Any]:
-    """The wire dict of a Responses-API response serving ``text`` (see chat_completion_dict)."""
+    """The wire dict of a Responses-API response serving ``text`` (see chat_completion_dict).
+
+    With ``keep_ids`` a stored provider response keeps its id, its output item ids and its
+    timestamps, so ``previous_response_id=hit.id`` and ``responses.retrieve(hit.id)`` reach
+    the response the provider really holds."""
     data = load_payload(payload)
     created = now()
-    if data is None or responses_text(data) != text:
+    stored = data is not None and responses_text(data) == text
+    if data is None or not stored:
         req = request or {}
         data = {
             "object": "response",
@@ -360,28 +406,24 @@ def response_dict(
             "temperature": req.get("temperature"),
             "top_p": req.get("top_p"),
             "max_output_tokens": req.get("max_output_tokens"),
-            "usage": {
-                "input_tokens": 0,
-                "output_tokens": 0,
-                "total_tokens": 0,
-                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-                "output_tokens_details": {"reasoning_tokens": 0},
-            },
             "model": model or "",
         }
-    else:
+    if not (keep_ids and stored and data.get("id")):
         # Fresh item ids too: the caller may feed them back as input items.
         data["output"] = [
             {**item, "id": new_id("msg_cb")} if item.get("type") == "message" else item
             for item in data.get("output") or []
         ]
-    data["id"] = new_id("resp_cb")
-    data["created_at"] = created
-    if "completed_at" in data:
-        data["completed_at"] = created
+        data["id"] = new_id("resp_cb")
+        data["created_at"] = created
+        if "completed_at" in data:
+            data["completed_at"] = created
+    data.setdefault("created_at", created)
+    if data.get("usage") is None:
+        data["usage"] = copy.deepcopy(RESPONSES_ZERO_USAGE)
     if model:
         data["model"] = model
-    _echo_caller_params(data, request)
+    _echo_responses_params(data, request)
     return data
 
 

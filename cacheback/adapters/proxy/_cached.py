@@ -124,7 +124,7 @@ def _deliver(proxy: Proxy, api: Api, call: Call, job: Job) -> tuple[Response, st
         return response(403, err.body(api.provider), headers), tier.value
     if tier.is_hit and outcome.entry is not None:
         entry = outcome.entry
-        data = call.render(entry.answer, entry.payload)
+        data = call.render(entry.answer, entry.payload, keep_ids=True)
         if call.key.stream:
             return response(200, api.sse(data, call.key.stream_usage), headers, SSE), tier.value
         return response(200, dumps(data), headers), tier.value

@@ -46,8 +46,12 @@ class Call:
     headers: list[tuple[str, str]]
     key: RequestKey
 
-    def render(self, text: str, payload: bytes | None) -> dict[str, Any]:
-        return self.api.render(text, payload, model=self.body.get("model"), request=self.body)
+    def render(self, text: str, payload: bytes | None, *, keep_ids: bool = False) -> dict[str, Any]:
+        """``keep_ids``: a stored provider answer keeps the provider's ids (so a Responses hit
+        can be chained with ``previous_response_id``); synthesized answers get new ones."""
+        return self.api.render(
+            text, payload, model=self.body.get("model"), request=self.body, keep_ids=keep_ids
+        )
 
 
 class Handler:
