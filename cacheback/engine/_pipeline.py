@@ -211,12 +211,25 @@ class Pipeline:
             stack.enter_context(inbox)
             async with anyio.create_task_group() as tg:
                 async for first in inbox:
-                    batch = await collect(first, inbox, stage.policy)
-                    if stage.concurrent:
-                        for job in batch:
-                            tg.start_soon(self._step_limited, stage, [job], outs)
-                    else:
-                        await self._step(stage, batch, outs)
+                    await self._dispatch(stage, first, inbox, outs, tg)
+                    # Waiting for the next job must not keep the last one (and through its
+                    # handler the caller's client) alive: a dropped client is collected.
+                    del first
+
+    async def _dispatch(
+        self,
+        stage: Stage,
+        first: Job,
+        inbox: MemoryObjectReceiveStream[Job],
+        outs: dict[str, MemoryObjectSendStream[Job]],
+        tg: TaskGroup,
+    ) -> None:
+        batch = await collect(first, inbox, stage.policy)
+        if stage.concurrent:
+            for job in batch:
+                tg.start_soon(self._step_limited, stage, [job], outs)
+        else:
+            await self._step(stage, batch, outs)
 
     async def _step_limited(
         self, stage: Stage, batch: list[Job], outs: dict[str, MemoryObjectSendStream[Job]]

@@ -42,6 +42,8 @@ class SyncCacheMixin:
             gate.wait()
 
     def close(self) -> None:
+        """Close the SDK's HTTP client and the cache, for good (see _shells.py). Copies made
+        by ``with_options`` share both: closing any of them closes them for all."""
         try:
             super().close()  # type: ignore[misc]
         finally:
@@ -75,6 +77,7 @@ class AsyncCacheMixin:
             await gate.wait()
 
     async def close(self) -> None:
+        """Close the SDK's HTTP client and the cache, for good; copies share both."""
         try:
             await super().close()  # type: ignore[misc]
         finally:

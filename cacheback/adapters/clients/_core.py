@@ -21,7 +21,9 @@ from ...engine._ports import LLM, Embedder, Store
 from ...engine._settings import Settings
 from ...engine._types import LookupRequest, Tier
 from ..providers import RequestKey, mark
-from ._early import EarlyCall, start_async, start_sync
+from ..providers._common import no_request
+from ._early import EarlyCall, run_blocking, start_async, start_sync
+from ._inflight import Inflight
 from ._specs import ApiSpec
 from ._tee import tee_async, tee_sync
 
@@ -33,6 +35,10 @@ _CONTROL_KEYS = {"bypass", "no_store", "ttl", "namespace"}
 _RAW_HEADER = "x-stainless-raw-response"
 
 NegativeHook = Callable[[dict[str, Any]], Any]
+
+#: Blocking SDK calls a sync client runs at once: the SDKs' connection pool limit
+#: (openai's and anthropic's DEFAULT_CONNECTION_LIMITS.max_connections).
+UPSTREAM_THREADS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +104,15 @@ class ClientCache:
         self.settings = settings
         self.options = options
         self.engine = AsyncEngine(settings, store=store, embedder=embedder, llm=llm)
+        # What builds this engine again: a forked child needs its own (see _shells.py).
+        self.engine_args: dict[str, Any] = {"embedder": embedder, "store": store, "llm": llm}
         self.unavailable: str | None = None
+        self.closed = False  # closed for good: never reopened, calls go straight to the SDK
+        self.inflight = Inflight(settings.namespace)
+        # The blocking SDK calls of the sync clients run on worker threads: as many at once
+        # as the SDK's connection pool allows (anyio's default limiter stops at 40). Threads
+        # are only made on demand.
+        self.threads = anyio.CapacityLimiter(UPSTREAM_THREADS)
         self._lock: anyio.Lock | None = None
 
     # -- pure parts ----------------------------------------------------------------
@@ -143,8 +157,14 @@ class ClientCache:
         }
         if job.degraded:
             info["reason"] = f"cache error in {job.degraded}"
+        elif outcome.tier is Tier.BYPASS:
+            # Why the cache was skipped ("n>1", "bypass requested", ...), as the proxy says.
+            info["reason"] = job.request.bypass_reason or outcome.detail
         if outcome.tier.is_hit and outcome.entry is not None:
-            obj = prep.spec.rebuild(outcome.entry.answer, outcome.entry.payload, prep.model, prep.kwargs)
+            entry = outcome.entry
+            # A stored provider response, replayed: it keeps the provider's ids, so
+            # previous_response_id / retrieve by them work.
+            obj = prep.spec.rebuild(entry.answer, entry.payload, prep.model, prep.kwargs, keep_ids=True)
             mark(obj, True, False, info)
             if prep.helper:
                 return replay_manager(client, obj, info, hit=True)
@@ -162,15 +182,30 @@ class ClientCache:
         if reply is None:  # engine-only outcome (no handler ran): cannot happen for clients
             raise CachebackError(f"no response for tier {outcome.tier.value}")
         response = reply.response
-        if job.trace.get("coalesced") and reply.answer is not None:
-            # Each waiter gets its own object, built from the one upstream answer.
-            response = prep.spec.rebuild(reply.answer, reply.payload, prep.model, prep.kwargs)
         if job.trace.get("coalesced"):
             info["reason"] = "coalesced"
+            # Each waiter gets its own object: the one upstream response rebuilt (its ids: it
+            # is that response), or a copy when it could not be stored. _request_id is None,
+            # as on a hit: this call sent no request (and a waiter that noticed the answer
+            # once it had landed could not know the id anyway).
+            if reply.answer is not None:
+                response = prep.spec.rebuild(
+                    reply.answer, reply.payload, prep.model, prep.kwargs, keep_ids=True
+                )
+            elif hasattr(response, "model_copy"):
+                response = no_request(response.model_copy(), "_request_id", "_workspace_id")
         synthesized = outcome.tier is Tier.SYNTHESIS
         if prep.helper:
-            # The manager opens its stream later, on entry: mark the stream then.
-            response._on_enter = lambda st: mark(st, False, synthesized, info)
+            # The manager opens its stream later, on entry: mark the stream then, after the
+            # manager's own hook (a replay's: no request id).
+            previous: Callable[[Any], Any] | None = getattr(response, "_on_enter", None)
+
+            def on_enter(stream: Any) -> None:
+                if previous is not None:
+                    previous(stream)
+                mark(stream, False, synthesized, info)
+
+            response._on_enter = on_enter
             return response
         return mark(response, False, synthesized, info)
 
@@ -187,11 +222,13 @@ class ClientCache:
     async def ensure_open(self) -> AsyncEngine | None:
         if self.engine.running:
             return self.engine
-        if self.unavailable is not None:
+        if self.unavailable is not None or self.closed:
             return None
         if self._lock is None:
             self._lock = anyio.Lock()
         async with self._lock:
+            if self.closed:  # closed while this call waited: the engine must stay closed
+                return None
             if not self.engine.running and self.unavailable is None:
                 try:
                     await self.engine.open()
@@ -202,38 +239,59 @@ class ClientCache:
         return self.engine
 
     async def run(self, prep: Prepared, handler: Any) -> Job | None:
-        engine = await self.ensure_open()
-        if engine is None or prep.request is None:
-            return None
+        # Counted while it waits: a caller that leaves (cancelled, Ctrl-C) takes the upstream
+        # call nobody else waits for with it (see _inflight.py).
+        key = self.inflight.enter(prep)
         try:
-            return await engine.run(prep.request, handler)
-        except CachebackError as exc:
-            log.warning("cache failed; passing the request through", error=repr(exc))
-            engine.stats.count("cache_errors")
-            return None
+            engine = await self.ensure_open()
+            if engine is None or prep.request is None:
+                return None
+            try:
+                return await engine.run(prep.request, handler)
+            except CachebackError as exc:
+                log.warning("cache failed; passing the request through", error=repr(exc))
+                engine.stats.count("cache_errors")
+                return None
+        finally:
+            self.inflight.leave(key)
 
     async def aclose(self) -> None:
-        await self.engine.aclose()
+        """Flush and close the engine, for good. Calls in flight get a short grace; upstream
+        calls still waiting after it are cancelled, so a slow provider cannot hold the close
+        (or the interpreter's exit) for the SDK's whole timeout."""
+        self.closed = True
+        await self.inflight.settle()
+        if self._lock is None:
+            await self.engine.aclose()
+            return
+        async with self._lock:  # an engine being opened right now is closed once it is open
+            await self.engine.aclose()
 
 
 def replay_manager(client: Any, message: Any, info: dict[str, Any] | None, *, hit: bool) -> Any:
     """What ``messages.stream(...)`` returns for an answer served from the cache."""
     from ..providers import replay_message_stream_manager
 
-    manager = replay_message_stream_manager(client, message)
-    if info is not None:
-        manager._on_enter = lambda st: mark(st, hit, False, info)
-    return manager
+    def on_enter(stream: Any) -> None:
+        if info is not None:
+            mark(stream, hit, False, info)
+
+    # The manager's own hook sets the stream's _request_id to None (no request was made).
+    return replay_message_stream_manager(client, message, on_enter=on_enter)
 
 
 def live_manager(client: Any, raw: Any) -> Any:
-    """``messages.stream(...)``'s manager over an already open raw stream."""
+    """``messages.stream(...)``'s manager over an already open raw stream (a synthesized
+    answer as the cheap model writes it: no provider request, so no request id)."""
     from ..providers import AsyncHookedMessageStreamManager, HookedMessageStreamManager
     from ..providers._stream_replay import Ready
 
+    def on_enter(stream: Any) -> None:
+        no_request(stream, "_request_id", "_workspace_id")
+
     if hasattr(raw, "__aiter__"):
-        return AsyncHookedMessageStreamManager(Ready(raw))
-    return HookedMessageStreamManager(lambda: raw)
+        return AsyncHookedMessageStreamManager(Ready(raw), on_enter=on_enter)
+    return HookedMessageStreamManager(lambda: raw, on_enter=on_enter)
 
 
 class _Handler:
@@ -294,6 +352,22 @@ class _Handler:
         return raw
 
 
+def _released(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("this request is over")
+
+
+def _let_go(handler: AsyncSDKHandler | SyncSDKHandler) -> None:
+    """Once its job is over, a handler holds nothing that keeps the SDK client alive.
+
+    The engine may keep a finished job for a while (a stage task's last one stays referenced
+    until the next one comes), and a client that is still referenced from the engine's loop
+    would never be garbage: the finalizer that closes an unclosed sync client never runs.
+    """
+    handler.client = None
+    handler._call = _released
+    handler._early = None  # its task's result may be the SDK's stream, which holds the client
+
+
 class AsyncSDKHandler(_Handler):
     """Upstream through an async SDK method."""
 
@@ -307,6 +381,10 @@ class AsyncSDKHandler(_Handler):
         if self._early is None and not self.prep.helper:
             self._early = start_async(self._call, self.prep.kwargs)
 
+    def release(self) -> None:
+        super().release()
+        _let_go(self)
+
     async def upstream(self, commit: Commit) -> Reply:
         if self.prep.helper:
             call, kwargs, acc = self._call, self.prep.kwargs, self.prep.spec.accumulator()
@@ -317,10 +395,11 @@ class AsyncSDKHandler(_Handler):
             from ..providers import AsyncHookedMessageStreamManager
 
             return Reply(AsyncHookedMessageStreamManager(request()), deferred=True)
-        if self._early is not None:
-            response = await self._early.send()
-        else:
-            response = await self._call(**self.prep.kwargs)
+        with self.cache.inflight.upstream(self.prep):  # cancelled on close or once nobody waits
+            if self._early is not None:
+                response = await self._early.send()
+            else:
+                response = await self._call(**self.prep.kwargs)
         if self.prep.stream:
             reply = Reply(response, deferred=True)
             tee_async(response, self.prep.spec.accumulator(), commit, self._usage_into(reply))
@@ -337,7 +416,11 @@ class SyncSDKHandler(_Handler):
 
     def prepare(self) -> None:
         if self._early is None and not self.prep.helper:
-            self._early = start_sync(self._call, self.prep.kwargs)
+            self._early = start_sync(self._call, self.prep.kwargs, self.cache.threads)
+
+    def release(self) -> None:
+        super().release()
+        _let_go(self)
 
     async def upstream(self, commit: Commit) -> Reply:
         if self.prep.helper:
@@ -349,10 +432,11 @@ class SyncSDKHandler(_Handler):
             from ..providers import HookedMessageStreamManager
 
             return Reply(HookedMessageStreamManager(request), deferred=True)
-        if self._early is not None:
-            response = await self._early.send()
-        else:
-            response = await anyio.to_thread.run_sync(partial(self._call, **self.prep.kwargs))
+        with self.cache.inflight.upstream(self.prep):  # cancelled on close or once nobody waits
+            if self._early is not None:
+                response = await self._early.send()
+            else:
+                response = await run_blocking(partial(self._call, **self.prep.kwargs), self.cache.threads)
         if self.prep.stream:
             reply = Reply(response, deferred=True)
             tee_sync(response, self.prep.spec.accumulator(), commit, self._usage_into(reply))

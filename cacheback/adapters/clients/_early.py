@@ -17,9 +17,22 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import anyio.to_thread
+import structlog
 
-__all__ = ["PARKED", "Abandoned", "AsyncGate", "EarlyCall", "SyncGate", "start_async", "start_sync"]
+__all__ = [
+    "PARKED",
+    "Abandoned",
+    "AsyncGate",
+    "EarlyCall",
+    "SyncGate",
+    "run_blocking",
+    "start_async",
+    "start_sync",
+]
+
+log = structlog.get_logger("cacheback.client")
 
 
 #: Longest a parked blocking call waits for the cache's decision before giving up.
@@ -132,7 +145,7 @@ def start_async(call: Callable[..., Awaitable[Any]], kwargs: dict[str, Any]) -> 
     return EarlyCall(gate, task)
 
 
-def start_sync(call: Callable[..., Any], kwargs: dict[str, Any]) -> EarlyCall:
+def start_sync(call: Callable[..., Any], kwargs: dict[str, Any], limiter: anyio.CapacityLimiter) -> EarlyCall:
     """Start ``call(**kwargs)`` (a blocking SDK method) on a worker thread parked at its gate."""
     gate = SyncGate()
     ctx = _parked(gate)
@@ -140,5 +153,48 @@ def start_sync(call: Callable[..., Any], kwargs: dict[str, Any]) -> EarlyCall:
     def run() -> Any:
         return ctx.run(lambda: call(**kwargs))
 
-    task = asyncio.get_running_loop().create_task(anyio.to_thread.run_sync(run))
+    task = asyncio.get_running_loop().create_task(run_blocking(run, limiter))
     return EarlyCall(gate, task)
+
+
+async def run_blocking(fn: Callable[[], Any], limiter: anyio.CapacityLimiter) -> Any:
+    """``fn()`` (a blocking SDK call) on a worker thread, cancellable.
+
+    A thread cannot be stopped, so a cancelled call stops waiting at once (closing the
+    client or the interpreter must not wait for the provider) and leaves the thread to end
+    on its own; a stream it returns after that is closed, so its connection goes back to
+    the pool instead of staying open unread.
+    """
+    lock = threading.Lock()
+    state: dict[str, Any] = {"dropped": False, "result": None}
+
+    def work() -> Any:
+        result = fn()
+        with lock:
+            if not state["dropped"]:
+                state["result"] = result
+                return result
+        _close_stream(result)
+        return result
+
+    try:
+        return await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=limiter)
+    except BaseException:
+        with lock:
+            state["dropped"] = True
+            result, state["result"] = state["result"], None
+        _close_stream(result)  # the call ended just as it was cancelled: nobody reads it
+        raise
+    finally:
+        state["result"] = None  # no reference to the response once the caller has it
+
+
+def _close_stream(result: Any) -> None:
+    if result is None or not hasattr(result, "__iter__"):
+        return  # a plain response holds no connection
+    close = getattr(result, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception as exc:  # best effort: the call was abandoned anyway
+            log.debug("closing an abandoned stream failed", error=repr(exc))

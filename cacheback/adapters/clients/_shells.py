@@ -1,15 +1,30 @@
-"""The thin sync and async shells the SDK subclasses call into."""
+"""The thin sync and async shells the SDK subclasses call into.
+
+A shell is shared by a client and its copies (``with_options``/``copy``), like the SDK's
+HTTP client, and it lives as long as the last of them: closing any of them closes it, and
+a sync shell nobody refers to any more closes itself (see ``SyncShell.runner``).
+
+A closed shell sends every call straight to the SDK's own method, which raises as a
+closed plain client does; the cache is never reopened behind the caller's back.
+"""
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..._semantic_cache import AsyncSemanticCache, SemanticCache
+from ...engine._errors import EngineClosed
 from ...engine._portal import PortalRunner
-from ._core import AsyncSDKHandler, ClientCache, Prepared, SyncSDKHandler
+from ._core import CONTROL_KWARG, AsyncSDKHandler, ClientCache, Prepared, SyncSDKHandler
 from ._specs import ApiSpec
+
+_CLOSED = "the client is closed, and its cache with it"
+
+_SYNC_SHELLS: weakref.WeakSet[SyncShell] = weakref.WeakSet()
 
 
 class SyncShell:
@@ -20,15 +35,28 @@ class SyncShell:
         self._runner: PortalRunner | None = None
         self._lock = threading.Lock()
         self._view: SemanticCache | None = None
+        self._closed = False
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+        _SYNC_SHELLS.add(self)
 
     def runner(self) -> PortalRunner:
-        if self._runner is None:
+        runner = self._runner
+        if runner is None:
             with self._lock:
+                if self._closed:
+                    raise EngineClosed(_CLOSED)
                 if self._runner is None:
-                    runner = PortalRunner()
-                    runner.on_close(self.cache.aclose)  # also at interpreter exit
-                    self._runner = runner
-        return self._runner
+                    new = PortalRunner()
+                    new.on_close(self.cache.aclose)  # also at interpreter exit
+                    # Once the last client sharing this shell is garbage, close the runner
+                    # (flushing, as close() does), or its threads and files stay until exit.
+                    # The callback holds the runner, never the shell; at exit the atexit
+                    # hook closes what is still open, in order.
+                    self._finalizer = weakref.finalize(self, new.close_soon)
+                    self._finalizer.atexit = False
+                    self._runner = new
+                runner = self._runner
+        return runner
 
     def call(
         self,
@@ -40,29 +68,69 @@ class SyncShell:
         direct: Callable[..., Any] | None = None,
     ) -> Any:
         """``call`` is the SDK's create(); ``direct`` (the stream helper) switches to helper mode."""
+        if self._closed:
+            return _uncached(kwargs, call, direct)
         prep = self.cache.prepare(spec, kwargs, helper=direct is not None)
         if prep.request is None:
             return self.cache.passthrough(_direct(prep, call, direct), prep)
         handler = SyncSDKHandler(self.cache, prep, client, call)
-        job = self.runner().call(self.cache.run, prep, handler)
+        try:
+            job = self.runner().call(self.cache.run, prep, handler)
+        except EngineClosed:  # closed by another thread meanwhile
+            return _direct(prep, call, direct)
         if job is None:
             prep.reason = self.cache.unavailable or "cache error"
             return self.cache.passthrough(_direct(prep, call, direct), prep)
-        return self.cache.deliver(job, prep, client)
+        response = self.cache.deliver(job, prep, client)
+        if prep.stream and job.reply is not None:
+            # The engine may keep a finished job a while (a stage task's last one): it must
+            # not keep the stream, which holds the SDK client (see _core._let_go). Streams
+            # are never coalesced, so no other caller reads this reply.
+            job.reply.response = None
+        return response
 
     @property
     def view(self) -> SemanticCache:
-        if self._view is None:
+        if self._closed:
+            raise EngineClosed(_CLOSED)
+        view = self._view
+        if view is None:
             runner = self.runner()
             runner.call(self.cache.ensure_open)
-            self._view = SemanticCache._over(runner, AsyncSemanticCache(engine=self.cache.engine))
-        return self._view
+            view = self._view = SemanticCache._over(runner, AsyncSemanticCache(engine=self.cache.engine))
+        return view
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             runner, self._runner = self._runner, None
+            finalizer, self._finalizer = self._finalizer, None
+            self._view = None
+        if finalizer is not None:
+            finalizer.detach()
         if runner is not None:
             runner.close()  # runs the close hook: flushes and closes the engine
+
+    def _forked(self) -> None:
+        """In a forked child (one thread, nothing else running): the parent's portal thread
+        and engine did not come along, and its SQLite connections are not this process's.
+        Forget them, never closing them, and open an engine of our own on first use."""
+        self._lock = threading.Lock()  # a parent thread may have held it at the fork
+        if self._runner is None:
+            return  # nothing opened yet: the cache can be used as it is
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        self._runner, self._finalizer, self._view = None, None, None
+        old = self.cache
+        self.cache = ClientCache(old.settings, old.options, **old.engine_args)
+
+
+def _forked_child() -> None:
+    for shell in list(_SYNC_SHELLS):
+        shell._forked()
+
+
+os.register_at_fork(after_in_child=_forked_child)
 
 
 class AsyncShell:
@@ -70,7 +138,14 @@ class AsyncShell:
 
     def __init__(self, cache: ClientCache) -> None:
         self.cache = cache
-        self.view = AsyncSemanticCache(engine=cache.engine)
+        self._view = AsyncSemanticCache(engine=cache.engine)
+        self._closed = False
+
+    @property
+    def view(self) -> AsyncSemanticCache:
+        if self._closed:
+            raise EngineClosed(_CLOSED)
+        return self._view
 
     async def call(
         self,
@@ -81,6 +156,8 @@ class AsyncShell:
         *,
         direct: Callable[..., Any] | None = None,
     ) -> Any:
+        if self._closed:
+            return await _auncached(kwargs, call, direct)
         prep = self.cache.prepare(spec, kwargs, helper=direct is not None)
         if prep.request is None:
             return self.cache.passthrough(await _adirect(prep, call, direct), prep)
@@ -91,7 +168,22 @@ class AsyncShell:
         return self.cache.deliver(job, prep, client)
 
     async def aclose(self) -> None:
+        self._closed = True
         await self.cache.aclose()
+
+
+def _uncached(kwargs: dict[str, Any], call: Callable[..., Any], direct: Callable[..., Any] | None) -> Any:
+    """A call on a closed client: the SDK's own method answers (and raises, as it does
+    for a closed plain client); only our control argument is taken out first."""
+    kwargs = {k: v for k, v in kwargs.items() if k != CONTROL_KWARG}
+    return call(**kwargs) if direct is None else direct(**kwargs)
+
+
+async def _auncached(
+    kwargs: dict[str, Any], call: Callable[..., Awaitable[Any]], direct: Callable[..., Any] | None
+) -> Any:
+    kwargs = {k: v for k, v in kwargs.items() if k != CONTROL_KWARG}
+    return await call(**kwargs) if direct is None else direct(**kwargs)
 
 
 def _direct(prep: Prepared, call: Callable[..., Any], direct: Callable[..., Any] | None) -> Any:
