@@ -7,6 +7,8 @@ inside the proxy would double the caller's latency budget without its knowledge.
 
 from __future__ import annotations
 
+import functools
+
 import json
 import re
 import ssl
@@ -82,6 +84,7 @@ def has_dot_segments(path: str) -> bool:
     return True  # still encoded after four rounds: no legitimate path nests that deep
 
 
+@functools.lru_cache(maxsize=512)  # parsing URLs is a large part of a hit's cost; paths repeat
 def join_url(base: str, path: str, query: str) -> str:
     """``base`` + ``path`` (+ ``?query``), refused with ``UnsafePath`` unless the result is
     under ``base``: httpx resolves dot segments, which would escape the base's path."""
