@@ -8,7 +8,6 @@ inside the proxy would double the caller's latency budget without its knowledge.
 from __future__ import annotations
 
 import functools
-
 import json
 import re
 import ssl
