@@ -161,12 +161,63 @@ def test_passthrough_never_leaves_v1(cache_dir: Path, embedder: Any, fake: FakeP
         assert up.seen[0][2]["authorization"] == f"Bearer {SERVER_KEY}"
 
 
+def test_passthrough_relays_the_path_as_encoded_and_refuses_control_characters(
+    cache_dir: Path, embedder: Any, fake: FakeProvider
+) -> None:
+    with recording_upstream() as up:
+        config = proxy_config(fake, cache_dir, openai_base_url=f"{up.base_url}/v1")
+        with running_proxy(config, embedder) as px:
+            for target in ("/v1/files/a%2Fb", "/v1/models/a%25b", "/v1/models/ft:gpt-4o:org:x.v1"):
+                status, _, body = raw_request(px.base_url, "GET", target, OPENAI_AUTH)
+                assert status == 200, (target, body)
+            for target in ("/v1/files/a%00b", "/v1/files/a%7Fb", "/v1/files/a%1bb"):
+                status, _, body = raw_request(px.base_url, "GET", target, OPENAI_AUTH)
+                assert status == 400 and json.loads(body)["error"]["code"] == "invalid_path", target
+    # Byte for byte as the caller sent them: an id's %2F stays one segment.
+    relayed = ["/v1/files/a%2Fb", "/v1/models/a%25b", "/v1/models/ft:gpt-4o:org:x.v1"]
+    assert [p for _, p, _ in up.seen] == relayed
+
+
+def test_an_upstream_proxys_own_headers_never_reach_the_caller(
+    cache_dir: Path, embedder: Any, fake: FakeProvider
+) -> None:
+    # Two proxies in a row: the caller sees the outer one's tier and entry id only.
+    with running_proxy(proxy_config(fake, cache_dir / "inner"), embedder) as inner:
+        outer_config = proxy_config(
+            fake,
+            cache_dir / "outer",
+            openai_base_url=f"{inner.base_url}/v1",
+            anthropic_base_url=inner.base_url,
+        )
+        with running_proxy(outer_config, embedder) as outer:
+            body = chat_body("What is two proxies deep?")
+            first = httpx.post(f"{outer.base_url}/v1/chat/completions", json=body, headers=OPENAI_AUTH)
+            assert first.headers.get_list("x-cacheback-tier") == ["upstream"]
+            models = httpx.get(f"{outer.base_url}/v1/models", headers=OPENAI_AUTH)
+            assert models.headers.get_list("x-cacheback-tier") == ["none"]
+
+
+def test_base_urls_with_a_query_are_refused() -> None:
+    from cacheback.adapters.proxy import parse_args
+    from cacheback.engine._errors import ConfigError
+
+    for flag in ("--upstream-openai-base-url", "--upstream-anthropic-base-url"):
+        for bad in ("http://up/v1?api-version=1", "http://up/v1#x", "ftp://up/v1", "up/v1"):
+            with pytest.raises(ConfigError, match=flag):
+                parse_args([flag, bad], {})
+
+
 def test_url_join_stays_under_the_base() -> None:
     assert join_url("http://up/v1", "/models", "a=1") == "http://up/v1/models?a=1"
     assert join_url("http://up/v1", "/files/a?b#c", "") == "http://up/v1/files/a%3Fb%23c"
-    for path in ("/../x", "/%2e%2e/x", "/a/%2E./b", "/a/..%2f..%2fb", "/.", "x", "/a/%252e%252e/b"):
+    unsafe = ("/../x", "/%2e%2e/x", "/a/%2E./b", "/a/..%2f..%2fb", "/.", "x", "/a/%252e%252e/b")
+    for path in (*unsafe, "/a%00", "/a\x01"):
         with pytest.raises(UnsafePath):
             join_url("http://up/v1", path, "")
+    with pytest.raises(UnsafePath):
+        join_url("http://up/v1", "/models", "a=\x00")
+    # A very long path is joined without the memo, with the same checks.
+    assert join_url("http://up/v1", "/files/" + "a" * 5000, "").endswith("a" * 5000)
 
 
 # --- request bodies the cache cannot key --------------------------------------------------------------
@@ -336,3 +387,32 @@ def test_unexpected_errors_are_json_500s(
     logged = capfd.readouterr()
     assert "unhandled error" in logged.out + logged.err
     assert "sk-secret" not in logged.out + logged.err  # logged by type, not by message
+
+
+# --- ids of hits ------------------------------------------------------------------------------------
+
+
+def test_a_hit_keeps_the_provider_id_only_if_the_provider_kept_the_response(
+    proxy: RunningProxy, fake: FakeProvider
+) -> None:
+    url = f"{proxy.base_url}/v1/responses"
+
+    def ask(question: str, store: bool) -> httpx.Response:
+        body = {"model": "gpt-4o", "input": question, "store": store}
+        return httpx.post(url, json=body, headers=OPENAI_AUTH, timeout=30)
+
+    def settled(question: str, store: bool) -> httpx.Response:
+        for _ in range(100):  # the first answer is written behind
+            resp = ask(question, store)
+            if resp.headers["x-cacheback-tier"] == "exact":
+                return resp
+        raise AssertionError("never a hit")
+
+    kept = ask("Which response ids can be chained?", True).json()
+    assert settled("Which response ids can be chained?", True).json()["id"] == kept["id"]
+    # store=false: the provider does not keep it, so its id cannot be chained; a hit gets
+    # an id of its own (and says store as this caller asked).
+    unkept = ask("Which responses does the provider forget?", False).json()
+    hit = settled("Which responses does the provider forget?", True).json()
+    assert hit["id"] != unkept["id"] and hit["id"].startswith("resp_cb") and hit["store"] is True
+    assert hit["output"][0]["content"][0]["text"] == unkept["output"][0]["content"][0]["text"]

@@ -408,7 +408,10 @@ def response_dict(
             "max_output_tokens": req.get("max_output_tokens"),
             "model": model or "",
         }
-    if not (keep_ids and stored and data.get("id")):
+    # An id is only worth keeping if the provider kept the response: one made with
+    # store=false cannot be chained or retrieved, so its hits get fresh ids.
+    kept_upstream = data.get("store") is not False
+    if not (keep_ids and stored and data.get("id") and kept_upstream):
         # Fresh item ids too: the caller may feed them back as input items.
         data["output"] = [
             {**item, "id": new_id("msg_cb")} if item.get("type") == "message" else item

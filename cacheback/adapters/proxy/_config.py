@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from ...engine._errors import ConfigError
 from ...engine._settings import Settings
@@ -244,6 +245,11 @@ def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None 
         if ns.proxy_keys is not None
         else split_keys(env.get("CACHEBACK_PROXY_KEYS"))
     )
+    for flag, base in (
+        ("--upstream-openai-base-url", ns.upstream_openai_base_url),
+        ("--upstream-anthropic-base-url", ns.upstream_anthropic_base_url),
+    ):
+        check_base_url(flag, base)
     values: dict[str, Any] = {
         "host": ns.host,
         "port": ns.port,
@@ -268,3 +274,13 @@ def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None 
         "access_log": ns.access_log,
     }
     return ProxyConfig(**values)
+
+
+def check_base_url(flag: str, url: str) -> None:
+    """An upstream base is scheme, host and an optional path prefix: paths are appended to
+    it, so a query or fragment there would swallow them."""
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"{flag} must be an http(s) URL, got {url!r}")
+    if parsed.query or parsed.fragment or "?" in url or "#" in url:
+        raise ConfigError(f"{flag} must not have a query or fragment, got {url!r}")

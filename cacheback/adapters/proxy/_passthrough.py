@@ -33,14 +33,22 @@ async def _relay(proxy: Proxy, request: Request) -> tuple[Response, str]:
     path = request.url.path
     provider = provider_for(path, request.headers)
     headers = cache_headers(NO_TIER)
-    upstream_path = path[len("/v1") :] if provider == "openai" else path
+    # Relayed as the caller encoded it: decoding first would turn an id's "%2F" into a
+    # real "/" and "%25" into a bare "%". (Dot segments are checked in every encoding.)
+    raw_path = request.scope.get("raw_path")
+    sent = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else path
+    if not (sent == "/v1" or sent.startswith("/v1/")):
+        sent = ""  # e.g. "/%761/..." routed as /v1: refused below as an invalid path
+    upstream_path = sent[len("/v1") :] if provider == "openai" else sent
     try:
         try:
             # Checked first: "/v1/../admin" must not reach the provider with the server's key.
             url = proxy.url(provider, upstream_path, request.url.query)
         except UnsafePath:
             raise ProxyError(
-                400, "Invalid path: '.' and '..' segments are not allowed.", code="invalid_path"
+                400,
+                "Invalid path: '.' and '..' segments and control characters are not allowed.",
+                code="invalid_path",
             ) from None
         caller = proxy.auth.authenticate(request.headers, provider)
         raw = await read_body(request, proxy.config.max_body_bytes)

@@ -83,15 +83,33 @@ def has_dot_segments(path: str) -> bool:
     return True  # still encoded after four rounds: no legitimate path nests that deep
 
 
-@functools.lru_cache(maxsize=512)  # parsing URLs is a large part of a hit's cost; paths repeat
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]|%[01][0-9a-fA-F]|%7[fF]")  # raw or encoded
+_RAW_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_MEMO_PATH = 512  # longer paths are joined without the memo, so it stays small
+
+
 def join_url(base: str, path: str, query: str) -> str:
     """``base`` + ``path`` (+ ``?query``), refused with ``UnsafePath`` unless the result is
-    under ``base``: httpx resolves dot segments, which would escape the base's path."""
-    if not path.startswith("/") or has_dot_segments(path):
+    under ``base`` (httpx resolves dot segments, which would escape the base's path) and
+    free of control characters, raw or percent-encoded."""
+    url = _join_path(base, path) if len(path) <= _MEMO_PATH else _join_path.__wrapped__(base, path)
+    if query:
+        if _RAW_CONTROL.search(query):
+            raise UnsafePath(path)
+        url += "?" + query.replace("#", "%23")
+    return url
+
+
+@functools.lru_cache(maxsize=256)  # parsing URLs is a large part of a hit's cost; paths repeat
+def _join_path(base: str, path: str) -> str:
+    if not path.startswith("/") or has_dot_segments(path) or _CONTROL.search(path):
         raise UnsafePath(path)
     # A decoded "?" or "#" in the path must not start the query or a fragment.
-    url = base + path.replace("?", "%3F").replace("#", "%23") + (f"?{query}" if query else "")
-    root, joined = httpx.URL(base), httpx.URL(url)
+    url = base + path.replace("?", "%3F").replace("#", "%23")
+    try:
+        root, joined = httpx.URL(base), httpx.URL(url)
+    except httpx.InvalidURL:
+        raise UnsafePath(path) from None
     prefix = root.path.rstrip("/") + "/"
     if joined.netloc != root.netloc or not joined.path.startswith(prefix):
         raise UnsafePath(path)
@@ -109,7 +127,13 @@ class Buffered:
 
 def response_headers(headers: httpx.Headers, *, reencoded: bool) -> tuple[tuple[str, str], ...]:
     drop = HOP_BY_HOP | _REENCODED if reencoded else HOP_BY_HOP | {"date", "server", "set-cookie"}
-    return tuple((k, v) for k, v in headers.multi_items() if k.lower() not in drop)
+    # An upstream that is itself a cacheback proxy sends its own X-Cacheback-* headers:
+    # only this proxy's may reach the caller (its entry ids are the ones to report).
+    return tuple(
+        (k, v)
+        for k, v in headers.multi_items()
+        if k.lower() not in drop and not k.lower().startswith("x-cacheback-")
+    )
 
 
 class Upstream:
@@ -400,8 +424,9 @@ class RelayedStream(StreamingBody):
         try:
             for event in parser.feed(chunk):
                 self._tap.feed(event)
-        except (ValueError, TypeError, AttributeError, KeyError):
-            # Unparseable framing: still relayed to the caller, never cached.
+        except (ValueError, TypeError, AttributeError, KeyError, RecursionError):
+            # Unparseable framing (or JSON nested past the parser's limit): still relayed
+            # to the caller, never cached.
             self._tap.fail("unparseable stream")
 
     async def finished(self, completed: bool) -> None:
