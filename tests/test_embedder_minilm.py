@@ -351,3 +351,30 @@ def test_load_default_embedder_with_corrupt_model(model_dir: Path) -> None:
 def test_load_default_embedder_unknown_name_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         load_default_embedder(embedder="no-such-embedder")
+
+
+FORKED_EMBEDDER = """
+import os, sys
+import numpy as np
+from cacheback.adapters.embedders import MiniLMEmbedder
+emb = MiniLMEmbedder()
+before = emb.embed(["What is a fork?"])
+pid = os.fork()
+if pid == 0:
+    # The parent's onnxruntime session is not reused: the child loads its own.
+    loaded = emb.describe()["loaded"]
+    same = bool(np.allclose(emb.embed(["What is a fork?"]), before, atol=1e-5))
+    os._exit(0 if (not loaded and same and emb.describe()["loaded"]) else 3)
+_, status = os.waitpid(pid, 0)
+print("child", os.waitstatus_to_exitcode(status), "parent", emb.describe()["loaded"])
+"""
+
+
+@pytest.mark.slow
+def test_a_forked_child_loads_its_own_session() -> None:
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-c", FORKED_EMBEDDER], capture_output=True, text=True, timeout=120
+    )
+    assert out.stdout.strip() == "child 0 parent True", out.stdout + out.stderr

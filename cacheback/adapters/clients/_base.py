@@ -44,10 +44,12 @@ class SyncCacheMixin:
     def close(self) -> None:
         """Close the SDK's HTTP client and the cache, for good (see _shells.py). Copies made
         by ``with_options`` share both: closing any of them closes them for all."""
+        # The cache first: its close gives calls in flight their grace, and they need
+        # the HTTP client for it.
         try:
-            super().close()  # type: ignore[misc]
-        finally:
             self._cacheback.close()
+        finally:
+            super().close()  # type: ignore[misc]
 
 
 class AsyncCacheMixin:
@@ -79,6 +81,6 @@ class AsyncCacheMixin:
     async def close(self) -> None:
         """Close the SDK's HTTP client and the cache, for good; copies share both."""
         try:
-            await super().close()  # type: ignore[misc]
+            await self._cacheback.aclose()  # first: calls in flight get their grace
         finally:
-            await self._cacheback.aclose()
+            await super().close()  # type: ignore[misc]

@@ -19,6 +19,7 @@ from typing import Any
 from ..._semantic_cache import AsyncSemanticCache, SemanticCache
 from ...engine._errors import EngineClosed
 from ...engine._portal import PortalRunner
+from ...engine._types import Tier
 from ._core import CONTROL_KWARG, AsyncSDKHandler, ClientCache, Prepared, SyncSDKHandler
 from ._specs import ApiSpec
 
@@ -37,6 +38,9 @@ class SyncShell:
         self._view: SemanticCache | None = None
         self._closed = False
         self._finalizer: weakref.finalize[Any, Any] | None = None
+        # In a forked worker an answer is written before its call returns: pools end their
+        # workers with SIGTERM (Pool.__exit__), which leaves no time for a write-behind.
+        self._write_through = False
         _SYNC_SHELLS.add(self)
 
     def runner(self) -> PortalRunner:
@@ -82,6 +86,8 @@ class SyncShell:
             prep.reason = self.cache.unavailable or "cache error"
             return self.cache.passthrough(_direct(prep, call, direct), prep)
         response = self.cache.deliver(job, prep, client)
+        if self._write_through and job.outcome is not None and job.outcome.tier is Tier.UPSTREAM:
+            self.runner().call(self.cache.engine.flush)
         if prep.stream and job.reply is not None:
             # The engine may keep a finished job a while (a stage task's last one): it must
             # not keep the stream, which holds the SDK client (see _core._let_go). Streams
@@ -116,6 +122,7 @@ class SyncShell:
         and engine did not come along, and its SQLite connections are not this process's.
         Forget them, never closing them, and open an engine of our own on first use."""
         self._lock = threading.Lock()  # a parent thread may have held it at the fork
+        self._write_through = True
         if self._runner is None:
             return  # nothing opened yet: the cache can be used as it is
         if self._finalizer is not None:

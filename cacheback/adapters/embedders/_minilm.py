@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import os
 import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -273,6 +274,16 @@ class MiniLMEmbedder:
         self._tokenizer: Tokenizer | None = None
         self._input_types: dict[str, type[np.signedinteger[Any]]] = {}
         self._output: str = ""
+        _EMBEDDERS.add(self)
+
+    def _forked(self) -> None:
+        """In a forked child: an onnxruntime session is not fork-safe (a parent thread may
+        have been inside it at the fork), so the child loads its own on first use. The
+        parent's is kept, never freed: its teardown can hang in a forked child."""
+        self._lock = threading.Lock()
+        if self._session is not None:
+            _FORK_ORPHANS.append(self._session)
+        self._session, self._tokenizer = None, None
 
     # -- Embedder protocol ------------------------------------------------
 
@@ -455,3 +466,15 @@ def _directory_files(model_dir: Path) -> tuple[Path, Path, str | None]:
             f" (the directory needs {MODEL_FILE} and {TOKENIZER_FILE})"
         )
     return model, tokenizer, read_checksum_file(model_dir / CHECKSUM_FILE)
+
+
+_EMBEDDERS: weakref.WeakSet[MiniLMEmbedder] = weakref.WeakSet()
+_FORK_ORPHANS: list[Any] = []
+
+
+def _after_fork_in_child() -> None:
+    for embedder in list(_EMBEDDERS):
+        embedder._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
