@@ -76,7 +76,9 @@ class LastResortMiddleware:
         try:
             await self.app(scope, receive, watched)
         except Exception as exc:
-            log.error("unhandled error", error=type(exc).__name__, path=str(scope.get("path", ""))[:200])
+            # repr: a control character in the path must not forge a log line
+            path = repr(str(scope.get("path", ""))[:200])
+            log.error("unhandled error", error=type(exc).__name__, path=path)
             if started:
                 return  # the server closes the connection mid-body: the client sees a cut
             provider = provider_for(scope.get("path", ""), Headers(scope=scope))
