@@ -205,3 +205,28 @@ async def test_stale_temporary_save_directories_are_swept(tmp_path: Path) -> Non
         pass
     assert not leftover.exists()
     assert not tmp_dirs(tmp_path)  # nor any other temporary save directory
+
+
+async def test_a_locked_database_at_open_is_retried_not_quarantined(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from cacheback.adapters.storage._sqlite import Database, is_busy
+
+    ids, v = await populate(tmp_path, "hnsw", n=3)
+    real_open = Database.open
+    failures = [sqlite3.OperationalError("database is locked")] * 2
+
+    async def flaky_open(self: Database) -> None:
+        # What another process's WAL set-up can answer without SQLite's busy wait.
+        if failures:
+            raise failures.pop()
+        await real_open(self)
+
+    monkeypatch.setattr(Database, "open", flaky_open)
+    async with opened(tmp_path) as store:
+        assert (await store.search("s", v[0], 1, NOW))[0][0].id == ids[0]
+    assert failures == [] and aside(tmp_path, "cache.db") == []
+    assert is_busy(sqlite3.OperationalError("database table is locked"))
+    assert not is_busy(sqlite3.DatabaseError("database disk image is malformed"))

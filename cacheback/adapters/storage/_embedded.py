@@ -50,7 +50,7 @@ from ._index_files import (
 )
 from ._numpy_index import as_unit_vector
 from ._scope_map import ScopeMap
-from ._sqlite import ChangeRow, Database, EntryRow, dumps_metadata, is_corruption
+from ._sqlite import ChangeRow, Database, EntryRow, dumps_metadata, is_busy, is_corruption
 
 if TYPE_CHECKING:
     from ...engine._ports import Store
@@ -89,6 +89,9 @@ def _store_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, A
             raise StoreError(f"{fn.__name__}: {exc}") from exc
 
     return wrapper
+
+
+_OPEN_BUSY_RETRIES = 5  # 0.1 s + 0.2 + 0.4 + 0.8 + 1.6 at most
 
 
 class EmbeddedStore:
@@ -153,7 +156,8 @@ class EmbeddedStore:
             return
         await anyio.to_thread.run_sync(functools.partial(self._dir.mkdir, parents=True, exist_ok=True))
         await anyio.to_thread.run_sync(sweep_tmp, self._dir)
-        for attempt in (1, 2):
+        attempt, busy = 1, 0
+        while True:
             if not await anyio.to_thread.run_sync(looks_like_sqlite, self._db_path):
                 await self._quarantine_db("not an SQLite database")
             db = Database(self._db_path)
@@ -163,8 +167,15 @@ class EmbeddedStore:
             except sqlite3.DatabaseError as exc:
                 await db.close()
                 self._reset()
+                if is_busy(exc) and busy < _OPEN_BUSY_RETRIES:
+                    # Several processes opening at once (proxy workers, a fork pool): some
+                    # of SQLite's WAL set-up answers "locked" without waiting; try again.
+                    busy += 1
+                    await anyio.sleep(0.05 * 2**busy)
+                    continue
                 if attempt == 2 or not is_corruption(exc):
                     raise
+                attempt += 1
                 await self._quarantine_db(str(exc))
                 continue
             except BaseException:

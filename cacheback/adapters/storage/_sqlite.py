@@ -126,6 +126,20 @@ SQLITE_CORRUPT = 11
 SQLITE_NOTADB = 26
 
 
+SQLITE_BUSY = 5
+SQLITE_LOCKED = 6
+
+
+def is_busy(exc: BaseException) -> bool:
+    """True for "database is locked" / "database table is locked" (another connection)."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in (SQLITE_BUSY, SQLITE_LOCKED)
+    return "locked" in str(exc).lower()
+
+
 def is_corruption(exc: BaseException) -> bool:
     """True for "file is not a database" and "database disk image is malformed"."""
     if not isinstance(exc, sqlite3.DatabaseError):
