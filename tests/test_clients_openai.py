@@ -315,6 +315,11 @@ async def test_concurrent_failure_reaches_every_waiter(
                 tg.start_soon(one)
         assert len(errors) == 20
         assert fake.count("chat") == 1
+        # Each waiter has its own exception object (its own traceback), all alike.
+        assert len({id(e) for e in errors}) == 20
+        assert {(type(e), e.status_code, str(e)) for e in errors if isinstance(e, openai.APIStatusError)} == {
+            (openai.InternalServerError, 500, str(errors[0]))
+        }
         ok = await c.chat.completions.create(model="gpt-4o", messages=user("What is a future?"))
         assert ok.cacheback_hit is False  # type: ignore[attr-defined]
 

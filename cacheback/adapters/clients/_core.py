@@ -146,7 +146,9 @@ class ClientCache:
     def deliver(self, job: Job, prep: Prepared, client: Any) -> Any:
         """The SDK object (or stream) for a finished job."""
         if job.error is not None:
-            raise job.error
+            # Coalesced waiters share one failure: each raises its own copy, or they would
+            # all write their tracebacks into one object, from several threads at once.
+            raise own_copy(job.error) if job.trace.get("coalesced") else job.error
         outcome = job.outcome
         assert outcome is not None
         info = {
@@ -266,6 +268,20 @@ class ClientCache:
             return
         async with self._lock:  # an engine being opened right now is closed once it is open
             await self.engine.aclose()
+
+
+def own_copy(exc: BaseException) -> BaseException:
+    """A shallow copy of ``exc`` with a traceback of its own. SDK errors take keyword-only
+    arguments their ``args`` do not carry, so the copy is made without calling __init__."""
+    cls = type(exc)
+    try:
+        new = cls.__new__(cls)
+        new.__dict__.update(exc.__dict__)
+        new.args = exc.args
+    except (TypeError, AttributeError):  # a C-level exception without a __dict__
+        return exc
+    new.__cause__, new.__context__ = exc.__cause__, exc.__context__
+    return new
 
 
 def replay_manager(client: Any, message: Any, info: dict[str, Any] | None, *, hit: bool) -> Any:
