@@ -21,7 +21,7 @@ import structlog
 from ._accounting import CostAccounting, ReplyTap, price_table, synthesized
 from ._errors import ConfigError, EngineClosed, StoreError
 from ._hotcache import HotCache
-from ._job import Commit, Job, TierHandler
+from ._job import Commit, Job, TierHandler, coalescing_key
 from ._pipeline import Pipeline
 from ._ports import LLM, Embedder, Store
 from ._routing import VerbatimRule, cosine_rule
@@ -39,6 +39,7 @@ from ._types import (
     Tier,
     Vector,
     clean_text,
+    has_lone_surrogate,
     scope_id,
     text_hash,
 )
@@ -284,6 +285,11 @@ class AsyncEngine:
             raise EngineClosed("the cache engine is not open (use 'async with' or open())")
         return self._pipeline, self.store
 
+    def coalescing_key(self, request: LookupRequest, *, streaming: bool) -> tuple[str, str] | None:
+        """The key under which this request would share an upstream call (``_job``)."""
+        scope = scope_id(request.namespace or self.settings.namespace, request.scope)
+        return coalescing_key(request, scope, text_hash(request.query), streaming=streaming)
+
     def make_job(self, request: LookupRequest, handler: TierHandler | None = None) -> Job:
         ns = request.namespace or self.settings.namespace
         job = Job(
@@ -343,7 +349,7 @@ class AsyncEngine:
             entry = None
             # An answer SQLite cannot encode is not stored: replaying it altered would not
             # be the provider's answer, and one bad row would fail its whole write batch.
-            if storable and clean_text(answer) == answer:
+            if storable and not has_lone_surrogate(answer):
                 entry = self._new_entry(
                     job.request,
                     job.scope,
@@ -423,7 +429,7 @@ class AsyncEngine:
         """Store an answer now (written through, visible to the next lookup)."""
         from ..stages.persister import Fill
 
-        if clean_text(answer) != answer:
+        if has_lone_surrogate(answer):
             raise ConfigError("the answer contains lone surrogates (invalid Unicode) and cannot be stored")
 
         pipeline, _ = self._require()

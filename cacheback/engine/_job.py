@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from ._hotcache import Remembered
+from ._hotcache import HotCache
 from ._types import CacheEntry, Candidate, LookupRequest, NegativeMatch, Outcome, Tier, Vector
 
 Commit = Callable[[str, "bytes | None"], None]
@@ -84,6 +84,17 @@ def release_handler(handler: object) -> None:
         release()
 
 
+def coalescing_key(
+    request: LookupRequest, scope: str, query_hash: str, *, streaming: bool
+) -> tuple[str, str] | None:
+    """Which concurrent misses share one upstream call: the same question in the same scope,
+    read from and answered for the cache. Streams are answered live, chunk by chunk, so
+    they are never shared (None)."""
+    if streaming or not request.cacheable or not request.read:
+        return None
+    return (scope, query_hash)
+
+
 @dataclass(eq=False, slots=True)
 class Job:
     request: LookupRequest
@@ -145,11 +156,16 @@ class Job:
     def settle_exact(self, entry: CacheEntry) -> Outcome:
         return self.settle(Tier.EXACT, similarity=1.0, entry=entry)
 
-    def settle_remembered(self, hit: Remembered) -> Outcome:
-        """Replay a decision from the hot cache as it was made: a repeat of a paraphrase
-        is still a verbatim hit, at its original similarity, not an exact one."""
+    def settle_from_memory(self, hot: HotCache, now: float) -> bool:
+        """Settle from a decision the hot cache remembers for this question, if it serves
+        this request; replayed as it was made (a repeat of a paraphrase is still a verbatim
+        hit, at its original similarity, not an exact one). False: nothing remembered."""
+        hit = hot.get(self.scope, self.query_hash, now)
+        if hit is None or not hit.serves(self.request):
+            return False
         self.guard_reasons = hit.guard_reasons
-        return self.settle(hit.tier, similarity=hit.similarity, entry=hit.entry)
+        self.settle(hit.tier, similarity=hit.similarity, entry=hit.entry)
+        return True
 
     def finish(self) -> None:
         if not self.done.is_set():

@@ -68,6 +68,12 @@ def text_hash(text: str) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+def has_lone_surrogate(text: str) -> bool:
+    """Whether ``text`` has a surrogate code point: no UTF-8 form, so SQLite and the
+    tokenizer reject it (a JSON ``"\\ud800"`` escape decodes to one)."""
+    return _SURROGATE.search(text) is not None
+
+
 def clean_text(text: str) -> str:
     """The text with lone surrogates replaced by U+FFFD, for the embedder (the tokenizer
     rejects them) and for storage (SQLite cannot encode them); pairs of surrogates become
@@ -78,7 +84,7 @@ def clean_text(text: str) -> str:
     the same question. That is accepted: such texts are near-identical by construction,
     and the hit guard still compares everything else.
     """
-    if _SURROGATE.search(text) is None:  # almost always: no copy
+    if not has_lone_surrogate(text):  # almost always: no copy
         return text
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 

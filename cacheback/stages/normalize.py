@@ -42,11 +42,8 @@ class Normalize(Stage):
                 else:
                     job.settle(Tier.BYPASS, detail=req.bypass_reason)
                 continue
-            if req.read:
-                hit = self._hot.get(job.scope, job.query_hash, job.now)
-                if hit is not None and hit.serves(req):
-                    job.settle_remembered(hit)
-                    continue
+            if req.read and job.settle_from_memory(self._hot, job.now):
+                continue
             if not self._has_embedder:
                 job.route = "vector_search"
             elif self._negatives() == 0 and self._store.scope_size(job.scope) == 0:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from ..engine._hotcache import HotCache
-from ..engine._job import Commit, Job, Reply
+from ..engine._job import Commit, Job, Reply, coalescing_key
 from ..engine._stage import Stage
 from ..engine._types import Tier
 
@@ -48,12 +48,9 @@ class Upstream(Stage):
         top = job.candidates[0].similarity if job.candidates else None
         tier = Tier.UPSTREAM if job.request.cacheable else Tier.BYPASS
         key = self._flight_key(job)
-        if key is not None and self._hot is not None:
-            # An identical request finished while this one was on its way: use its answer.
-            hit = self._hot.get(job.scope, job.query_hash, time.time())
-            if hit is not None and hit.serves(job.request):
-                job.settle_remembered(hit)
-                return
+        # An identical request finished while this one was on its way: use its answer.
+        if key is not None and self._hot is not None and job.settle_from_memory(self._hot, time.time()):
+            return
         flight = self._flights.get(key) if key is not None else None
         if flight is not None:
             flight.followers += 1
@@ -90,8 +87,6 @@ class Upstream(Stage):
 
     @staticmethod
     def _flight_key(job: Job) -> tuple[str, str] | None:
-        # Streams are answered live, chunk by chunk, so only plain calls are shared.
-        handler = job.handler
-        if handler is None or handler.streaming or not job.request.cacheable or not job.request.read:
+        if job.handler is None:
             return None
-        return (job.scope, job.query_hash)
+        return coalescing_key(job.request, job.scope, job.query_hash, streaming=job.handler.streaming)

@@ -108,7 +108,7 @@ class ClientCache:
         self.engine_args: dict[str, Any] = {"embedder": embedder, "store": store, "llm": llm}
         self.unavailable: str | None = None
         self.closed = False  # closed for good: never reopened, calls go straight to the SDK
-        self.inflight = Inflight(settings.namespace)
+        self.inflight = Inflight(self.engine)
         # The blocking SDK calls of the sync clients run on worker threads: as many at once
         # as the SDK's connection pool allows (anyio's default limiter stops at 40). Threads
         # are only made on demand.

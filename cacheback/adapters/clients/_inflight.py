@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ...engine._errors import EngineClosed
-from ...engine._types import scope_id, text_hash
 
 if TYPE_CHECKING:
+    from ...engine._engine import AsyncEngine
     from ._core import Prepared
 
 #: How long closing waits for calls in flight before it cancels their upstream calls.
@@ -31,17 +31,13 @@ class UpstreamCancelled(EngineClosed):
     """An upstream call cancelled because the client closed, or because nobody waits for it."""
 
 
-def call_key(prep: Prepared, default_namespace: str) -> Hashable:
-    """Which callers one upstream call serves.
-
-    The engine's coalescing key (see ``stages/upstream.py``) for calls it may share, so
-    that every caller that may be waiting for a shared call counts; any other call serves
-    its own caller only.
-    """
+def call_key(prep: Prepared, engine: AsyncEngine) -> Hashable:
+    """Which callers one upstream call serves: the engine's coalescing key for calls it may
+    share, so every caller that may be waiting for a shared call counts; any other call
+    serves its own caller only."""
     req = prep.request
-    if req is None or prep.stream or not req.cacheable or not req.read:
-        return ("own", id(prep))  # prep lives as long as the call: the id is not reused meanwhile
-    return (scope_id(req.namespace or default_namespace, req.scope), text_hash(req.query))
+    key = None if req is None else engine.coalescing_key(req, streaming=prep.stream)
+    return ("own", id(prep)) if key is None else key  # prep outlives the call: its id is not reused
 
 
 class Inflight:
@@ -50,8 +46,8 @@ class Inflight:
     Used from the engine's event loop only (the portal thread for the sync clients).
     """
 
-    def __init__(self, default_namespace: str) -> None:
-        self._namespace = default_namespace
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
         self._waiting: Counter[Hashable] = Counter()
         self._upstream: dict[Hashable, set[anyio.CancelScope]] = {}
         self._closing = False
@@ -63,7 +59,7 @@ class Inflight:
 
     def enter(self, prep: Prepared) -> Hashable:
         """A caller starts waiting for the engine's answer; returns its key for ``leave``."""
-        key = call_key(prep, self._namespace)
+        key = call_key(prep, self._engine)
         self._waiting[key] += 1
         return key
 
@@ -81,7 +77,7 @@ class Inflight:
     @contextmanager
     def upstream(self, prep: Prepared) -> Iterator[None]:
         """Run an upstream call cancellably; raises UpstreamCancelled if it was cancelled."""
-        key = call_key(prep, self._namespace)
+        key = call_key(prep, self._engine)
         scopes = self._upstream.setdefault(key, set())
         with anyio.CancelScope() as scope:
             scopes.add(scope)

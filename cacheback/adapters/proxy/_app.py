@@ -23,8 +23,7 @@ from ...engine._ports import LLM, Embedder, Store
 from ._apis import CHAT, MESSAGES, RESPONSES
 from ._cached import cached_endpoint
 from ._config import CONFIG_ENV, ProxyConfig
-from ._fallback import METHODS, LastResortMiddleware, http_error
-from ._headers import CacheHeadersMiddleware
+from ._fallback import METHODS, EdgeMiddleware, http_error
 from ._management import management_routes
 from ._passthrough import passthrough_endpoint
 from ._proxy import Proxy
@@ -66,7 +65,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=proxy.lifespan,
-        middleware=[Middleware(CacheHeadersMiddleware), Middleware(LastResortMiddleware)],
+        middleware=[Middleware(EdgeMiddleware)],
         exception_handlers={HTTPException: http_error},
     )
     app.state.proxy = proxy

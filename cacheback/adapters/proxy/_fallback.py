@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._errors import error_body, provider_for
-from ._headers import ERROR_TIER, cache_headers
+from ._headers import ERROR_TIER, add_default_headers, cache_headers
 from ._wire import response
 
 log = structlog.get_logger("cacheback.proxy")
@@ -51,11 +51,12 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return response(exc.status_code, body, cache_headers(ERROR_TIER))
 
 
-class LastResortMiddleware:
-    """Turns an exception no endpoint caught into a JSON 500 (if nothing was sent yet).
+class EdgeMiddleware:
+    """Every response gets the four basic ``X-Cacheback-*`` headers, and an exception no
+    endpoint caught becomes a JSON 500 (if nothing was sent yet).
 
-    It is logged by type only and not re-raised: a message or traceback can quote a
-    header value (h11 and httpx put the offending value in theirs), that is, a key.
+    The exception is logged by type only and not re-raised: a message or traceback can
+    quote a header value (h11 and httpx put the offending value in theirs), that is, a key.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -71,6 +72,7 @@ class LastResortMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                add_default_headers(message)
             await send(message)
 
         try:

@@ -1,9 +1,9 @@
-"""The ``X-Cacheback-*`` response headers: what each answer says about the cache, and a
-middleware that puts the four basic ones on every response."""
+"""The ``X-Cacheback-*`` response headers: what each answer says about the cache, and the
+four basic ones every response carries (put on by ``_fallback.EdgeMiddleware``)."""
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message
 
 from ...engine._job import Job
 from ...engine._types import Outcome, Tier
@@ -47,29 +47,13 @@ def header_safe(text: str) -> str:
     return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)[:200]
 
 
-class CacheHeadersMiddleware:
-    """Guarantees the four ``X-Cacheback-*`` headers on every HTTP response (health,
-    errors and 404s included); responses that set them keep theirs."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def wrapped(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {k for k, _ in headers}
-                for name, value in _DEFAULTS:
-                    if name not in present:
-                        headers.append((name, value))
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, wrapped)
+def add_default_headers(message: Message) -> None:
+    """Put the four basic ``X-Cacheback-*`` headers on a response start that lacks them
+    (health, errors and 404s included); a response that set them keeps its own."""
+    headers = list(message.get("headers", []))
+    present = {name for name, _ in headers}
+    headers.extend(pair for pair in _DEFAULTS if pair[0] not in present)
+    message["headers"] = headers
 
 
 _DEFAULTS = [(k.encode(), v.encode()) for k, v in cache_headers(NO_TIER)]

@@ -12,6 +12,7 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
 
+from ...engine._types import has_lone_surrogate
 from ._apis import Api
 from ._errors import ProxyError
 
@@ -194,14 +195,6 @@ def parse_body(raw: bytes, api: Api) -> dict[str, Any]:
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-def _has_lone_surrogate(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def _reject_lone_surrogates(raw: bytes, body: dict[str, Any]) -> None:
     """400 for a string with a lone surrogate: it has no UTF-8 form, so it can be neither
     hashed nor stored (a valid pair was already joined into one character by the decoder)."""
@@ -212,9 +205,9 @@ def _reject_lone_surrogates(raw: bytes, body: dict[str, Any]) -> None:
         where, value = stack.pop()
         bad = False
         if isinstance(value, str):
-            bad = _has_lone_surrogate(value)
+            bad = has_lone_surrogate(value)
         elif isinstance(value, dict):
-            bad = any(_has_lone_surrogate(k) for k in value)  # reported at the object's path
+            bad = any(has_lone_surrogate(k) for k in value)  # reported at the object's path
             items = [(f"{where}.{k}" if where else k, v) for k, v in value.items()]
             stack.extend(reversed(items))
         elif isinstance(value, list):
