@@ -16,8 +16,7 @@ from ._semantic_cache import (
     NegativeCache,
     SemanticCache,
 )
-from .engine._engine import AsyncEngine
-from .engine._errors import (
+from .core._errors import (
     CachebackBlocked,
     CachebackError,
     ConfigError,
@@ -27,8 +26,9 @@ from .engine._errors import (
     StoreCorrupt,
     StoreError,
 )
-from .engine._settings import Settings
-from .engine._types import Tier
+from .core._settings import Settings
+from .core._types import Tier
+from .engine._engine import AsyncEngine
 
 if TYPE_CHECKING:
     from .adapters.clients import (

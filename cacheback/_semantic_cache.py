@@ -12,12 +12,12 @@ from typing import Any, TypeVar
 
 import anyio
 
+from .core._errors import EngineClosed
+from .core._ports import LLM, Embedder, Store
+from .core._settings import Settings
+from .core._types import LookupRequest, NegativeEntry, Outcome, Tier
 from .engine._engine import AsyncEngine
-from .engine._errors import EngineClosed
 from .engine._portal import PortalRunner
-from .engine._ports import LLM, Embedder, Store
-from .engine._settings import Settings
-from .engine._types import LookupRequest, NegativeEntry, Outcome, Tier
 
 T = TypeVar("T")
 

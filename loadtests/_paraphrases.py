@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cacheback.engine._guard import verbatim_decision
+from cacheback.guard import verbatim_decision
 
 PREFIXES = [
     "",

@@ -23,7 +23,7 @@ import numpy as np
 
 from cacheback import AsyncSemanticCache
 from cacheback.adapters.embedders import MiniLMEmbedder
-from cacheback.engine._types import NewEntry, scope_id, text_hash
+from cacheback.core._types import NewEntry, scope_id, text_hash
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _paraphrases import semantic_hits

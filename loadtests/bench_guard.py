@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from cacheback.engine import _guard
-from cacheback.engine._guard import verbatim_decision
+from cacheback.guard import verbatim_decision
 
 SUITE = Path(__file__).resolve().parent.parent / "tests" / "data" / "near_miss.jsonl"
 BUDGET_MS = 0.2

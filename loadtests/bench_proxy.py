@@ -260,7 +260,7 @@ def semantic_questions(n_needed: int) -> list[str]:
     """Paraphrases the proxy will answer as verbatim hits (screened with the same
     embedder and guard, in this process, before the load starts)."""
     from cacheback.adapters.embedders import MiniLMEmbedder
-    from cacheback.engine._guard import verbatim_decision
+    from cacheback.guard import verbatim_decision
 
     emb = MiniLMEmbedder(intra_op_threads=2)
     out: list[str] = []

@@ -25,7 +25,7 @@ import anyio
 import numpy as np
 
 from cacheback.adapters.storage import EmbeddedStore
-from cacheback.engine._types import NewEntry, text_hash
+from cacheback.core._types import NewEntry, text_hash
 
 BIG_SCOPE = "big"
 SMALL_EVERY = 10  # one entry in ten goes to a small scope

@@ -1,4 +1,4 @@
-"""Fit the verbatim decision's scorer and write ``cacheback/engine/_guard_model.json``.
+"""Fit the verbatim decision's scorer and write ``cacheback/guard/_guard_model.json``.
 
     python scripts/train_guard.py [--pairs CSV ...] [--retrieval JSON ...] [--out FILE]
                                   [--embedding-cache NPZ] [--dry-run]
@@ -41,16 +41,16 @@ from cacheback.adapters.eval._hit_eval import (
     load_pairs,
     load_retrieval,
 )
-from cacheback.engine._guard import (
+from cacheback.core._types import CacheEntry, Candidate
+from cacheback.guard import (
     FEATURE_NAMES,
     GuardModel,
     guard_reasons,
     pair_features,
     verbatim_decision,
 )
-from cacheback.engine._types import CacheEntry, Candidate
 
-OUT = Path(__file__).resolve().parent.parent / "cacheback" / "engine" / "_guard_model.json"
+OUT = Path(__file__).resolve().parent.parent / "cacheback" / "guard" / "_guard_model.json"
 FLOOR = 0.80  # rows far below any sensible threshold say little about the decision
 L2 = 1.0  # ridge on the weights (not the bias), in units of the summed log-loss
 MAX_SHIFT = 0.05

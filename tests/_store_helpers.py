@@ -22,7 +22,7 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from cacheback.adapters.storage import EmbeddedStore
-from cacheback.engine._types import NewEntry, Vector, text_hash
+from cacheback.core._types import NewEntry, Vector, text_hash
 
 DIM = 16
 NOW = 1_700_000_000.0
@@ -124,7 +124,7 @@ import anyio, numpy as np, structlog
 structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
 
 from cacheback.adapters.storage import EmbeddedStore
-from cacheback.engine._types import NewEntry
+from cacheback.core._types import NewEntry
 
 def entry_out(e):
     return {"id": e.id, "scope": e.scope, "query": e.query, "answer": e.answer}

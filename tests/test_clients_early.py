@@ -17,7 +17,7 @@ from fake_provider import FakeProvider, Reply
 
 from cacheback import AsyncCachedAnthropic, AsyncCachedOpenAI, CachedOpenAI
 from cacheback.adapters.clients._early import Abandoned, AsyncGate, SyncGate
-from cacheback.engine._batching import EARLY_PREPARE_LIMIT, prepare_early
+from cacheback.core._batching import EARLY_PREPARE_LIMIT, prepare_early
 
 pytestmark = pytest.mark.anyio
 

@@ -78,7 +78,7 @@ async def test_async_streaming_synthesis_arrives_progressively(
 async def test_declined_synthesis_goes_upstream_once(
     fake: FakeProvider, cache_dir: Path, embedder: Any
 ) -> None:
-    from cacheback.engine._synthesis import DECLINE_MARKER
+    from cacheback.core._synthesis import DECLINE_MARKER
 
     llm = cheap(fake)
     async with AsyncCachedOpenAI(

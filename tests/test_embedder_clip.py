@@ -27,8 +27,8 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from cacheback.adapters.embedders import ClipImageEmbedder, create, load_default_embedder  # noqa: E402
 from cacheback.adapters.embedders._clip import CLIP_MEAN, CLIP_STD  # noqa: E402
-from cacheback.engine._errors import ConfigError, EmbedderError, ModelNotFound  # noqa: E402
-from cacheback.engine._ports import Embedder  # noqa: E402
+from cacheback.core._errors import ConfigError, EmbedderError, ModelNotFound  # noqa: E402
+from cacheback.core._ports import Embedder  # noqa: E402
 
 DIM = 8
 WORDS = ["[PAD]", "[UNK]", "red", "blue", "green", "apple", "sky", "car", "a", "the"]

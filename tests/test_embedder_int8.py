@@ -14,8 +14,8 @@ from structlog.testing import capture_logs
 
 from cacheback.adapters.embedders import MiniLMEmbedder, _minilm, load_default_embedder
 from cacheback.adapters.embedders._int8 import rewrite_int8_weights
-from cacheback.engine._errors import ConfigError
-from cacheback.engine._settings import Settings
+from cacheback.core._errors import ConfigError
+from cacheback.core._settings import Settings
 
 QUESTIONS = [
     "How do I reverse a list in Python?",

@@ -23,8 +23,8 @@ from cacheback.adapters.embedders import (
     unregister,
 )
 from cacheback.adapters.embedders._minilm import plan_runs
-from cacheback.engine._errors import ConfigError, EmbedderError, ModelNotFound
-from cacheback.engine._ports import Embedder
+from cacheback.core._errors import ConfigError, EmbedderError, ModelNotFound
+from cacheback.core._ports import Embedder
 
 PARAPHRASE_A = "How do I reverse a list in Python?"
 PARAPHRASE_B = "What's the way to reverse a Python list?"

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from cacheback import AsyncSemanticCache, SemanticCache
-from cacheback.engine._errors import EngineClosed
+from cacheback.core._errors import EngineClosed
 
 pytestmark = pytest.mark.anyio
 
@@ -187,7 +187,7 @@ async def test_closed_cache_refuses_use(cache_dir: Path, embedder: Any) -> None:
 
 
 async def test_write_behind_is_flushed_on_close(cache_dir: Path, embedder: Any) -> None:
-    from cacheback.engine._types import LookupRequest
+    from cacheback.core._types import LookupRequest
 
     cache = make(cache_dir, embedder)
     await cache.open()
@@ -250,8 +250,8 @@ async def test_blocklist_entries_of_another_process_are_enforced(cache_dir: Path
 
 
 async def test_a_new_scope_skips_embedding_but_stores_a_vector(cache_dir: Path, embedder: Any) -> None:
-    from cacheback.engine._job import Reply
-    from cacheback.engine._types import LookupRequest
+    from cacheback.core._job import Reply
+    from cacheback.core._types import LookupRequest
 
     class Handler:
         streaming = False

@@ -13,12 +13,12 @@ from _proxy_helpers import RunningProxy, proxy_config, running_proxy
 from fake_provider import FakeProvider
 
 from cacheback import AsyncSemanticCache
+from cacheback.core._errors import ConfigError
+from cacheback.core._job import Reply
+from cacheback.core._routing import cosine_rule
+from cacheback.core._settings import Settings
+from cacheback.core._types import LookupRequest, fold_whitespace, text_hash
 from cacheback.engine._engine import AsyncEngine
-from cacheback.engine._errors import ConfigError
-from cacheback.engine._job import Reply
-from cacheback.engine._routing import cosine_rule
-from cacheback.engine._settings import Settings
-from cacheback.engine._types import LookupRequest, fold_whitespace, text_hash
 
 STORED = "What is the capital city of France?"
 PARAPHRASE = "What's the capital city of France?"

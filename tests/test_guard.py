@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cacheback.engine._guard import (
+from cacheback.guard import (
     FEATURE_NAMES,
     Decision,
     GuardModel,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cacheback.engine._hotcache import HotCache
-from cacheback.engine._types import CacheEntry, LookupRequest, Tier
+from cacheback.core._hotcache import HotCache
+from cacheback.core._types import CacheEntry, LookupRequest, Tier
 
 
 def entry(i: int, expires: float = 1e12) -> CacheEntry:

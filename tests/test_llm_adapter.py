@@ -19,9 +19,9 @@ from cacheback.adapters.llm import (
     same_endpoint,
 )
 from cacheback.adapters.llm._openai_compatible import _parse_completion, _sse_events
-from cacheback.engine._errors import ConfigError
-from cacheback.engine._ports import LLM
-from cacheback.engine._settings import Settings
+from cacheback.core._errors import ConfigError
+from cacheback.core._ports import LLM
+from cacheback.core._settings import Settings
 
 pytestmark = pytest.mark.anyio
 

@@ -18,8 +18,8 @@ import pytest
 from _proxy_helpers import RunningProxy, chat_body, proxy_config, running_proxy
 from fake_provider import FakeProvider, Reply, start_fake_provider
 
+from cacheback.core._settings import Settings
 from cacheback.engine._engine import AsyncEngine
-from cacheback.engine._settings import Settings
 
 CLAUDE = "claude-sonnet-4-20250514"
 ANTHROPIC_HEADERS = {"x-api-key": "sk-ant-caller", "anthropic-version": "2023-06-01"}

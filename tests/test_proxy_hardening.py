@@ -199,7 +199,7 @@ def test_an_upstream_proxys_own_headers_never_reach_the_caller(
 
 def test_base_urls_with_a_query_are_refused() -> None:
     from cacheback.adapters.proxy import parse_args
-    from cacheback.engine._errors import ConfigError
+    from cacheback.core._errors import ConfigError
 
     for flag in ("--upstream-openai-base-url", "--upstream-anthropic-base-url"):
         for bad in ("http://up/v1?api-version=1", "http://up/v1#x", "ftp://up/v1", "up/v1"):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from cacheback.engine._batching import BatchPolicy, batch_wait
-from cacheback.engine._routing import TIE_MARGIN, TIE_WORD_WEIGHT, cosine_rule, route
-from cacheback.engine._types import CacheEntry, Candidate, Tier
+from cacheback.core._batching import BatchPolicy, batch_wait
+from cacheback.core._routing import TIE_MARGIN, TIE_WORD_WEIGHT, cosine_rule, route
+from cacheback.core._types import CacheEntry, Candidate, Tier
 
 
 def cand(sim: float, query: str = "q", entry_id: int = 1) -> Candidate:

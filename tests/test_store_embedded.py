@@ -27,8 +27,8 @@ from _store_helpers import (  # noqa: F401 - anyio_backend is a fixture
 )
 
 from cacheback.adapters.storage import EmbeddedStore, HnswIndex, NumpyIndex, _hnsw_index, open_index
-from cacheback.engine._errors import ConfigError, StoreError
-from cacheback.engine._ports import Store, VectorIndex
+from cacheback.core._errors import ConfigError, StoreError
+from cacheback.core._ports import Store, VectorIndex
 
 pytestmark = pytest.mark.anyio
 

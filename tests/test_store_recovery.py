@@ -23,7 +23,7 @@ from _store_helpers import (  # noqa: F401 - anyio_backend is a fixture
     unit,
 )
 
-from cacheback.engine._errors import ConfigError
+from cacheback.core._errors import ConfigError
 
 pytestmark = pytest.mark.anyio
 

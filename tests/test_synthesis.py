@@ -17,19 +17,19 @@ from fake_provider import FakeProvider, RecordedRequest, Reply
 
 from cacheback.adapters.cli import main as cli_main
 from cacheback.adapters.llm import OpenAICompatibleLLM
-from cacheback.engine._costs import PriceTable, load_price_table
-from cacheback.engine._engine import AsyncEngine
-from cacheback.engine._job import Commit, Job
-from cacheback.engine._job import Reply as EngineReply
-from cacheback.engine._settings import Settings
-from cacheback.engine._synthesis import (
+from cacheback.core._costs import PriceTable, load_price_table
+from cacheback.core._job import Commit, Job
+from cacheback.core._job import Reply as EngineReply
+from cacheback.core._settings import Settings
+from cacheback.core._synthesis import (
     DECISION_CHARS,
     DECLINE_MARKER,
     Verdict,
     is_declined,
     judge_prefix,
 )
-from cacheback.engine._types import LookupRequest, Tier
+from cacheback.core._types import LookupRequest, Tier
+from cacheback.engine._engine import AsyncEngine
 
 pytestmark = pytest.mark.anyio
 
@@ -534,7 +534,7 @@ async def test_synthesis_never_blocks_the_event_loop(
         await seed_photosynthesis(env)
         # The hit guard reads its model file once, lazily, on first use (not this test's
         # concern): load it now.
-        from cacheback.engine._guard import shipped_model
+        from cacheback.guard import shipped_model
 
         shipped_model()
         blocking_detector.install()  # before the adapter's first call builds its HTTP client

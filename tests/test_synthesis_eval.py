@@ -13,7 +13,7 @@ from fake_provider import FakeProvider, RecordedRequest, Reply, start_fake_provi
 from cacheback.adapters.cli import main as cli_main
 from cacheback.adapters.eval import synthesis_eval_main
 from cacheback.adapters.eval._synthesis_eval import load_questions, parse_judge_scores
-from cacheback.engine._synthesis import DECLINE_MARKER
+from cacheback.core._synthesis import DECLINE_MARKER
 
 CHEAP = "google/gemini-2.5-flash-lite"
 JUDGE = "gpt-4o-mini"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..engine._ports import Embedder, Store
-from ..engine._settings import Settings
+from ..core._ports import Embedder, Store
+from ..core._settings import Settings
 
 
 def default_embedder(settings: Settings) -> Embedder | None:

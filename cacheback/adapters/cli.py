@@ -16,10 +16,10 @@ from typing import Any, TextIO
 
 import anyio
 
+from ..core._errors import CachebackError
+from ..core._settings import Settings
+from ..core._types import NewEntry
 from ..engine._engine import AsyncEngine
-from ..engine._errors import CachebackError
-from ..engine._settings import Settings
-from ..engine._types import NewEntry
 
 _IMPORT_BATCH = 256
 
@@ -71,7 +71,7 @@ async def _stats(args: argparse.Namespace) -> int:
 
 
 def _print_cost(cost: dict[str, dict[str, Any]], savings: dict[str, float]) -> None:
-    """Per-tier calls, tokens and estimated USD (prices: engine/_costs.py, CACHEBACK_PRICES)."""
+    """Per-tier calls, tokens and estimated USD (prices: core/_costs.py, CACHEBACK_PRICES)."""
     print("cost (estimated USD)")
     print(f"  {'tier':<10}{'requests':>9}{'llm calls':>10}{'tokens in':>11}{'tokens out':>11}"
           f"{'spent':>12}{'saved':>12}")
@@ -105,7 +105,7 @@ async def _entries(args: argparse.Namespace) -> int:
 
 async def _lookup(args: argparse.Namespace) -> int:
     from .._semantic_cache import LookupResult
-    from ..engine._types import LookupRequest
+    from ..core._types import LookupRequest
 
     async with _engine(args) as engine:
         outcome = await engine.lookup(LookupRequest(query=args.query, namespace=args.namespace))
@@ -248,7 +248,7 @@ async def _import(args: argparse.Namespace) -> int:
             return 1
     async with _engine(args) as engine:
         assert engine.store is not None
-        from ..engine._types import scope_id, text_hash
+        from ..core._types import scope_id, text_hash
 
         now = time.time()
         done = 0

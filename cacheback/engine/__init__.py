@@ -1,1 +1,1 @@
-"""The runtime: types, ports, settings, errors, the pipeline and the engine."""
+"""The engine: assembles the stages into a pipeline and runs it (above ``stages`` and ``core``)."""

@@ -18,18 +18,17 @@ import anyio.to_thread
 import numpy as np
 import structlog
 
-from ._accounting import CostAccounting, ReplyTap, price_table, synthesized
-from ._errors import ConfigError, EngineClosed, StoreError
-from ._hotcache import HotCache
-from ._job import Commit, Job, TierHandler, coalescing_key
-from ._pipeline import Pipeline
-from ._ports import LLM, Embedder, Store
-from ._routing import VerbatimRule, cosine_rule
-from ._settings import Settings
-from ._stage import Stage
-from ._stats import Stats
-from ._telemetry import TracingObserver
-from ._types import (
+from ..core._accounting import CostAccounting, ReplyTap, price_table, synthesized
+from ..core._errors import ConfigError, EngineClosed, StoreError
+from ..core._hotcache import HotCache
+from ..core._job import Commit, Job, TierHandler, coalescing_key
+from ..core._ports import LLM, Embedder, Store
+from ..core._routing import VerbatimRule, cosine_rule
+from ..core._settings import Settings
+from ..core._stage import Stage
+from ..core._stats import Stats
+from ..core._telemetry import TracingObserver
+from ..core._types import (
     CacheEntry,
     LookupRequest,
     NegativeEntry,
@@ -43,6 +42,7 @@ from ._types import (
     scope_id,
     text_hash,
 )
+from ._pipeline import Pipeline
 from ._wiring import build_persister, build_stages, edges_for
 
 log = structlog.get_logger("cacheback.engine")
@@ -51,7 +51,7 @@ log = structlog.get_logger("cacheback.engine")
 def default_verbatim_rule(guard: bool) -> VerbatimRule:
     if not guard:
         return cosine_rule
-    from ._guard import verbatim_decision
+    from ..guard import verbatim_decision
 
     def rule(query: str, candidate: str, similarity: float, threshold: float) -> tuple[bool, tuple[str, ...]]:
         d = verbatim_decision(query, candidate, similarity, threshold, guard=True)
@@ -157,7 +157,7 @@ class AsyncEngine:
         self._negatives = await self.store.negative_count()
         self._rule = self._rule_arg or default_verbatim_rule(s.guard_enabled)
         if s.guard_enabled:
-            from ._guard import shipped_model
+            from ..guard import shipped_model
 
             await anyio.to_thread.run_sync(shipped_model)
         self.accounting.prices = await anyio.to_thread.run_sync(price_table, s)

@@ -21,11 +21,11 @@ import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._batching import BatchPolicy, batch_wait
-from ._errors import EngineClosed
-from ._job import Job, release_handler
-from ._stage import Stage
-from ._types import Outcome, Tier
+from ..core._batching import BatchPolicy, batch_wait
+from ..core._errors import EngineClosed
+from ..core._job import Job, release_handler
+from ..core._stage import Stage
+from ..core._types import Outcome, Tier
 
 log = structlog.get_logger("cacheback.pipeline")
 

@@ -23,7 +23,7 @@ import anyio
 import structlog
 from anyio.from_thread import BlockingPortal
 
-from ._errors import EngineClosed
+from ..core._errors import EngineClosed
 
 T = TypeVar("T")
 log = structlog.get_logger("cacheback.portal")

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ..core._batching import BatchPolicy
+from ..core._ports import Store
+from ..core._stage import Stage
 from ..stages.embed_batcher import EmbedBatcher
 from ..stages.negative_gate import NegativeGate
 from ..stages.normalize import Normalize
@@ -13,9 +16,6 @@ from ..stages.synthesizer import Synthesizer
 from ..stages.tier_router import TierRouter
 from ..stages.upstream import Upstream
 from ..stages.vector_search import VectorSearch
-from ._batching import BatchPolicy
-from ._ports import Store
-from ._stage import Stage
 
 if TYPE_CHECKING:
     from ._engine import AsyncEngine

@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 import anyio.to_thread
 from anyio import CapacityLimiter
 
-from ..engine._batching import BatchPolicy, prepare_early
-from ..engine._job import Job, prepare_handler
-from ..engine._ports import Embedder
-from ..engine._stage import Stage
-from ..engine._types import Vector, clean_text
+from ..core._batching import BatchPolicy, prepare_early
+from ..core._job import Job, prepare_handler
+from ..core._ports import Embedder
+from ..core._stage import Stage
+from ..core._types import Vector, clean_text
 from .negative_gate import past_the_gate
 
 

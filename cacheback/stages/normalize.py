@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from ..engine._hotcache import HotCache
-from ..engine._job import Job
-from ..engine._ports import Store
-from ..engine._stage import Stage
-from ..engine._types import Tier
+from ..core._hotcache import HotCache
+from ..core._job import Job
+from ..core._ports import Store
+from ..core._stage import Stage
+from ..core._types import Tier
 
 
 class Normalize(Stage):

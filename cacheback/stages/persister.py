@@ -8,10 +8,10 @@ from dataclasses import dataclass, field, replace
 
 import anyio
 
-from ..engine._batching import BatchPolicy
-from ..engine._hotcache import HotCache
-from ..engine._ports import Embedder, Store
-from ..engine._types import CacheEntry, NewEntry, clean_text
+from ..core._batching import BatchPolicy
+from ..core._hotcache import HotCache
+from ..core._ports import Embedder, Store
+from ..core._types import CacheEntry, NewEntry, clean_text
 
 
 @dataclass(eq=False, slots=True)

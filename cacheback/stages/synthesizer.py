@@ -25,18 +25,18 @@ from typing import Any
 import anyio
 import structlog
 
-from ..engine._costs import estimate_tokens
-from ..engine._job import Commit, Job
-from ..engine._ports import LLM, LLMReply
-from ..engine._settings import Settings
-from ..engine._stage import Stage
-from ..engine._synthesis import (
+from ..core._costs import estimate_tokens
+from ..core._job import Commit, Job
+from ..core._ports import LLM, LLMReply
+from ..core._settings import Settings
+from ..core._stage import Stage
+from ..core._synthesis import (
     Verdict,
     build_synthesis_messages,
     is_declined,
     judge_prefix,
 )
-from ..engine._types import Candidate, Outcome, Tier
+from ..core._types import Candidate, Outcome, Tier
 
 log = structlog.get_logger("cacheback.synthesis")
 

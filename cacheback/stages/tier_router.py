@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from ..engine._batching import BatchPolicy
-from ..engine._job import Job
-from ..engine._routing import VerbatimRule, route
-from ..engine._settings import Settings
-from ..engine._stage import Stage
-from ..engine._types import Tier
+from ..core._batching import BatchPolicy
+from ..core._job import Job
+from ..core._routing import VerbatimRule, route
+from ..core._settings import Settings
+from ..core._stage import Stage
+from ..core._types import Tier
 
 
 class TierRouter(Stage):

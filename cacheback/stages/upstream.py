@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from ..engine._hotcache import HotCache
-from ..engine._job import Commit, Job, Reply, coalescing_key
-from ..engine._stage import Stage
-from ..engine._types import Tier
+from ..core._hotcache import HotCache
+from ..core._job import Commit, Job, Reply, coalescing_key
+from ..core._stage import Stage
+from ..core._types import Tier
 
 
 @dataclass(eq=False, slots=True)

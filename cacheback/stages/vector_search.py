@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 import anyio
 
-from ..engine._batching import BatchPolicy
-from ..engine._job import Job
-from ..engine._ports import Store
-from ..engine._stage import Stage
-from ..engine._types import Candidate
+from ..core._batching import BatchPolicy
+from ..core._job import Job
+from ..core._ports import Store
+from ..core._stage import Stage
+from ..core._types import Candidate
 
 _DRAIN = BatchPolicy(max_batch=64, max_wait_s=0.0)
 

@@ -14,12 +14,12 @@ import anyio
 import anyio.to_thread
 import structlog
 
+from ...core._errors import CachebackBlocked, CachebackError, ConfigError
+from ...core._job import Commit, Job, Reply
+from ...core._ports import LLM, Embedder, Store
+from ...core._settings import Settings
+from ...core._types import LookupRequest, Tier
 from ...engine._engine import AsyncEngine
-from ...engine._errors import CachebackBlocked, CachebackError, ConfigError
-from ...engine._job import Commit, Job, Reply
-from ...engine._ports import LLM, Embedder, Store
-from ...engine._settings import Settings
-from ...engine._types import LookupRequest, Tier
 from ..providers import RequestKey, mark
 from ..providers._common import no_request
 from ._early import EarlyCall, run_blocking, start_async, start_sync

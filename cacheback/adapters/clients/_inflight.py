@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ...engine._errors import EngineClosed
+from ...core._errors import EngineClosed
 
 if TYPE_CHECKING:
     from ...engine._engine import AsyncEngine

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ...engine._ports import LLM, Embedder, Store
-from ...engine._settings import Settings
+from ...core._ports import LLM, Embedder, Store
+from ...core._settings import Settings
 from ._core import ClientCache, ClientOptions, NegativeHook
 
 

@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..._semantic_cache import AsyncSemanticCache, SemanticCache
-from ...engine._errors import EngineClosed
+from ...core._errors import EngineClosed
+from ...core._types import Tier
 from ...engine._portal import PortalRunner
-from ...engine._types import Tier
 from ._core import CONTROL_KWARG, AsyncSDKHandler, ClientCache, Prepared, SyncSDKHandler
 from ._specs import ApiSpec
 

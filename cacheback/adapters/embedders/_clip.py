@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
-from cacheback.engine._errors import ConfigError, EmbedderError, ModelNotFound
-from cacheback.engine._types import Vector
+from cacheback.core._errors import ConfigError, EmbedderError, ModelNotFound
+from cacheback.core._types import Vector
 
 from ._minilm import MAX_RUN_ROWS, l2_normalise, open_session, read_checksum_file, verify_sha256
 

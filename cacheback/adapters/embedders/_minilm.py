@@ -22,9 +22,9 @@ import numpy as np
 import structlog
 from numpy.typing import NDArray
 
-from cacheback.engine._errors import ConfigError, EmbedderError, ModelNotFound
-from cacheback.engine._settings import EMBED_COMPUTE_MODES, default_cache_dir
-from cacheback.engine._types import Vector
+from cacheback.core._errors import ConfigError, EmbedderError, ModelNotFound
+from cacheback.core._settings import EMBED_COMPUTE_MODES, default_cache_dir
+from cacheback.core._types import Vector
 
 if TYPE_CHECKING:
     from tokenizers import Encoding, Tokenizer

@@ -15,8 +15,8 @@ from typing import Any
 
 import structlog
 
-from cacheback.engine._errors import ConfigError, EmbedderError
-from cacheback.engine._ports import Embedder
+from cacheback.core._errors import ConfigError, EmbedderError
+from cacheback.core._ports import Embedder
 
 __all__ = [
     "EmbedderFactory",

@@ -9,7 +9,7 @@ Two protocols (see ``shared/eval/README.md`` in the project's shared data):
   origin, every ``similar`` is looked up. Returning its own pair's entry is correct,
   any other entry is wrong, no hit is a miss. Plain cosine serves the nearest entry;
   the shipped decision serves what the engine's router picks among the five nearest
-  (``cacheback.engine._routing.route`` with the guarded rule). Wrong hits on an entry
+  (``cacheback.core._routing.route`` with the guarded rule). Wrong hits on an entry
   whose text is identical to the pair's own (a data set may hold a text twice) are
   counted too and printed apart: no rule can tell those entries apart.
 
@@ -31,9 +31,9 @@ from typing import TextIO
 import numpy as np
 from numpy.typing import NDArray
 
-from cacheback.engine._guard import Decision, GuardModel, verbatim_decision
-from cacheback.engine._routing import VerbatimRule, route
-from cacheback.engine._types import CacheEntry, Candidate, Tier
+from cacheback.core._routing import VerbatimRule, route
+from cacheback.core._types import CacheEntry, Candidate, Tier
+from cacheback.guard import Decision, GuardModel, verbatim_decision
 
 __all__ = [
     "Counts",

@@ -19,7 +19,7 @@ answers, or an upstream call (whose answer is cached for later questions).
 For each synthesized answer the upstream model also answers the question directly (the
 reference) and the judge scores both from 0 to 10; the quality ratio is
 ``candidate score / reference score``. The report gives the mean ratio (the product page
-quotes 0.89) and the estimated cost per answer of each tier (prices: engine/_costs.py,
+quotes 0.89) and the estimated cost per answer of each tier (prices: core/_costs.py,
 overridable with ``CACHEBACK_PRICES``).
 
 Endpoints are OpenAI-compatible chat completions APIs. Keys are read from environment
@@ -50,13 +50,13 @@ from urllib.parse import urlsplit
 import anyio
 import structlog
 
-from ...engine._costs import PriceTable, load_price_table
+from ...core._costs import PriceTable, load_price_table
+from ...core._errors import CachebackError, ConfigError
+from ...core._job import Commit, Reply
+from ...core._ports import LLM, Embedder, LLMReply
+from ...core._settings import Settings
+from ...core._types import LookupRequest, Tier
 from ...engine._engine import AsyncEngine
-from ...engine._errors import CachebackError, ConfigError
-from ...engine._job import Commit, Reply
-from ...engine._ports import LLM, Embedder, LLMReply
-from ...engine._settings import Settings
-from ...engine._types import LookupRequest, Tier
 from ..llm import OPENAI_BASE_URL, OpenAICompatibleLLM, llm_from_settings
 
 __all__ = [

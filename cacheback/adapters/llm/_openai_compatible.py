@@ -26,10 +26,10 @@ import anyio.to_thread
 import httpx
 import structlog
 
-from ...engine._costs import estimate_tokens
-from ...engine._errors import CachebackError, ConfigError
-from ...engine._ports import LLM, LLMReply
-from ...engine._settings import Settings
+from ...core._costs import estimate_tokens
+from ...core._errors import CachebackError, ConfigError
+from ...core._ports import LLM, LLMReply
+from ...core._settings import Settings
 
 log = structlog.get_logger("cacheback.synthesis")
 

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cacheback.engine._types import LookupRequest
+from cacheback.core._types import LookupRequest
 
 from ._common import Unkeyable, canonical, canonical_json, digest, to_wire
 

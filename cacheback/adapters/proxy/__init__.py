@@ -22,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import structlog
     import uvicorn
 
-    from ...engine._errors import ConfigError
+    from ...core._errors import ConfigError
 
     try:
         config = parse_args(argv)

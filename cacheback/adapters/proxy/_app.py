@@ -18,8 +18,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from ...core._ports import LLM, Embedder, Store
 from ...engine._engine import AsyncEngine
-from ...engine._ports import LLM, Embedder, Store
 from ._apis import CHAT, MESSAGES, RESPONSES
 from ._cached import cached_endpoint
 from ._config import CONFIG_ENV, ProxyConfig

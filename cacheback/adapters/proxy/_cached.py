@@ -11,9 +11,9 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...engine._errors import CachebackError
-from ...engine._job import Job, Reply
-from ...engine._types import Tier
+from ...core._errors import CachebackError
+from ...core._job import Job, Reply
+from ...core._types import Tier
 from ..providers import RequestKey
 from ._apis import Api
 from ._auth import Caller

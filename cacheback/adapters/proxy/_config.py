@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from ...engine._errors import ConfigError
-from ...engine._settings import Settings
+from ...core._errors import ConfigError
+from ...core._settings import Settings
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"  # like the Anthropic SDK: no /v1

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ...engine._job import Commit, Reply
+from ...core._job import Commit, Reply
 from ..providers import RequestKey
 from ._apis import Api
 from ._synthesis import MARKER, Rendered, SynthesisStream

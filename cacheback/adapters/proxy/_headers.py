@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from starlette.types import Message
 
-from ...engine._job import Job
-from ...engine._types import Outcome, Tier
+from ...core._job import Job
+from ...core._types import Outcome, Tier
 
 _NO_SIMILARITY = "none"
 NO_TIER = "none"  # outside the cached APIs: pass-through, health, metrics, 404s

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ...engine._errors import CachebackError
+from ...core._errors import CachebackError
 from ._errors import Provider, ProxyError, provider_for
 from ._fallback import METHODS, method_not_allowed, not_found
 from ._proxy import Endpoint, Proxy

@@ -14,9 +14,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...core._errors import CachebackError
+from ...core._ports import LLM, Embedder, Store
 from ...engine._engine import AsyncEngine
-from ...engine._errors import CachebackError
-from ...engine._ports import LLM, Embedder, Store
 from ._auth import Authenticator
 from ._config import ProxyConfig
 from ._errors import Provider, ProxyError, redact

@@ -12,7 +12,7 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
 
-from ...engine._types import has_lone_surrogate
+from ...core._types import has_lone_surrogate
 from ._apis import Api
 from ._errors import ProxyError
 

@@ -31,8 +31,8 @@ import anyio.to_thread
 import numpy as np
 import structlog
 
-from ...engine._errors import ConfigError, StoreCorrupt, StoreError
-from ...engine._types import CacheEntry, NegativeEntry, NewEntry, Vector
+from ...core._errors import ConfigError, StoreCorrupt, StoreError
+from ...core._types import CacheEntry, NegativeEntry, NewEntry, Vector
 from ._index_files import (
     DB_FILE,
     AnyIndex,
@@ -53,7 +53,7 @@ from ._scope_map import ScopeMap
 from ._sqlite import ChangeRow, Database, EntryRow, dumps_metadata, is_busy, is_corruption
 
 if TYPE_CHECKING:
-    from ...engine._ports import Store
+    from ...core._ports import Store
 
 _RECENT_DELETIONS = 65_536  # ids kept so the engine can drop just those from memory
 

@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ...engine._errors import ConfigError
-from ...engine._types import Vector
+from ...core._errors import ConfigError
+from ...core._types import Vector
 from ._numpy_index import as_unit_rows, as_unit_vector, dedupe_last
 
 _FILE = "index.hnsw"

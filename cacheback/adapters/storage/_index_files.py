@@ -21,8 +21,8 @@ from typing import Any, Literal
 import numpy as np
 import structlog
 
-from ...engine._errors import CachebackError, ConfigError
-from ...engine._types import Vector
+from ...core._errors import CachebackError, ConfigError
+from ...core._types import Vector
 from ._hnsw_index import HnswIndex, hnsw_available
 from ._numpy_index import NumpyIndex, as_unit_rows
 

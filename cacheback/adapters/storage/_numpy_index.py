@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from ...engine._errors import ConfigError
-from ...engine._types import Vector
+from ...core._errors import ConfigError
+from ...core._types import Vector
 
 IdArray = NDArray[np.int64]
 

@@ -21,8 +21,8 @@ from typing import Any
 import aiosqlite
 import anyio
 
-from ...engine._errors import StoreError
-from ...engine._types import CacheEntry, NegativeEntry
+from ...core._errors import StoreError
+from ...core._types import CacheEntry, NegativeEntry
 
 SCHEMA_VERSION = 1
 _CHUNK = 500  # ids per IN (...) list: far below SQLite's variable limit on every version

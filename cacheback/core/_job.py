@@ -24,7 +24,7 @@ class Reply:
 
     ``usage`` is what the provider call behind ``response`` consumed, for cost
     accounting: ``{"input_tokens": int, "output_tokens": int, "model": str}`` (the
-    model id the provider reported, priced by ``engine/_costs.py``). The upstream
+    model id the provider reported, priced by ``core/_costs.py``). The upstream
     handler fills it for a plain response before returning; a deferred stream fills
     the same dict in place when the stream ends, before it calls commit (the engine
     reads it when the job finishes and again at commit). The engine stores it in the

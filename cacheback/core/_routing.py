@@ -90,7 +90,7 @@ def _break_tie(query: str, accepted: Sequence[Candidate]) -> Candidate | None:
     tied = [c for c in accepted if first.similarity - c.similarity <= TIE_MARGIN]
     if len(tied) < 2:
         return first
-    from ._guard import word_overlap
+    from ..guard import word_overlap
 
     # max() keeps the first of equal keys, so an exact tie keeps the nearer candidate.
     return max(tied, key=lambda c: c.similarity + TIE_WORD_WEIGHT * word_overlap(query, c.entry.query))

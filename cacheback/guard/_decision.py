@@ -58,7 +58,7 @@ def filter_synthesis_candidates(
     An answer built from "Python 3.11" facts is as wrong for a "3.12" question as a
     verbatim hit would be. ``text_of`` gives a candidate's question text (default: the
     candidate itself if it is a string, else its ``entry.query``, as on
-    :class:`~cacheback.engine._types.Candidate`).
+    :class:`~cacheback.core._types.Candidate`).
     """
 
     def text(c: T) -> str:

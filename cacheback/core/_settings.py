@@ -39,7 +39,7 @@ class Settings:
     synthesis_timeout_s: float = 10.0  # whole call; for streams, until the first answer tokens
     synthesis_max_tokens: int = 1024
     synthesis_store: bool = False  # store synthesized answers as verbatim entries
-    prices: dict[str, Any] | str | None = None  # price overrides, or a JSON file (engine/_costs.py)
+    prices: dict[str, Any] | str | None = None  # price overrides, or a JSON file (core/_costs.py)
     cache_ttl: float = 86400.0
     max_entries: int = 100_000
     top_k: int = 5

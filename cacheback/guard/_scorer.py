@@ -70,14 +70,14 @@ class GuardModel:
         )
 
 
-# The model sits in the parent package, where scripts/train_guard.py writes it and
+# The model sits in this package, where scripts/train_guard.py writes it and
 # pyproject.toml ships it as package data.
-_MODEL_PACKAGE = (__package__ or "cacheback.engine._guard").rpartition(".")[0]
+_MODEL_PACKAGE = __package__ or "cacheback.guard"
 
 
 @lru_cache(maxsize=1)
 def shipped_model() -> GuardModel | None:
-    """The committed scorer (``engine/_guard_model.json``), if any; read once (the engine
+    """The committed scorer (``guard/_guard_model.json``), if any; read once (the engine
     warms this on a worker thread so the event loop never reads the file)."""
     try:
         raw = resources.files(_MODEL_PACKAGE).joinpath("_guard_model.json").read_text(
