@@ -1,0 +1,155 @@
+"""The storage ports: small protocols a second backend can implement in a day.
+
+A backend is one ``Store``: a lifecycle plus five parts, each its own protocol of at most
+ten members. The engine and the stages see only these; a contract test suite
+(``tests/store_contract``) runs over every implementation.
+
+Write path: ``Entries.put`` commits rows durably (group-committed by the persister within
+milliseconds of the answer); a row may arrive without its vector, which is then exact-only
+until ``attach_vectors`` gives it one. ``unindexed`` lists rows still without a vector, so
+a restart embeds and indexes what a crash left behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from ._types import CacheEntry, NegativeEntry, NewEntry, Vector
+
+
+@runtime_checkable
+class Entries(Protocol):
+    """Cached answers: exact lookup, scoped vector search and the write path."""
+
+    async def find_exact(self, scope: str, query_hash: str, now: float) -> CacheEntry | None:
+        """The live entry of ``scope`` with this hash, with its vector when it has one."""
+        ...
+
+    async def search(self, scope: str, vector: Vector, k: int, now: float) -> list[tuple[CacheEntry, float]]:
+        """Live entries of ``scope`` nearest to ``vector`` (cosine), best first; never an
+        expired, evicted or deleted one."""
+        ...
+
+    async def put(self, entries: Sequence[NewEntry]) -> list[int]:
+        """Commit (insert, or replace the same scope and hash) and return the ids; evicts
+        the least recently used past the cap. Entries without a vector are exact-only."""
+        ...
+
+    async def attach_vectors(self, ids: Sequence[int], vectors: Vector) -> None:
+        """Give stored rows their vectors (row i of ``vectors`` for ``ids[i]``); ids that
+        are gone meanwhile are skipped."""
+        ...
+
+    async def unindexed(self, limit: int) -> list[CacheEntry]:
+        """Live rows that have no vector yet (oldest first)."""
+        ...
+
+    async def touch(self, ids: Sequence[int], now: float) -> None: ...
+
+    async def get(self, entry_id: int) -> CacheEntry | None: ...
+
+    async def delete(self, ids: Sequence[int]) -> int: ...
+
+    def scope_size(self, scope: str) -> int | None:
+        """Searchable entries of ``scope`` this process knows of (None: cannot tell cheaply).
+        Zero lets a lookup skip embedding: nothing in the scope could match semantically."""
+        ...
+
+
+@runtime_checkable
+class Maintenance(Protocol):
+    """Operator actions over all entries."""
+
+    async def evict_expired(self, now: float) -> int: ...
+
+    async def clear(self, scope_prefix: str | None = None) -> int: ...
+
+    async def count(self) -> int: ...
+
+    async def list(self, limit: int = 100, offset: int = 0) -> list[CacheEntry]: ...
+
+
+@runtime_checkable
+class ChangeFeed(Protocol):
+    """What other processes or replicas changed; the engine's hot cache follows it."""
+
+    @property
+    def deletions(self) -> int:
+        """Grows whenever entries are deleted, evicted or expired (by anyone, once seen)."""
+        ...
+
+    def deleted_since(self, count: int) -> list[int] | None:
+        """Ids deleted after ``deletions`` was ``count``; None when no longer known."""
+        ...
+
+    async def sync(self) -> None:
+        """Catch up on what others wrote and deleted (called about once a second)."""
+        ...
+
+
+@runtime_checkable
+class Blocklist(Protocol):
+    """The negative cache: known-bad queries, matched semantically."""
+
+    async def add(
+        self,
+        query: str,
+        vector: Vector,
+        reason: str,
+        category: str,
+        severity: int,
+        metadata: dict[str, Any],
+        now: float,
+    ) -> int: ...
+
+    async def search(self, vector: Vector, k: int) -> list[tuple[NegativeEntry, float]]: ...
+
+    async def get(self, entry_id: int) -> NegativeEntry | None: ...
+
+    async def list(self, category: str | None = None, limit: int | None = None) -> list[NegativeEntry]: ...
+
+    async def remove(self, entry_id: int) -> bool: ...
+
+    async def report_false_positive(self, entry_id: int) -> int:
+        """Increment and return the report count (-1 if the entry does not exist)."""
+        ...
+
+    async def count(self) -> int: ...
+
+
+@runtime_checkable
+class Counters(Protocol):
+    """Cumulative counters (hits, misses, tokens and money saved), shared by all processes."""
+
+    async def load(self) -> dict[str, float]: ...
+
+    async def add(self, deltas: dict[str, float]) -> None: ...
+
+
+@runtime_checkable
+class Store(Protocol):
+    """One storage backend: its lifecycle and its parts."""
+
+    @property
+    def entries(self) -> Entries: ...
+
+    @property
+    def maintenance(self) -> Maintenance: ...
+
+    @property
+    def changes(self) -> ChangeFeed: ...
+
+    @property
+    def blocklist(self) -> Blocklist: ...
+
+    @property
+    def counters(self) -> Counters: ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def describe(self) -> dict[str, Any]:
+        """What stats and /health show: backend, location, health (``degraded`` and why)."""
+        ...
