@@ -16,7 +16,7 @@ DEFAULT_CACHE_DIR = "~/.cacheback"
 
 
 #: "int8": the packaged model's int8 weights on int8 kernels; "float32": what onnxruntime
-#: makes of the model file by itself (README, "Embedding precision").
+#: makes of the model file by itself (docs/storage.md, "Embedding precision").
 EMBED_COMPUTE_MODES = ("int8", "float32")
 
 

@@ -18,8 +18,8 @@ dominates the cost of embedding one query.
 
 Activations quantized per block of 32 move a pair's cosine similarity by at most 0.009
 (p99 0.0045) over 600 evaluation questions (``loadtests/bench_embed_compute.py``), and
-``cacheback eval`` gives the same precision and recall as the float computation (README,
-"Embedding precision").
+``cacheback eval`` gives the same precision and recall as the float computation
+(docs/storage.md, "Embedding precision").
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import numpy as np
 __all__ = ["BLOCK", "rewrite_int8_weights"]
 
 #: Activation block for MatMulNBits. Smaller blocks follow the float result more closely;
-#: 32 matches it on the evaluation sets, 128 already shifts recall (README).
+#: 32 matches it on the evaluation sets, 128 already shifts recall (docs/storage.md).
 BLOCK = 32
 _MS_DOMAIN = "com.microsoft"
 
