@@ -1,5 +1,6 @@
-"""The README and the pages under ``docs/``: every relative link resolves, the README stays
-short, and its first two shell blocks are the two quick-start commands.
+"""The README and the pages under ``docs/``: every relative link resolves, every file of the
+repository they name in backticks exists, the README stays short, and its first two shell
+blocks are the two quick-start commands.
 
 Anchors (``page.md#section``) are checked against the headings of the target page, with
 GitHub's rule for turning a heading into an anchor.
@@ -20,6 +21,8 @@ README_MAX_LINES = 300
 _FENCE = re.compile(r"^(```|~~~)")
 _LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 _HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*\s*$")
+# `cacheback/core/_settings.py`, `tests/data/near_miss.jsonl`, `loadtests/bench_proxy.py`, ...
+_REPO_PATH = re.compile(r"`((?:cacheback|tests|loadtests|scripts|\.ci)/[^`\s]+)`")
 
 
 def _pages() -> list[Path]:
@@ -106,6 +109,12 @@ def broken_links(path: Path) -> list[str]:
     return broken
 
 
+def missing_paths(path: Path) -> list[str]:
+    """Repository files named in backticks (prose and code alike) that do not exist."""
+    named = _REPO_PATH.findall(path.read_text(encoding="utf-8"))
+    return sorted({p for p in named if not (ROOT / p).exists()})
+
+
 def test_anchor_follows_githubs_rule() -> None:
     assert anchor("A hit is the provider's stored response, replayed") == (
         "a-hit-is-the-providers-stored-response-replayed"
@@ -133,6 +142,17 @@ def test_broken_links_are_found(tmp_path: Path) -> None:
 @pytest.mark.parametrize("page", _pages(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_relative_links_resolve(page: Path) -> None:
     assert broken_links(page) == []
+
+
+@pytest.mark.parametrize("page", _pages(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_named_repository_files_exist(page: Path) -> None:
+    assert missing_paths(page) == []
+
+
+def test_missing_paths_are_found(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("see `cacheback/__init__.py` and `cacheback/no_such_module.py`\n", encoding="utf-8")
+    assert missing_paths(page) == ["cacheback/no_such_module.py"]
 
 
 def test_docs_have_links_to_check() -> None:
