@@ -16,6 +16,7 @@ from ._semantic_cache import (
     NegativeCache,
     SemanticCache,
 )
+from .adapters._defaults import default_embedder, default_llm, default_store
 from .core._errors import (
     CachebackBlocked,
     CachebackError,
@@ -28,6 +29,7 @@ from .core._errors import (
 )
 from .core._settings import Settings
 from .core._types import Tier
+from .engine._defaults import Defaults, install_defaults
 from .engine._engine import AsyncEngine
 
 if TYPE_CHECKING:
@@ -41,6 +43,9 @@ if TYPE_CHECKING:
 __version__ = "0.1.1"
 
 configure_default_logging()
+
+# The engine builds nothing concrete itself: the embedded store and embedder come from here.
+install_defaults(Defaults(embedder=default_embedder, store=default_store, llm=default_llm))
 
 _CLIENTS = {"CachedOpenAI", "AsyncCachedOpenAI", "CachedAnthropic", "AsyncCachedAnthropic"}
 

@@ -16,8 +16,8 @@ from _client_helpers import anthropic_args, openai_args, user
 from fake_provider import FakeProvider, Reply
 
 from cacheback import AsyncCachedAnthropic, AsyncCachedOpenAI, CachedOpenAI
-from cacheback.adapters.clients._early import Abandoned, AsyncGate, SyncGate
 from cacheback.core._batching import EARLY_PREPARE_LIMIT, prepare_early
+from cacheback.core._early import Abandoned, Gate
 
 pytestmark = pytest.mark.anyio
 
@@ -64,7 +64,7 @@ def test_prepare_early_only_with_room_to_spare() -> None:
 
 
 async def test_async_gate_opens_or_abandons() -> None:
-    opened, abandoned = AsyncGate(), AsyncGate()
+    opened, abandoned = Gate(), Gate()
     opened.open()
     await opened.wait()
     abandoned.abandon()
@@ -73,12 +73,12 @@ async def test_async_gate_opens_or_abandons() -> None:
 
 
 def test_sync_gate_holds_a_thread_until_decided() -> None:
-    gate = SyncGate()
+    gate = Gate()
     result: list[str] = []
 
     def worker() -> None:
         try:
-            gate.wait()
+            gate.wait_blocking()
             result.append("sent")
         except Abandoned:
             result.append("abandoned")
@@ -93,11 +93,11 @@ def test_sync_gate_holds_a_thread_until_decided() -> None:
 
 
 def test_an_undecided_sync_gate_gives_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cacheback.adapters.clients import _early
+    from cacheback.core import _early
 
     monkeypatch.setattr(_early, "SYNC_GATE_TIMEOUT_S", 0.05)
     with pytest.raises(Abandoned):
-        SyncGate().wait()  # nobody decides: the parked thread must still end
+        Gate().wait_blocking()  # nobody decides: the parked thread must still end
 
 
 # -- through the real SDKs ------------------------------------------------------------

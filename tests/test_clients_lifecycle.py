@@ -184,8 +184,8 @@ def test_exit_flushes_but_does_not_wait_for_a_call_still_upstream(
 
 
 CTRL_C = """
-from cacheback.adapters.clients import _inflight
-_inflight.CLOSE_GRACE_S = 30.0  # so that only a call cancelled by the Ctrl-C lets close be quick
+from cacheback.adapters.clients import _core
+_core.CLOSE_GRACE_S = 30.0  # so that only a call cancelled by the Ctrl-C lets close be quick
 try:
     ask("A slow question")
 except KeyboardInterrupt:

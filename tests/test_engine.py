@@ -187,6 +187,7 @@ async def test_closed_cache_refuses_use(cache_dir: Path, embedder: Any) -> None:
 
 
 async def test_write_behind_is_flushed_on_close(cache_dir: Path, embedder: Any) -> None:
+    from cacheback.core._call import Text
     from cacheback.core._types import LookupRequest
 
     cache = make(cache_dir, embedder)
@@ -194,7 +195,7 @@ async def test_write_behind_is_flushed_on_close(cache_dir: Path, embedder: Any) 
     engine = cache.engine
     job = engine.make_job(LookupRequest(query="What is Kubernetes?"))
     job.vector = (await engine.embed(["What is Kubernetes?"]))[0]  # type: ignore[index]
-    engine._make_commit(job)("An orchestrator.", None)
+    engine._store_answer(job, Text("An orchestrator."))
     await cache.close()
     async with make(cache_dir, embedder) as again:
         assert await again.lookup("What is Kubernetes?") == "An orchestrator."
@@ -250,22 +251,22 @@ async def test_blocklist_entries_of_another_process_are_enforced(cache_dir: Path
 
 
 async def test_a_new_scope_skips_embedding_but_stores_a_vector(cache_dir: Path, embedder: Any) -> None:
-    from cacheback.core._job import Reply
+    from cacheback.core._call import Text, UpstreamCall
     from cacheback.core._types import LookupRequest
 
-    class Handler:
-        streaming = False
+    async def send() -> str:
+        return "Light travels at about 300,000 km/s."
 
-        async def upstream(self, commit: Any) -> Reply:
-            return Reply("response", "Light travels at about 300,000 km/s.", None)
+    def no_stream() -> Any:
+        raise AssertionError("no stream here")
 
-        async def synthesized(self, text: Any, stream: Any, usage: Any) -> Reply:
-            raise AssertionError("no synthesis here")
+    def call() -> UpstreamCall:
+        return UpstreamCall(send=send, streaming=False, extract=lambda t: (Text(t), {}), reader=no_stream)
 
     async with make(cache_dir, embedder) as cache:
         engine = cache.engine
         batches = engine._stages["embed_batcher"].batches  # type: ignore[attr-defined]
-        job = await engine.run(LookupRequest(query="What is the speed of light?", scope="new"), Handler())
+        job = await engine.run(LookupRequest(query="What is the speed of light?", scope="new"), call())
         assert job.outcome is not None and job.outcome.tier.value == "upstream"
         assert engine._stages["embed_batcher"].batches == batches  # type: ignore[attr-defined]
         await cache.flush()  # the persister embedded the answer when storing it

@@ -13,8 +13,8 @@ from _proxy_helpers import RunningProxy, proxy_config, running_proxy
 from fake_provider import FakeProvider
 
 from cacheback import AsyncSemanticCache
+from cacheback.core._call import Text, UpstreamCall
 from cacheback.core._errors import ConfigError
-from cacheback.core._job import Reply
 from cacheback.core._routing import cosine_rule
 from cacheback.core._settings import Settings
 from cacheback.core._types import LookupRequest, fold_whitespace, text_hash
@@ -33,21 +33,16 @@ def embed_batches(cache: AsyncSemanticCache) -> int:
     return batches
 
 
-class Handler:
+def answering(answer: str) -> UpstreamCall:
     """An upstream that answers with a fixed text (no provider involved)."""
 
-    streaming = False
+    async def send() -> str:
+        return answer
 
-    def __init__(self, answer: str) -> None:
-        self.answer = answer
-        self.calls = 0
+    def no_stream() -> Any:
+        raise AssertionError("no stream here")
 
-    async def upstream(self, commit: Any) -> Reply:
-        self.calls += 1
-        return Reply("response", self.answer, None)
-
-    async def synthesized(self, text: Any, stream: Any, usage: Any) -> Reply:
-        raise AssertionError("no synthesis here")
+    return UpstreamCall(send=send, streaming=False, extract=lambda text: (Text(text), {}), reader=no_stream)
 
 
 # --- a repeated paraphrase is still a verbatim hit ---------------------------------------------
@@ -180,7 +175,7 @@ async def test_lone_surrogates_work_end_to_end(cache_dir: Path, embedder: Any) -
         assert paraphrase.tier == "verbatim" and paraphrase.answer == "Use json.loads."
         assert (await cache.lookup_detailed("What is \udfff the boiling point of water?")).tier == "miss"
         # An upstream answer to such a question in an empty scope: embedded by the persister.
-        handler = Handler("Forty-two.")
+        handler = answering("Forty-two.")
         job = await cache.engine.run(LookupRequest(query="\udbff What is the answer?", scope="s2"), handler)
         assert job.outcome is not None and job.outcome.tier.value == "upstream"
         await cache.flush()
@@ -199,8 +194,8 @@ async def test_an_answer_with_lone_surrogates_is_returned_but_never_stored(
 ) -> None:
     async with make(cache_dir, embedder) as cache:
         run = cache.engine.run
-        bad = await run(LookupRequest(query="Spell a broken character", scope="s"), Handler("x\udc80"))
-        good = await run(LookupRequest(query="What is two plus two?", scope="s"), Handler("Four."))
+        bad = await run(LookupRequest(query="Spell a broken character", scope="s"), answering("x\udc80"))
+        good = await run(LookupRequest(query="What is two plus two?", scope="s"), answering("Four."))
         assert bad.outcome is not None and bad.outcome.tier.value == "upstream"
         await cache.flush()
         # The other answer of the same write batch is stored; the unstorable one is not.

@@ -17,9 +17,9 @@ from fake_provider import FakeProvider, RecordedRequest, Reply
 
 from cacheback.adapters.cli import main as cli_main
 from cacheback.adapters.llm import OpenAICompatibleLLM
+from cacheback.core._call import Text, UpstreamCall
 from cacheback.core._costs import PriceTable, load_price_table
-from cacheback.core._job import Commit, Job
-from cacheback.core._job import Reply as EngineReply
+from cacheback.core._job import Job
 from cacheback.core._settings import Settings
 from cacheback.core._synthesis import (
     DECISION_CHARS,
@@ -39,7 +39,8 @@ SYNTH_TEXT = "Photosynthesis turns light, water and carbon dioxide into sugar an
 
 
 class Handler:
-    """A TierHandler that builds simple replies: upstream through the fake as gpt-4o."""
+    """Makes the engine's upstream call (through the fake as gpt-4o) and notes what the
+    engine handed back for a synthesized answer."""
 
     def __init__(self, llm: OpenAICompatibleLLM, question: str, *, streaming: bool = False) -> None:
         self.llm = llm
@@ -48,24 +49,30 @@ class Handler:
         self.upstream_usage: dict[str, Any] = {}
         self.synth_usage: dict[str, int] | None = None
 
-    @property
-    def streaming(self) -> bool:
-        return self._streaming
+    def call(self) -> UpstreamCall:
+        async def send() -> tuple[str, str]:
+            r = await self.llm.complete(
+                [{"role": "user", "content": self.question}], max_tokens=200, timeout=5
+            )
+            self.upstream_usage = {"input_tokens": r.input_tokens, "output_tokens": r.output_tokens}
+            self.upstream_usage["model"] = r.model
+            return ("upstream", r.text)
 
-    async def upstream(self, commit: Commit) -> EngineReply:
-        r = await self.llm.complete([{"role": "user", "content": self.question}], max_tokens=200, timeout=5)
-        self.upstream_usage = {
-            "input_tokens": r.input_tokens,
-            "output_tokens": r.output_tokens,
-            "model": r.model,
-        }
-        return EngineReply(("upstream", r.text), answer=r.text, usage=dict(self.upstream_usage))
+        def extract(response: tuple[str, str]) -> tuple[Text, dict[str, Any]]:
+            return Text(response[1]), dict(self.upstream_usage)
 
-    async def synthesized(self, text: str | None, stream: Any | None, usage: dict[str, int]) -> EngineReply:
-        self.synth_usage = usage
-        if stream is not None:
-            return EngineReply(("stream", stream), usage=usage)
-        return EngineReply(("synthesis", text), usage=dict(usage))
+        def no_stream() -> Any:
+            raise AssertionError("the upstream model answers whole here")
+
+        return UpstreamCall(send=send, streaming=self._streaming, extract=extract, reader=no_stream)
+
+
+def reply_of(job: Job) -> tuple[str, Any]:
+    """What the caller got: ("synthesis", text), ("stream", deltas) or ("upstream", text)."""
+    if job.synthesis is not None:
+        return ("synthesis", job.synthesis) if isinstance(job.synthesis, str) else ("stream", job.synthesis)
+    assert job.response is not None
+    return job.response  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -79,8 +86,10 @@ class Env:
     ) -> tuple[Job, Handler]:
         handler = Handler(self.upstream, question, streaming=streaming)
         request = LookupRequest(question, scope=scope, namespace=namespace, want_synthesis=True)
-        job = await self.engine.run(request, handler)
+        job = await self.engine.run(request, handler.call())
         assert job.error is None, job.error
+        if job.synthesis is not None:
+            handler.synth_usage = job.synthesis_usage  # filled in place once a stream ends
         return job, handler
 
     async def populate(
@@ -146,7 +155,7 @@ async def test_auto_picks_verbatim_synthesis_or_upstream(
         job, handler = await env.ask("Explain photosynthesis")  # ~0.91: below 0.92, above 0.80
         assert job.outcome is not None and job.outcome.tier is Tier.SYNTHESIS
         assert job.outcome.similarity is not None and 0.80 <= job.outcome.similarity < 0.92
-        assert job.reply is not None and job.reply.response == ("synthesis", SYNTH_TEXT)
+        assert reply_of(job) == ("synthesis", SYNTH_TEXT)
         assert env.calls(CHEAP) == 1 and env.calls(UPSTREAM) == 0
         assert handler.synth_usage is not None and handler.synth_usage["output_tokens"] > 0
 
@@ -163,7 +172,7 @@ async def test_always_synthesizes_even_over_a_verbatim_hit(
         await seed_photosynthesis(env)
         job, _ = await env.ask("How can I reverse a list in Python?")
         assert job.outcome is not None and job.outcome.tier is Tier.SYNTHESIS
-        assert job.reply is not None and job.reply.response == ("synthesis", "Call reverse() on the list.")
+        assert reply_of(job) == ("synthesis", "Call reverse() on the list.")
         job, _ = await env.ask("What is the boiling point of water?")
         assert job.outcome is not None and job.outcome.tier is Tier.UPSTREAM
         assert env.calls(CHEAP) == 1 and env.calls(UPSTREAM) == 1
@@ -270,7 +279,7 @@ async def test_failed_synthesis_falls_through_with_one_upstream_call(
         t0 = time.perf_counter()
         job, handler = await env.ask("Explain photosynthesis", streaming=streaming)
         assert job.outcome is not None and job.outcome.tier is Tier.UPSTREAM
-        assert job.reply is not None and job.reply.response[0] == "upstream"
+        assert reply_of(job)[0] == "upstream"
         assert env.calls(CHEAP) == 1 and env.calls(UPSTREAM) == 1
         assert job.trace["synthesis"] == EXPECTED_EVENT[kind]
         assert handler.synth_usage is None  # the caller never saw the cheap model's reply
@@ -294,8 +303,7 @@ async def test_streaming_synthesis_yields_deltas_as_the_model_produces_them(
         job, handler = await env.ask("Explain photosynthesis", streaming=True)
         returned = time.perf_counter() - t0
         assert job.outcome is not None and job.outcome.tier is Tier.SYNTHESIS
-        assert job.reply is not None
-        kind, stream = job.reply.response
+        kind, stream = reply_of(job)
         assert kind == "stream"
         arrivals: list[tuple[float, str]] = []
         async for piece in stream:
@@ -324,8 +332,7 @@ async def test_stream_that_starts_like_the_marker_is_still_an_answer(
         await seed_photosynthesis(env)
         job, _ = await env.ask("Explain photosynthesis", streaming=True)
         assert job.outcome is not None and job.outcome.tier is Tier.SYNTHESIS
-        assert job.reply is not None
-        assert "".join([p async for p in job.reply.response[1]]) == text
+        assert "".join([p async for p in reply_of(job)[1]]) == text
 
 
 async def test_abandoned_synthesis_stream_is_closed_and_accounted(
@@ -335,8 +342,7 @@ async def test_abandoned_synthesis_stream_is_closed_and_accounted(
     async with running(cache_dir, embedder, fake) as env:
         await seed_photosynthesis(env)
         job, _ = await env.ask("Explain photosynthesis", streaming=True)
-        assert job.reply is not None
-        stream = job.reply.response[1]
+        stream = reply_of(job)[1]
         await stream.__anext__()
         await stream.aclose()
         stats = await env.engine.get_stats()
@@ -351,8 +357,7 @@ async def test_truncated_stream_after_hand_over_is_not_stored(
         await seed_photosynthesis(env)
         job, _ = await env.ask("Explain photosynthesis", streaming=True)
         assert job.outcome is not None and job.outcome.tier is Tier.SYNTHESIS
-        assert job.reply is not None
-        assert "".join([p async for p in job.reply.response[1]]) == SYNTH_TEXT
+        assert "".join([p async for p in reply_of(job)[1]]) == SYNTH_TEXT
         await anyio.sleep(0.3)
         assert (await env.engine.get_stats())["entries"] == 2
 
@@ -399,8 +404,7 @@ async def test_synthesis_store_keeps_the_answer_as_a_verbatim_entry(
         job, _ = await env.ask("Explain photosynthesis", streaming=streaming)
         assert job.outcome is not None and job.outcome.tier is Tier.SYNTHESIS
         if streaming:
-            assert job.reply is not None
-            assert "".join([p async for p in job.reply.response[1]]) == SYNTH_TEXT
+            assert "".join([p async for p in reply_of(job)[1]]) == SYNTH_TEXT
         await wait_for_entries(env.engine, 3)
         again, _ = await env.ask("Explain photosynthesis")
         assert again.outcome is not None and again.outcome.tier is Tier.EXACT
@@ -540,8 +544,7 @@ async def test_synthesis_never_blocks_the_event_loop(
         blocking_detector.install()  # before the adapter's first call builds its HTTP client
         job, _ = await env.ask("Explain photosynthesis")
         streamed, _ = await env.ask("Explain photosynthesis", streaming=True)
-        assert streamed.reply is not None
-        assert "".join([p async for p in streamed.reply.response[1]]) == SYNTH_TEXT
+        assert "".join([p async for p in reply_of(streamed)[1]]) == SYNTH_TEXT
         await env.ask("What is the boiling point of water?")
         await env.engine.get_stats()
         blocking_detector.uninstall()

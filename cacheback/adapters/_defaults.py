@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..core._ports import Embedder, Store
+from ..core._ports import LLM, Embedder, Store
 from ..core._settings import Settings
 
 
@@ -26,3 +26,9 @@ def default_store(settings: Settings, dim: int) -> Store:
 
     settings.cache_dir.mkdir(parents=True, exist_ok=True)
     return EmbeddedStore(settings.cache_dir, dim, max_entries=settings.max_entries, index=settings.index)
+
+
+def default_llm(settings: Settings) -> LLM | None:
+    from .llm import llm_from_settings
+
+    return llm_from_settings(settings)

@@ -13,7 +13,7 @@ import structlog
 
 from ._costs import PriceTable, average_usage, clean_usage, load_price_table
 from ._errors import ConfigError
-from ._job import Commit, Job, Reply, TierHandler, prepare_handler, release_handler
+from ._job import Job
 from ._ports import LLMReply
 from ._settings import Settings
 from ._stats import Stats
@@ -53,14 +53,13 @@ class CostAccounting:
             if avoided is not None:
                 meta["usage"] = avoided
             return meta
-        usage = clean_usage(job.reply.usage) if job.reply is not None else None
+        usage = clean_usage(job.usage)
         return {"usage": usage} if usage is not None else {}
 
     def record_upstream(self, job: Job, tier: Tier) -> None:
-        reply = job.reply
-        if reply is None or job.trace.get("usage_recorded") or job.trace.get("coalesced"):
+        if job.response is None or job.trace.get("usage_recorded") or job.trace.get("coalesced"):
             return
-        usage = clean_usage(reply.usage)
+        usage = clean_usage(job.usage)
         if usage is None:  # a stream still running: recorded at its commit
             return
         job.trace["usage_recorded"] = True
@@ -83,7 +82,7 @@ class CostAccounting:
                 saved = self.prices.usage_cost(outcome.entry.metadata.get("usage"))
                 if saved:
                     self.stats.record_saving(tier.value, saved)
-            elif tier is Tier.SYNTHESIS and job.reply is not None:
+            elif tier is Tier.SYNTHESIS and job.synthesis is not None:
                 saved = self.prices.usage_cost(avoided_usage(job))
                 if saved:
                     self.stats.record_saving(tier.value, saved)
@@ -91,32 +90,3 @@ class CostAccounting:
                 self.record_upstream(job, tier)
         except Exception as exc:  # accounting must never fail a request
             log.warning("cost accounting failed", error=repr(exc))
-
-
-class ReplyTap:
-    """A TierHandler that notes the upstream reply on the job as soon as it exists, so the
-    commit can store the call's usage with the entry."""
-
-    __slots__ = ("_inner", "_job")
-
-    def __init__(self, inner: TierHandler, job: Job) -> None:
-        self._inner = inner
-        self._job = job
-
-    @property
-    def streaming(self) -> bool:
-        return self._inner.streaming
-
-    def prepare(self) -> None:
-        prepare_handler(self._inner)
-
-    def release(self) -> None:
-        release_handler(self._inner)
-
-    async def upstream(self, commit: Commit) -> Reply:
-        reply = await self._inner.upstream(commit)
-        self._job.reply = reply
-        return reply
-
-    async def synthesized(self, text: str | None, stream: Any | None, usage: dict[str, int]) -> Reply:
-        return await self._inner.synthesized(text, stream, usage)

@@ -4,6 +4,7 @@ CachebackError
 ├── ConfigError            bad settings or arguments
 ├── CachebackBlocked       the negative cache refused a query (the one deliberate raise)
 ├── EngineClosed           the engine is not running
+│   └── UpstreamCancelled  an upstream call cancelled: the engine closed, or nobody waits
 ├── StoreError             the store failed (callers degrade to upstream)
 │   └── StoreCorrupt       a database or index file could not be read
 └── EmbedderError          the embedder could not load or run
@@ -38,6 +39,10 @@ class CachebackBlocked(CachebackError):
 
 class EngineClosed(CachebackError, RuntimeError):
     pass
+
+
+class UpstreamCancelled(EngineClosed):
+    """An upstream call cancelled because the engine closed, or because nobody waits for it."""
 
 
 class StoreError(CachebackError):

@@ -3,85 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 
+from ._call import Answer, UpstreamCall, Usage
+from ._early import Early
 from ._hotcache import HotCache
 from ._types import CacheEntry, Candidate, LookupRequest, NegativeMatch, Outcome, Tier, Vector
 
+#: Stores an answer the engine saw (write-behind): its text and the payload to replay.
 Commit = Callable[[str, "bytes | None"], None]
-
-
-@dataclass(slots=True)
-class Reply:
-    """What an upstream or synthesis call hands back to the caller.
-
-    ``answer`` is the text to cache now; a stream sets ``deferred`` and calls the
-    commit function it was given once it has completed normally.
-
-    ``usage`` is what the provider call behind ``response`` consumed, for cost
-    accounting: ``{"input_tokens": int, "output_tokens": int, "model": str}`` (the
-    model id the provider reported, priced by ``core/_costs.py``). The upstream
-    handler fills it for a plain response before returning; a deferred stream fills
-    the same dict in place when the stream ends, before it calls commit (the engine
-    reads it when the job finishes and again at commit). The engine stores it in the
-    entry's metadata, so that a later hit knows what it saved. For a synthesized reply
-    it is the cheap model's ``input_tokens``/``output_tokens`` (accounted by the engine
-    already).
-    """
-
-    response: Any
-    answer: str | None = None
-    payload: bytes | None = None
-    deferred: bool = False
-    usage: dict[str, Any] = field(default_factory=dict)
-
-
-class TierHandler(Protocol):
-    """Provider-specific calls the upstream and synthesis stages make for a request."""
-
-    def upstream(self, commit: Commit) -> Awaitable[Reply]: ...
-
-    def synthesized(self, text: str | None, stream: Any | None, usage: dict[str, int]) -> Awaitable[Reply]:
-        """The response for a synthesized answer: ``text`` for a plain request; for a
-        streaming one ``text`` is None and ``stream`` an async iterator of text deltas,
-        produced as the cheap model sends them (``usage`` is filled in place when it
-        ends). Close (``aclose``) the iterator when abandoning it."""
-        ...
-
-    @property
-    def streaming(self) -> bool: ...
-
-
-class Preparing(Protocol):
-    """Optional TierHandler methods: a head start for the upstream call.
-
-    ``prepare()`` is called when a lookup goes on past the exact check (see
-    ``prepare_early``): the handler may start building its upstream request, to be sent
-    only if ``upstream()`` is called. ``release()`` is called once the job is over, to drop
-    what ``prepare()`` started and ``upstream()`` did not use.
-    """
-
-    def prepare(self) -> None: ...
-
-    def release(self) -> None: ...
-
-
-def prepare_handler(handler: object) -> None:
-    """``handler.prepare()`` if it has one (see Preparing)."""
-    prepare = getattr(handler, "prepare", None)
-    if prepare is not None:
-        prepare()
-
-
-def release_handler(handler: object) -> None:
-    """``handler.release()`` if it has one (see Preparing)."""
-    release = getattr(handler, "release", None)
-    if release is not None:
-        release()
 
 
 def coalescing_key(
@@ -101,7 +35,8 @@ class Job:
     namespace: str
     scope: str
     query_hash: str
-    handler: TierHandler | None = None
+    #: How to ask the provider (None: a lookup only, answered from the cache or not at all).
+    call: UpstreamCall | None = None
     # The hot cache's generation when the job began: a decision it makes is remembered
     # only if nothing was invalidated (deleted, blocklisted) while it was on its way.
     generation: int = 0
@@ -113,7 +48,14 @@ class Job:
     guard_reasons: tuple[str, ...] = ()
     outcome: Outcome | None = None
     route: str | None = None
-    reply: Reply | None = None
+    early: Early | None = None  # the upstream call, started ahead of the decision
+    #: What the provider answered (a ``Streamed`` whose events the engine reads as they pass).
+    response: Any = None
+    answer: Answer | None = None  # what of a plain response was cacheable
+    usage: Usage = field(default_factory=dict)  # the upstream call's (a stream's: once it ends)
+    #: A synthesized answer: its text, or (streaming) its text deltas as the model writes them.
+    synthesis: str | AsyncIterator[str] | None = None
+    synthesis_usage: dict[str, int] = field(default_factory=dict)  # a stream's: once it ends
     error: BaseException | None = None
     degraded: str | None = None  # the stage whose failure sent this job around the cache
     abandoned: bool = False  # the caller stopped waiting (cancelled): never call a provider for it
@@ -121,6 +63,7 @@ class Job:
     trace: dict[str, Any] = field(default_factory=dict)
     done: anyio.Event = field(default_factory=anyio.Event)
     on_finish: Callable[[Job], None] | None = None
+    on_abandon: Callable[[Job], None] | None = None  # set while it waits for a shared call
 
     @property
     def finished(self) -> bool:
@@ -166,6 +109,18 @@ class Job:
         self.guard_reasons = hit.guard_reasons
         self.settle(hit.tier, similarity=hit.similarity, entry=hit.entry)
         return True
+
+    def abandon(self) -> None:
+        """The caller stopped waiting (cancelled): nobody reads this job's answer."""
+        self.abandoned = True
+        if self.on_abandon is not None:
+            self.on_abandon(self)
+
+    def release(self) -> None:
+        """The job is over: a call started early and not taken is dropped unsent."""
+        if self.early is not None:
+            self.early.abandon()
+            self.early = None
 
     def finish(self) -> None:
         if not self.done.is_set():

@@ -9,11 +9,21 @@ the runner (``_pipeline``), never to a stage.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
+import anyio
+
+from ._accounting import CostAccounting
 from ._batching import SINGLE, BatchPolicy
+from ._call import Answer
+from ._hotcache import HotCache
 from ._job import Job
+from ._ports import LLM, Embedder, Store
+from ._routing import VerbatimRule
+from ._settings import Settings
+from ._stats import Stats
 
 
 class Stage(ABC):
@@ -32,3 +42,30 @@ class Stage(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most stages hold nothing
         """Release resources after the pipeline has drained."""
+
+
+@dataclass(slots=True)
+class EngineState:
+    """What of the engine changes while it runs, read by stages at each batch."""
+
+    settings: Settings
+    verbatim_rule: VerbatimRule
+    negatives: int = 0  # blocklist entries: none means the gate has nothing to check
+
+
+@dataclass(frozen=True, slots=True)
+class StageContext:
+    """Everything a stage may be built from: the engine's parts, never the engine."""
+
+    state: EngineState
+    hot: HotCache
+    store: Store
+    stats: Stats
+    accounting: CostAccounting
+    embedder: Embedder | None
+    embed_limiter: anyio.CapacityLimiter
+    llm: LLM | None
+    #: Accounts a job's answer and queues it for writing (None: account only); any thread.
+    store_answer: Callable[[Job, Answer | None], None]
+    #: Jobs waiting in a stage's inbox (0 before the pipeline runs).
+    queue_depth: Callable[[str], int]

@@ -18,14 +18,15 @@ import anyio.to_thread
 import numpy as np
 import structlog
 
-from ..core._accounting import CostAccounting, ReplyTap, price_table, synthesized
+from ..core._accounting import CostAccounting, price_table, synthesized
+from ..core._call import Answer, UpstreamCall
 from ..core._errors import ConfigError, EngineClosed, StoreError
 from ..core._hotcache import HotCache
-from ..core._job import Commit, Job, TierHandler, coalescing_key
+from ..core._job import Job
 from ..core._ports import LLM, Embedder, Store
 from ..core._routing import VerbatimRule, cosine_rule
 from ..core._settings import Settings
-from ..core._stage import Stage
+from ..core._stage import EngineState, Stage, StageContext
 from ..core._stats import Stats
 from ..core._telemetry import TracingObserver
 from ..core._types import (
@@ -42,8 +43,10 @@ from ..core._types import (
     scope_id,
     text_hash,
 )
+from ..stages.upstream import Upstream as UpstreamStage
+from ._defaults import Defaults, installed_defaults
 from ._pipeline import Pipeline
-from ._wiring import build_persister, build_stages, edges_for
+from ._wiring import build_graph, build_persister
 
 log = structlog.get_logger("cacheback.engine")
 
@@ -71,8 +74,12 @@ class AsyncEngine:
         embedder: Embedder | str | None = "auto",
         llm: LLM | None = None,
         verbatim_rule: VerbatimRule | None = None,
+        defaults: Defaults | None = None,
     ) -> None:
-        self.settings = settings or Settings.from_env()
+        """``defaults`` builds what is not given (the embedded store, the MiniLM embedder, a
+        cheap model from the settings); the package installs its own (``_defaults``)."""
+        self._state = EngineState(settings or Settings.from_env(), cosine_rule)
+        self._defaults = defaults
         self._store_arg = store
         self._embedder_arg = embedder
         self.llm = llm
@@ -88,8 +95,6 @@ class AsyncEngine:
         self._stop: anyio.Event | None = None
         self._open_lock: anyio.Lock | None = None
         self._limiter = anyio.CapacityLimiter(max(1, self.settings.embed_threads))
-        self._negatives = 0
-        self._rule: VerbatimRule = cosine_rule
         self._stages: dict[str, Stage] = {}
         self._loop_token: Any = None
         self._loop_thread = 0
@@ -110,8 +115,16 @@ class AsyncEngine:
         return self._loop_token
 
     @property
+    def settings(self) -> Settings:
+        return self._state.settings
+
+    @settings.setter
+    def settings(self, value: Settings) -> None:
+        self._state.settings = value
+
+    @property
     def negative_entries(self) -> int:
-        return self._negatives
+        return self._state.negatives
 
     @property
     def embed_limiter(self) -> anyio.CapacityLimiter:
@@ -119,7 +132,7 @@ class AsyncEngine:
 
     @property
     def verbatim_rule(self) -> VerbatimRule:
-        return self._rule
+        return self._state.verbatim_rule
 
     @property
     def running(self) -> bool:
@@ -137,40 +150,46 @@ class AsyncEngine:
         s = self.settings
         self._loop_token = anyio.lowlevel.current_token()
         self._loop_thread = threading.get_ident()
+        defaults = self._defaults or installed_defaults()
         if self._embedder_arg == "auto":
-            from ..adapters._defaults import default_embedder
-
-            self.embedder = await anyio.to_thread.run_sync(default_embedder, s)
+            self.embedder = await anyio.to_thread.run_sync(defaults.embedder, s)
         elif isinstance(self._embedder_arg, str):
             raise ConfigError("embedder must be 'auto', None or an Embedder")
         else:
             self.embedder = self._embedder_arg
         if self._store_arg is None:
-            from ..adapters._defaults import default_store
-
             dim = self.embedder.dim if self.embedder is not None else 384
-            self.store = default_store(s, dim)
+            self.store = defaults.store(s, dim)
         else:
             self.store = self._store_arg
         await self.store.open()
         self.stats.base = await self.store.load_counters()
-        self._negatives = await self.store.negative_count()
-        self._rule = self._rule_arg or default_verbatim_rule(s.guard_enabled)
+        self._state.negatives = await self.store.negative_count()
+        self._state.verbatim_rule = self._rule_arg or default_verbatim_rule(s.guard_enabled)
         if s.guard_enabled:
             from ..guard import shipped_model
 
             await anyio.to_thread.run_sync(shipped_model)
         self.accounting.prices = await anyio.to_thread.run_sync(price_table, s)
         if self.llm is None and s.synthesis_mode != "off":
-            from ..adapters.llm import llm_from_settings
-
-            self.llm = llm_from_settings(s)
+            self.llm = defaults.llm(s)
             self._owns_llm = self.llm is not None
 
         store = self.store
-        persister = build_persister(self, store)
-        stages = build_stages(self, store)
-        edges = edges_for(stages)
+        ctx = StageContext(
+            state=self._state,
+            hot=self.hot,
+            store=store,
+            stats=self.stats,
+            accounting=self.accounting,
+            embedder=self.embedder,
+            embed_limiter=self._limiter,
+            llm=self.llm,
+            store_answer=self._store_answer,
+            queue_depth=self.queue_depth,
+        )
+        persister = build_persister(ctx)
+        stages, edges = build_graph(ctx)
         self._stages = {st.name: st for st in stages}
         pipeline = Pipeline(
             stages,
@@ -217,10 +236,19 @@ class AsyncEngine:
         finally:
             started.set()
 
-    async def aclose(self) -> None:
-        """Drain in-flight requests, flush the persister and counters, close the store."""
+    async def aclose(self, *, grace_s: float | None = None) -> None:
+        """Drain in-flight requests, flush the persister and counters, close the store.
+
+        ``grace_s``: upstream calls still running after that many seconds are cancelled
+        (their callers get ``UpstreamCancelled``), so a hung provider cannot hold the close."""
         if self._pipeline is None or self._host is None:
             return
+        if grace_s is not None:
+            with anyio.move_on_after(grace_s):
+                await self._pipeline.idle()
+            upstream = self._stages.get("upstream")
+            if isinstance(upstream, UpstreamStage):
+                upstream.cancel_calls()
         self._pipeline = None
         host, self._host = self._host, None
         if self._stop is not None:
@@ -251,8 +279,8 @@ class AsyncEngine:
                     await self.store.sync()
                     # Blocklist entries another process (the CLI, a proxy worker) added.
                     negatives = await self.store.negative_count()
-                    if negatives != self._negatives:
-                        self._negatives = negatives
+                    if negatives != self._state.negatives:
+                        self._state.negatives = negatives
                         self.hot.bump()  # memory must not replay what is now blocked
                 except Exception as exc:
                     log.warning("store sync failed", error=repr(exc))
@@ -285,29 +313,22 @@ class AsyncEngine:
             raise EngineClosed("the cache engine is not open (use 'async with' or open())")
         return self._pipeline, self.store
 
-    def coalescing_key(self, request: LookupRequest, *, streaming: bool) -> tuple[str, str] | None:
-        """The key under which this request would share an upstream call (``_job``)."""
-        scope = scope_id(request.namespace or self.settings.namespace, request.scope)
-        return coalescing_key(request, scope, text_hash(request.query), streaming=streaming)
-
-    def make_job(self, request: LookupRequest, handler: TierHandler | None = None) -> Job:
+    def make_job(self, request: LookupRequest, call: UpstreamCall | None = None) -> Job:
         ns = request.namespace or self.settings.namespace
-        job = Job(
+        return Job(
             request=request,
             namespace=ns,
             scope=scope_id(ns, request.scope),
             query_hash=text_hash(request.query),
+            call=call,
             generation=self.hot.generation,
         )
-        # The tap hands the upstream reply to the job before the stage commits it, so the
-        # commit can store the call's usage with the entry.
-        job.handler = ReplyTap(handler, job) if handler is not None else None
-        return job
 
-    async def run(self, request: LookupRequest, handler: TierHandler | None = None) -> Job:
-        """Send a request through the pipeline; returns the finished job."""
+    async def run(self, request: LookupRequest, call: UpstreamCall | None = None) -> Job:
+        """Send a request through the pipeline; returns the finished job. ``call`` is how
+        to ask the provider on a miss (None: a lookup only)."""
         pipeline, _ = self._require()
-        job = self.make_job(request, handler)
+        job = self.make_job(request, call)
         await pipeline.submit(job)
         self.accounting.account(job)
         outcome = job.outcome
@@ -335,55 +356,45 @@ class AsyncEngine:
         assert job.outcome is not None
         return _with_latency(job.outcome, job.elapsed_ms())
 
-    def make_commit(self, job: Job) -> Commit:
-        """The function that stores a job's answer (write-behind), from any thread."""
-        return self._make_commit(job)
-
-    def _make_commit(self, job: Job) -> Commit:
+    def _store_answer(self, job: Job, answer: Answer | None) -> None:
+        """Account a job's provider (or synthesized) answer and queue it for writing
+        (write-behind); None: account only. Called from any thread (a sync client reads
+        its stream on its own)."""
         storable = job.request.store and job.request.cacheable
-        generation = self.hot.generation
-        token = self._loop_token
-        loop_thread = self._loop_thread
+        entry = None
+        # An answer SQLite cannot encode is not stored: replaying it altered would not
+        # be the provider's answer, and one bad row would fail its whole write batch.
+        if answer is not None and storable and not has_lone_surrogate(answer.text):
+            entry = self._new_entry(
+                job.request,
+                job.scope,
+                job.query_hash,
+                job.vector,
+                answer.text,
+                answer.payload,
+                self.accounting.entry_metadata(job),
+            )
 
-        def commit(answer: str, payload: bytes | None) -> None:
-            entry = None
-            # An answer SQLite cannot encode is not stored: replaying it altered would not
-            # be the provider's answer, and one bad row would fail its whole write batch.
-            if storable and not has_lone_surrogate(answer):
-                entry = self._new_entry(
-                    job.request,
-                    job.scope,
-                    job.query_hash,
-                    job.vector,
-                    answer,
-                    payload,
-                    self.accounting.entry_metadata(job),
-                )
+        def send() -> None:
+            from ..stages.persister import Fill
 
-            def send() -> None:
-                from ..stages.persister import Fill
-
-                if not synthesized(job):  # a deferred stream's usage is complete by now
-                    self.accounting.record_upstream(
-                        job, Tier.UPSTREAM if job.request.cacheable else Tier.BYPASS
-                    )
-                if entry is None:
-                    return
-                if self._pipeline is None or not self._pipeline.sink_nowait(Fill(entry, generation)):
-                    self.stats.count("fills_dropped")
-                    return
-                # Repeats right after this answer hit from memory while the write is pending.
-                self.hot.put(entry.scope, entry.query_hash, pending_entry(entry), generation)
-
-            if threading.get_ident() == loop_thread:
-                send()
+            if not synthesized(job):  # a stream's usage is complete by now
+                self.accounting.record_upstream(job, Tier.UPSTREAM if job.request.cacheable else Tier.BYPASS)
+            if entry is None:
                 return
-            try:
-                anyio.from_thread.run_sync(send, token=token)
-            except RuntimeError:  # the engine's loop is gone: nothing left to write to
+            if self._pipeline is None or not self._pipeline.sink_nowait(Fill(entry, job.generation)):
                 self.stats.count("fills_dropped")
+                return
+            # Repeats right after this answer hit from memory while the write is pending.
+            self.hot.put(entry.scope, entry.query_hash, pending_entry(entry), job.generation)
 
-        return commit
+        if threading.get_ident() == self._loop_thread:
+            send()
+            return
+        try:
+            anyio.from_thread.run_sync(send, token=self._loop_token)
+        except RuntimeError:  # the engine's loop is gone: nothing left to write to
+            self.stats.count("fills_dropped")
 
     def _new_entry(
         self,
@@ -502,7 +513,7 @@ class AsyncEngine:
         entry_id = await store.negative_add(
             clean_text(query), vector, reason, category, int(severity), metadata or {}, time.time()
         )
-        self._negatives = await store.negative_count()
+        self._state.negatives = await store.negative_count()
         self.hot.bump()
         return entry_id
 
@@ -525,7 +536,7 @@ class AsyncEngine:
         removed = False
         if count >= self.settings.negative_false_positive_limit:
             removed = await store.negative_remove(entry_id)
-            self._negatives = await store.negative_count()
+            self._state.negatives = await store.negative_count()
         return {"entry_id": entry_id, "found": True, "false_positives": count, "removed": removed}
 
     async def negative_list(
@@ -537,7 +548,7 @@ class AsyncEngine:
     async def negative_remove(self, entry_id: int) -> bool:
         _, store = self._require()
         ok = await store.negative_remove(entry_id)
-        self._negatives = await store.negative_count()
+        self._state.negatives = await store.negative_count()
         return ok
 
     # -- introspection -------------------------------------------------------------

@@ -23,7 +23,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ..core._batching import BatchPolicy, batch_wait
 from ..core._errors import EngineClosed
-from ..core._job import Job, release_handler
+from ..core._job import Job
 from ..core._stage import Stage
 from ..core._types import Outcome, Tier
 
@@ -108,6 +108,8 @@ class Pipeline:
         self._stack: AsyncExitStack | None = None
         self._tg: TaskGroup | None = None
         self._open = False
+        self._active = 0  # jobs submitted and not finished
+        self._idle: anyio.Event | None = None
         self.cache_failures = 0
 
     # -- lifecycle -----------------------------------------------------------------
@@ -156,15 +158,27 @@ class Pipeline:
         if not self._open:
             raise EngineClosed("the cache engine is closed")
         self._observer.job_started(job)
+        self._active += 1
         try:
-            await self._lanes[self._order[0]].send.send(job)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
-            raise EngineClosed("the cache engine is closed") from exc
-        try:
-            await job.done.wait()
-        except BaseException:  # cancelled: nobody will read the answer, so do not buy it
-            job.abandoned = True
-            raise
+            try:
+                await self._lanes[self._order[0]].send.send(job)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+                raise EngineClosed("the cache engine is closed") from exc
+            try:
+                await job.done.wait()
+            except BaseException:  # cancelled: nobody will read the answer, so do not buy it
+                job.abandon()
+                raise
+        finally:
+            self._active -= 1
+            if self._active == 0 and self._idle is not None:
+                self._idle.set()
+
+    async def idle(self) -> None:
+        """Wait until no submitted job is waiting for its answer."""
+        while self._active:
+            self._idle = anyio.Event()
+            await self._idle.wait()
 
     def sink_nowait(self, item: Any) -> bool:
         """Hand an item to the sink without waiting; False if it is full or closed."""
@@ -213,7 +227,7 @@ class Pipeline:
                 async for first in inbox:
                     await self._dispatch(stage, first, inbox, outs, tg)
                     # Waiting for the next job must not keep the last one (and through its
-                    # handler the caller's client) alive: a dropped client is collected.
+                    # call the caller's client) alive: a dropped client is collected.
                     del first
 
     async def _dispatch(
@@ -261,7 +275,7 @@ class Pipeline:
         job.degraded = stage.name
         log.warning("cache stage failed; passing through", stage=stage.name, error=repr(exc))
         job.outcome = None
-        if job.handler is not None:
+        if job.call is not None:
             job.route = "upstream"
         else:
             job.outcome = Outcome(
@@ -288,8 +302,7 @@ class Pipeline:
             self._complete(job)
 
     def _complete(self, job: Job) -> None:
-        if job.handler is not None:
-            release_handler(job.handler)
+        job.release()
         self._observer.job_finished(job)
         job.finish()
 

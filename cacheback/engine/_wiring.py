@@ -1,13 +1,13 @@
-"""How the engine's stages are built and connected (the pipeline graph)."""
+"""The pipeline graph, declared once: each stage's constructor, when it is present, and
+where it may send a job (the first edge is its default successor)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from ..core._batching import BatchPolicy
-from ..core._ports import Store
-from ..core._stage import Stage
+from ..core._stage import Stage, StageContext
 from ..stages.embed_batcher import EmbedBatcher
 from ..stages.negative_gate import NegativeGate
 from ..stages.normalize import Normalize
@@ -17,79 +17,90 @@ from ..stages.tier_router import TierRouter
 from ..stages.upstream import Upstream
 from ..stages.vector_search import VectorSearch
 
-if TYPE_CHECKING:
-    from ._engine import AsyncEngine
 
-#: Where each stage may send a job (the first is its default successor).
-EDGES: dict[str, tuple[str, ...]] = {
-    "normalize": ("embed_batcher", "vector_search", "upstream"),
-    "embed_batcher": ("negative_gate", "vector_search", "upstream"),
-    "negative_gate": ("vector_search", "upstream"),
-    "vector_search": ("tier_router", "upstream"),
-    "tier_router": ("upstream", "synthesizer"),
-    "synthesizer": ("upstream",),
-    "upstream": (),
+def _always(ctx: StageContext) -> bool:
+    return True
+
+
+def _embeds(ctx: StageContext) -> bool:
+    return ctx.embedder is not None
+
+
+def _synthesizes(ctx: StageContext) -> bool:
+    return ctx.llm is not None
+
+
+@dataclass(frozen=True, slots=True)
+class StageSpec:
+    build: Callable[[StageContext], Stage]
+    edges: tuple[str, ...]
+    present: Callable[[StageContext], bool] = _always
+
+
+def _normalize(ctx: StageContext) -> Stage:
+    state = ctx.state
+    has_embedder = ctx.embedder is not None
+    return Normalize(ctx.hot, ctx.store, has_embedder=has_embedder, negatives=lambda: state.negatives)
+
+
+def _negative_gate(ctx: StageContext) -> Stage:
+    state = ctx.state
+    return NegativeGate(ctx.store, lambda: state.settings.negative_threshold, lambda: state.negatives)
+
+
+def _vector_search(ctx: StageContext) -> Stage:
+    return VectorSearch(ctx.store, ctx.state.settings.top_k)
+
+
+def _tier_router(ctx: StageContext) -> Stage:
+    state = ctx.state
+    return TierRouter(lambda: state.settings, lambda: state.verbatim_rule, can_synthesize=ctx.llm is not None)
+
+
+def _synthesizer(ctx: StageContext) -> Stage:
+    assert ctx.llm is not None
+    state, stats = ctx.state, ctx.stats
+    return Synthesizer(
+        ctx.llm,
+        lambda: state.settings,
+        on_usage=ctx.accounting.synthesis_usage,
+        on_event=lambda name: stats.count(f"synthesis.{name}"),
+        store=ctx.store_answer,
+    )
+
+
+def _upstream(ctx: StageContext) -> Stage:
+    return Upstream(ctx.store_answer, ctx.hot)
+
+
+#: The graph. Without an embedder there is no embedding or negative gate, and without a
+#: cheap model no synthesizer: edges to an absent stage are dropped.
+STAGES: dict[str, StageSpec] = {
+    "normalize": StageSpec(_normalize, ("embed_batcher", "vector_search", "upstream")),
+    "embed_batcher": StageSpec(EmbedBatcher, ("negative_gate", "vector_search", "upstream"), _embeds),
+    "negative_gate": StageSpec(_negative_gate, ("vector_search", "upstream"), _embeds),
+    "vector_search": StageSpec(_vector_search, ("tier_router", "upstream")),
+    "tier_router": StageSpec(_tier_router, ("upstream", "synthesizer")),
+    "synthesizer": StageSpec(_synthesizer, ("upstream",), _synthesizes),
+    "upstream": StageSpec(_upstream, ()),
 }
 
 
-def build_persister(engine: AsyncEngine, store: Store) -> Persister:
-    s = engine.settings
+def build_graph(ctx: StageContext) -> tuple[list[Stage], dict[str, tuple[str, ...]]]:
+    """The present stages in order, and their edges among themselves."""
+    names = [name for name, spec in STAGES.items() if spec.present(ctx)]
+    stages = [STAGES[name].build(ctx) for name in names]
+    edges = {n: tuple(e for e in STAGES[n].edges if e in names) for n in names}
+    return stages, edges
+
+
+def build_persister(ctx: StageContext) -> Persister:
+    s, stats = ctx.state.settings, ctx.stats
     return Persister(
-        store,
-        engine.hot,
+        ctx.store,
+        ctx.hot,
         BatchPolicy(s.persist_batch, s.persist_interval_s),
-        on_error=lambda exc: engine.stats.count("cache_errors"),
-        embedder=engine.embedder,
-        limiter=engine.embed_limiter,
+        on_error=lambda exc: stats.count("cache_errors"),
+        embedder=ctx.embedder,
+        limiter=ctx.embed_limiter,
     )
-
-
-def build_stages(engine: AsyncEngine, store: Store) -> list[Stage]:
-    """The stages in order; without an embedder there is no embedding or negative gate, and
-    without a cheap model no synthesizer."""
-    s = engine.settings
-    stages: list[Stage] = [
-        Normalize(
-            engine.hot,
-            store,
-            has_embedder=engine.embedder is not None,
-            negatives=lambda: engine.negative_entries,
-        )
-    ]
-    if engine.embedder is not None:
-        policy = BatchPolicy(s.embed_max_batch, s.embed_max_wait_ms / 1000.0)
-        stages.append(
-            EmbedBatcher(
-                engine.embedder,
-                policy,
-                engine.embed_limiter,
-                backlog=lambda: engine.queue_depth("embed_batcher"),
-                negatives=lambda: engine.negative_entries,
-            )
-        )
-        stages.append(
-            NegativeGate(store, lambda: engine.settings.negative_threshold, lambda: engine.negative_entries)
-        )
-    stages.append(VectorSearch(store, s.top_k))
-    stages.append(
-        TierRouter(
-            lambda: engine.settings, lambda: engine.verbatim_rule, can_synthesize=engine.llm is not None
-        )
-    )
-    if engine.llm is not None:
-        stages.append(
-            Synthesizer(
-                engine.llm,
-                lambda: engine.settings,
-                on_usage=engine.accounting.synthesis_usage,
-                on_event=lambda name: engine.stats.count(f"synthesis.{name}"),
-                make_commit=engine.make_commit,
-            )
-        )
-    stages.append(Upstream(engine.make_commit, engine.hot))
-    return stages
-
-
-def edges_for(stages: Sequence[Stage]) -> dict[str, tuple[str, ...]]:
-    names = {st.name for st in stages}
-    return {n: tuple(e for e in EDGES[n] if e in names) for n in names}

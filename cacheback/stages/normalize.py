@@ -35,7 +35,7 @@ class Normalize(Stage):
         for job in jobs:
             req = job.request
             if not req.cacheable:
-                if job.handler is not None:
+                if job.call is not None:
                     # Uncached requests still pass the blocklist (embed → gate → upstream).
                     gate = req.check_negative and self._has_embedder and self._negatives() > 0
                     job.route = None if gate else "upstream"

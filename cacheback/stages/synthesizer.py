@@ -25,8 +25,9 @@ from typing import Any
 import anyio
 import structlog
 
+from ..core._call import Answer, Text
 from ..core._costs import estimate_tokens
-from ..core._job import Commit, Job
+from ..core._job import Job
 from ..core._ports import LLM, LLMReply
 from ..core._settings import Settings
 from ..core._stage import Stage
@@ -62,17 +63,17 @@ class Synthesizer(Stage):
         *,
         on_usage: UsageHook | None = None,
         on_event: EventHook | None = None,
-        make_commit: Callable[[Job], Commit] | None = None,
+        store: Callable[[Job, Answer | None], None] | None = None,
     ) -> None:
         """``on_usage`` gets every cheap-model call's usage (also declined ones: they cost
         too); ``on_event`` an outcome name per attempt (ok, streamed, declined, empty,
-        timeout, error, truncated, handler_error, stream_error); ``make_commit``, when
+        timeout, error, truncated, stream_error); ``store``, when
         ``synthesis_store`` is on, stores a finished answer as a verbatim entry."""
         self._llm = llm
         self._settings = settings
         self._on_usage: UsageHook = on_usage or _nothing
         self._on_event: EventHook = on_event or _nothing
-        self._make_commit = make_commit
+        self._store = store
         self.events: dict[str, int] = {}
 
     async def process(self, jobs: Sequence[Job]) -> None:
@@ -113,10 +114,10 @@ class Synthesizer(Stage):
         )
 
     def _commit(self, job: Job, text: str) -> None:
-        if self._make_commit is None or not self._settings().synthesis_store:
+        if self._store is None or not self._settings().synthesis_store:
             return
         try:
-            self._make_commit(job)(text, None)
+            self._store(job, Text(text))
         except Exception as exc:  # storing is best effort; the caller has the answer
             log.warning("storing a synthesized answer failed", error=repr(exc))
 
@@ -124,8 +125,7 @@ class Synthesizer(Stage):
 
     async def _one(self, job: Job) -> None:
         s = self._settings()
-        handler = job.handler
-        if handler is None or job.abandoned:
+        if job.call is None or job.abandoned:
             job.route = "upstream"  # which settles an abandoned job without any call
             return
         cands = [c for c in job.candidates if c.entry.scope == job.scope][: s.synthesis_top_k]
@@ -135,7 +135,7 @@ class Synthesizer(Stage):
         messages = build_synthesis_messages(job.request.query, cands, s.synthesis_top_k)
         job.trace["synthesis_prompt"] = messages
         job.trace["synthesis_candidates"] = [c.entry.id for c in cands]
-        if handler.streaming:
+        if job.call.streaming:
             await self._streamed(job, s, cands, messages)
         else:
             await self._whole(job, s, cands, messages)
@@ -143,7 +143,6 @@ class Synthesizer(Stage):
     async def _whole(
         self, job: Job, s: Settings, cands: list[Candidate], messages: list[dict[str, str]]
     ) -> None:
-        assert job.handler is not None
         try:
             with anyio.fail_after(s.synthesis_timeout_s):
                 reply = await self._llm.complete(
@@ -168,15 +167,9 @@ class Synthesizer(Stage):
         if reply.finish_reason in _INCOMPLETE:
             self._fall_through(job, "truncated")
             return
-        usage = {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens}
-        job.trace["synthesis_usage"] = usage
-        try:
-            job.reply = await job.handler.synthesized(reply.text, None, usage)
-        except Exception as exc:
-            log.warning("building the synthesized response failed; going upstream", error=repr(exc))
-            job.reply = None
-            self._fall_through(job, "handler_error")
-            return
+        job.synthesis_usage.update(input_tokens=reply.input_tokens, output_tokens=reply.output_tokens)
+        job.trace["synthesis_usage"] = job.synthesis_usage
+        job.synthesis = reply.text
         job.outcome = self._outcome(job, cands)
         self._event(job, "ok")
         self._commit(job, reply.text)
@@ -184,7 +177,6 @@ class Synthesizer(Stage):
     async def _streamed(
         self, job: Job, s: Settings, cands: list[Candidate], messages: list[dict[str, str]]
     ) -> None:
-        assert job.handler is not None
         held: list[str] = []
         ended = False
         verdict = Verdict.UNDECIDED
@@ -225,17 +217,9 @@ class Synthesizer(Stage):
             self._fall_through(job, "truncated")
             return
 
-        usage: dict[str, int] = {}
-        deltas = self._relay(job, stream, held, ended, messages, usage)
-        job.trace["synthesis_usage"] = usage  # filled in place when the stream ends
-        try:
-            job.reply = await job.handler.synthesized(None, deltas, usage)
-        except Exception as exc:
-            log.warning("building the synthesized stream failed; going upstream", error=repr(exc))
-            await deltas.aclose()
-            job.reply = None
-            self._fall_through(job, "handler_error")
-            return
+        # The caller reads the deltas as the model sends them; usage is filled when they end.
+        job.synthesis = self._relay(job, stream, held, ended, messages, job.synthesis_usage)
+        job.trace["synthesis_usage"] = job.synthesis_usage
         job.outcome = self._outcome(job, cands)
         self._event(job, "streamed")
 

@@ -28,7 +28,7 @@ class TierRouter(Stage):
         rule = self._rule()
         for job in jobs:
             # Engine-only lookups report synthesis candidates; clients must ask for the tier.
-            wants = job.request.want_synthesis or job.handler is None
+            wants = job.request.want_synthesis or job.call is None
             decision = route(
                 job.request.query,
                 job.candidates if job.request.read else [],
@@ -42,7 +42,7 @@ class TierRouter(Stage):
             if decision.tier is Tier.VERBATIM and decision.best is not None:
                 best = decision.best
                 job.settle(Tier.VERBATIM, similarity=best.similarity, entry=best.entry)
-            elif job.handler is None:
+            elif job.call is None:
                 top = decision.candidates[0].similarity if decision.candidates else None
                 job.settle(decision.tier, similarity=top)
             elif decision.tier is Tier.SYNTHESIS and self._can_synthesize:

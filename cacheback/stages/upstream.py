@@ -1,25 +1,51 @@
-"""upstream: the real provider call, with identical concurrent misses coalesced into one."""
+"""upstream: the one real provider call of a miss, shared by identical concurrent misses.
+
+This stage is the only place that calls the provider, and the only place that knows who
+waits for a call: identical misses share one call (a flight), a call whose callers all
+left is cancelled (nobody would read it), and closing cancels what is still running after
+its grace. It stores what it saw: a plain answer at once, a stream once it has ended
+normally (its events are read as they pass to the caller).
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 
+from ..core._call import Answer, EventReader, Streamed
+from ..core._errors import UpstreamCancelled
 from ..core._hotcache import HotCache
-from ..core._job import Commit, Job, Reply, coalescing_key
+from ..core._job import Job, coalescing_key
 from ..core._stage import Stage
 from ..core._types import Tier
+
+#: Stores (and accounts) what a job's upstream call answered; None: nothing to store.
+Store = Callable[[Job, "Answer | None"], None]
 
 
 @dataclass(eq=False, slots=True)
 class _Flight:
+    """One upstream call and the jobs waiting for it."""
+
+    waiting: set[Job] = field(default_factory=set)
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     done: anyio.Event = field(default_factory=anyio.Event)
-    reply: Reply | None = None
+    response: Any = None
+    answer: Answer | None = None
     error: BaseException | None = None
-    followers: int = 0
+
+    def join(self, job: Job) -> None:
+        self.waiting.add(job)
+        job.on_abandon = self.leave
+
+    def leave(self, job: Job) -> None:
+        self.waiting.discard(job)
+        if not self.waiting:
+            self.scope.cancel()  # every caller left: nobody would read the answer
 
 
 class Upstream(Stage):
@@ -27,19 +53,27 @@ class Upstream(Stage):
     concurrent = True
     cache_stage = False  # provider errors belong to the caller
 
-    def __init__(self, make_commit: Callable[[Job], Commit], hot: HotCache | None = None) -> None:
-        self._make_commit = make_commit
+    def __init__(self, store: Store, hot: HotCache | None = None) -> None:
+        self._store = store
         self._hot = hot
         self._flights: dict[tuple[str, str], _Flight] = {}
+        self._running: set[_Flight] = set()
+        self._closing = False
         self.coalesced = 0
+
+    def cancel_calls(self) -> None:
+        """Closing: cancel every call still running, and any started from now on."""
+        self._closing = True
+        for flight in self._running:
+            flight.scope.cancel()
 
     async def process(self, jobs: Sequence[Job]) -> None:
         for job in jobs:
             await self._one(job)
 
     async def _one(self, job: Job) -> None:
-        handler = job.handler
-        if handler is None:
+        call = job.call
+        if call is None:
             job.settle(Tier.MISS)
             return
         if job.abandoned:
@@ -47,46 +81,93 @@ class Upstream(Stage):
             return
         top = job.candidates[0].similarity if job.candidates else None
         tier = Tier.UPSTREAM if job.request.cacheable else Tier.BYPASS
-        key = self._flight_key(job)
+        key = coalescing_key(job.request, job.scope, job.query_hash, streaming=call.streaming)
         # An identical request finished while this one was on its way: use its answer.
         if key is not None and self._hot is not None and job.settle_from_memory(self._hot, time.time()):
             return
         flight = self._flights.get(key) if key is not None else None
         if flight is not None:
-            flight.followers += 1
-            self.coalesced += 1
-            await flight.done.wait()
-            job.trace["coalesced"] = True
-            if flight.error is not None:
-                job.error = flight.error
-                return
-            job.reply = flight.reply
-            job.settle(tier, similarity=top)
+            await self._follow(job, flight)
+            if job.error is None:
+                job.settle(tier, similarity=top)
             return
+        flight = _Flight()
+        flight.join(job)
         if key is not None:
-            flight = _Flight()
             self._flights[key] = flight
-        commit = self._make_commit(job)
+        self._running.add(flight)
         try:
-            reply = await handler.upstream(commit)
+            await self._call(job, flight)
         except BaseException as exc:
-            if flight is not None:
-                flight.error = exc
-                flight.done.set()
+            flight.error = exc
             raise
         finally:
-            if key is not None:
-                self._flights.pop(key, None)
-        if flight is not None:
-            flight.reply = reply
+            if key is not None and self._flights.get(key) is flight:
+                del self._flights[key]
+            self._running.discard(flight)
+            job.on_abandon = None
             flight.done.set()
-        if reply.answer is not None and not reply.deferred:
-            commit(reply.answer, reply.payload)
-        job.reply = reply
         job.settle(tier, similarity=top)
 
-    @staticmethod
-    def _flight_key(job: Job) -> tuple[str, str] | None:
-        if job.handler is None:
-            return None
-        return coalescing_key(job.request, job.scope, job.query_hash, streaming=job.handler.streaming)
+    async def _follow(self, job: Job, flight: _Flight) -> None:
+        flight.join(job)
+        self.coalesced += 1
+        try:
+            await flight.done.wait()
+        finally:
+            flight.waiting.discard(job)
+            job.on_abandon = None
+        job.trace["coalesced"] = True
+        if flight.error is not None:
+            job.error = flight.error
+            return
+        job.response, job.answer = flight.response, flight.answer
+
+    async def _call(self, job: Job, flight: _Flight) -> None:
+        assert job.call is not None
+        early, job.early = job.early, None
+        with flight.scope:
+            if self._closing or job.abandoned:
+                flight.scope.cancel()  # closing, or the caller left before the call started
+            response = await (early.send() if early is not None else job.call.send())
+        if flight.scope.cancelled_caught:
+            why = "the engine closed" if self._closing else "its caller stopped waiting"
+            raise UpstreamCancelled(f"the upstream call was cancelled: {why}")
+        if isinstance(response, Streamed):
+            reader = job.call.reader()
+            events = response.events
+            read = (
+                _read_async(events, reader, job, self._store)
+                if hasattr(events, "__aiter__")
+                else (_read_sync(events, reader, job, self._store))
+            )
+            job.response = Streamed(response.response, read)
+        else:
+            answer, usage = job.call.extract(response)
+            job.response, job.answer = response, answer
+            job.usage.update(usage)
+            self._store(job, answer)
+        flight.response, flight.answer = job.response, job.answer
+
+
+def _ended(reader: EventReader, job: Job, store: Store) -> None:
+    answer, usage = reader.result()
+    job.usage.update(usage)
+    store(job, answer)
+
+
+async def _read_async(events: Any, reader: EventReader, job: Job, store: Store) -> AsyncIterator[Any]:
+    """The events as they come, read on their way; stored once the stream ended normally
+    (closed early or failed: a partial answer is never stored)."""
+    async for event in events:
+        reader.feed(event)
+        yield event
+    _ended(reader, job, store)
+
+
+def _read_sync(events: Iterator[Any], reader: EventReader, job: Job, store: Store) -> Iterator[Any]:
+    """As ``_read_async``, for a blocking stream read on the caller's own thread."""
+    for event in events:
+        reader.feed(event)
+        yield event
+    _ended(reader, job, store)

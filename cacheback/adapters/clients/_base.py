@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..._semantic_cache import AsyncSemanticCache, SemanticCache
-from ._early import PARKED, AsyncGate, SyncGate
+from ...core._early import PARKED
 from ._options import build_cache, split_cache_args
 from ._shells import AsyncShell, SyncShell
 
@@ -35,11 +35,11 @@ class SyncCacheMixin:
     with_options = copy
 
     def _prepare_request(self, request: Any) -> None:
-        # The SDK's last hook before sending: a call started early waits here (_early.py).
+        # The SDK's last hook before sending: a call started early waits here (core/_early.py).
         super()._prepare_request(request)  # type: ignore[misc]
         gate = PARKED.get()
-        if isinstance(gate, SyncGate):
-            gate.wait()
+        if gate is not None:
+            gate.wait_blocking()
 
     def close(self) -> None:
         """Close the SDK's HTTP client and the cache, for good (see _shells.py). Copies made
@@ -72,10 +72,10 @@ class AsyncCacheMixin:
     with_options = copy
 
     async def _prepare_request(self, request: Any) -> None:
-        # The SDK's last hook before sending: a call started early waits here (_early.py).
+        # The SDK's last hook before sending: a call started early waits here (core/_early.py).
         await super()._prepare_request(request)  # type: ignore[misc]
         gate = PARKED.get()
-        if isinstance(gate, AsyncGate):
+        if gate is not None:
             await gate.wait()
 
     async def close(self) -> None:

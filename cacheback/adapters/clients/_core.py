@@ -4,28 +4,27 @@ engine outcomes into SDK objects. The sync and async clients are thin shells ove
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import anyio
-import anyio.to_thread
 import structlog
 
+from ...core._call import Answer, Streamed, UpstreamCall, Usage
 from ...core._errors import CachebackBlocked, CachebackError, ConfigError
-from ...core._job import Commit, Job, Reply
+from ...core._job import Job
 from ...core._ports import LLM, Embedder, Store
 from ...core._settings import Settings
 from ...core._types import LookupRequest, Tier
 from ...engine._engine import AsyncEngine
-from ..providers import RequestKey, mark
+from ..providers import RequestKey, StreamAccumulator, mark
 from ..providers._common import no_request
-from ._early import EarlyCall, run_blocking, start_async, start_sync
-from ._inflight import Inflight
 from ._specs import ApiSpec
-from ._tee import tee_async, tee_sync
+from ._threads import UPSTREAM_THREADS, run_blocking
 
 log = structlog.get_logger("cacheback.client")
 
@@ -36,9 +35,8 @@ _RAW_HEADER = "x-stainless-raw-response"
 
 NegativeHook = Callable[[dict[str, Any]], Any]
 
-#: Blocking SDK calls a sync client runs at once: the SDKs' connection pool limit
-#: (openai's and anthropic's DEFAULT_CONNECTION_LIMITS.max_connections).
-UPSTREAM_THREADS = 1000
+#: How long closing waits for calls in flight before it cancels their upstream calls.
+CLOSE_GRACE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +106,6 @@ class ClientCache:
         self.engine_args: dict[str, Any] = {"embedder": embedder, "store": store, "llm": llm}
         self.unavailable: str | None = None
         self.closed = False  # closed for good: never reopened, calls go straight to the SDK
-        self.inflight = Inflight(self.engine)
         # The blocking SDK calls of the sync clients run on worker threads: as many at once
         # as the SDK's connection pool allows (anyio's default limiter stops at 40). Threads
         # are only made on demand.
@@ -180,36 +177,85 @@ class ClientCache:
             if callable(hook):
                 return hook(outcome.negative.as_dict())
             raise CachebackBlocked(outcome.negative)
-        reply = job.reply
-        if reply is None:  # engine-only outcome (no handler ran): cannot happen for clients
+        synthesized = outcome.tier is Tier.SYNTHESIS
+        if synthesized:
+            assert job.synthesis is not None
+            synthesized_answer = self._synthesized(job.synthesis, prep, client)
+            if prep.helper:
+                return _mark_on_enter(synthesized_answer, True, info)
+            return mark(synthesized_answer, False, True, info)
+        if job.response is None:  # engine-only outcome (no call made): cannot happen for clients
             raise CachebackError(f"no response for tier {outcome.tier.value}")
-        response = reply.response
+        response = job.response
+        if isinstance(response, Streamed):
+            # The SDK's stream, reading the events the engine reads on their way to cache them.
+            response.response._iterator = response.events
+            response = response.response
         if job.trace.get("coalesced"):
             info["reason"] = "coalesced"
             # Each waiter gets its own object: the one upstream response rebuilt (its ids: it
             # is that response), or a copy when it could not be stored. _request_id is None,
             # as on a hit: this call sent no request (and a waiter that noticed the answer
             # once it had landed could not know the id anyway).
-            if reply.answer is not None:
+            if job.answer is not None:
                 response = prep.spec.rebuild(
-                    reply.answer, reply.payload, prep.model, prep.kwargs, keep_ids=True
+                    job.answer.text, job.answer.payload, prep.model, prep.kwargs, keep_ids=True
                 )
             elif hasattr(response, "model_copy"):
                 response = no_request(response.model_copy(), "_request_id", "_workspace_id")
-        synthesized = outcome.tier is Tier.SYNTHESIS
         if prep.helper:
-            # The manager opens its stream later, on entry: mark the stream then, after the
-            # manager's own hook (a replay's: no request id).
-            previous: Callable[[Any], Any] | None = getattr(response, "_on_enter", None)
+            return live_manager(client, response, info)
+        return mark(response, False, False, info)
 
-            def on_enter(stream: Any) -> None:
-                if previous is not None:
-                    previous(stream)
-                mark(stream, False, synthesized, info)
+    def _synthesized(self, synthesis: str | AsyncIterator[str], prep: Prepared, client: Any) -> Any:
+        """The SDK object for a synthesized answer: whole, or (streaming) the SDK's own
+        stream fed by the cheap model's deltas as they arrive."""
+        if not isinstance(synthesis, str):
+            return self._live(synthesis, prep, client)
+        obj = prep.spec.rebuild(synthesis, None, prep.model, prep.kwargs)
+        if prep.helper:
+            return replay_manager(client, obj, None, hit=False)
+        if prep.stream:
+            assert prep.key is not None
+            return prep.spec.replay(client, obj, prep.key)
+        return obj
 
-            response._on_enter = on_enter
-            return response
-        return mark(response, False, synthesized, info)
+    def _live(self, deltas: AsyncIterator[str], prep: Prepared, client: Any) -> Any:
+        from ..providers._live import SENTINEL, LiveByteStream, live_shape, live_sse, sdk_live_stream
+
+        spec = prep.spec
+        api = spec.name.split(".", 1)[1]
+        template = spec.rebuild(SENTINEL, None, prep.model, prep.kwargs)
+        include_usage = bool(prep.key is not None and prep.key.stream_usage)
+        shape = live_shape(api, template, include_usage=include_usage)
+        body = LiveByteStream(live_sse(shape, deltas), token=self.engine.loop_token)
+        raw = sdk_live_stream(client, "messages" if api == "messages" else api, body)
+        if prep.helper:
+            return live_manager(client, raw, None)
+        return raw
+
+    def upstream_call(self, prep: Prepared, create: Callable[..., Any], *, blocking: bool) -> UpstreamCall:
+        """The provider call of ``prep``: the SDK's own ``create``, run on a worker thread
+        when it blocks. It waits at the engine's gate before sending (``_base.py``)."""
+        kwargs, stream = prep.kwargs, prep.stream
+        threads = self.threads
+
+        async def send() -> Any:
+            if blocking:
+                response = await run_blocking(partial(create, **kwargs), threads)
+            else:
+                response = await create(**kwargs)
+            # A stream's events are what the SDK object iterates: the engine reads them.
+            return Streamed(response, response._iterator) if stream else response
+
+        spec = prep.spec
+        return UpstreamCall(
+            send=send,
+            streaming=stream,
+            extract=lambda response: (spec.answer(response), spec.usage(response)),
+            reader=lambda: _SDKStreamReader(spec.accumulator(), spec.usage),
+            early=True,
+        )
 
     def passthrough(self, response: Any, prep: Prepared) -> Any:
         info = {
@@ -240,34 +286,29 @@ class ClientCache:
                     return None
         return self.engine
 
-    async def run(self, prep: Prepared, handler: Any) -> Job | None:
-        # Counted while it waits: a caller that leaves (cancelled, Ctrl-C) takes the upstream
-        # call nobody else waits for with it (see _inflight.py).
-        key = self.inflight.enter(prep)
+    async def run(self, prep: Prepared, call: UpstreamCall) -> Job | None:
+        """The engine's finished job, or None: go around the cache. A caller that leaves
+        (cancelled, Ctrl-C) takes the upstream call nobody else waits for with it."""
+        engine = await self.ensure_open()
+        if engine is None or prep.request is None:
+            return None
         try:
-            engine = await self.ensure_open()
-            if engine is None or prep.request is None:
-                return None
-            try:
-                return await engine.run(prep.request, handler)
-            except CachebackError as exc:
-                log.warning("cache failed; passing the request through", error=repr(exc))
-                engine.stats.count("cache_errors")
-                return None
-        finally:
-            self.inflight.leave(key)
+            return await engine.run(prep.request, call)
+        except CachebackError as exc:
+            log.warning("cache failed; passing the request through", error=repr(exc))
+            engine.stats.count("cache_errors")
+            return None
 
     async def aclose(self) -> None:
         """Flush and close the engine, for good. Calls in flight get a short grace; upstream
         calls still waiting after it are cancelled, so a slow provider cannot hold the close
         (or the interpreter's exit) for the SDK's whole timeout."""
         self.closed = True
-        await self.inflight.settle()
         if self._lock is None:
-            await self.engine.aclose()
+            await self.engine.aclose(grace_s=CLOSE_GRACE_S)
             return
         async with self._lock:  # an engine being opened right now is closed once it is open
-            await self.engine.aclose()
+            await self.engine.aclose(grace_s=CLOSE_GRACE_S)
 
 
 def own_copy(exc: BaseException) -> BaseException:
@@ -296,165 +337,53 @@ def replay_manager(client: Any, message: Any, info: dict[str, Any] | None, *, hi
     return replay_message_stream_manager(client, message, on_enter=on_enter)
 
 
-def live_manager(client: Any, raw: Any) -> Any:
-    """``messages.stream(...)``'s manager over an already open raw stream (a synthesized
-    answer as the cheap model writes it: no provider request, so no request id)."""
+def live_manager(client: Any, raw: Any, info: dict[str, Any] | None) -> Any:
+    """``messages.stream(...)``'s manager over an already open raw stream: a miss's (marked
+    with ``info``), or a synthesized answer as the cheap model writes it (``info`` None: no
+    provider request, so no request id)."""
     from ..providers import AsyncHookedMessageStreamManager, HookedMessageStreamManager
     from ..providers._stream_replay import Ready
 
     def on_enter(stream: Any) -> None:
-        no_request(stream, "_request_id", "_workspace_id")
+        if info is None:
+            no_request(stream, "_request_id", "_workspace_id")
+        else:
+            mark(stream, False, False, info)
 
     if hasattr(raw, "__aiter__"):
         return AsyncHookedMessageStreamManager(Ready(raw), on_enter=on_enter)
     return HookedMessageStreamManager(lambda: raw, on_enter=on_enter)
 
 
-class _Handler:
-    def __init__(self, cache: ClientCache, prep: Prepared, client: Any) -> None:
-        self.cache = cache
-        self.prep = prep
-        self.client = client
-        self._early: EarlyCall | None = None  # the SDK call started by prepare()
+def _mark_on_enter(manager: Any, synthesized: bool, info: dict[str, Any]) -> Any:
+    """A stream manager opens its stream on entry: mark the stream then, after the
+    manager's own hook (a replay's: no request id)."""
+    previous: Callable[[Any], Any] | None = getattr(manager, "_on_enter", None)
 
-    def release(self) -> None:
-        if self._early is not None:
-            self._early.abandon()
+    def on_enter(stream: Any) -> None:
+        if previous is not None:
+            previous(stream)
+        mark(stream, False, synthesized, info)
 
-    @property
-    def streaming(self) -> bool:
-        return self.prep.stream
-
-    def _reply(self, response: Any) -> Reply:
-        """A plain (non-stream) upstream response and what of it may be cached."""
-        answer = self.prep.spec.answer(response)
-        return Reply(
-            response,
-            answer.text if answer is not None else None,
-            answer.payload if answer is not None else None,
-            usage=self.prep.spec.usage(response),
-        )
-
-    async def synthesized(self, text: str | None, stream: Any | None, usage: dict[str, Any]) -> Reply:
-        if text is None and stream is not None:
-            if self.prep.stream:
-                return Reply(self._live(stream), usage=usage)
-            text = "".join([part async for part in stream])
-        obj = self.prep.spec.rebuild(text or "", None, self.prep.model, self.prep.kwargs)
-        if self.prep.helper:
-            return Reply(replay_manager(self.client, obj, None, hit=False), usage=dict(usage))
-        if self.prep.stream:
-            assert self.prep.key is not None
-            return Reply(self.prep.spec.replay(self.client, obj, self.prep.key), usage=dict(usage))
-        return Reply(obj, usage=dict(usage))
-
-    def _usage_into(self, reply: Reply) -> Callable[[dict[str, Any]], None]:
-        usage_of = self.prep.spec.usage
-        return lambda payload: reply.usage.update(usage_of(payload))
-
-    def _live(self, deltas: Any) -> Any:
-        """The SDK's own stream, fed by the cheap model's deltas as they arrive."""
-        from ..providers._live import SENTINEL, LiveByteStream, live_shape, live_sse, sdk_live_stream
-
-        spec, prep = self.prep.spec, self.prep
-        api = spec.name.split(".", 1)[1]
-        template = spec.rebuild(SENTINEL, None, prep.model, prep.kwargs)
-        include_usage = bool(prep.key is not None and prep.key.stream_usage)
-        shape = live_shape(api, template, include_usage=include_usage)
-        body = LiveByteStream(live_sse(shape, deltas), token=self.cache.engine.loop_token)
-        raw = sdk_live_stream(self.client, "messages" if api == "messages" else api, body)
-        if prep.helper:
-            return live_manager(self.client, raw)
-        return raw
+    manager._on_enter = on_enter
+    return manager
 
 
-def _released(*args: Any, **kwargs: Any) -> Any:
-    raise RuntimeError("this request is over")
+class _SDKStreamReader:
+    """Reads an SDK stream's events into the answer to cache and the call's usage."""
 
+    __slots__ = ("_acc", "_usage")
 
-def _let_go(handler: AsyncSDKHandler | SyncSDKHandler) -> None:
-    """Once its job is over, a handler holds nothing that keeps the SDK client alive.
+    def __init__(self, acc: StreamAccumulator, usage: Callable[[Any], Usage]) -> None:
+        self._acc = acc
+        self._usage = usage
 
-    The engine may keep a finished job for a while (a stage task's last one stays referenced
-    until the next one comes), and a client that is still referenced from the engine's loop
-    would never be garbage: the finalizer that closes an unclosed sync client never runs.
-    """
-    handler.client = None
-    handler._call = _released
-    handler._early = None  # its task's result may be the SDK's stream, which holds the client
+    def feed(self, event: Any) -> None:
+        self._acc.feed(event)
 
-
-class AsyncSDKHandler(_Handler):
-    """Upstream through an async SDK method."""
-
-    def __init__(
-        self, cache: ClientCache, prep: Prepared, client: Any, call: Callable[..., Awaitable[Any]]
-    ) -> None:
-        super().__init__(cache, prep, client)
-        self._call = call
-
-    def prepare(self) -> None:
-        if self._early is None and not self.prep.helper:
-            self._early = start_async(self._call, self.prep.kwargs)
-
-    def release(self) -> None:
-        super().release()
-        _let_go(self)
-
-    async def upstream(self, commit: Commit) -> Reply:
-        if self.prep.helper:
-            call, kwargs, acc = self._call, self.prep.kwargs, self.prep.spec.accumulator()
-
-            async def request() -> Any:  # awaited when the caller enters the manager
-                return tee_async(await call(**kwargs), acc, commit)
-
-            from ..providers import AsyncHookedMessageStreamManager
-
-            return Reply(AsyncHookedMessageStreamManager(request()), deferred=True)
-        with self.cache.inflight.upstream(self.prep):  # cancelled on close or once nobody waits
-            if self._early is not None:
-                response = await self._early.send()
-            else:
-                response = await self._call(**self.prep.kwargs)
-        if self.prep.stream:
-            reply = Reply(response, deferred=True)
-            tee_async(response, self.prep.spec.accumulator(), commit, self._usage_into(reply))
-            return reply
-        return self._reply(response)
-
-
-class SyncSDKHandler(_Handler):
-    """Upstream through a blocking SDK method, run on a worker thread."""
-
-    def __init__(self, cache: ClientCache, prep: Prepared, client: Any, call: Callable[..., Any]) -> None:
-        super().__init__(cache, prep, client)
-        self._call = call
-
-    def prepare(self) -> None:
-        if self._early is None and not self.prep.helper:
-            self._early = start_sync(self._call, self.prep.kwargs, self.cache.threads)
-
-    def release(self) -> None:
-        super().release()
-        _let_go(self)
-
-    async def upstream(self, commit: Commit) -> Reply:
-        if self.prep.helper:
-            call, kwargs, acc = self._call, self.prep.kwargs, self.prep.spec.accumulator()
-
-            def request() -> Any:  # runs in the caller's thread when it enters the manager
-                return tee_sync(call(**kwargs), acc, commit)
-
-            from ..providers import HookedMessageStreamManager
-
-            return Reply(HookedMessageStreamManager(request), deferred=True)
-        with self.cache.inflight.upstream(self.prep):  # cancelled on close or once nobody waits
-            if self._early is not None:
-                response = await self._early.send()
-            else:
-                response = await run_blocking(partial(self._call, **self.prep.kwargs), self.cache.threads)
-        if self.prep.stream:
-            reply = Reply(response, deferred=True)
-            tee_sync(response, self.prep.spec.accumulator(), commit, self._usage_into(reply))
-            return reply
-        return self._reply(response)
+    def result(self) -> tuple[Answer | None, Usage]:
+        answer, _verdict = self._acc.finish()
+        if answer is None:
+            return None, {}
+        # The stored payload is the whole response rebuilt from the events: its usage too.
+        return answer, self._usage(json.loads(answer.payload)) if answer.payload else {}

@@ -20,7 +20,7 @@ from ..._semantic_cache import AsyncSemanticCache, SemanticCache
 from ...core._errors import EngineClosed
 from ...core._types import Tier
 from ...engine._portal import PortalRunner
-from ._core import CONTROL_KWARG, AsyncSDKHandler, ClientCache, Prepared, SyncSDKHandler
+from ._core import CONTROL_KWARG, ClientCache, Prepared
 from ._specs import ApiSpec
 
 _CLOSED = "the client is closed, and its cache with it"
@@ -77,9 +77,9 @@ class SyncShell:
         prep = self.cache.prepare(spec, kwargs, helper=direct is not None)
         if prep.request is None:
             return self.cache.passthrough(_direct(prep, call, direct), prep)
-        handler = SyncSDKHandler(self.cache, prep, client, call)
+        upstream = self.cache.upstream_call(prep, call, blocking=True)
         try:
-            job = self.runner().call(self.cache.run, prep, handler)
+            job = self.runner().call(self.cache.run, prep, upstream)
         except EngineClosed:  # closed by another thread meanwhile
             return _direct(prep, call, direct)
         if job is None:
@@ -88,11 +88,9 @@ class SyncShell:
         response = self.cache.deliver(job, prep, client)
         if self._write_through and job.outcome is not None and job.outcome.tier is Tier.UPSTREAM:
             self.runner().call(self.cache.engine.flush)
-        if prep.stream and job.reply is not None:
-            # The engine may keep a finished job a while (a stage task's last one): it must
-            # not keep the stream, which holds the SDK client (see _core._let_go). Streams
-            # are never coalesced, so no other caller reads this reply.
-            job.reply.response = None
+        # The engine may keep a finished job a while (a stage task's last one): it must not
+        # keep the response (a stream holds the SDK client), nor the call (its create()).
+        job.response = job.call = None
         return response
 
     @property
@@ -168,11 +166,14 @@ class AsyncShell:
         prep = self.cache.prepare(spec, kwargs, helper=direct is not None)
         if prep.request is None:
             return self.cache.passthrough(await _adirect(prep, call, direct), prep)
-        job = await self.cache.run(prep, AsyncSDKHandler(self.cache, prep, client, call))
+        job = await self.cache.run(prep, self.cache.upstream_call(prep, call, blocking=False))
         if job is None:
             prep.reason = self.cache.unavailable or "cache error"
             return self.cache.passthrough(await _adirect(prep, call, direct), prep)
-        return self.cache.deliver(job, prep, client)
+        try:
+            return self.cache.deliver(job, prep, client)
+        finally:
+            job.response = job.call = None  # see SyncShell.call
 
     async def aclose(self) -> None:
         self._closed = True

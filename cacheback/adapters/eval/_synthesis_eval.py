@@ -50,9 +50,9 @@ from urllib.parse import urlsplit
 import anyio
 import structlog
 
+from ...core._call import Answer, EventReader, Text, UpstreamCall, Usage
 from ...core._costs import PriceTable, load_price_table
 from ...core._errors import CachebackError, ConfigError
-from ...core._job import Commit, Reply
 from ...core._ports import LLM, Embedder, LLMReply
 from ...core._settings import Settings
 from ...core._types import LookupRequest, Tier
@@ -268,34 +268,23 @@ def _ask(question: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": question}]
 
 
-class _Handler:
-    """The engine's tiers for one eval question: upstream through the upstream model."""
+def _upstream_call(llm: LLM, question: str, config: SynthesisEvalConfig) -> UpstreamCall:
+    """The engine's upstream for one eval question: the upstream model, asked directly."""
 
-    def __init__(self, llm: LLM, question: str, config: SynthesisEvalConfig) -> None:
-        self._llm = llm
-        self._question = question
-        self._config = config
+    async def send() -> LLMReply:
+        return await llm.complete(_ask(question), max_tokens=config.max_tokens, timeout=config.timeout_s)
 
-    @property
-    def streaming(self) -> bool:
-        return self._config.stream
-
-    async def upstream(self, commit: Commit) -> Reply:
-        reply = await self._llm.complete(
-            _ask(self._question), max_tokens=self._config.max_tokens, timeout=self._config.timeout_s
-        )
-        usage = {
-            "input_tokens": reply.input_tokens,
-            "output_tokens": reply.output_tokens,
-            "model": reply.model,
-        }
+    def extract(reply: LLMReply) -> tuple[Answer | None, Usage]:
+        usage = {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens}
+        usage["model"] = reply.model
         ok = reply.text.strip() and reply.finish_reason not in ("length", "content_filter")
-        return Reply(reply.text, answer=reply.text if ok else None, usage=usage)
+        return (Text(reply.text) if ok else None), usage
 
-    async def synthesized(self, text: str | None, stream: Any | None, usage: dict[str, int]) -> Reply:
-        if text is None and stream is not None:
-            text = "".join([piece async for piece in stream])
-        return Reply(text or "", usage=dict(usage))
+    return UpstreamCall(send=send, streaming=config.stream, extract=extract, reader=_no_reader)
+
+
+def _no_reader() -> EventReader:
+    raise TypeError("the eval's upstream model answers whole")
 
 
 async def run_synthesis_eval(
@@ -394,14 +383,22 @@ async def _evaluate(
 ) -> ItemResult:
     request = LookupRequest(item.question, scope=scope, want_synthesis=True)
     try:
-        job = await engine.run(request, _Handler(config.upstream, item.question, config))
+        job = await engine.run(request, _upstream_call(config.upstream, item.question, config))
     except CachebackError as exc:
         return ItemResult(item.question, item.domain, "error", None, error=repr(exc))
     outcome = job.outcome
     if job.error is not None or outcome is None:
         return ItemResult(item.question, item.domain, "error", None, error=repr(job.error))
     tier = outcome.tier.value
-    answer = str(job.reply.response) if job.reply is not None else outcome.answer
+    synthesis = job.synthesis
+    if synthesis is not None and not isinstance(synthesis, str):
+        synthesis = "".join([piece async for piece in synthesis])
+    if synthesis is not None:
+        answer: str | None = synthesis
+    elif isinstance(job.response, LLMReply):
+        answer = job.response.text
+    else:
+        answer = outcome.answer
     result = ItemResult(item.question, item.domain, tier, outcome.similarity, answer=answer)
     if outcome.tier is not Tier.SYNTHESIS or not answer:
         return result

@@ -4,6 +4,7 @@ a request is authenticated, parsed and keyed, run through the engine, and its ou
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -11,14 +12,15 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...core._call import Streamed
 from ...core._errors import CachebackError
-from ...core._job import Job, Reply
+from ...core._job import Job
 from ...core._types import Tier
 from ..providers import RequestKey
 from ._apis import Api
 from ._auth import Caller
 from ._errors import ProxyError
-from ._handler import Call, Handler
+from ._handler import Call, upstream_call
 from ._headers import ERROR_TIER, cache_headers, header_safe, outcome_headers
 from ._proxy import Endpoint, Proxy
 from ._requests import Controls, parse_body, parse_controls, read_body
@@ -61,13 +63,13 @@ async def _serve(proxy: Proxy, request: Request, api: Api) -> tuple[Response, st
         headers=forward_headers(headers, caller.upstream_auth),
         key=key,
     )
-    handler = Handler(proxy, call)
+    upstream = upstream_call(proxy, call)
     try:
-        job = await proxy.engine.run(lookup, handler)
+        job = await proxy.engine.run(lookup, upstream)
     except CachebackError as exc:
         # The cache itself is unusable (closing, broken): answer around it.
         log.warning("cache unavailable; passing through", error=type(exc).__name__)
-        return await _around_cache(proxy, handler, api)
+        return await _around_cache(proxy, upstream.send, api)
     return _deliver(proxy, api, call, job)
 
 
@@ -92,14 +94,16 @@ def _lookup(
     return key, lookup
 
 
-async def _around_cache(proxy: Proxy, handler: Handler, api: Api) -> tuple[Response, str]:
+async def _around_cache(
+    proxy: Proxy, send: Callable[[], Awaitable[Any]], api: Api
+) -> tuple[Response, str]:
     headers = cache_headers(Tier.BYPASS.value)
     headers.append(("x-cacheback-degraded", "engine"))
     try:
-        reply = await handler.upstream(lambda answer, payload: None)
+        answer = await send()
     except Exception as exc:
         return proxy.failure(api.provider, exc, headers), Tier.BYPASS.value
-    return _from_reply(reply, headers), Tier.BYPASS.value
+    return _rendered(answer, headers), Tier.BYPASS.value
 
 
 def _deliver(proxy: Proxy, api: Api, call: Call, job: Job) -> tuple[Response, str]:
@@ -128,13 +132,18 @@ def _deliver(proxy: Proxy, api: Api, call: Call, job: Job) -> tuple[Response, st
         if call.key.stream:
             return response(200, api.sse(data, call.key.stream_usage), headers, SSE), tier.value
         return response(200, dumps(data), headers), tier.value
-    if job.reply is None:
+    if tier is Tier.SYNTHESIS and job.synthesis is not None:
+        return _rendered(call.synthesized(job.synthesis), headers), tier.value
+    if job.response is None:
         return proxy.failure(api.provider, RuntimeError("no reply"), headers), tier.value
-    return _from_reply(job.reply, headers), tier.value
+    return _rendered(job.response, headers), tier.value
 
 
-def _from_reply(reply: Reply, headers: list[tuple[str, str]]) -> Response:
-    r = reply.response
+def _rendered(r: Any, headers: list[tuple[str, str]]) -> Response:
+    if isinstance(r, Streamed):
+        # The relay sends the events the engine reads on their way (to cache the answer).
+        r.response.events = r.events
+        r = r.response
     if isinstance(r, StreamingBody):
         r.add_headers(headers)
         return r
@@ -142,4 +151,4 @@ def _from_reply(reply: Reply, headers: list[tuple[str, str]]) -> Response:
         return response(r.status, r.body, [*r.headers, *headers])
     if isinstance(r, Rendered):
         return response(200, r.body, headers, r.media_type)
-    raise TypeError(f"unexpected reply {type(r).__name__}")
+    raise TypeError(f"unexpected answer {type(r).__name__}")

@@ -1,40 +1,54 @@
-"""The engine's ``TierHandler`` for one proxied call: how to ask the provider (buffered,
-or streamed to the caller while a tap collects the answer to cache) and how to render
-an answer the cache synthesized."""
+"""One proxied call as the engine sees it: the provider call (buffered, or a stream relayed
+to the caller whose events the engine reads to cache the answer) and how its answers are
+read; plus rendering an answer the cache synthesized."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ...core._job import Commit, Reply
+from ...core._call import Answer, Streamed, UpstreamCall, Usage
 from ..providers import RequestKey
 from ._apis import Api
 from ._synthesis import MARKER, Rendered, SynthesisStream
-from ._upstream import RelayedStream
+from ._upstream import Buffered, RelayedStream, SSEParser
 from ._wire import JSON, SSE, dumps
 
 if TYPE_CHECKING:
     from ._proxy import Proxy
 
+#: What a relayed stream's events may raise that only means "not cacheable".
+_UNREADABLE = (ValueError, TypeError, AttributeError, KeyError, RecursionError)
 
-class _Tap:
-    """Feeds a relayed stream's events to the accumulator and the usage record."""
 
-    def __init__(self, api: Api, usage: dict[str, Any]) -> None:
-        self.acc = api.accumulator()
-        self._usage = api.event_usage
-        self.usage = usage
+class _SSEReader:
+    """Reads a relayed stream's raw chunks: SSE events into the accumulator and usage."""
 
-    def feed(self, event: Any) -> None:
-        self.acc.feed(event)
-        if isinstance(event, Mapping):
-            self._usage(event, self.usage)
+    def __init__(self, api: Api) -> None:
+        self._parser = SSEParser()
+        self._acc = api.accumulator()
+        self._event_usage = api.event_usage
+        self._usage: Usage = {}
 
-    def fail(self, reason: str) -> None:
-        self.acc.fail(reason)
+    def feed(self, chunk: Any) -> None:
+        try:
+            for event in self._parser.feed(chunk):
+                self._acc.feed(event)
+                if isinstance(event, Mapping):
+                    self._event_usage(event, self._usage)
+        except _UNREADABLE:
+            # Unparseable framing (or JSON nested past the parser's limit): still relayed
+            # to the caller, never cached.
+            self._acc.fail("unparseable stream")
+
+    def result(self) -> tuple[Answer | None, Usage]:
+        try:
+            answer, _ = self._acc.finish()
+        except _UNREADABLE:
+            return None, self._usage  # events of a shape the accumulator cannot read
+        return answer, self._usage
 
 
 @dataclass(slots=True)
@@ -53,70 +67,58 @@ class Call:
             text, payload, model=self.body.get("model"), request=self.body, keep_ids=keep_ids
         )
 
+    def synthesized(self, synthesis: str | AsyncIterator[str]) -> Rendered | SynthesisStream:
+        """A synthesized answer in the provider's framing: whole, or streamed as written."""
+        if not isinstance(synthesis, str):
+            template = self.api.events(self.render(MARKER, None), self.key.stream_usage)
+            return SynthesisStream(self.api, template, synthesis)
+        data = self.render(synthesis, None)
+        if self.key.stream:
+            return Rendered(self.api.sse(data, self.key.stream_usage), SSE)
+        return Rendered(dumps(data), JSON)
 
-class Handler:
-    """The engine's ``TierHandler`` for one proxied call."""
 
-    def __init__(self, proxy: Proxy, call: Call) -> None:
-        # The proxy, not its upstream: that is only looked up once the engine calls.
-        self._proxy = proxy
-        self._call = call
+def _extract(api: Api, buffered: Buffered) -> tuple[Answer | None, Usage]:
+    try:
+        data = json.loads(buffered.body)
+    except (ValueError, UnicodeDecodeError):
+        return None, {}
+    if not isinstance(data, dict):
+        return None, {}
+    usage: Usage = {}
+    api.usage(data, usage)
+    if not api.verdict(data):
+        return None, usage
+    # The provider's own bytes are the payload replayed on a hit.
+    return _Stored(api.answer(data).text, buffered.body), usage
 
-    @property
-    def streaming(self) -> bool:
-        return self._call.key.stream
 
-    async def upstream(self, commit: Commit) -> Reply:
-        c = self._call
-        up = self._proxy.upstream
-        if c.key.stream:
-            resp = await up.open("POST", c.url, c.headers, c.raw)
-            usage: dict[str, Any] = {}  # filled in place as the stream goes (engine contract)
-            tap = _Tap(c.api, usage)
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    text: str
+    payload: bytes | None
 
-            def done(ok: bool) -> None:
-                if not ok:
-                    return
-                try:
-                    answer, _ = tap.acc.finish()
-                except (ValueError, TypeError, AttributeError, KeyError, RecursionError):
-                    return  # events of a shape the accumulator cannot read: relayed, not cached
-                if answer is not None:
-                    commit(answer.text, answer.payload)
 
-            stream = RelayedStream(
-                resp,
-                provider=c.api.provider,
-                api=c.api.name,
-                tap=tap,
-                on_done=done,
-                on_error=lambda kind: self._proxy.metrics.upstream_error(c.api.provider, kind),
-            )
-            return Reply(response=stream, deferred=True, usage=usage)
-        buffered = await up.call("POST", c.url, c.headers, c.raw)
-        try:
-            data = json.loads(buffered.body)
-        except (ValueError, UnicodeDecodeError):
-            return Reply(response=buffered)
-        if not isinstance(data, dict):
-            return Reply(response=buffered)
-        usage = {}
-        c.api.usage(data, usage)
-        if c.api.verdict(data):
-            # The provider's own bytes are the payload replayed on a hit.
-            return Reply(
-                response=buffered, answer=c.api.answer(data).text, payload=buffered.body, usage=usage
-            )
-        return Reply(response=buffered, usage=usage)
+def upstream_call(proxy: Proxy, call: Call) -> UpstreamCall:
+    """The engine's description of the provider call for one proxied request."""
+    api = call.api
 
-    async def synthesized(self, text: str | None, stream: Any | None, usage: dict[str, int]) -> Reply:
-        c = self._call
-        if c.key.stream and stream is not None:
-            template = c.api.events(c.render(MARKER, None), c.key.stream_usage)
-            return Reply(response=SynthesisStream(c.api, template, stream), usage=usage)
-        if text is None and stream is not None:
-            text = "".join([piece async for piece in stream])
-        data = c.render(text or "", None)
-        if c.key.stream:
-            return Reply(response=Rendered(c.api.sse(data, c.key.stream_usage), SSE), usage=usage)
-        return Reply(response=Rendered(dumps(data), JSON), usage=usage)
+    async def send() -> Buffered | Streamed:
+        up = proxy.upstream  # looked up only once the engine calls
+        if not call.key.stream:
+            return await up.call("POST", call.url, call.headers, call.raw)
+        resp = await up.open("POST", call.url, call.headers, call.raw)
+        relay = RelayedStream(
+            resp,
+            provider=api.provider,
+            api=api.name,
+            on_error=lambda kind: proxy.metrics.upstream_error(api.provider, kind),
+        )
+        return Streamed(relay, relay.source)
+
+    return UpstreamCall(
+        send=send,
+        streaming=call.key.stream,
+        extract=lambda buffered: _extract(api, buffered),
+        reader=lambda: _SSEReader(api),
+    )

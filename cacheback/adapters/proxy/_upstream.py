@@ -13,7 +13,7 @@ import re
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import unquote
 
 import anyio
@@ -276,14 +276,6 @@ def forward_headers(
 # --- streams ------------------------------------------------------------------------------------
 
 
-class StreamTap(Protocol):
-    """Sees each decoded event of a relayed stream (the accumulator and usage counter)."""
-
-    def feed(self, event: Any) -> None: ...
-
-    def fail(self, reason: str) -> None: ...
-
-
 class SSEParser:
     """Incremental server-sent-events decoder: bytes in, JSON ``data`` payloads out."""
 
@@ -371,9 +363,11 @@ class StreamingBody(Response):
 class RelayedStream(StreamingBody):
     """An upstream streamed body relayed chunk by chunk as it arrives.
 
-    With a tap (a cached API) every chunk is also decoded into events. A broken or
-    stalled upstream ends the relay with an error event in the provider's format; a
-    client that goes away cancels the upstream read (no more tokens are paid for).
+    ``source`` is the raw chunk iterator; the relay sends ``events`` (``source`` unless
+    someone reads the chunks on their way: the engine, to cache the answer, hands back its
+    reading iterator). A broken or stalled upstream ends the relay with an error event in
+    the provider's format; a client that goes away cancels the upstream read (no more tokens
+    are paid for).
     """
 
     def __init__(
@@ -382,8 +376,6 @@ class RelayedStream(StreamingBody):
         *,
         provider: Provider,
         api: str,
-        tap: StreamTap | None = None,
-        on_done: Callable[[bool], None] | None = None,
         on_error: Callable[[str], None] | None = None,
         raw: bool = False,
     ) -> None:
@@ -391,26 +383,18 @@ class RelayedStream(StreamingBody):
         self._up = upstream
         self._provider = provider
         self._api = api
-        self._tap = tap
-        self._on_done = on_done
         self._on_error = on_error
         self._raw = raw
-        self._broken = False
+        self.source: AsyncIterator[bytes] = upstream.aiter_raw() if raw else upstream.aiter_bytes()
+        self.events: AsyncIterator[bytes] = self.source
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        parser = SSEParser() if self._tap is not None else None
-        source = self._up.aiter_raw() if self._raw else self._up.aiter_bytes()
         try:
-            async for chunk in source:
-                if parser is not None:
-                    self._decode(parser, chunk)
+            async for chunk in self.events:
                 yield chunk
         except httpx.HTTPError as exc:
-            self._broken = True
             timeout = isinstance(exc, httpx.TimeoutException)
             kind = "timeout" if timeout else "stream_broken"
-            if self._tap is not None:
-                self._tap.fail(kind)
             if self._on_error is not None:
                 self._on_error(kind)
             if not self._raw:
@@ -419,17 +403,9 @@ class RelayedStream(StreamingBody):
                     self._provider, self._api, message, "timeout_error" if timeout else "api_error"
                 )
 
-    def _decode(self, parser: SSEParser, chunk: bytes) -> None:
-        assert self._tap is not None
-        try:
-            for event in parser.feed(chunk):
-                self._tap.feed(event)
-        except (ValueError, TypeError, AttributeError, KeyError, RecursionError):
-            # Unparseable framing (or JSON nested past the parser's limit): still relayed
-            # to the caller, never cached.
-            self._tap.fail("unparseable stream")
-
     async def finished(self, completed: bool) -> None:
+        # A reader that stopped early is closed first (it must not see a late end), then
+        # the upstream response.
+        if self.events is not self.source:
+            await aclose_if_closable(self.events)
         await self._up.aclose()
-        if self._on_done is not None:
-            self._on_done(completed and not self._broken)
