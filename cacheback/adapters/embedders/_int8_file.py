@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from ._hashing import sha256_file
 from ._int8 import BLOCK, rewrite_int8_weights
 
 __all__ = ["REWRITE_VERSION", "build_int8_model", "derived_path", "int8_model_file"]
@@ -51,8 +52,6 @@ def int8_model_file(source: Path, source_sha256: str, directory: Path) -> Path |
     Returns the serialized model instead when it cannot be kept (the directory is not
     writable), and None when the source has no int8 weights to rewrite.
     """
-    from ._minilm import sha256_file
-
     path = derived_path(directory, source_sha256)
     check = path.with_name(path.name + ".sha256")
     try:

@@ -9,7 +9,6 @@ the fp32 export) can be used instead.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import threading
@@ -25,6 +24,8 @@ from numpy.typing import NDArray
 from cacheback.core._errors import ConfigError, EmbedderError, ModelNotFound
 from cacheback.core._settings import EMBED_COMPUTE_MODES, default_cache_dir
 from cacheback.core._types import Vector
+
+from ._hashing import sha256_file
 
 if TYPE_CHECKING:
     from tokenizers import Encoding, Tokenizer
@@ -60,14 +61,6 @@ _INT_TYPES: dict[str, type[np.signedinteger[Any]]] = {
     "tensor(int64)": np.int64,
     "tensor(int32)": np.int32,
 }
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_sha256(path: Path, expected: str) -> None:
