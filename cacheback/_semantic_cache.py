@@ -12,12 +12,12 @@ from typing import Any, TypeVar
 
 import anyio
 
+from ._portal import PortalRunner
 from .core._errors import EngineClosed
 from .core._ports import LLM, Embedder, Store
 from .core._settings import Settings
 from .core._types import LookupRequest, NegativeEntry, Outcome, Tier
 from .engine._engine import AsyncEngine
-from .engine._portal import PortalRunner
 
 T = TypeVar("T")
 

@@ -16,10 +16,10 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..._portal import PortalRunner
 from ..._semantic_cache import AsyncSemanticCache, SemanticCache
 from ...core._errors import EngineClosed
 from ...core._types import Tier
-from ...engine._portal import PortalRunner
 from ._core import CONTROL_KWARG, ClientCache, Prepared
 from ._specs import ApiSpec
 

@@ -275,7 +275,7 @@ def _upstream_call(llm: LLM, question: str, config: SynthesisEvalConfig) -> Upst
         return await llm.complete(_ask(question), max_tokens=config.max_tokens, timeout=config.timeout_s)
 
     def extract(reply: LLMReply) -> tuple[Answer | None, Usage]:
-        usage = {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens}
+        usage: Usage = {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens}
         usage["model"] = reply.model
         ok = reply.text.strip() and reply.finish_reason not in ("length", "content_filter")
         return (Text(reply.text) if ok else None), usage

@@ -1,4 +1,5 @@
-"""One event loop on a daemon thread that the sync facades run the async engine on.
+"""One event loop on a daemon thread (anyio's blocking portal) that the sync facades run
+the async engine on.
 
 The thread is a daemon so that a program which never closes its client still exits; at
 interpreter exit every runner still open runs its close hooks (flushing write-behind
@@ -19,11 +20,10 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import anyio
 import structlog
-from anyio.from_thread import BlockingPortal
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from ..core._errors import EngineClosed
+from .core._errors import EngineClosed
 
 T = TypeVar("T")
 log = structlog.get_logger("cacheback.portal")
@@ -36,39 +36,19 @@ class PortalRunner:
     """Owns a blocking portal; ``call`` runs a coroutine function on it from any thread."""
 
     def __init__(self) -> None:
-        self._ready = threading.Event()
-        self._portal: BlockingPortal | None = None
-        self._error: BaseException | None = None
         self._hooks: list[Callable[[], Awaitable[Any]]] = []
         self._lock = threading.Lock()
         self._closed = False
         self.pid = os.getpid()
-        self._thread = threading.Thread(target=self._main, name="cacheback-portal", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            raise self._error
+        # anyio's own portal thread (a daemon); raises here if its loop cannot start.
+        self._cm = start_blocking_portal()
+        self._portal = self._cm.__enter__()
+        self._portal.call(_name_thread)
         _OPEN.add(self)
         _hook_exit()
 
-    def _main(self) -> None:
-        async def serve() -> None:
-            async with BlockingPortal() as portal:
-                self._portal = portal
-                self._ready.set()
-                await portal.sleep_until_stopped()
-
-        try:
-            anyio.run(serve)
-        except BaseException as exc:  # reported to the constructor if it never started
-            self._error = exc
-        finally:
-            self._ready.set()
-
     @property
     def portal(self) -> BlockingPortal:
-        if self._portal is None:
-            raise RuntimeError("the portal is not running")
         return self._portal
 
     @property
@@ -114,10 +94,9 @@ class PortalRunner:
             except Exception as exc:
                 log.error("closing the cache failed", error=repr(exc))
         try:
-            self.portal.call(self.portal.stop)
+            self._cm.__exit__(None, None, None)  # stops the portal and joins its thread
         except RuntimeError:
             pass  # already stopped
-        self._thread.join(timeout=30)
 
     def close_soon(self) -> None:
         """Close on a thread of its own (for a finalizer: it may run on any thread, this
@@ -133,6 +112,11 @@ class PortalRunner:
         except RuntimeError:  # the interpreter is shutting down: the atexit hook closes it
             return
         _CLOSERS.add(closer)
+
+
+def _name_thread() -> None:
+    # Told apart from other portals in thread listings (and by the tests).
+    threading.current_thread().name = "cacheback-portal"
 
 
 def _forget_parents_runners() -> None:
