@@ -57,22 +57,6 @@ def _tier_router(ctx: StageContext) -> Stage:
     return TierRouter(lambda: state.settings, lambda: state.verbatim_rule, can_synthesize=ctx.llm is not None)
 
 
-def _synthesizer(ctx: StageContext) -> Stage:
-    assert ctx.llm is not None
-    state, stats = ctx.state, ctx.stats
-    return Synthesizer(
-        ctx.llm,
-        lambda: state.settings,
-        on_usage=ctx.accounting.synthesis_usage,
-        on_event=lambda name: stats.count(f"synthesis.{name}"),
-        store=ctx.store_answer,
-    )
-
-
-def _upstream(ctx: StageContext) -> Stage:
-    return Upstream(ctx.store_answer, ctx.hot)
-
-
 #: The graph. Without an embedder there is no embedding or negative gate, and without a
 #: cheap model no synthesizer: edges to an absent stage are dropped.
 STAGES: dict[str, StageSpec] = {
@@ -81,8 +65,8 @@ STAGES: dict[str, StageSpec] = {
     "negative_gate": StageSpec(_negative_gate, ("vector_search", "upstream"), _embeds),
     "vector_search": StageSpec(_vector_search, ("tier_router", "upstream")),
     "tier_router": StageSpec(_tier_router, ("upstream", "synthesizer")),
-    "synthesizer": StageSpec(_synthesizer, ("upstream",), _synthesizes),
-    "upstream": StageSpec(_upstream, ()),
+    "synthesizer": StageSpec(Synthesizer, ("upstream",), _synthesizes),
+    "upstream": StageSpec(Upstream, ()),
 }
 
 

@@ -20,17 +20,16 @@ early, it is estimated from the text.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from typing import Any
 
 import anyio
 import structlog
 
-from ..core._call import Answer, Text
+from ..core._call import Text
 from ..core._costs import estimate_tokens
 from ..core._job import Job
-from ..core._ports import LLM, LLMReply
+from ..core._ports import LLMReply
 from ..core._settings import Settings
-from ..core._stage import Stage
+from ..core._stage import Stage, StageContext
 from ..core._synthesis import (
     Verdict,
     build_synthesis_messages,
@@ -45,36 +44,27 @@ log = structlog.get_logger("cacheback.synthesis")
 _INCOMPLETE = frozenset({"length", "content_filter", "max_tokens"})
 
 UsageHook = Callable[[LLMReply], None]
-EventHook = Callable[[str], None]
-
-
-def _nothing(_: Any) -> None:
-    return None
 
 
 class Synthesizer(Stage):
     name = "synthesizer"
     concurrent = True
 
-    def __init__(
-        self,
-        llm: LLM,
-        settings: Callable[[], Settings],
-        *,
-        on_usage: UsageHook | None = None,
-        on_event: EventHook | None = None,
-        store: Callable[[Job, Answer | None], None] | None = None,
-    ) -> None:
-        """``on_usage`` gets every cheap-model call's usage (also declined ones: they cost
-        too); ``on_event`` an outcome name per attempt (ok, streamed, declined, empty,
-        timeout, error, truncated, stream_error); ``store``, when
-        ``synthesis_store`` is on, stores a finished answer as a verbatim entry."""
-        self._llm = llm
-        self._settings = settings
-        self._on_usage: UsageHook = on_usage or _nothing
-        self._on_event: EventHook = on_event or _nothing
-        self._store = store
+    def __init__(self, ctx: StageContext) -> None:
+        """Every cheap-model call's usage is accounted (declined ones too: they cost); each
+        attempt counts an outcome (``synthesis.<name>``: ok, streamed, declined, empty,
+        timeout, error, truncated, stream_error); with ``synthesis_store`` on, a finished
+        answer is stored as a verbatim entry."""
+        assert ctx.llm is not None
+        self._llm = ctx.llm
+        self._state = ctx.state
+        self._stats = ctx.stats
+        self._on_usage: UsageHook = ctx.accounting.synthesis_usage
+        self._store = ctx.store_answer
         self.events: dict[str, int] = {}
+
+    def _settings(self) -> Settings:
+        return self._state.settings
 
     async def process(self, jobs: Sequence[Job]) -> None:
         for job in jobs:
@@ -86,6 +76,9 @@ class Synthesizer(Stage):
         self.events[name] = self.events.get(name, 0) + 1
         job.trace["synthesis"] = name
         self._on_event(name)
+
+    def _on_event(self, name: str) -> None:
+        self._stats.count(f"synthesis.{name}")
 
     def _fall_through(self, job: Job, why: str) -> None:
         self._event(job, why)
@@ -114,7 +107,7 @@ class Synthesizer(Stage):
         )
 
     def _commit(self, job: Job, text: str) -> None:
-        if self._store is None or not self._settings().synthesis_store:
+        if not self._settings().synthesis_store:
             return
         try:
             self._store(job, Text(text))

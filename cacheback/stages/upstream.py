@@ -20,7 +20,7 @@ from ..core._call import Answer, EventReader, Streamed
 from ..core._errors import UpstreamCancelled
 from ..core._hotcache import HotCache
 from ..core._job import Job, coalescing_key
-from ..core._stage import Stage
+from ..core._stage import Stage, StageContext
 from ..core._types import Tier
 
 #: Stores (and accounts) what a job's upstream call answered; None: nothing to store.
@@ -53,9 +53,9 @@ class Upstream(Stage):
     concurrent = True
     cache_stage = False  # provider errors belong to the caller
 
-    def __init__(self, store: Store, hot: HotCache | None = None) -> None:
-        self._store = store
-        self._hot = hot
+    def __init__(self, ctx: StageContext) -> None:
+        self._store: Store = ctx.store_answer
+        self._hot: HotCache | None = ctx.hot
         self._flights: dict[tuple[str, str], _Flight] = {}
         self._running: set[_Flight] = set()
         self._closing = False

@@ -94,9 +94,7 @@ def _lookup(
     return key, lookup
 
 
-async def _around_cache(
-    proxy: Proxy, send: Callable[[], Awaitable[Any]], api: Api
-) -> tuple[Response, str]:
+async def _around_cache(proxy: Proxy, send: Callable[[], Awaitable[Any]], api: Api) -> tuple[Response, str]:
     headers = cache_headers(Tier.BYPASS.value)
     headers.append(("x-cacheback-degraded", "engine"))
     try:
