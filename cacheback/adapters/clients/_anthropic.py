@@ -12,8 +12,8 @@ import anthropic
 from anthropic.lib.streaming import AsyncMessageStream, AsyncMessageStreamManager
 from anthropic.resources.messages import AsyncMessages, Messages
 
+from ..providers import ANTHROPIC_MESSAGES
 from ._base import AsyncCacheMixin, SyncCacheMixin
-from ._specs import ANTHROPIC_MESSAGES
 
 
 class _Messages(Messages):

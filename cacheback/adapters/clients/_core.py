@@ -21,9 +21,8 @@ from ...core._ports import LLM, Embedder, Store
 from ...core._settings import Settings
 from ...core._types import LookupRequest, Tier
 from ...engine._engine import AsyncEngine
-from ..providers import RequestKey, StreamAccumulator, mark
+from ..providers import Codec, RequestKey, StreamAccumulator, mark
 from ..providers._common import no_request
-from ._specs import ApiSpec
 from ._threads import UPSTREAM_THREADS, run_blocking
 
 log = structlog.get_logger("cacheback.client")
@@ -54,7 +53,7 @@ class ClientOptions:
 class Prepared:
     """A request ready for the engine (``request`` is None: go straight upstream)."""
 
-    spec: ApiSpec
+    spec: Codec
     kwargs: dict[str, Any]
     key: RequestKey | None
     request: LookupRequest | None
@@ -114,7 +113,7 @@ class ClientCache:
 
     # -- pure parts ----------------------------------------------------------------
 
-    def prepare(self, spec: ApiSpec, kwargs: dict[str, Any], *, helper: bool = False) -> Prepared:
+    def prepare(self, spec: Codec, kwargs: dict[str, Any], *, helper: bool = False) -> Prepared:
         kwargs = dict(kwargs)
         controls = parse_controls(kwargs.pop(CONTROL_KWARG, None))
         if helper:
@@ -169,7 +168,7 @@ class ClientCache:
                 return replay_manager(client, obj, info, hit=True)
             if prep.stream:
                 assert prep.key is not None
-                return mark(prep.spec.replay(client, obj, prep.key), True, False, info)
+                return mark(prep.spec.replay(client, obj, prep.key.stream_usage), True, False, info)
             return obj
         if outcome.tier is Tier.BLOCKED:
             assert outcome.negative is not None
@@ -217,19 +216,18 @@ class ClientCache:
             return replay_manager(client, obj, None, hit=False)
         if prep.stream:
             assert prep.key is not None
-            return prep.spec.replay(client, obj, prep.key)
+            return prep.spec.replay(client, obj, prep.key.stream_usage)
         return obj
 
     def _live(self, deltas: AsyncIterator[str], prep: Prepared, client: Any) -> Any:
         from ..providers._live import SENTINEL, LiveByteStream, live_shape, live_sse, sdk_live_stream
 
         spec = prep.spec
-        api = spec.name.split(".", 1)[1]
         template = spec.rebuild(SENTINEL, None, prep.model, prep.kwargs)
         include_usage = bool(prep.key is not None and prep.key.stream_usage)
-        shape = live_shape(api, template, include_usage=include_usage)
+        shape = live_shape(spec, template, include_usage=include_usage)
         body = LiveByteStream(live_sse(shape, deltas), token=self.engine.loop_token)
-        raw = sdk_live_stream(client, "messages" if api == "messages" else api, body)
+        raw = sdk_live_stream(client, spec, body)
         if prep.helper:
             return live_manager(client, raw, None)
         return raw

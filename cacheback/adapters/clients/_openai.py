@@ -14,8 +14,8 @@ from openai.resources.chat import AsyncChat, Chat
 from openai.resources.chat.completions import AsyncCompletions, Completions
 from openai.resources.responses import AsyncResponses, Responses
 
+from ..providers import OPENAI_CHAT, OPENAI_RESPONSES
 from ._base import AsyncCacheMixin, SyncCacheMixin
-from ._specs import OPENAI_CHAT, OPENAI_RESPONSES
 
 
 class _Completions(Completions):

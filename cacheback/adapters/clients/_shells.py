@@ -20,8 +20,8 @@ from ..._portal import PortalRunner
 from ..._semantic_cache import AsyncSemanticCache, SemanticCache
 from ...core._errors import EngineClosed
 from ...core._types import Tier
+from ..providers import Codec
 from ._core import CONTROL_KWARG, ClientCache, Prepared
-from ._specs import ApiSpec
 
 _CLOSED = "the client is closed, and its cache with it"
 
@@ -64,7 +64,7 @@ class SyncShell:
 
     def call(
         self,
-        spec: ApiSpec,
+        spec: Codec,
         client: Any,
         kwargs: dict[str, Any],
         call: Callable[..., Any],
@@ -154,7 +154,7 @@ class AsyncShell:
 
     async def call(
         self,
-        spec: ApiSpec,
+        spec: Codec,
         client: Any,
         kwargs: dict[str, Any],
         call: Callable[..., Awaitable[Any]],

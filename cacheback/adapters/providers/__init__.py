@@ -1,9 +1,11 @@
 """Provider codecs: OpenAI chat completions, OpenAI responses, Anthropic messages.
 
-Pure translation, no I/O: request kwargs → cache key (``*_key``), response → cacheable or
-not (``*_verdict``) and what to store (``*_answer``), streamed miss → stored answer
-(``*StreamAccumulator``), cached answer → the SDK's own objects and streams
-(``rebuild_*``, ``replay_*``).
+One ``Codec`` per API (``OPENAI_CHAT``, ``OPENAI_RESPONSES``, ``ANTHROPIC_MESSAGES``, each in
+its own module), used by the SDK clients and the proxy alike. Pure translation, no I/O:
+request kwargs or body → cache key (``key``), response → answer text, finish reason,
+usage and whether it may be cached (``verdict``, ``answer``), streamed miss → stored
+answer (``accumulator``), cached answer → JSON (``render``, ``events``, ``sse``) or the
+SDK's own objects and streams (``rebuild``, ``replay``).
 
 The SDK-typed half (``rebuild_*``, ``replay_*``, ``*_events``, ``chat_chunks``, the
 message stream managers) is imported lazily, so that installing only one SDK works.
@@ -14,15 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._anthropic_wire import (
-    MessageStreamAccumulator,
-    message_answer,
-    message_dict,
-    message_event_dicts,
-    message_text,
-    message_verdict,
-    messages_sse,
-)
+from ._codec import Codec
 from ._common import (
     CachebackInfo,
     CachedAnswer,
@@ -33,68 +27,76 @@ from ._common import (
     reject,
     split_text,
 )
-from ._openai_wire import (
+from ._scope import SCOPE_VERSION, RequestKey
+from ._stream_replay import ReplayByteStream, sse_response
+from .anthropic_messages import CODEC as ANTHROPIC_MESSAGES
+from .anthropic_messages import (
+    MessageStreamAccumulator,
+    anthropic_messages_key,
+    message_answer,
+    message_dict,
+    message_event_dicts,
+    message_text,
+    message_verdict,
+)
+from .openai_chat import CODEC as OPENAI_CHAT
+from .openai_chat import (
     ChatStreamAccumulator,
-    ResponsesStreamAccumulator,
     chat_answer,
     chat_chunk_dicts,
     chat_completion_dict,
-    chat_sse,
     chat_text,
     chat_verdict,
+    openai_chat_key,
+)
+from .openai_responses import CODEC as OPENAI_RESPONSES
+from .openai_responses import (
+    ResponsesStreamAccumulator,
+    openai_responses_key,
     response_dict,
     response_event_dicts,
     responses_answer,
-    responses_sse,
     responses_text,
     responses_verdict,
 )
-from ._scope import (
-    SCOPE_VERSION,
-    RequestKey,
-    anthropic_messages_key,
-    openai_chat_key,
-    openai_responses_key,
-)
-from ._stream_replay import ReplayByteStream, sse_response
 
 if TYPE_CHECKING:
-    from ._anthropic_codec import (
+    from ._anthropic_sdk import (
         AsyncHookedMessageStreamManager as AsyncHookedMessageStreamManager,
     )
-    from ._anthropic_codec import HookedMessageStreamManager as HookedMessageStreamManager
-    from ._anthropic_codec import message_events as message_events
-    from ._anthropic_codec import rebuild_message as rebuild_message
-    from ._anthropic_codec import replay_message_stream as replay_message_stream
-    from ._anthropic_codec import (
+    from ._anthropic_sdk import HookedMessageStreamManager as HookedMessageStreamManager
+    from ._anthropic_sdk import message_events as message_events
+    from ._anthropic_sdk import rebuild_message as rebuild_message
+    from ._anthropic_sdk import replay_message_stream as replay_message_stream
+    from ._anthropic_sdk import (
         replay_message_stream_manager as replay_message_stream_manager,
     )
-    from ._openai_codec import chat_chunks as chat_chunks
-    from ._openai_codec import rebuild_chat_completion as rebuild_chat_completion
-    from ._openai_codec import rebuild_response as rebuild_response
-    from ._openai_codec import replay_chat_stream as replay_chat_stream
-    from ._openai_codec import replay_chat_stream_manager as replay_chat_stream_manager
-    from ._openai_codec import replay_responses_stream as replay_responses_stream
-    from ._openai_codec import (
+    from ._openai_sdk import chat_chunks as chat_chunks
+    from ._openai_sdk import rebuild_chat_completion as rebuild_chat_completion
+    from ._openai_sdk import rebuild_response as rebuild_response
+    from ._openai_sdk import replay_chat_stream as replay_chat_stream
+    from ._openai_sdk import replay_chat_stream_manager as replay_chat_stream_manager
+    from ._openai_sdk import replay_responses_stream as replay_responses_stream
+    from ._openai_sdk import (
         replay_responses_stream_manager as replay_responses_stream_manager,
     )
-    from ._openai_codec import response_events as response_events
+    from ._openai_sdk import response_events as response_events
 
 _LAZY = {
-    "AsyncHookedMessageStreamManager": "_anthropic_codec",
-    "HookedMessageStreamManager": "_anthropic_codec",
-    "message_events": "_anthropic_codec",
-    "rebuild_message": "_anthropic_codec",
-    "replay_message_stream": "_anthropic_codec",
-    "replay_message_stream_manager": "_anthropic_codec",
-    "chat_chunks": "_openai_codec",
-    "rebuild_chat_completion": "_openai_codec",
-    "rebuild_response": "_openai_codec",
-    "replay_chat_stream": "_openai_codec",
-    "replay_chat_stream_manager": "_openai_codec",
-    "replay_responses_stream": "_openai_codec",
-    "replay_responses_stream_manager": "_openai_codec",
-    "response_events": "_openai_codec",
+    "AsyncHookedMessageStreamManager": "_anthropic_sdk",
+    "HookedMessageStreamManager": "_anthropic_sdk",
+    "message_events": "_anthropic_sdk",
+    "rebuild_message": "_anthropic_sdk",
+    "replay_message_stream": "_anthropic_sdk",
+    "replay_message_stream_manager": "_anthropic_sdk",
+    "chat_chunks": "_openai_sdk",
+    "rebuild_chat_completion": "_openai_sdk",
+    "rebuild_response": "_openai_sdk",
+    "replay_chat_stream": "_openai_sdk",
+    "replay_chat_stream_manager": "_openai_sdk",
+    "replay_responses_stream": "_openai_sdk",
+    "replay_responses_stream_manager": "_openai_sdk",
+    "response_events": "_openai_sdk",
 }
 
 
@@ -107,15 +109,24 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+CODECS: tuple[Codec, ...] = (OPENAI_CHAT, OPENAI_RESPONSES, ANTHROPIC_MESSAGES)
+
+
+def codec_of(response: object) -> Codec | None:
+    """The codec of a response object or wire dict, by its ``object``/``type`` field."""
+    if get(response, "object") == "chat.completion":
+        return OPENAI_CHAT
+    if get(response, "object") == "response":
+        return OPENAI_RESPONSES
+    if get(response, "type") == "message":
+        return ANTHROPIC_MESSAGES
+    return None
+
+
 def response_api(response: object) -> str | None:
     """``"chat"``, ``"responses"`` or ``"messages"`` for a response object or wire dict."""
-    if get(response, "object") == "chat.completion":
-        return "chat"
-    if get(response, "object") == "response":
-        return "responses"
-    if get(response, "type") == "message":
-        return "messages"
-    return None
+    codec = codec_of(response)
+    return codec.name if codec is not None else None
 
 
 def is_cacheable_response(response: object) -> Verdict:
@@ -124,34 +135,29 @@ def is_cacheable_response(response: object) -> Verdict:
     Rejected: errors, truncation (``finish_reason`` length, ``max_tokens``, a Responses
     status other than completed), content filters and refusals, tool calls, empty text.
     """
-    api = response_api(response)
-    if api == "chat":
-        return chat_verdict(response)
-    if api == "responses":
-        return responses_verdict(response)
-    if api == "messages":
-        return message_verdict(response)
-    return reject("error" if get(response, "error") else "not a provider response")
+    codec = codec_of(response)
+    if codec is None:
+        return reject("error" if get(response, "error") else "not a provider response")
+    return codec.verdict(response)
 
 
 def to_cached_answer(response: object) -> CachedAnswer | None:
     """The answer to store for ``response``, or ``None`` when it must not be cached."""
-    if not is_cacheable_response(response):
-        return None
-    api = response_api(response)
-    if api == "chat":
-        return chat_answer(response)
-    if api == "responses":
-        return responses_answer(response)
-    return message_answer(response)
+    codec = codec_of(response)
+    return codec.answer(response) if codec is not None else None
 
 
 __all__ = [
+    "ANTHROPIC_MESSAGES",
+    "CODECS",
+    "OPENAI_CHAT",
+    "OPENAI_RESPONSES",
     "SCOPE_VERSION",
     "AsyncHookedMessageStreamManager",
     "CachebackInfo",
     "CachedAnswer",
     "ChatStreamAccumulator",
+    "Codec",
     "HookedMessageStreamManager",
     "MessageStreamAccumulator",
     "ReplayByteStream",
@@ -164,9 +170,9 @@ __all__ = [
     "chat_chunk_dicts",
     "chat_chunks",
     "chat_completion_dict",
-    "chat_sse",
     "chat_text",
     "chat_verdict",
+    "codec_of",
     "is_cacheable_response",
     "mark",
     "message_answer",
@@ -175,7 +181,6 @@ __all__ = [
     "message_events",
     "message_text",
     "message_verdict",
-    "messages_sse",
     "openai_chat_key",
     "openai_responses_key",
     "rebuild_chat_completion",
@@ -192,7 +197,6 @@ __all__ = [
     "response_event_dicts",
     "response_events",
     "responses_answer",
-    "responses_sse",
     "responses_text",
     "responses_verdict",
     "split_text",

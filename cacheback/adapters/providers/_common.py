@@ -54,6 +54,10 @@ class StreamAccumulator(Protocol):
 
     def feed(self, event: object) -> None: ...
 
+    def fail(self, reason: str) -> None:
+        """The stream broke (an exception while iterating): nothing will be cached."""
+        ...
+
     def finish(self) -> tuple[CachedAnswer | None, Verdict]:
         """The answer to cache (``None`` when not cacheable) and the verdict."""
         ...
@@ -159,6 +163,35 @@ def load_payload(payload: bytes | None) -> dict[str, Any] | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def _count(value: Any) -> int | None:
+    """A token count as an int (None when absent or not a number: a malformed usage
+    block costs the accounting a figure, never the request)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def token_usage(response: object, input_field: str, output_field: str) -> dict[str, Any]:
+    """The engine's usage record (``input_tokens``, ``output_tokens``, ``model``) from a
+    response, a chunk or an event (SDK object or wire dict), with only the fields it
+    carries: stream events report usage piecemeal and are merged in order."""
+    record: dict[str, Any] = {}
+    model = get(response, "model")
+    if isinstance(model, str) and model:
+        record["model"] = model
+    usage = get(response, "usage")
+    if usage is None:
+        return record
+    for name, field_name in (("input_tokens", input_field), ("output_tokens", output_field)):
+        count = _count(get(usage, field_name))
+        if count is not None:
+            record[name] = count
+    return record
 
 
 # --- canonical JSON for scope keys ------------------------------------------------------

@@ -17,9 +17,7 @@ from typing import Any
 import anyio.from_thread
 import httpx2
 
-from ._anthropic_wire import message_event_dicts, messages_sse
-from ._common import no_request, sse
-from ._openai_wire import chat_chunk_dicts, response_event_dicts, responses_sse
+from ._codec import Codec
 from ._stream_replay import join_url
 
 SENTINEL = "\ue000"
@@ -35,30 +33,17 @@ class LiveShape:
     trailer: list[bytes]
 
 
-def _encoder(api: str) -> Callable[[dict[str, Any]], bytes]:
-    if api == "chat":
-        return lambda e: sse(e)
-    if api == "responses":
-        return lambda e: responses_sse([e])[0]
-    return lambda e: messages_sse([e])[0]
-
-
-def live_shape(api: str, template: object, *, include_usage: bool = False) -> LiveShape:
+def live_shape(codec: Codec, template: object, *, include_usage: bool = False) -> LiveShape:
     """``template`` is the rebuilt SDK object (or dict) whose text is ``SENTINEL``."""
-    if api == "chat":
-        events = chat_chunk_dicts(template, include_usage=include_usage, chunk_chars=_HUGE)
-    elif api == "responses":
-        events = response_event_dicts(template, chunk_chars=_HUGE)
-    else:
-        events = message_event_dicts(template, chunk_chars=_HUGE)
+    events = codec.events(template, include_usage, _HUGE)
     dumped = [json.dumps(e, ensure_ascii=False) for e in events]
     first = next(i for i, d in enumerate(dumped) if SENTINEL in d)
     return LiveShape(
         prefix=events[:first],
         delta=dumped[first],
         suffix=dumped[first + 1 :],
-        encode=_encoder(api),
-        trailer=[sse("[DONE]")] if api == "chat" else [],
+        encode=codec.event_bytes,
+        trailer=[codec.stream_end] if codec.stream_end else [],
     )
 
 
@@ -147,27 +132,7 @@ def live_response(body: LiveByteStream, *, url: str) -> httpx2.Response:
     )
 
 
-def sdk_live_stream(client: Any, api: str, body: LiveByteStream) -> Any:
+def sdk_live_stream(client: Any, codec: Codec, body: LiveByteStream) -> Any:
     """The SDK's own ``Stream``/``AsyncStream`` over a live body, as after an HTTP call
     (``_request_id`` None: the provider was not asked)."""
-    from typing import cast
-
-    if api in ("chat", "responses"):
-        import openai
-        from openai.types.chat import ChatCompletionChunk
-        from openai.types.responses import ResponseStreamEvent
-
-        path = "chat/completions" if api == "chat" else "responses"
-        cast_to: Any = ChatCompletionChunk if api == "chat" else cast(Any, ResponseStreamEvent)
-        http = live_response(body, url=join_url(client.base_url, path))
-        if isinstance(client, openai.AsyncOpenAI):
-            return no_request(openai.AsyncStream(cast_to=cast_to, response=http, client=client))
-        return no_request(openai.Stream(cast_to=cast_to, response=http, client=client))
-    import anthropic
-    from anthropic.types import RawMessageStreamEvent
-
-    http = live_response(body, url=join_url(client.base_url, "v1/messages"))
-    event_type: Any = cast(Any, RawMessageStreamEvent)
-    if isinstance(client, anthropic.AsyncAnthropic):
-        return no_request(anthropic.AsyncStream(cast_to=event_type, response=http, client=client))
-    return no_request(anthropic.Stream(cast_to=event_type, response=http, client=client))
+    return codec.open_stream(client, live_response(body, url=join_url(client.base_url, codec.path)))

@@ -28,7 +28,7 @@ conversation itself: ``messages`` / ``input``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,7 @@ SCOPE_VERSION = 1  # bump when canonicalisation changes: old entries then never 
 _COMMON_TRANSPORT = frozenset(
     {"stream", "timeout", "extra_headers", "extra_query", "extra_body", "metadata", "service_tier"}
 )
-_OPENAI_TRANSPORT = _COMMON_TRANSPORT | {
+OPENAI_TRANSPORT = _COMMON_TRANSPORT | {
     "stream_options",
     "user",
     "store",
@@ -52,7 +52,7 @@ _OPENAI_TRANSPORT = _COMMON_TRANSPORT | {
     "background",
     "starting_after",
 }
-_ANTHROPIC_TRANSPORT = _COMMON_TRANSPORT | {
+ANTHROPIC_TRANSPORT = _COMMON_TRANSPORT | {
     "speed",
     "inference_geo",
     "diagnostics",
@@ -98,7 +98,7 @@ class RequestKey:
 
 
 @dataclass(frozen=True, slots=True)
-class _Parts:
+class Parts:
     text: str
     rest: list[Any]  # non-text parts kept in the scope
     media: list[Any]  # allowed media parts (also kept in the scope)
@@ -107,7 +107,7 @@ class _Parts:
 
 
 @dataclass(slots=True)
-class _Builder:
+class Builder:
     provider: str
     api: str
     body: dict[str, Any]
@@ -171,7 +171,7 @@ class _Builder:
         )
 
 
-def _unkeyable(provider: str, api: str, params: Mapping[str, Any], exc: Exception) -> RequestKey:
+def unkeyable(provider: str, api: str, params: Mapping[str, Any], exc: Exception) -> RequestKey:
     model = params.get("model")
     return RequestKey(
         provider=provider,
@@ -182,11 +182,11 @@ def _unkeyable(provider: str, api: str, params: Mapping[str, Any], exc: Exceptio
         cacheable=False,
         semantic=False,
         reason=f"unkeyable request: {exc}",
-        stream=_truthy(params.get("stream")),
+        stream=truthy(params.get("stream")),
     )
 
 
-def _truthy(value: Any) -> bool:
+def truthy(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     try:
@@ -195,13 +195,13 @@ def _truthy(value: Any) -> bool:
         return False
 
 
-def _start(
+def start(
     provider: str,
     api: str,
     params: Mapping[str, Any],
     transport: frozenset[str],
     ignore_params: Iterable[str],
-) -> tuple[_Builder, Any]:
+) -> tuple[Builder, Any]:
     """Merge ``extra_body``, pick out the beta headers, drop transport and ignored params.
 
     Returns the builder and the raw conversation value (``messages`` or ``input``).
@@ -215,14 +215,14 @@ def _start(
     if isinstance(headers, Mapping):
         # Beta headers switch features on (and so change answers); other headers do not.
         beta = {str(k).lower(): v for k, v in headers.items() if str(k).lower().endswith("-beta")}
-    stream = _truthy(body.get("stream"))
+    stream = truthy(body.get("stream"))
     conversation = body.get("messages", body.get("input"))
     ignored = set(ignore_params) - _CONVERSATION
     kept = {
         k: v for k, v in body.items() if k not in transport and k not in ignored and k not in _CONVERSATION
     }
     model = body.get("model")
-    builder = _Builder(
+    builder = Builder(
         provider=provider,
         api=api,
         body=kept,
@@ -233,7 +233,7 @@ def _start(
     return builder, conversation
 
 
-def _as_items(value: Any, builder: _Builder, name: str) -> list[dict[str, Any]]:
+def as_items(value: Any, builder: Builder, name: str) -> list[dict[str, Any]]:
     """The conversation as a list of wire dicts; anything else blocks caching."""
     if not isinstance(value, list | tuple):
         # A generator would be consumed here and be empty for the SDK: the facade must
@@ -256,14 +256,14 @@ def _split(
     text_types: frozenset[str],
     media_kinds: Mapping[str, str],
     allow_images: bool,
-) -> _Parts:
+) -> Parts:
     """Separate the text of a user message from its other parts."""
     if isinstance(content, str):
-        return _Parts(content, [], [], None, False)
+        return Parts(content, [], [], None, False)
     if content is None:
-        return _Parts("", [], [], None, False)
+        return Parts("", [], [], None, False)
     if not isinstance(content, list | tuple):
-        return _Parts("", [to_wire(content)], [], None, False)
+        return Parts("", [to_wire(content)], [], None, False)
     texts: list[str] = []
     rest: list[Any] = []
     media: list[Any] = []
@@ -283,10 +283,10 @@ def _split(
         else:
             tool_result = tool_result or kind == "tool_result"
             rest.append(part)  # unknown parts: keyed exactly, never matched loosely
-    return _Parts("\n".join(texts), rest, media, blocked, tool_result)
+    return Parts("\n".join(texts), rest, media, blocked, tool_result)
 
 
-def _flatten_text(content: Any, text_types: frozenset[str]) -> Any:
+def flatten_text(content: Any, text_types: frozenset[str]) -> Any:
     """``[{"type": "text", "text": s}]`` and ``s`` are the same message content."""
     if isinstance(content, list | tuple) and len(content) == 1:
         only = canonical(content[0])
@@ -295,43 +295,39 @@ def _flatten_text(content: Any, text_types: frozenset[str]) -> Any:
     return content
 
 
-def _strip_key(value: Any, key: str) -> Any:
+def strip_key(value: Any, key: str) -> Any:
     if isinstance(value, Mapping):
-        return {k: _strip_key(v, key) for k, v in value.items() if k != key}
+        return {k: strip_key(v, key) for k, v in value.items() if k != key}
     if isinstance(value, list | tuple):
-        return [_strip_key(v, key) for v in value]
+        return [strip_key(v, key) for v in value]
     return value
 
 
-def _turns(
+def turns(
     items: list[dict[str, Any]],
     last_user: int,
-    parts: _Parts | None,
+    parts: Parts | None,
     text_types: frozenset[str],
 ) -> list[Any]:
     """Every turn, with the matched text of the last user message replaced by a marker."""
     turns: list[Any] = []
     for i, item in enumerate(items):
         if "content" in item:
-            item = {**item, "content": _flatten_text(item["content"], text_types)}
+            item = {**item, "content": flatten_text(item["content"], text_types)}
         if i == last_user and parts is not None:
             item = {**item, "content": {"$query": True, "parts": parts.rest + parts.media}}
         turns.append(item)
     return turns
 
 
-_CHAT_TEXT = frozenset({"text"})
-_CHAT_MEDIA = {"image_url": "image", "input_audio": "audio", "file": "file"}
-
-
-def _question(
-    b: _Builder,
+def question(
+    b: Builder,
     items: list[dict[str, Any]],
     last_user: int,
     text_types: frozenset[str],
     media_kinds: Mapping[str, str],
     allow_images: bool,
-) -> _Parts | None:
+) -> Parts | None:
     """The parts of the message whose text is matched (None when there is no user message:
     the request is then not cacheable)."""
     if last_user < 0:
@@ -348,164 +344,11 @@ def _question(
     return parts
 
 
-def openai_chat_key(
-    params: Mapping[str, Any],
-    *,
-    ignore_params: Iterable[str] = (),
-    allow_images: bool = False,
+def guarded(
+    provider: str, api: str, params: Mapping[str, Any], build: Callable[[], RequestKey]
 ) -> RequestKey:
-    """Key for ``client.chat.completions.create(**params)``."""
+    """``build()``, or a not-cacheable key when a value in ``params`` cannot be keyed."""
     try:
-        return _openai_chat_key(params, ignore_params, allow_images)
+        return build()
     except Unkeyable as exc:
-        return _unkeyable("openai", "chat", params, exc)
-
-
-def _openai_chat_key(
-    params: Mapping[str, Any], ignore_params: Iterable[str], allow_images: bool
-) -> RequestKey:
-    b, raw = _start("openai", "chat", params, _OPENAI_TRANSPORT, ignore_params)
-    options = params.get("stream_options")
-    stream_usage = b.stream and isinstance(options, Mapping) and _truthy(options.get("include_usage"))
-    n = canonical(b.body.get("n"))
-    if n is not None and n != 1:
-        b.block("n>1")
-    b.body.pop("n", None)  # n=1 is the default: same scope as no n
-    modalities = canonical(b.body.get("modalities")) or []
-    if "audio" in modalities or canonical(b.body.get("audio")) is not None:
-        b.block("audio output")
-    if canonical(b.body.get("tools")) or canonical(b.body.get("functions")):
-        b.exact("tools present")
-    items = _as_items(raw, b, "messages")
-    last_user = max((i for i, m in enumerate(items) if m.get("role") == "user"), default=-1)
-    parts = _question(b, items, last_user, _CHAT_TEXT, _CHAT_MEDIA, allow_images)
-    if parts is not None:
-        if last_user != len(items) - 1:
-            b.exact(f"last message is from {items[-1].get('role')!s}")
-        if parts.rest:
-            b.exact("non-text parts in the last user message")
-    return b.finish(
-        _turns(items, last_user, parts, _CHAT_TEXT),
-        parts.text if parts else "",
-        stream_usage=stream_usage,
-        media=parts.media if parts else (),
-    )
-
-
-_RESPONSES_TEXT = frozenset({"input_text"})
-_RESPONSES_MEDIA = {"input_image": "image", "input_audio": "audio", "input_file": "file"}
-
-
-def openai_responses_key(
-    params: Mapping[str, Any],
-    *,
-    ignore_params: Iterable[str] = (),
-    allow_images: bool = False,
-) -> RequestKey:
-    """Key for ``client.responses.create(**params)``."""
-    try:
-        return _openai_responses_key(params, ignore_params, allow_images)
-    except Unkeyable as exc:
-        return _unkeyable("openai", "responses", params, exc)
-
-
-def _openai_responses_key(
-    params: Mapping[str, Any], ignore_params: Iterable[str], allow_images: bool
-) -> RequestKey:
-    b, raw = _start("openai", "responses", params, _OPENAI_TRANSPORT, ignore_params)
-    if canonical(params.get("conversation")) is not None:
-        b.block("server-side conversation state")
-    if _truthy(params.get("background")):
-        b.block("background response")
-    if canonical(params.get("response_id")) is not None:
-        b.block("resuming a stored response")
-    if canonical(b.body.get("tools")):
-        b.exact("tools present")
-    modalities = canonical(b.body.get("modalities")) or []
-    if "audio" in modalities:
-        b.block("audio output")
-    items = [{"role": "user", "content": raw}] if isinstance(raw, str) else _as_items(raw, b, "input")
-    for i, item in enumerate(items):
-        # {"role": ..., "content": ...} and {"type": "message", ...} are the same item.
-        if "role" in item and item.get("type") == "message":
-            items[i] = {k: v for k, v in item.items() if k != "type"}
-    last_user = max(
-        (i for i, m in enumerate(items) if m.get("role") == "user" and "type" not in m),
-        default=-1,
-    )
-    parts = _question(b, items, last_user, _RESPONSES_TEXT, _RESPONSES_MEDIA, allow_images)
-    if parts is not None:
-        if last_user != len(items) - 1:
-            last = items[-1]
-            b.exact(f"last input item is {last.get('type') or last.get('role')!s}")
-        if parts.rest:
-            b.exact("non-text parts in the last user message")
-    return b.finish(
-        _turns(items, last_user, parts, _RESPONSES_TEXT),
-        parts.text if parts else "",
-        media=parts.media if parts else (),
-    )
-
-
-_ANTHROPIC_TEXT = frozenset({"text"})
-_ANTHROPIC_MEDIA = {"image": "image", "document": "file", "audio": "audio"}
-
-
-def anthropic_messages_key(
-    params: Mapping[str, Any],
-    *,
-    ignore_params: Iterable[str] = (),
-    allow_images: bool = False,
-) -> RequestKey:
-    """Key for ``client.messages.create(**params)`` (and ``client.messages.stream``)."""
-    try:
-        return _anthropic_messages_key(params, ignore_params, allow_images)
-    except Unkeyable as exc:
-        return _unkeyable("anthropic", "messages", params, exc)
-
-
-def _anthropic_messages_key(
-    params: Mapping[str, Any], ignore_params: Iterable[str], allow_images: bool
-) -> RequestKey:
-    # cache_control marks prompt-cache breakpoints: billing, not the answer.
-    params = _strip_key(params, "cache_control")
-    b, raw = _start("anthropic", "messages", params, _ANTHROPIC_TRANSPORT, ignore_params)
-    if "system" in b.body:
-        b.body["system"] = _flatten_text(canonical(b.body["system"]), _ANTHROPIC_TEXT)
-    if canonical(b.body.get("tools")):
-        b.exact("tools present")
-    items = _as_items(raw, b, "messages")
-
-    def is_tool_result(m: Mapping[str, Any]) -> bool:
-        content = m.get("content")
-        return (
-            isinstance(content, list)
-            and bool(content)
-            and all(isinstance(c, Mapping) and c.get("type") == "tool_result" for c in content)
-        )
-
-    # The human's question, not a turn that only carries tool results.
-    last_user = max(
-        (i for i, m in enumerate(items) if m.get("role") == "user" and not is_tool_result(m)),
-        default=-1,
-    )
-    parts = _question(b, items, last_user, _ANTHROPIC_TEXT, _ANTHROPIC_MEDIA, allow_images)
-    if parts is not None:
-        if last_user != len(items) - 1:
-            last = items[-1]
-            b.exact(
-                "tool result"
-                if is_tool_result(last)
-                else "assistant prefill"
-                if last.get("role") == "assistant"
-                else f"last message is {last.get('role')}"
-            )
-        if parts.tool_result:
-            b.exact("tool result")
-        elif parts.rest:
-            b.exact("non-text parts in the last user message")
-    return b.finish(
-        _turns(items, last_user, parts, _ANTHROPIC_TEXT),
-        parts.text if parts else "",
-        media=parts.media if parts else (),
-    )
+        return unkeyable(provider, api, params, exc)

@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from ...core._ports import LLM, Embedder, Store
 from ...engine._engine import AsyncEngine
-from ._apis import CHAT, MESSAGES, RESPONSES
+from ..providers import ANTHROPIC_MESSAGES, OPENAI_CHAT, OPENAI_RESPONSES
 from ._cached import cached_endpoint
 from ._config import CONFIG_ENV, ProxyConfig
 from ._fallback import METHODS, EdgeMiddleware, http_error
@@ -55,9 +55,9 @@ def create_app(
         transport=transport,
     )
     routes = [
-        Route("/v1/chat/completions", cached_endpoint(proxy, CHAT), methods=["POST"]),
-        Route("/v1/responses", cached_endpoint(proxy, RESPONSES), methods=["POST"]),
-        Route("/v1/messages", cached_endpoint(proxy, MESSAGES), methods=["POST"]),
+        Route("/v1/chat/completions", cached_endpoint(proxy, OPENAI_CHAT), methods=["POST"]),
+        Route("/v1/responses", cached_endpoint(proxy, OPENAI_RESPONSES), methods=["POST"]),
+        Route("/v1/messages", cached_endpoint(proxy, ANTHROPIC_MESSAGES), methods=["POST"]),
         *management_routes(proxy),
         # Last: it matches every /v1 path the routes above did not take.
         Route("/v1/{path:path}", passthrough_endpoint(proxy), methods=METHODS),

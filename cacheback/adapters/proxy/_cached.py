@@ -16,8 +16,8 @@ from ...core._call import Streamed
 from ...core._errors import CachebackError
 from ...core._job import Job
 from ...core._types import Tier
+from ..providers import Codec as Api
 from ..providers import RequestKey
-from ._apis import Api
 from ._auth import Caller
 from ._errors import ProxyError
 from ._handler import Call, upstream_call

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ...core._call import Answer, Streamed, UpstreamCall, Usage
+from ..providers import Codec as Api
 from ..providers import RequestKey
-from ._apis import Api
 from ._synthesis import MARKER, Rendered, SynthesisStream
 from ._upstream import Buffered, RelayedStream, SSEParser
 from ._wire import JSON, SSE, dumps
@@ -37,7 +37,7 @@ class _SSEReader:
             for event in self._parser.feed(chunk):
                 self._acc.feed(event)
                 if isinstance(event, Mapping):
-                    self._event_usage(event, self._usage)
+                    self._usage.update(self._event_usage(event))
         except _UNREADABLE:
             # Unparseable framing (or JSON nested past the parser's limit): still relayed
             # to the caller, never cached.
@@ -85,12 +85,12 @@ def _extract(api: Api, buffered: Buffered) -> tuple[Answer | None, Usage]:
         return None, {}
     if not isinstance(data, dict):
         return None, {}
-    usage: Usage = {}
-    api.usage(data, usage)
-    if not api.verdict(data):
+    usage: Usage = api.usage(data)
+    answer = api.answer(data)
+    if answer is None:
         return None, usage
     # The provider's own bytes are the payload replayed on a hit.
-    return _Stored(api.answer(data).text, buffered.body), usage
+    return _Stored(answer.text, buffered.body), usage
 
 
 @dataclass(frozen=True, slots=True)

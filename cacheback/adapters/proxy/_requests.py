@@ -13,7 +13,7 @@ from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
 
 from ...core._types import has_lone_surrogate
-from ._apis import Api
+from ..providers import Codec
 from ._errors import ProxyError
 
 
@@ -132,7 +132,7 @@ _INT_PARAMS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "n", 
 _NUM_PARAMS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 
 
-def parse_body(raw: bytes, api: Api) -> dict[str, Any]:
+def parse_body(raw: bytes, api: Codec) -> dict[str, Any]:
     """The JSON body, with the types the cache relies on checked (400 otherwise)."""
     body = parse_json(raw)
     expect(isinstance(body, dict), "body", "an object", body)

@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 
-from ._apis import Api
+from ..providers import Codec
 from ._errors import stream_error_event
 from ._upstream import StreamingBody, aclose_if_closable
 from ._wire import SSE
@@ -45,7 +45,7 @@ class SynthesisStream(StreamingBody):
     """A synthesized answer streamed as the cheap model produces it, framed exactly like
     the provider's own stream (the events of ``api.events``, one delta per piece)."""
 
-    def __init__(self, api: Api, template: list[dict[str, Any]], deltas: AsyncIterator[str]) -> None:
+    def __init__(self, api: Codec, template: list[dict[str, Any]], deltas: AsyncIterator[str]) -> None:
         super().__init__(200, (), SSE)
         self._api = api
         self._deltas = deltas

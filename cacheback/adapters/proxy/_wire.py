@@ -1,22 +1,21 @@
-"""Bodies as bytes: compact JSON and a ``Response`` with the proxy's headers."""
+"""Bodies as bytes: compact JSON (the codecs' ``dumps``) and a ``Response`` with the
+proxy's headers."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from starlette.responses import Response
 
+from ..providers._common import dumps
 from ._upstream import encode_headers
 
 JSON = "application/json"
 SSE = "text/event-stream; charset=utf-8"
 
-
-def dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+__all__ = ["JSON", "SSE", "dumps", "response", "safe_json"]
 
 
 def safe_json(value: Any) -> Any:

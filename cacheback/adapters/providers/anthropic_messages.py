@@ -1,25 +1,44 @@
-"""Anthropic messages on the wire: what may be cached, what is stored, how a hit is
-rebuilt and replayed as a stream. Works on JSON dicts or SDK objects; imports no SDK.
+"""The codec of Anthropic messages (``/v1/messages``).
+
+Request → key, response → answer text, stop reason, usage and verdict, streamed miss →
+stored answer (raw events or the ``messages.stream`` helper's), cached answer → message
+and raw event stream. SDK-free; the SDK objects of a replay come from ``_anthropic_sdk``
+on first use.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+import httpx2
+
+from ._codec import Codec
 from ._common import (
     OK,
     CachedAnswer,
     Verdict,
+    canonical,
     dumps,
     get,
     load_payload,
     new_id,
     reject,
     split_text,
-    sse,
     to_wire,
+    token_usage,
+)
+from ._scope import (
+    ANTHROPIC_TRANSPORT,
+    RequestKey,
+    as_items,
+    flatten_text,
+    guarded,
+    question,
+    start,
+    strip_key,
+    turns,
 )
 
 # end_turn and stop_sequence are finished answers; everything else is cut short, refused,
@@ -42,17 +61,101 @@ _DELTA_USAGE = (
 MESSAGE_ZERO_USAGE: dict[str, Any] = {"input_tokens": 0, "output_tokens": 0}
 
 
+# --- request → key ------------------------------------------------------------------------
+
+_TEXT = frozenset({"text"})
+_MEDIA = {"image": "image", "document": "file", "audio": "audio"}
+
+
+def anthropic_messages_key(
+    params: Mapping[str, Any],
+    *,
+    ignore_params: Iterable[str] = (),
+    allow_images: bool = False,
+) -> RequestKey:
+    """Key for ``client.messages.create(**params)`` (and ``client.messages.stream``)."""
+    return guarded("anthropic", "messages", params, lambda: _key(params, ignore_params, allow_images))
+
+
+def _key(params: Mapping[str, Any], ignore_params: Iterable[str], allow_images: bool) -> RequestKey:
+    # cache_control marks prompt-cache breakpoints: billing, not the answer.
+    params = strip_key(params, "cache_control")
+    b, raw = start("anthropic", "messages", params, ANTHROPIC_TRANSPORT, ignore_params)
+    if "system" in b.body:
+        b.body["system"] = flatten_text(canonical(b.body["system"]), _TEXT)
+    if canonical(b.body.get("tools")):
+        b.exact("tools present")
+    items = as_items(raw, b, "messages")
+
+    def is_tool_result(m: Mapping[str, Any]) -> bool:
+        content = m.get("content")
+        return (
+            isinstance(content, list)
+            and bool(content)
+            and all(isinstance(c, Mapping) and c.get("type") == "tool_result" for c in content)
+        )
+
+    # The human's question, not a turn that only carries tool results.
+    last_user = max(
+        (i for i, m in enumerate(items) if m.get("role") == "user" and not is_tool_result(m)),
+        default=-1,
+    )
+    parts = question(b, items, last_user, _TEXT, _MEDIA, allow_images)
+    if parts is not None:
+        if last_user != len(items) - 1:
+            last = items[-1]
+            b.exact(
+                "tool result"
+                if is_tool_result(last)
+                else "assistant prefill"
+                if last.get("role") == "assistant"
+                else f"last message is {last.get('role')}"
+            )
+        if parts.tool_result:
+            b.exact("tool result")
+        elif parts.rest:
+            b.exact("non-text parts in the last user message")
+    return b.finish(
+        turns(items, last_user, parts, _TEXT),
+        parts.text if parts else "",
+        media=parts.media if parts else (),
+    )
+
+
+# --- response → answer, stop reason, usage, verdict ----------------------------------------
+
+
 def message_text(message: object) -> str:
     return "".join(
         get(block, "text") or "" for block in get(message, "content") or [] if get(block, "type") == "text"
     )
 
 
+def message_finish_reason(message: object) -> str | None:
+    stop = get(message, "stop_reason")
+    return stop if isinstance(stop, str) else None
+
+
+def message_usage(message: object) -> dict[str, Any]:
+    return token_usage(message, "input_tokens", "output_tokens")
+
+
+def message_event_usage(event: object) -> dict[str, Any]:
+    """``message_start`` carries the model and the input count, ``message_delta`` the
+    cumulative counts so far (merged over what came before)."""
+    kind = get(event, "type")
+    if kind == "message_start":
+        return message_usage(get(event, "message"))
+    if kind == "message_delta":
+        return message_usage(event)
+    return {}
+
+
 def message_verdict(message: object) -> Verdict:
     """Whether an Anthropic message (SDK object or dict) may be cached."""
     if get(message, "type") == "error" or get(message, "error"):
         return reject("error")
-    stop = get(message, "stop_reason")
+    stop = message_finish_reason(message)
     if stop not in _FINISHED:
         return reject(f"stop_reason {stop}")
     for block in get(message, "content") or []:
@@ -65,15 +168,19 @@ def message_verdict(message: object) -> Verdict:
 
 
 def message_answer(message: object) -> CachedAnswer:
+    """What to store for ``message`` (whether it may be stored: ``message_verdict``)."""
     return CachedAnswer(message_text(message), dumps(to_wire(message)))
+
+
+# --- cached answer → message and stream -----------------------------------------------------
 
 
 def message_dict(
     text: str,
     payload: bytes | None = None,
-    *,
     model: str | None = None,
     request: Mapping[str, Any] | None = None,  # symmetry with OpenAI; nothing echoed
+    *,
     keep_ids: bool = False,
 ) -> dict[str, Any]:
     """The wire dict of a message serving ``text`` (the requested model); the payload's
@@ -100,8 +207,11 @@ def message_dict(
     return data
 
 
-def message_event_dicts(message: object, *, chunk_chars: int = 24) -> list[dict[str, Any]]:
-    """The raw stream events a live stream of ``message`` would send, in order."""
+def message_event_dicts(
+    message: object, include_usage: bool = False, chunk_chars: int = 24
+) -> list[dict[str, Any]]:
+    """The raw stream events a live stream of ``message`` would send, in order (usage is
+    always in ``message_start`` and ``message_delta``: ``include_usage`` changes nothing)."""
     data = to_wire(message)
     usage = dict(data.get("usage") or MESSAGE_ZERO_USAGE)
     # Live streams report ~1 output token at the start (none for an answer that cost none).
@@ -177,9 +287,7 @@ def message_event_dicts(message: object, *, chunk_chars: int = 24) -> list[dict[
     return events
 
 
-def messages_sse(events: list[dict[str, Any]]) -> list[bytes]:
-    """Anthropic's SDK drops events without an ``event:`` line, so every one has it."""
-    return [sse(e, event=e["type"]) for e in events]
+# --- streamed miss → answer to store --------------------------------------------------------
 
 
 class MessageStreamAccumulator:
@@ -262,3 +370,45 @@ class MessageStreamAccumulator:
         if not verdict:
             return None, verdict
         return CachedAnswer(message_text(data), dumps(data)), verdict
+
+
+# --- the SDK's objects (the ``anthropic`` SDK, imported on first use) -----------------------
+
+
+def _rebuild(
+    text: str,
+    payload: bytes | None = None,
+    model: str | None = None,
+    request: Mapping[str, Any] | None = None,
+    *,
+    keep_ids: bool = False,
+) -> Any:
+    from ._anthropic_sdk import rebuild_message
+
+    return rebuild_message(text, payload, model=model, request=request, keep_ids=keep_ids)
+
+
+def _open_stream(client: Any, http: httpx2.Response) -> Any:
+    from ._anthropic_sdk import open_message_stream
+
+    return open_message_stream(client, http)
+
+
+CODEC = Codec(
+    name="messages",
+    provider="anthropic",
+    path="/v1/messages",
+    key=anthropic_messages_key,
+    text=message_text,
+    finish_reason=message_finish_reason,
+    verdict=message_verdict,
+    usage=message_usage,
+    event_usage=message_event_usage,
+    accumulator=MessageStreamAccumulator,
+    render=message_dict,
+    events=message_event_dicts,
+    rebuild=_rebuild,
+    open_stream=_open_stream,
+    typed_events=True,  # the Anthropic SDK drops events without an ``event:`` line
+    stream_end=b"",
+)

@@ -1,8 +1,8 @@
 """Anthropic SDK types for cache hits: rebuilt messages, typed stream events, SDK streams
 and the ``messages.stream`` helper's managers.
 
-Needs the ``anthropic`` SDK (the ``anthropic`` extra). The SDK-free logic lives in
-``_anthropic_wire``.
+Needs the ``anthropic`` SDK (the ``anthropic`` extra). The SDK-free logic lives in the
+codec (``anthropic_messages``).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, cast, overload
 
+import httpx2
 from anthropic import (
     Anthropic,
     AsyncAnthropic,
@@ -24,15 +25,25 @@ from anthropic import (
 )
 from anthropic.types import Message, RawMessageStreamEvent
 
-from ._anthropic_wire import message_dict, message_event_dicts, messages_sse
+from . import anthropic_messages
 from ._common import discriminator_table, no_request
-from ._stream_replay import Ready, join_url, sse_response
+from ._stream_replay import Ready
 
 _T = TypeVar("_T")
 
 
 # What the SDK sets on every message it parses (from the response headers).
 _PER_REQUEST = ("_request_id", "_workspace_id")
+_MESSAGES = anthropic_messages.CODEC
+
+
+def open_message_stream(client: Anthropic | AsyncAnthropic, http: httpx2.Response) -> Any:
+    """The SDK's stream of raw events over ``http``, constructed as the SDK does after an
+    HTTP call (``cast_to`` is the event union, as the SDK passes it)."""
+    event_type = cast(Any, RawMessageStreamEvent)
+    if isinstance(client, AsyncAnthropic):
+        return no_request(AsyncStream(cast_to=event_type, response=http, client=client))
+    return no_request(Stream(cast_to=event_type, response=http, client=client))
 
 
 def rebuild_message(
@@ -45,7 +56,7 @@ def rebuild_message(
 ) -> Message:
     """A ``Message`` serving ``text`` (from its stored payload when it has one;
     ``keep_ids``: with the provider's message id). ``_request_id`` is None."""
-    data = message_dict(text, payload, model=model, request=request, keep_ids=keep_ids)
+    data = anthropic_messages.message_dict(text, payload, model, request, keep_ids=keep_ids)
     return no_request(Message.construct(**data), *_PER_REQUEST)
 
 
@@ -58,7 +69,7 @@ def message_events(
     """The raw events a live stream of ``message`` would yield."""
     return [
         cast(RawMessageStreamEvent, _EVENTS[e["type"]].construct(**e))
-        for e in message_event_dicts(message, chunk_chars=chunk_chars)
+        for e in anthropic_messages.message_event_dicts(message, chunk_chars=chunk_chars)
     ]
 
 
@@ -90,14 +101,8 @@ def replay_message_stream(
     headers: Mapping[str, str] | None = None,
 ) -> Stream[RawMessageStreamEvent] | AsyncStream[RawMessageStreamEvent]:
     """The SDK's own stream replaying ``message`` (what ``create(stream=True)`` returns)."""
-    chunks = messages_sse(message_event_dicts(message, chunk_chars=chunk_chars))
-    http = sse_response(chunks, url=join_url(client.base_url, "v1/messages"), headers=headers)
-    event_type = cast(Any, RawMessageStreamEvent)  # a union, as the SDK passes it
-    if isinstance(client, AsyncAnthropic):
-        return no_request(
-            AsyncStream[RawMessageStreamEvent](cast_to=event_type, response=http, client=client)
-        )
-    return no_request(Stream[RawMessageStreamEvent](cast_to=event_type, response=http, client=client))
+    stream = _MESSAGES.replay(client, message, chunk_chars=chunk_chars, headers=headers)
+    return cast(Stream[RawMessageStreamEvent] | AsyncStream[RawMessageStreamEvent], stream)
 
 
 # --- the messages.stream() helper --------------------------------------------------------
@@ -197,6 +202,7 @@ __all__ = [
     "AsyncHookedMessageStreamManager",
     "HookedMessageStreamManager",
     "message_events",
+    "open_message_stream",
     "rebuild_message",
     "replay_message_stream",
     "replay_message_stream_manager",

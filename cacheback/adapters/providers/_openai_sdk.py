@@ -1,8 +1,9 @@
 """OpenAI SDK types for cache hits: rebuilt responses, typed stream events, SDK streams.
 
-Needs the ``openai`` SDK (the ``openai`` extra). The SDK-free logic lives in
-``_openai_wire``; this module only turns its dicts into the SDK's own classes, the way
-the SDK does for an HTTP response (``construct``: no validation, unknown fields kept).
+Needs the ``openai`` SDK (the ``openai`` extra). The SDK-free logic lives in the codecs
+(``openai_chat``, ``openai_responses``); this module only turns their dicts into the
+SDK's own classes, the way the SDK does for an HTTP response (``construct``: no
+validation, unknown fields kept).
 """
 
 from __future__ import annotations
@@ -10,22 +11,37 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, cast, overload
 
+import httpx2
 from openai import AsyncOpenAI, AsyncStream, Omit, OpenAI, Stream, omit
 from openai.lib.streaming.chat import AsyncChatCompletionStreamManager, ChatCompletionStreamManager
 from openai.lib.streaming.responses import AsyncResponseStreamManager, ResponseStreamManager
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
 
+from . import openai_chat, openai_responses
 from ._common import discriminator_table, no_request
-from ._openai_wire import (
-    chat_chunk_dicts,
-    chat_completion_dict,
-    chat_sse,
-    response_dict,
-    response_event_dicts,
-    responses_sse,
-)
-from ._stream_replay import Ready, join_url, sse_response
+from ._stream_replay import Ready
+
+_CHAT = openai_chat.CODEC
+_RESPONSES = openai_responses.CODEC
+
+
+def _open(client: OpenAI | AsyncOpenAI, http: httpx2.Response, cast_to: Any) -> Any:
+    """The SDK's stream over ``http``, constructed as the SDK does after an HTTP call."""
+    if isinstance(client, AsyncOpenAI):
+        return no_request(AsyncStream(cast_to=cast_to, response=http, client=client))
+    return no_request(Stream(cast_to=cast_to, response=http, client=client))
+
+
+def open_chat_stream(client: OpenAI | AsyncOpenAI, http: httpx2.Response) -> Any:
+    # options=None: legacy mode, which is what chat completions use.
+    return _open(client, http, ChatCompletionChunk)
+
+
+def open_responses_stream(client: OpenAI | AsyncOpenAI, http: httpx2.Response) -> Any:
+    # cast_to is the discriminated union itself, as the SDK extracts it from
+    # Stream[ResponseStreamEvent]; mypy cannot express a union as a type[...].
+    return _open(client, http, cast(Any, ResponseStreamEvent))
 
 
 def rebuild_chat_completion(
@@ -38,7 +54,7 @@ def rebuild_chat_completion(
 ) -> ChatCompletion:
     """A ``ChatCompletion`` serving ``text`` (from its stored payload when it has one;
     ``keep_ids``: as the provider sent it, id included). ``_request_id`` is None."""
-    data = chat_completion_dict(text, payload, model=model, request=request, keep_ids=keep_ids)
+    data = openai_chat.chat_completion_dict(text, payload, model, request, keep_ids=keep_ids)
     return no_request(ChatCompletion.construct(**data))
 
 
@@ -51,7 +67,7 @@ def chat_chunks(
     """The ``ChatCompletionChunk`` objects a live stream of ``completion`` would yield."""
     return [
         ChatCompletionChunk.construct(**c)
-        for c in chat_chunk_dicts(completion, include_usage=include_usage, chunk_chars=chunk_chars)
+        for c in openai_chat.chat_chunk_dicts(completion, include_usage, chunk_chars)
     ]
 
 
@@ -86,13 +102,8 @@ def replay_chat_stream(
     headers: Mapping[str, str] | None = None,
 ) -> Stream[ChatCompletionChunk] | AsyncStream[ChatCompletionChunk]:
     """The SDK's own stream replaying ``completion``, parsed by the SDK from SSE bytes."""
-    chunks = chat_sse(chat_chunk_dicts(completion, include_usage=include_usage, chunk_chars=chunk_chars))
-    response = sse_response(chunks, url=join_url(client.base_url, "chat/completions"), headers=headers)
-    # The same construction as the SDK's after an HTTP call (options=None: legacy mode,
-    # which is what chat completions use).
-    if isinstance(client, AsyncOpenAI):
-        return no_request(AsyncStream(cast_to=ChatCompletionChunk, response=response, client=client))
-    return no_request(Stream(cast_to=ChatCompletionChunk, response=response, client=client))
+    stream = _CHAT.replay(client, completion, include_usage, chunk_chars=chunk_chars, headers=headers)
+    return cast(Stream[ChatCompletionChunk] | AsyncStream[ChatCompletionChunk], stream)
 
 
 def rebuild_response(
@@ -104,7 +115,7 @@ def rebuild_response(
     keep_ids: bool = False,
 ) -> Response:
     """A Responses-API ``Response`` serving ``text`` (see ``rebuild_chat_completion``)."""
-    data = response_dict(text, payload, model=model, request=request, keep_ids=keep_ids)
+    data = openai_responses.response_dict(text, payload, model, request, keep_ids=keep_ids)
     return no_request(Response.construct(**data))
 
 
@@ -117,7 +128,7 @@ def response_events(
     """The typed events a live stream of ``response`` would yield."""
     return [
         cast(ResponseStreamEvent, _RESPONSE_EVENTS[e["type"]].construct(**e))
-        for e in response_event_dicts(response, chunk_chars=chunk_chars)
+        for e in openai_responses.response_event_dicts(response, chunk_chars=chunk_chars)
     ]
 
 
@@ -149,14 +160,8 @@ def replay_responses_stream(
     headers: Mapping[str, str] | None = None,
 ) -> Stream[ResponseStreamEvent] | AsyncStream[ResponseStreamEvent]:
     """The SDK's own stream of Responses-API events replaying ``response``."""
-    chunks = responses_sse(response_event_dicts(response, chunk_chars=chunk_chars))
-    http = sse_response(chunks, url=join_url(client.base_url, "responses"), headers=headers)
-    # cast_to is the discriminated union itself, as the SDK extracts it from
-    # Stream[ResponseStreamEvent]; mypy cannot express a union as a type[...].
-    event_type = cast(Any, ResponseStreamEvent)
-    if isinstance(client, AsyncOpenAI):
-        return no_request(AsyncStream[ResponseStreamEvent](cast_to=event_type, response=http, client=client))
-    return no_request(Stream[ResponseStreamEvent](cast_to=event_type, response=http, client=client))
+    stream = _RESPONSES.replay(client, response, chunk_chars=chunk_chars, headers=headers)
+    return cast(Stream[ResponseStreamEvent] | AsyncStream[ResponseStreamEvent], stream)
 
 
 # --- the stream helpers: chat.completions.stream() and responses.stream() ----------------
@@ -255,6 +260,8 @@ def replay_responses_stream_manager(
 
 __all__ = [
     "chat_chunks",
+    "open_chat_stream",
+    "open_responses_stream",
     "rebuild_chat_completion",
     "rebuild_response",
     "replay_chat_stream",
