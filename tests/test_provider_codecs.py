@@ -13,7 +13,13 @@ from typing import Any
 import anthropic
 import openai
 import pytest
-from anthropic.types import Message, RawMessageStreamEvent
+from anthropic.types import (
+    Message,
+    RawContentBlockDeltaEvent,
+    RawMessageStartEvent,
+    RawMessageStopEvent,
+    RawMessageStreamEvent,
+)
 from fake_provider import FakeProvider, Reply, start_fake_provider
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
 from openai.types.responses import Response
@@ -768,3 +774,148 @@ def test_package_imports_sdks_lazily() -> None:
         "p.rebuild_message; assert 'anthropic' in sys.modules and 'openai' not in sys.modules"
     )
     subprocess.run([sys.executable, "-W", "error", "-c", code], check=True, timeout=60)
+
+
+# --- one codec per API, round trip: request → key, response → answer/usage, answer → SDK ---
+
+
+def _merged_usage(codec: p.Codec, events: Any) -> dict[str, Any]:
+    usage: dict[str, Any] = {}
+    for event in events:
+        usage.update(codec.event_usage(event))
+    return usage
+
+
+def test_openai_chat_codec_round_trip(oai: openai.OpenAI) -> None:
+    codec = p.OPENAI_CHAT
+    kwargs = {**BASE, "stream_options": {"include_usage": True}}
+    key = codec.key(kwargs)
+    # The proxy reads the same request as a JSON body: the same key.
+    assert codec.key(json.loads(json.dumps(kwargs))) == key
+    assert key.query == "What is Python?" and key.cacheable and key.semantic
+    assert key.scope.startswith("openai.chat:gpt-4o:") and codec.label == "openai.chat"
+
+    live = oai.chat.completions.create(**BASE)
+    assert live.usage is not None
+    assert codec.text(live) == live.choices[0].message.content and codec.finish_reason(live) == "stop"
+    usage = {
+        "input_tokens": live.usage.prompt_tokens,
+        "output_tokens": live.usage.completion_tokens,
+        "model": live.model,
+    }
+    assert usage["output_tokens"] > 0
+    assert codec.usage(live) == usage == codec.usage(live.model_dump(mode="json"))
+    answer = codec.answer(live)
+    assert answer is not None and answer.text == codec.text(live)
+
+    chunks = list(oai.chat.completions.create(**kwargs, stream=True))
+    assert _merged_usage(codec, chunks) == usage
+    acc = codec.accumulator()
+    for chunk in chunks:
+        acc.feed(chunk)
+    streamed, verdict = acc.finish()
+    assert verdict and streamed is not None and streamed.text == answer.text
+
+    data = codec.render(answer.text, answer.payload, "gpt-4o", kwargs, keep_ids=True)
+    parsed = ChatCompletion.model_validate(data)  # the SDK's own validating parse
+    assert parsed.id == live.id and parsed.choices[0].message.content == answer.text
+    assert codec.usage(parsed) == usage
+    assert isinstance(codec.rebuild(answer.text, answer.payload, "gpt-4o", kwargs), ChatCompletion)
+    stream_key = codec.key({**kwargs, "stream": True})
+    assert stream_key.stream_usage and stream_key.scope == key.scope
+    replay = list(codec.replay(oai, parsed, stream_key.stream_usage))
+    assert all(isinstance(c, ChatCompletionChunk) for c in replay)
+    assert "".join(c.choices[0].delta.content or "" for c in replay if c.choices) == answer.text
+    assert _merged_usage(codec, replay) == usage and replay[-2].choices[0].finish_reason == "stop"
+    assert codec.sse(data, True).endswith(b"data: [DONE]\n\n")
+
+
+def test_openai_responses_codec_round_trip(oai: openai.OpenAI) -> None:
+    codec = p.OPENAI_RESPONSES
+    kwargs: dict[str, Any] = {"model": "gpt-4o", "instructions": "Be terse.", "input": "What is Python?"}
+    key = codec.key(kwargs)
+    assert key.query == "What is Python?" and key.cacheable and key.semantic
+    assert key.scope.startswith("openai.responses:gpt-4o:") and key != p.OPENAI_CHAT.key(BASE)
+
+    live = oai.responses.create(**kwargs)
+    assert live.usage is not None
+    assert codec.text(live) == live.output_text and codec.finish_reason(live) == "completed"
+    usage = {
+        "input_tokens": live.usage.input_tokens,
+        "output_tokens": live.usage.output_tokens,
+        "model": live.model,
+    }
+    assert codec.usage(live) == usage == codec.usage(live.model_dump(mode="json"))
+    answer = codec.answer(live)
+    assert answer is not None and answer.text == live.output_text
+
+    events = list(oai.responses.create(**kwargs, stream=True))
+    assert _merged_usage(codec, events) == usage
+    acc = codec.accumulator()
+    for event in events:
+        acc.feed(event)
+    streamed, verdict = acc.finish()
+    assert verdict and streamed is not None and streamed.text == answer.text
+
+    data = codec.render(answer.text, answer.payload, "gpt-4o", kwargs, keep_ids=True)
+    parsed = Response.model_validate(data)
+    assert parsed.id == live.id and parsed.output_text == answer.text and codec.usage(parsed) == usage
+    replay = list(codec.replay(oai, parsed))
+    assert replay[-1].type == "response.completed"
+    assert "".join(e.delta for e in replay if e.type == "response.output_text.delta") == answer.text
+    assert _merged_usage(codec, replay) == usage
+    assert codec.sse(data).startswith(b"event: response.created\ndata: ")
+
+
+def test_anthropic_messages_codec_round_trip(ant: anthropic.Anthropic) -> None:
+    codec = p.ANTHROPIC_MESSAGES
+    key = codec.key(ANT)
+    assert codec.key(json.loads(json.dumps(ANT))) == key
+    assert key.query == "What is Python?" and key.cacheable and key.semantic
+    assert key.scope.startswith("anthropic.messages:claude-sonnet-4-20250514:")
+
+    live = ant.messages.create(**ANT)
+    assert codec.text(live) == live.content[0].text
+    assert codec.finish_reason(live) == "end_turn"
+    usage = {
+        "input_tokens": live.usage.input_tokens,
+        "output_tokens": live.usage.output_tokens,
+        "model": live.model,
+    }
+    assert codec.usage(live) == usage == codec.usage(live.model_dump(mode="json"))
+    answer = codec.answer(live)
+    assert answer is not None and answer.text == codec.text(live)
+
+    events = list(ant.messages.create(**ANT, stream=True))
+    # message_start says the model and input count, message_delta the final output count.
+    assert _merged_usage(codec, events) == usage
+    acc = codec.accumulator()
+    for event in events:
+        acc.feed(event)
+    streamed, verdict = acc.finish()
+    assert verdict and streamed is not None and streamed.text == answer.text
+
+    data = codec.render(answer.text, answer.payload, ANT["model"], ANT, keep_ids=True)
+    parsed = Message.model_validate(data)
+    assert parsed.id == live.id and parsed.content == live.content and codec.usage(parsed) == usage
+    replay = list(codec.replay(ant, parsed))
+    assert isinstance(replay[0], RawMessageStartEvent) and isinstance(replay[-1], RawMessageStopEvent)
+    deltas = [e.delta for e in replay if isinstance(e, RawContentBlockDeltaEvent)]
+    text = "".join(d.text for d in deltas if d.type == "text_delta")
+    assert text == answer.text and _merged_usage(codec, replay) == usage
+    assert codec.sse(data).endswith(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n")
+
+
+def test_codecs_read_usage_piecemeal_and_survive_malformed_usage() -> None:
+    chat = p.OPENAI_CHAT
+    assert chat.usage({"model": "m"}) == {"model": "m"}
+    assert chat.usage({"usage": {"prompt_tokens": "x", "completion_tokens": 3}}) == {"output_tokens": 3}
+    assert chat.event_usage({"model": "m", "choices": [], "usage": None}) == {"model": "m"}
+    assert p.OPENAI_RESPONSES.event_usage({"type": "response.output_text.delta", "delta": "a"}) == {}
+    start = {"type": "message_start", "message": {"model": "c", "usage": {"input_tokens": 5}}}
+    delta = {"type": "message_delta", "delta": {}, "usage": {"output_tokens": 7}}
+    assert _merged_usage(p.ANTHROPIC_MESSAGES, [start, delta]) == {
+        "model": "c",
+        "input_tokens": 5,
+        "output_tokens": 7,
+    }
