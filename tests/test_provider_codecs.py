@@ -786,6 +786,16 @@ def _merged_usage(codec: p.Codec, events: Any) -> dict[str, Any]:
     return usage
 
 
+def _check_stream(codec: p.Codec, events: list[Any], answer: CachedAnswer, usage: dict[str, Any]) -> None:
+    """A live stream's events give the non-stream call's usage and answer."""
+    assert _merged_usage(codec, events) == usage
+    acc = codec.accumulator()
+    for event in events:
+        acc.feed(event)
+    streamed, verdict = acc.finish()
+    assert verdict and streamed is not None and streamed.text == answer.text
+
+
 def test_openai_chat_codec_round_trip(oai: openai.OpenAI) -> None:
     codec = p.OPENAI_CHAT
     kwargs = {**BASE, "stream_options": {"include_usage": True}}
@@ -809,12 +819,7 @@ def test_openai_chat_codec_round_trip(oai: openai.OpenAI) -> None:
     assert answer is not None and answer.text == codec.text(live)
 
     chunks = list(oai.chat.completions.create(**kwargs, stream=True))
-    assert _merged_usage(codec, chunks) == usage
-    acc = codec.accumulator()
-    for chunk in chunks:
-        acc.feed(chunk)
-    streamed, verdict = acc.finish()
-    assert verdict and streamed is not None and streamed.text == answer.text
+    _check_stream(codec, chunks, answer, usage)
 
     data = codec.render(answer.text, answer.payload, "gpt-4o", kwargs, keep_ids=True)
     parsed = ChatCompletion.model_validate(data)  # the SDK's own validating parse
@@ -850,12 +855,7 @@ def test_openai_responses_codec_round_trip(oai: openai.OpenAI) -> None:
     assert answer is not None and answer.text == live.output_text
 
     events = list(oai.responses.create(**kwargs, stream=True))
-    assert _merged_usage(codec, events) == usage
-    acc = codec.accumulator()
-    for event in events:
-        acc.feed(event)
-    streamed, verdict = acc.finish()
-    assert verdict and streamed is not None and streamed.text == answer.text
+    _check_stream(codec, events, answer, usage)
 
     data = codec.render(answer.text, answer.payload, "gpt-4o", kwargs, keep_ids=True)
     parsed = Response.model_validate(data)
@@ -888,12 +888,7 @@ def test_anthropic_messages_codec_round_trip(ant: anthropic.Anthropic) -> None:
 
     events = list(ant.messages.create(**ANT, stream=True))
     # message_start says the model and input count, message_delta the final output count.
-    assert _merged_usage(codec, events) == usage
-    acc = codec.accumulator()
-    for event in events:
-        acc.feed(event)
-    streamed, verdict = acc.finish()
-    assert verdict and streamed is not None and streamed.text == answer.text
+    _check_stream(codec, events, answer, usage)
 
     data = codec.render(answer.text, answer.payload, ANT["model"], ANT, keep_ids=True)
     parsed = Message.model_validate(data)

@@ -49,9 +49,9 @@ def open_message_stream(client: Anthropic | AsyncAnthropic, http: httpx2.Respons
 def rebuild_message(
     text: str,
     payload: bytes | None = None,
-    *,
     model: str | None = None,
     request: Mapping[str, Any] | None = None,
+    *,
     keep_ids: bool = False,
 ) -> Message:
     """A ``Message`` serving ``text`` (from its stored payload when it has one;

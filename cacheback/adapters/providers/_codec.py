@@ -8,9 +8,10 @@ with JSON bodies (``render``/``events``/``sse``). One codec per API lives in its
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import httpx2
 
@@ -34,11 +35,14 @@ class KeyRequest(Protocol):
     ) -> RequestKey: ...
 
 
-class Render(Protocol):
-    """The response (wire dict) serving ``text``: from its stored ``payload`` when it
-    carries the same text, else built around ``text``; ``model``/``request`` are the
-    caller's. ``keep_ids``: a stored provider response replayed (a hit, a coalesced copy)
-    keeps the provider's ids; without it (a synthesised answer) the ids are new."""
+_Out = TypeVar("_Out", covariant=True)
+
+
+class Render(Protocol[_Out]):
+    """The response serving ``text``: from its stored ``payload`` when it carries the same
+    text, else built around ``text``; ``model``/``request`` are the caller's. ``keep_ids``:
+    a stored provider response replayed (a hit, a coalesced copy) keeps the provider's
+    ids; without it (a synthesised answer) the ids are new."""
 
     def __call__(
         self,
@@ -48,21 +52,7 @@ class Render(Protocol):
         request: Mapping[str, Any] | None = None,
         *,
         keep_ids: bool = False,
-    ) -> dict[str, Any]: ...
-
-
-class Rebuild(Protocol):
-    """As ``Render``, as the SDK's own response object."""
-
-    def __call__(
-        self,
-        text: str,
-        payload: bytes | None = None,
-        model: str | None = None,
-        request: Mapping[str, Any] | None = None,
-        *,
-        keep_ids: bool = False,
-    ) -> Any: ...
+    ) -> _Out: ...
 
 
 class Events(Protocol):
@@ -80,6 +70,25 @@ OpenStream = Callable[[Any, httpx2.Response], Any]
 server-sent events, built as the SDK builds it after a call (``_request_id`` None)."""
 
 
+class SDKFunction:
+    """A function of an SDK-typed module (``_openai_sdk``, ``_anthropic_sdk``), imported on
+    first call: the codecs load without either SDK, and installing one SDK is enough."""
+
+    __slots__ = ("_function", "_module", "_name")
+
+    def __init__(self, module: str, name: str) -> None:
+        self._module = module
+        self._name = name
+        self._function: Callable[..., Any] | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        function = self._function
+        if function is None:
+            module = importlib.import_module(f"{__package__}.{self._module}")
+            function = self._function = getattr(module, self._name)
+        return function(*args, **kwargs)
+
+
 @dataclass(frozen=True, slots=True)
 class Codec:
     name: ApiName
@@ -92,9 +101,9 @@ class Codec:
     usage: Callable[[object], dict[str, Any]]  # the engine's usage record of a response
     event_usage: Callable[[object], dict[str, Any]]  # ... of one stream event (merge in order)
     accumulator: Callable[[], StreamAccumulator]  # a streamed miss → the answer to cache
-    render: Render  # → wire dict
+    render: Render[dict[str, Any]]  # → wire dict
     events: Events  # wire dict → stream event dicts
-    rebuild: Rebuild  # → the SDK's response object
+    rebuild: Render[Any]  # → the SDK's response object
     open_stream: OpenStream  # SSE over HTTP → the SDK's stream
     typed_events: bool  # every SSE event carries an ``event:`` line (not chat)
     stream_end: bytes  # what follows the last event (chat: ``data: [DONE]``)

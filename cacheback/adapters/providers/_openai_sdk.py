@@ -47,9 +47,9 @@ def open_responses_stream(client: OpenAI | AsyncOpenAI, http: httpx2.Response) -
 def rebuild_chat_completion(
     text: str,
     payload: bytes | None = None,
-    *,
     model: str | None = None,
     request: Mapping[str, Any] | None = None,
+    *,
     keep_ids: bool = False,
 ) -> ChatCompletion:
     """A ``ChatCompletion`` serving ``text`` (from its stored payload when it has one;
@@ -109,9 +109,9 @@ def replay_chat_stream(
 def rebuild_response(
     text: str,
     payload: bytes | None = None,
-    *,
     model: str | None = None,
     request: Mapping[str, Any] | None = None,
+    *,
     keep_ids: bool = False,
 ) -> Response:
     """A Responses-API ``Response`` serving ``text`` (see ``rebuild_chat_completion``)."""

@@ -12,9 +12,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import httpx2
-
-from ._codec import Codec
+from ._codec import Codec, SDKFunction
 from ._common import (
     OK,
     CachedAnswer,
@@ -372,28 +370,6 @@ class MessageStreamAccumulator:
         return CachedAnswer(message_text(data), dumps(data)), verdict
 
 
-# --- the SDK's objects (the ``anthropic`` SDK, imported on first use) -----------------------
-
-
-def _rebuild(
-    text: str,
-    payload: bytes | None = None,
-    model: str | None = None,
-    request: Mapping[str, Any] | None = None,
-    *,
-    keep_ids: bool = False,
-) -> Any:
-    from ._anthropic_sdk import rebuild_message
-
-    return rebuild_message(text, payload, model=model, request=request, keep_ids=keep_ids)
-
-
-def _open_stream(client: Any, http: httpx2.Response) -> Any:
-    from ._anthropic_sdk import open_message_stream
-
-    return open_message_stream(client, http)
-
-
 CODEC = Codec(
     name="messages",
     provider="anthropic",
@@ -407,8 +383,8 @@ CODEC = Codec(
     accumulator=MessageStreamAccumulator,
     render=message_dict,
     events=message_event_dicts,
-    rebuild=_rebuild,
-    open_stream=_open_stream,
+    rebuild=SDKFunction("_anthropic_sdk", "rebuild_message"),
+    open_stream=SDKFunction("_anthropic_sdk", "open_message_stream"),
     typed_events=True,  # the Anthropic SDK drops events without an ``event:`` line
     stream_end=b"",
 )

@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import httpx2
-
-from ._codec import Codec
+from ._codec import Codec, SDKFunction
 from ._common import (
     OK,
     CachedAnswer,
@@ -346,28 +344,6 @@ class ChatStreamAccumulator:
         return CachedAnswer(chat_text(data), dumps(data)), verdict
 
 
-# --- the SDK's objects (the ``openai`` SDK, imported on first use) --------------------------
-
-
-def _rebuild(
-    text: str,
-    payload: bytes | None = None,
-    model: str | None = None,
-    request: Mapping[str, Any] | None = None,
-    *,
-    keep_ids: bool = False,
-) -> Any:
-    from ._openai_sdk import rebuild_chat_completion
-
-    return rebuild_chat_completion(text, payload, model=model, request=request, keep_ids=keep_ids)
-
-
-def _open_stream(client: Any, http: httpx2.Response) -> Any:
-    from ._openai_sdk import open_chat_stream
-
-    return open_chat_stream(client, http)
-
-
 CODEC = Codec(
     name="chat",
     provider="openai",
@@ -381,8 +357,8 @@ CODEC = Codec(
     accumulator=ChatStreamAccumulator,
     render=chat_completion_dict,
     events=chat_chunk_dicts,
-    rebuild=_rebuild,
-    open_stream=_open_stream,
+    rebuild=SDKFunction("_openai_sdk", "rebuild_chat_completion"),
+    open_stream=SDKFunction("_openai_sdk", "open_chat_stream"),
     typed_events=False,
     stream_end=b"data: [DONE]\n\n",
 )

@@ -11,9 +11,7 @@ import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import httpx2
-
-from ._codec import Codec
+from ._codec import Codec, SDKFunction
 from ._common import (
     OK,
     CachedAnswer,
@@ -306,28 +304,6 @@ class ResponsesStreamAccumulator:
         return CachedAnswer(responses_text(self._final), dumps(self._final)), verdict
 
 
-# --- the SDK's objects (the ``openai`` SDK, imported on first use) --------------------------
-
-
-def _rebuild(
-    text: str,
-    payload: bytes | None = None,
-    model: str | None = None,
-    request: Mapping[str, Any] | None = None,
-    *,
-    keep_ids: bool = False,
-) -> Any:
-    from ._openai_sdk import rebuild_response
-
-    return rebuild_response(text, payload, model=model, request=request, keep_ids=keep_ids)
-
-
-def _open_stream(client: Any, http: httpx2.Response) -> Any:
-    from ._openai_sdk import open_responses_stream
-
-    return open_responses_stream(client, http)
-
-
 CODEC = Codec(
     name="responses",
     provider="openai",
@@ -341,8 +317,8 @@ CODEC = Codec(
     accumulator=ResponsesStreamAccumulator,
     render=response_dict,
     events=response_event_dicts,
-    rebuild=_rebuild,
-    open_stream=_open_stream,
+    rebuild=SDKFunction("_openai_sdk", "rebuild_response"),
+    open_stream=SDKFunction("_openai_sdk", "open_responses_stream"),
     typed_events=True,
     stream_end=b"",
 )
