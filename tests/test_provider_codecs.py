@@ -914,3 +914,24 @@ def test_codecs_read_usage_piecemeal_and_survive_malformed_usage() -> None:
         "input_tokens": 5,
         "output_tokens": 7,
     }
+
+
+@pytest.mark.anyio
+async def test_proxy_synthesis_stream_frames_live_deltas_and_a_break() -> None:
+    # The proxy streams a synthesis in the live framing the clients use (providers/_live.py).
+    from cacheback.adapters.proxy._synthesis import MARKER, SynthesisStream
+
+    codec = p.OPENAI_RESPONSES
+    template = codec.events(codec.render(MARKER, None, "gpt-4o", {}))
+
+    async def deltas() -> Any:
+        yield "Hello "
+        yield "world"
+        raise RuntimeError("the cheap model went away")
+
+    body = b"".join([chunk async for chunk in SynthesisStream(codec, template, deltas()).chunks()])
+    events = [json.loads(line[6:]) for line in body.split(b"\n") if line.startswith(b"data: ")]
+    assert [e["delta"] for e in events if e["type"] == "response.output_text.delta"] == ["Hello ", "world"]
+    assert events[-1]["type"] == "error" and events[-1]["message"] == "The answer stream broke."
+    assert [e["sequence_number"] for e in events[:-1]] == list(range(len(events) - 1))
+    assert "response.completed" not in {e["type"] for e in events}

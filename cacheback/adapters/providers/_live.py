@@ -10,7 +10,7 @@ exactly the framing a replay of the finished answer would have.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,33 +27,40 @@ _HUGE = 1 << 30
 @dataclass(frozen=True, slots=True)
 class LiveShape:
     prefix: list[dict[str, Any]]
-    delta: str  # JSON of the delta event, sentinel inside
-    suffix: list[str]  # JSON of the closing events, sentinel = full text
+    delta: str  # JSON of the delta event, marker inside
+    suffix: list[str]  # JSON of the closing events, marker = full text
     encode: Callable[[dict[str, Any]], bytes]
     trailer: list[bytes]
+    marker: str = SENTINEL
 
 
 def live_shape(codec: Codec, template: object, *, include_usage: bool = False) -> LiveShape:
     """``template`` is the rebuilt SDK object (or dict) whose text is ``SENTINEL``."""
-    events = codec.events(template, include_usage, _HUGE)
+    return shape_of(codec, codec.events(template, include_usage, _HUGE))
+
+
+def shape_of(codec: Codec, events: list[dict[str, Any]], marker: str = SENTINEL) -> LiveShape:
+    """The shape of the stream ``events`` of an answer whose whole text is ``marker`` (one
+    word: one delta event)."""
     dumped = [json.dumps(e, ensure_ascii=False) for e in events]
-    first = next(i for i, d in enumerate(dumped) if SENTINEL in d)
+    first = next(i for i, d in enumerate(dumped) if marker in d)
     return LiveShape(
         prefix=events[:first],
         delta=dumped[first],
         suffix=dumped[first + 1 :],
         encode=codec.event_bytes,
         trailer=[codec.stream_end] if codec.stream_end else [],
+        marker=marker,
     )
 
 
-def _fill(template: str, text: str) -> dict[str, Any]:
+def _fill(template: str, marker: str, text: str) -> dict[str, Any]:
     escaped = json.dumps(text, ensure_ascii=False)[1:-1]
-    out: dict[str, Any] = json.loads(template.replace(SENTINEL, escaped))
+    out: dict[str, Any] = json.loads(template.replace(marker, escaped))
     return out
 
 
-async def live_sse(shape: LiveShape, deltas: AsyncIterator[str]) -> AsyncIterator[bytes]:
+async def live_sse(shape: LiveShape, deltas: AsyncIterator[str]) -> AsyncGenerator[bytes, None]:
     """SSE bytes for ``deltas`` as they arrive; sequence numbers kept consecutive."""
     seq = 0
 
@@ -70,10 +77,10 @@ async def live_sse(shape: LiveShape, deltas: AsyncIterator[str]) -> AsyncIterato
     async for piece in deltas:
         if piece:
             parts.append(piece)
-            yield numbered(_fill(shape.delta, piece))
+            yield numbered(_fill(shape.delta, shape.marker, piece))
     full = "".join(parts)
     for event_json in shape.suffix:
-        yield numbered(_fill(event_json, full))
+        yield numbered(_fill(event_json, shape.marker, full))
     for chunk in shape.trailer:
         yield chunk
 
