@@ -1,7 +1,7 @@
 """``Codec``: everything the cache knows about one provider API, in one place.
 
 The SDK clients and the proxy both go through a codec: the clients with SDK objects (the
-``rebuild``/``replay``/``stream`` members, which import the SDK on first use), the proxy
+``rebuild``/``open_stream``/``replay`` members, which import the SDK on first use), the proxy
 with JSON bodies (``render``/``events``/``sse``). One codec per API lives in its own module
 (``openai_chat``, ``openai_responses``, ``anthropic_messages``).
 """

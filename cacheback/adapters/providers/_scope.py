@@ -1,5 +1,8 @@
 """Cache keys for provider requests: the match text and the scope around it.
 
+This module holds what the three APIs' key readers share; each reader lives with its
+codec (``openai_chat``, ``openai_responses``, ``anthropic_messages``).
+
 A request is split in two. ``query`` is the text of the last user message: the only part
 matched semantically. ``scope`` is a hash of everything else that decides the answer
 (provider, API, model, system prompt / instructions, every other turn, tools,
