@@ -771,7 +771,8 @@ def test_package_imports_sdks_lazily() -> None:
         "p.openai_chat_key({'model': 'm', 'messages': [{'role': 'user', 'content': 'q'}]});"
         "p.anthropic_messages_key({'model': 'm', 'messages': [{'role': 'user', 'content': 'q'}]});"
         "assert 'openai' not in sys.modules and 'anthropic' not in sys.modules;"
-        "p.ANTHROPIC_MESSAGES.rebuild('x'); assert 'anthropic' in sys.modules and 'openai' not in sys.modules;"
+        "p.ANTHROPIC_MESSAGES.rebuild('x');"
+        "assert 'anthropic' in sys.modules and 'openai' not in sys.modules;"
         "p.rebuild_message; assert 'openai' not in sys.modules"
     )
     subprocess.run([sys.executable, "-W", "error", "-c", code], check=True, timeout=60)
