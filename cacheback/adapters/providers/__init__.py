@@ -109,9 +109,6 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-CODECS: tuple[Codec, ...] = (OPENAI_CHAT, OPENAI_RESPONSES, ANTHROPIC_MESSAGES)
-
-
 def codec_of(response: object) -> Codec | None:
     """The codec of a response object or wire dict, by its ``object``/``type`` field."""
     if get(response, "object") == "chat.completion":
@@ -149,7 +146,6 @@ def to_cached_answer(response: object) -> CachedAnswer | None:
 
 __all__ = [
     "ANTHROPIC_MESSAGES",
-    "CODECS",
     "OPENAI_CHAT",
     "OPENAI_RESPONSES",
     "SCOPE_VERSION",
