@@ -119,9 +119,15 @@ def _name_thread() -> None:
     threading.current_thread().name = "cacheback-portal"
 
 
+#: In a forked child, the parent's portal context managers, kept alive for good: collecting
+#: one would run its exit, which waits forever for a portal thread the child does not have.
+_FORK_ORPHANS: list[Any] = []
+
+
 def _forget_parents_runners() -> None:
     # In a forked child: the runners are the parent's (their threads did not survive the
-    # fork); exit must not try to close them.
+    # fork); exit must not try to close them, nor may the garbage collector.
+    _FORK_ORPHANS.extend(runner._cm for runner in _OPEN)
     _OPEN.clear()
 
 
