@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ._types import Candidate, Tier
 
@@ -16,6 +18,9 @@ TIE_MARGIN = 0.02
 #: ... and, with the guard on, compete on similarity plus this much of their word overlap
 #: with the query (0.1 more overlap is worth 0.01 of cosine).
 TIE_WORD_WEIGHT = 0.1
+#: The tie-break reads at most this many characters of each text (it runs per candidate).
+TIE_TEXT_CHARS = 2000
+_WORD_RE = re.compile(r"\w+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +95,18 @@ def _break_tie(query: str, accepted: Sequence[Candidate]) -> Candidate | None:
     tied = [c for c in accepted if first.similarity - c.similarity <= TIE_MARGIN]
     if len(tied) < 2:
         return first
-    from ..guard import word_overlap
-
     # max() keeps the first of equal keys, so an exact tie keeps the nearer candidate.
     return max(tied, key=lambda c: c.similarity + TIE_WORD_WEIGHT * word_overlap(query, c.entry.query))
+
+
+@lru_cache(maxsize=4096)
+def _words(text: str) -> frozenset[str]:
+    return frozenset(_WORD_RE.findall(text.lower()))
+
+
+def word_overlap(a: str, b: str) -> float:
+    """Jaccard overlap of the two texts' lower-cased words (of their first
+    :data:`TIE_TEXT_CHARS` characters), in [0, 1]."""
+    wa, wb = _words(a[:TIE_TEXT_CHARS]), _words(b[:TIE_TEXT_CHARS])  # bounded cache keys
+    union = len(wa | wb)
+    return len(wa & wb) / union if union else 1.0

@@ -54,13 +54,9 @@ log = structlog.get_logger("cacheback.engine")
 def default_verbatim_rule(guard: bool) -> VerbatimRule:
     if not guard:
         return cosine_rule
-    from ..guard import verbatim_decision
+    from ..guard import verbatim_rule
 
-    def rule(query: str, candidate: str, similarity: float, threshold: float) -> tuple[bool, tuple[str, ...]]:
-        d = verbatim_decision(query, candidate, similarity, threshold, guard=True)
-        return d.hit, d.reasons
-
-    return rule
+    return verbatim_rule()  # reads the guard's scorer file: called on a worker thread
 
 
 class AsyncEngine:
@@ -165,11 +161,12 @@ class AsyncEngine:
         await self.store.open()
         self.stats.base = await self.store.load_counters()
         self._state.negatives = await self.store.negative_count()
-        self._state.verbatim_rule = self._rule_arg or default_verbatim_rule(s.guard_enabled)
-        if s.guard_enabled:
-            from ..guard import shipped_model
-
-            await anyio.to_thread.run_sync(shipped_model)
+        if self._rule_arg is not None:
+            self._state.verbatim_rule = self._rule_arg
+        else:  # the guard's factory reads its scorer file
+            self._state.verbatim_rule = await anyio.to_thread.run_sync(
+                default_verbatim_rule, s.guard_enabled
+            )
         self.accounting.prices = await anyio.to_thread.run_sync(price_table, s)
         if self.llm is None and s.synthesis_mode != "off":
             self.llm = defaults.llm(s)

@@ -11,6 +11,10 @@ from ._veto import guard_reasons
 
 T = TypeVar("T")
 
+#: What the engine calls for each candidate: (query, candidate query, similarity,
+#: threshold) -> (hit, reasons). Any callable of this shape can replace the guard.
+VerbatimRule = Callable[[str, str, float, float], tuple[bool, tuple[str, ...]]]
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -48,6 +52,31 @@ def verbatim_decision(
         pair_features(query, candidate, similarity)
     )
     return Decision(not reasons and score >= threshold, score, reasons)
+
+
+def verbatim_rule(*, guard: bool = True, model: GuardModel | None = None) -> VerbatimRule:
+    """The engine's verbatim rule: :func:`verbatim_decision` as a plain callable.
+
+    ``guard=False`` gives the plain cosine threshold. The shipped scorer is read here
+    (a small file): call this off the event loop, as the engine does when it opens.
+    """
+    if not guard:
+
+        def cosine(
+            query: str, candidate: str, similarity: float, threshold: float
+        ) -> tuple[bool, tuple[str, ...]]:
+            return similarity >= threshold, ()
+
+        return cosine
+    scorer = model if model is not None else shipped_model()
+
+    def rule(
+        query: str, candidate: str, similarity: float, threshold: float
+    ) -> tuple[bool, tuple[str, ...]]:
+        d = verbatim_decision(query, candidate, similarity, threshold, model=scorer)
+        return d.hit, d.reasons
+
+    return rule
 
 
 def filter_synthesis_candidates(

@@ -51,3 +51,9 @@ def word_overlap(query: str, candidate: str) -> float:
     embedding, the one worded most like the query is most likely the same question.
     """
     return _jaccard(_features(query).word_set, _features(candidate).word_set)
+
+
+def clear_caches() -> None:
+    """Forget every memoised text analysis and pair verdict (benchmarks time a cold call)."""
+    guard_reasons.cache_clear()
+    _features.cache_clear()
