@@ -87,11 +87,7 @@ def test_word_list_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
                                       encoding="utf-8")
     (data / "bad.txt").write_text("no separator here\n", encoding="utf-8")
 
-    class _Files:
-        def joinpath(self, name: str) -> Path:
-            return tmp_path / name
-
-    monkeypatch.setattr(_wordlists.resources, "files", lambda package: _Files())
+    monkeypatch.setattr(_wordlists, "_data", lambda: data)
     assert _wordlists.entries("demo") == ["c#", "spaced", "word"]
     assert _wordlists.mapping("demomap") == {"united states": "usa", "km/h": "kmh"}
     with pytest.raises(ValueError, match=r"bad\.txt"):
@@ -106,3 +102,26 @@ def test_shipped_lists_read_as_words() -> None:
     assert "worst" in _OPPOSITE_OF["best"] and "best" in _OPPOSITE_OF["worst"]
     assert _CURRENCIES["euros"] == "eur"
     assert _MAGNITUDES["million"] == 1e6
+
+
+def test_router_breaks_ties_on_the_rules_own_word_overlap() -> None:
+    from cacheback.core._routing import route
+    from cacheback.core._types import CacheEntry, Candidate
+
+    def cand(sim: float, text: str, entry_id: int) -> Candidate:
+        return Candidate(CacheEntry(entry_id, "s", text, "answer", None, 0.0, 1e12, 0.0), sim)
+
+    class Rule:
+        def __call__(self, q: str, c: str, s: float, t: float) -> tuple[bool, tuple[str, ...]]:
+            return s >= t, ()
+
+        @staticmethod
+        def word_overlap(q: str, c: str) -> float:
+            return 1.0 if c == "second" else 0.0
+
+    cands = [cand(0.955, "first", 1), cand(0.950, "second", 2)]
+    d = route("q", cands, similarity_threshold=0.92, synthesis_threshold=0.9,
+              synthesis_mode="off", verbatim_rule=Rule())
+    assert d.best is not None and d.best.entry_id == 2
+    # The guard's rule brings the guard's overlap (contractions expanded: "what's" is "what is").
+    assert guard.verbatim_rule().word_overlap("What's a CPU?", "what is a cpu") == 1.0  # type: ignore[attr-defined]

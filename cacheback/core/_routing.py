@@ -52,7 +52,9 @@ def route(
     - verbatim: the first candidate (by similarity) that the verbatim rule accepts; unless
       the rule is :func:`cosine_rule`, an accepted candidate within :data:`TIE_MARGIN` of
       it may win instead on similarity plus :data:`TIE_WORD_WEIGHT` times its word
-      overlap with the query (exact ties keep the nearer one);
+      overlap with the query (exact ties keep the nearer one); the overlap is the rule's
+      own ``word_overlap(query, candidate)`` if it has one (the guard's rule does), else
+      :func:`word_overlap`;
     - synthesis: mode ``always``, or mode ``auto`` without a verbatim hit, and candidates
       at or above ``synthesis_threshold`` (those are returned, guard reasons attached);
     - miss otherwise.
@@ -72,7 +74,7 @@ def route(
         elif not first_reasons and cand.similarity >= similarity_threshold:
             first_reasons = reasons
     best = (
-        _break_tie(query, accepted)
+        _break_tie(query, accepted, getattr(verbatim_rule, "word_overlap", word_overlap))
         if verbatim_rule is not cosine_rule
         else (accepted[0] if accepted else None)
     )
@@ -86,7 +88,9 @@ def route(
     return RouteDecision(Tier.MISS, None, tuple(checked), first_reasons)
 
 
-def _break_tie(query: str, accepted: Sequence[Candidate]) -> Candidate | None:
+def _break_tie(
+    query: str, accepted: Sequence[Candidate], overlap: Callable[[str, str], float]
+) -> Candidate | None:
     """The first accepted candidate, or a near-equal one that matches the query's wording
     better (see :data:`TIE_MARGIN`)."""
     if len(accepted) < 2:
@@ -96,7 +100,7 @@ def _break_tie(query: str, accepted: Sequence[Candidate]) -> Candidate | None:
     if len(tied) < 2:
         return first
     # max() keeps the first of equal keys, so an exact tie keeps the nearer candidate.
-    return max(tied, key=lambda c: c.similarity + TIE_WORD_WEIGHT * word_overlap(query, c.entry.query))
+    return max(tied, key=lambda c: c.similarity + TIE_WORD_WEIGHT * overlap(query, c.entry.query))
 
 
 @lru_cache(maxsize=4096)
@@ -105,7 +109,7 @@ def _words(text: str) -> frozenset[str]:
 
 
 def word_overlap(a: str, b: str) -> float:
-    """Jaccard overlap of the two texts' lower-cased words (of their first
+    """The tie-break's default: Jaccard overlap of the two texts' lower-cased words (of their first
     :data:`TIE_TEXT_CHARS` characters), in [0, 1]."""
     wa, wb = _words(a[:TIE_TEXT_CHARS]), _words(b[:TIE_TEXT_CHARS])  # bounded cache keys
     union = len(wa | wb)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -13,7 +12,6 @@ from numpy.typing import NDArray
 
 Vector = NDArray[np.float32]
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Tier(StrEnum):
@@ -40,15 +38,49 @@ def fold_whitespace(text: str) -> str:
     ``\\n``. Line breaks and the indentation that starts each later line are kept: in code
     they are meaning ("if x:\\n    return 1" is not "if x:\\nreturn 1").
     """
+    if _folds_to_stripped(text):
+        return text.strip()
     if "\n" not in text and "\r" not in text:
-        return " ".join(text.split())  # one line: the common case, and the old folding
+        return _fold_line(text)  # one line: the common case, and the old folding
     lines = text.replace("\r\n", "\n").replace("\r", "\n").strip().split("\n")
-    out = [" ".join(lines[0].split())]  # its indentation went with the trimmed start
+    out = [_fold_line(lines[0])]  # its indentation went with the trimmed start
     for line in lines[1:]:
         body = line.lstrip(" \t")
-        words = body.split()
-        out.append(line[: len(line) - len(body)] + " ".join(words) if words else "")
+        folded = _fold_line(body)
+        out.append(line[: len(line) - len(body)] + folded if folded else "")
     return "\n".join(out)
+
+
+# ASCII whitespace as str.split() sees it, but the plain space.
+_ASCII_BREAKS = ("\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f")
+
+
+def _folds_to_stripped(text: str) -> bool:
+    """Whether folding only trims the ends: an ASCII text whose only whitespace is single
+    spaces. A few scans at memory speed, so prose of any size is keyed without a split."""
+    return text.isascii() and "  " not in text and not any(ch in text for ch in _ASCII_BREAKS)
+
+
+# A huge text is folded in slices of about this many characters, cut at a space or tab:
+# one C call over megabytes would hold the GIL, and so the event loop, however long it takes.
+_FOLD_SLICE = 1 << 16
+
+
+def _fold_line(line: str) -> str:
+    """``" ".join(line.split())``, a slice at a time (a cut at whitespace splits no word)."""
+    if len(line) <= _FOLD_SLICE:
+        return " ".join(line.split())
+    parts: list[str] = []
+    start, n = 0, len(line)
+    while start < n:
+        cuts = [k for k in (line.find(" ", start + _FOLD_SLICE), line.find("\t", start + _FOLD_SLICE))
+                if k >= 0]
+        end = min(cuts) if cuts else n
+        folded = " ".join(line[start:end].split())
+        if folded:
+            parts.append(folded)
+        start = end
+    return " ".join(parts)
 
 
 def text_hash(text: str) -> str:
@@ -71,7 +103,13 @@ def text_hash(text: str) -> str:
 def has_lone_surrogate(text: str) -> bool:
     """Whether ``text`` has a surrogate code point: no UTF-8 form, so SQLite and the
     tokenizer reject it (a JSON ``"\\ud800"`` escape decodes to one)."""
-    return _SURROGATE.search(text) is not None
+    if text.isascii():  # memory speed: the common case never runs the pattern
+        return False
+    try:
+        text.encode("utf-8")  # C speed; fails exactly on a surrogate code point
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def clean_text(text: str) -> str:

@@ -22,6 +22,9 @@ This package is public and stands alone: it imports nothing else from ``cachebac
 - :func:`pair_features`, :class:`GuardModel` and :func:`shipped_model` are the scorer,
   for training and evaluation.
 
+Texts longer than :data:`MAX_ANALYSED_CHARS` are not analysed (the analysis grows faster
+than the text): a pair with one is vetoed unless the two texts are identical.
+
 The hand-written word lists the rules read are plain text files in ``data/`` (one
 entry a line), shipped with the package and read once on import.
 """
@@ -34,10 +37,11 @@ from ._decision import (
     verbatim_rule,
 )
 from ._scorer import FEATURE_NAMES, GuardModel, pair_features, shipped_model
-from ._veto import clear_caches, guard_reasons, word_overlap
+from ._veto import MAX_ANALYSED_CHARS, clear_caches, guard_reasons, word_overlap
 
 __all__ = [
     "FEATURE_NAMES",
+    "MAX_ANALYSED_CHARS",
     "Decision",
     "GuardModel",
     "VerbatimRule",

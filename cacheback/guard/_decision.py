@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ._scorer import GuardModel, pair_features, shipped_model
-from ._veto import guard_reasons
+from ._veto import guard_reasons, word_overlap
 
 T = TypeVar("T")
 
@@ -68,15 +68,27 @@ def verbatim_rule(*, guard: bool = True, model: GuardModel | None = None) -> Ver
             return similarity >= threshold, ()
 
         return cosine
-    scorer = model if model is not None else shipped_model()
+    return GuardRule(model if model is not None else shipped_model())
 
-    def rule(
-        query: str, candidate: str, similarity: float, threshold: float
+
+class GuardRule:
+    """The guarded verbatim rule (see :func:`verbatim_rule`). ``word_overlap`` is the
+    router's tie-break between near-equal accepted candidates, on the guard's words."""
+
+    __slots__ = ("model",)
+
+    def __init__(self, model: GuardModel | None) -> None:
+        self.model = model
+
+    def __call__(
+        self, query: str, candidate: str, similarity: float, threshold: float
     ) -> tuple[bool, tuple[str, ...]]:
-        d = verbatim_decision(query, candidate, similarity, threshold, model=scorer)
+        d = verbatim_decision(query, candidate, similarity, threshold, model=self.model)
         return d.hit, d.reasons
 
-    return rule
+    @staticmethod
+    def word_overlap(query: str, candidate: str) -> float:
+        return word_overlap(query, candidate)
 
 
 def filter_synthesis_candidates(

@@ -11,6 +11,7 @@ from typing import Any
 
 from ._extract import _features
 from ._name_matching import _entity_present
+from ._veto import bounded
 
 #: Inputs of the learned scorer, in the order of its weights. The risk feature is 0 for a
 #: clean paraphrase, whose score is then exactly its cosine. Only signals whose effect
@@ -30,7 +31,7 @@ def pair_features(query: str, candidate: str, similarity: float) -> tuple[float,
     text pins down and the other does not mention: one-sided, so no veto ("in Delhi,
     India" / "in India"), but less trust.
     """
-    qf, cf = _features(query), _features(candidate)
+    qf, cf = _features(bounded(query)), _features(bounded(candidate))
     names = sum(1 for e in qf.entities if not _entity_present(e, qf, cf)) + sum(
         1 for e in cf.entities if not _entity_present(e, cf, qf)
     )

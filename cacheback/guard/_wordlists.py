@@ -9,15 +9,18 @@ a comment). The lexicon modules read every list once, when the guard is imported
 from __future__ import annotations
 
 from importlib import resources
+from importlib.resources.abc import Traversable
 
 _PACKAGE = __package__ or "cacheback.guard"
 
 
+def _data() -> Traversable:
+    return resources.files(_PACKAGE).joinpath("data")
+
+
 def entries(name: str) -> list[str]:
     """The non-comment lines of ``data/<name>.txt``, stripped."""
-    text = (
-        resources.files(_PACKAGE).joinpath("data").joinpath(f"{name}.txt").read_text(encoding="utf-8")
-    )
+    text = _data().joinpath(f"{name}.txt").read_text(encoding="utf-8")
     out: list[str] = []
     for raw in text.splitlines():
         line = raw.split(" #", 1)[0].strip()

@@ -56,6 +56,10 @@ _TOKENIZER_IN_PACKAGE = ("embeddings", "data", "all-MiniLM-L6-v2-onnx-int8", TOK
 RUN_COST_TOKENS = 32.0
 ATTENTION_TOKENS = 200.0
 MAX_RUN_ROWS = 64
+# The model reads at most max_length tokens; the tokenizer would still split the whole
+# text first (about 2 s a megabyte, holding the GIL). Text beyond this many characters
+# per token kept (real text averages 4 to 6) cannot reach the model, so it is cut first.
+CHARS_PER_TOKEN_BOUND = 16
 
 _INT_TYPES: dict[str, type[np.signedinteger[Any]]] = {
     "tensor(int64)": np.int64,
@@ -302,7 +306,8 @@ class MiniLMEmbedder:
             # One by one: as fast as encode_batch for short queries, and it keeps
             # the tokenizers thread pool (more threads on two cores, a warning
             # after fork) out of the process.
-            encodings = [tokenizer.encode(text) for text in texts]
+            cut = self._max_length * CHARS_PER_TOKEN_BOUND
+            encodings = [tokenizer.encode(text[:cut]) for text in texts]
         except Exception as exc:
             raise EmbedderError(f"tokenizer failed: {exc}") from exc
         lengths = [len(e.ids) for e in encodings]

@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 
 from cacheback.core._routing import VerbatimRule, route
 from cacheback.core._types import CacheEntry, Candidate, Tier
-from cacheback.guard import Decision, GuardModel, verbatim_decision
+from cacheback.guard import Decision, GuardModel, verbatim_decision, word_overlap
 
 __all__ = [
     "Counts",
@@ -236,22 +236,29 @@ def _retrieval_counts(
     return Counts(correct, wrong, len(scores) - correct - wrong, len(scores), 0, same)
 
 
-def _memo_rule(model: GuardModel | None = None) -> VerbatimRule:
+class _MemoRule:
     """The engine's guarded rule (``model`` overrides the shipped scorer), remembering each
     pair's decision across thresholds (the score and the reasons do not depend on it)."""
-    memo: dict[tuple[str, str, float], Decision] = {}
 
-    def rule(
-        query: str, candidate: str, similarity: float, threshold: float
+    def __init__(self, model: GuardModel | None = None) -> None:
+        self._model = model
+        self._memo: dict[tuple[str, str, float], Decision] = {}
+
+    def __call__(
+        self, query: str, candidate: str, similarity: float, threshold: float
     ) -> tuple[bool, tuple[str, ...]]:
         key = (query, candidate, similarity)
-        d = memo.get(key)
+        d = self._memo.get(key)
         if d is None:
-            d = memo[key] = verbatim_decision(query, candidate, similarity, threshold,
-                                              model=model)
+            d = self._memo[key] = verbatim_decision(query, candidate, similarity, threshold,
+                                                    model=self._model)
         return not d.reasons and d.score >= threshold, d.reasons
 
-    return rule
+    word_overlap = staticmethod(word_overlap)  # the router's tie-break, as in the engine
+
+
+def _memo_rule(model: GuardModel | None = None) -> VerbatimRule:
+    return _MemoRule(model)
 
 
 def _routed(
