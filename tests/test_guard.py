@@ -69,26 +69,31 @@ VETOES = [
     ("How do I convert PDF to Word?", "How do I convert Word to PDF?", "direction"),
     ("Flights from London to New York", "Flights from New York to London", "direction"),
     ("Is renting cheaper than buying?", "Is buying cheaper than renting?", "direction"),
-    ("Is Messi better than Ronaldo?", "Is Ronaldo better than Messi?", "direction"),
-    ("Do Indian women like Pakistani men?", "Do Pakistani women like Indian men?", "direction"),
+    ("Is Tolstoy better than Dickens?", "Is Dickens better than Tolstoy?", "direction"),
+    ("Do Dutch cyclists like Belgian roads?", "Do Belgian cyclists like Dutch roads?", "direction"),
     # two names trade roles around a verb or clause
-    ("What can you do in Japan that you cannot do in the USA?",
-     "What can you do in the USA that you cannot do in Japan?", "direction"),
-    ("If Pakistan attacks India, what will happen?",
-     "What will happen if India attacks Pakistan?", "direction"),
-    ("Did Google acquire YouTube?", "Did YouTube acquire Google?", "direction"),
-    ("Is Messi more talented than Ronaldo?", "Is Ronaldo more talented than Messi?",
+    ("What can a tourist do in Spain that they cannot do in Portugal?",
+     "What can a tourist do in Portugal that they cannot do in Spain?", "direction"),
+    ("If Norway sues Sweden, who decides the case?",
+     "Who decides the case if Sweden sues Norway?", "direction"),
+    ("Did Adobe acquire Figma?", "Did Figma acquire Adobe?", "direction"),
+    # "and" between two clauses, each giving its name a role, is no list
+    ("Which goods should I import from Chile and sell in Peru?",
+     "Which goods should I import from Peru and sell in Chile?", "direction"),
+    ("Can chemistry graduates apply for physics?", "Can physics graduates apply for chemistry?",
+     "direction"),
+    ("Is Mahler more melodic than Bruckner?", "Is Bruckner more melodic than Mahler?",
      "direction"),
     # named entities
     ("What is the capital of Australia?", "What is the capital of Austria?", "entity"),
     ("Best restaurants in Paris", "Best restaurants in London", "entity"),
     ("Who is the CEO of Microsoft?", "Who is the CEO of Google?", "entity"),
     ("what is the capital of france", "what is the capital of germany", "entity"),
-    ("Rehab centers in Madison County IN", "Rehab centers in Madison County GA", "entity"),
+    ("Dog parks in Franklin County OH", "Dog parks in Franklin County PA", "entity"),
     # a name added to the same words narrows the question
-    ("Where can I buy an Echo Dot in India?", "Where can I buy an Echo Dot in Delhi, India?",
+    ("Where can I buy a Kindle in Canada?", "Where can I buy a Kindle in Toronto, Canada?",
      "entity"),
-    ("What is it like to intern at Cisco?", "What is it like to intern at Cisco in Chicago?",
+    ("What is it like to work at Siemens?", "What is it like to work at Siemens in Munich?",
      "entity"),
     # code identifiers
     ("What does os.path.join do?", "What does os.path.split do?", "code_identifier"),
@@ -111,9 +116,8 @@ VETOES = [
      "opposite"),
     ("How do I encrypt a file?", "How do I decrypt a file?", "opposite"),
     # "and" makes order meaningless, so the swap does not cancel the opposite
-    ("How do deontology and teleology differ?", "How are teleology and deontology similar?",
-     "opposite"),
-    ("Why is diversity a good thing?", "Is diversity a good thing?", "question"),
+    ("How do baroque and rococo differ?", "How are rococo and baroque similar?", "opposite"),
+    ("Why is remote schooling a good idea?", "Is remote schooling a good idea?", "question"),
 ]
 
 
@@ -146,41 +150,43 @@ PARAPHRASES = [
     ("What is the minimum wage in the United States?", "What is the minimum wage in the USA?"),
     ("What does `git rebase` do?", "What does git rebase do?"),
     ("How do I use the map() function?", "How do I use the `map()` function?"),
-    ("What does list_datasets return?", "What does datasets.list_datasets return?"),
+    ("What does read_csv return?", "What does pandas.read_csv return?"),
     ("Translate 'good morning' into French", "Translate 'good morning' to French"),
-    ("Should Puerto Rico become a state or not?", "Should Puerto Rico become a state?"),
+    ("Should Scotland leave the union or not?", "Should Scotland leave the union?"),
     ("Export the results as CSV", "Please export the results as CSV"),
     ("Is using map() slower than a for loop?", "Is a for loop faster than using map()?"),
-    ("What Is The Best Way To Learn Guitar", "What is the best way to learn the guitar?"),
+    ("What Is The Easiest Way To Tune A Cello", "What is the easiest way to tune a cello?"),
     ("Who were the Việt Minh?", "Who were the Viet Minh?"),
-    ("Why do people hate Hilary Clinton?", "Why do people hate Hillary Clinton?"),
+    ("Why do critics dislike Tchaikovsky's ballets?", "Why do critics dislike Tchaikowsky's ballets?"),
     ("Uses of ML in healthcare", "Uses of machine learning in healthcare"),
-    ("How do I write descriptive essays?", "How do I write a descriptive essay?"),
+    ("How do I plan birthday parties?", "How do I plan a birthday party?"),
     ("How can I avoid sleeping in class?", "How do I not sleep in class?"),
     # a change of voice trades subject and object without changing the question
-    ("No alternative to the upload page is mentioned in the document.",
-     "The document doesn't mention any alternative to the upload page."),
+    ("No refund policy is mentioned in the contract.",
+     "The contract doesn't mention any refund policy."),
     ("Was the company acquired by Google?", "Did Google acquire the company?"),
     ("Is the deadline mentioned in the contract?", "Does the contract mention the deadline?"),
     # one name phrase said the other way round, or a name that merely moved
     ("Who is the CEO of Google?", "Who is the Google CEO?"),
-    ("Which is the best IIT coaching in Patna?", "Which is the best coaching in Patna for the IIT?"),
-    ("Which one is better: SBI clerk or IBPS PO?", "Which one is better, IBPS PO or SBI clerk?"),
+    ("Which is the best GMAT tutoring in Leeds?", "Which is the best tutoring in Leeds for the GMAT?"),
+    ("Which job is better: NHS nurse or BBC editor?", "Which job is better, BBC editor or NHS nurse?"),
+    ("Should I learn Rust or Go first?", "Should I learn Go or Rust first?"),
+    ("Flights from Paris and Rome to Oslo", "Flights from Rome and Paris to Oslo"),
     # a negation of something the other text never mentions is a rewording
-    ("AudioFolder loads an audio dataset quickly and eliminates the need for coding.",
-     "AudioFolder quickly loads an audio dataset without requiring you to write any code."),
-    ("How do I study smarter and not harder?", "How can I study smarter?"),
+    ("The kettle boils water quickly and removes the need for a stove.",
+     "The kettle boils water quickly, so you never have to light a stove."),
+    ("How do I save money and not feel deprived?", "How can I save money?"),
     # a duration asked "in" is a time frame, not a unit asked for
-    ("How many steps should I walk in a day?", "How many steps should I walk daily?"),
-    ("How do I gain weight in a month?", "How do I gain weight within a month?"),
+    ("How many glasses of water should I drink in a day?", "How many glasses of water should I drink daily?"),
+    ("How can I learn to swim in a week?", "How can I learn to swim within a week?"),
     # the same identifier spaced differently, a name and its initials
-    ("Hugging Face.js is a set of JavaScript libraries", "Huggingface.js is a set of JavaScript libraries"),
-    ("Datasets for Natural Language Processing and audio tasks", "Datasets for NLP and audio tasks"),
+    ("Open Street.js draws maps in the browser", "OpenStreet.js draws maps in the browser"),
+    ("Courses in Natural Language Processing for beginners", "Courses in NLP for beginners"),
     # everyday words that a gazetteer also lists, acronyms of common nouns, list items
-    ("Timm provides cutting-edge vision models", "Timm provides state-of-the-art vision models"),
-    ("The path or URL to the data files", "The location of the data files"),
-    ("The tutorials cover loading, preprocessing, and sharing a dataset",
-     "The tutorials cover Load a dataset, Preprocess, and Share a dataset"),
+    ("The lab builds cutting-edge robots", "The lab builds state-of-the-art robots"),
+    ("The URL of the settings page", "The address of the settings page"),
+    ("The guide covers planting, watering, and pruning a tree",
+     "The guide covers Plant a tree, Water, and Prune a tree"),
 ]
 
 
@@ -218,8 +224,8 @@ def test_decision_fields_and_plain_mode() -> None:
 
 def test_unmatched_names_lower_the_score() -> None:
     # A name on one side of a heavier rewrite: no veto (the words differ anyway) ...
-    q = "Where can I buy an Echo Dot speaker?"
-    c = "Which shops have the Amazon Echo Dot speaker in stock for delivery to Delhi?"
+    q = "Where can I buy a Kindle reader?"
+    c = "Which shops have the Amazon Kindle reader in stock for delivery to Toronto?"
     assert not any(r.startswith("entity") for r in guard_reasons(q, c))
     assert pair_features(q, c, 0.95)[1] >= 1
     # ... but less trust, within the model's cap.
@@ -231,8 +237,8 @@ def test_unmatched_names_lower_the_score() -> None:
 
 def test_negation_applies_to_what_follows_it() -> None:
     # "no longer" negates the verb after it, as "not" would.
-    assert "negation" in _kinds("What can I no longer do now that Picasa is part of Google Photos?",
-                                "What can I do now that Picasa is part of Google Photos?")
+    assert "negation" in _kinds("Which services can I no longer use since the library moved online?",
+                                "Which services can I use since the library moved online?")
     # The negated word appears on the other side: a veto; it does not: a rewording.
     assert "negation" in _kinds("Which foods contain no gluten?", "Which foods contain gluten?")
     assert "negation" not in _kinds("How do I contact Tim Cook, not by email?",
@@ -263,7 +269,7 @@ def test_model_file_and_custom_model() -> None:
     assert len(model.weights) == len(FEATURE_NAMES)
     assert model.weights[0] > 0 and model.weights[1] < 0  # risk lowers the score
     no_penalty = GuardModel(weights=(10.0, 0.0))
-    q, c = "Buy an Echo Dot in India", "Buy an Echo Dot in Delhi, India"
+    q, c = "Buy a Kindle in Canada", "Buy a Kindle in Toronto, Canada"
     assert verbatim_decision(q, c, 0.93, model=no_penalty).score == pytest.approx(0.93)
     with pytest.raises(ValueError, match="features"):
         GuardModel.from_json({"features": ["cosine"], "weights": [1.0]})

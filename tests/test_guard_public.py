@@ -39,8 +39,8 @@ def test_verbatim_rule_is_the_engine_callable() -> None:
     assert plain("Convert 100 USD to EUR", "Convert 100 EUR to USD", 0.99, 0.92) == (True, ())
     # A custom scorer is used as given: with no risk weight the score is the cosine, while
     # the shipped one trusts a name on one side less.
-    q = "Where can I buy an Echo Dot speaker?"
-    c = "Which shops have the Amazon Echo Dot speaker in stock for delivery to Delhi?"
+    q = "Where can I buy a Kindle reader?"
+    c = "Which shops have the Amazon Kindle reader in stock for delivery to Toronto?"
     flat = guard.verbatim_rule(model=guard.GuardModel(weights=(10.0, 0.0)))
     assert flat(q, c, 0.93, 0.93) == (True, ())
     assert rule(q, c, 0.93, 0.93) == (False, ())

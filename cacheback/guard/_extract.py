@@ -283,9 +283,9 @@ class _Builder(_QuantityBuilder):
         if low in _UNITS or low in _CURRENCIES or low in _NATURAL_LANGUAGES:
             return
         if low.endswith("ing") and low not in _GAZETTEER:
-            return  # "Loading, Preprocessing, ...": capitalised gerunds are list items
+            return  # "Planting, Watering, ...": capitalised gerunds are list items
         # A list item after a comma is capitalised like a sentence start ("Overview, Load").
-        # So is the last one, after ", and" ("Create a dataset, and Share it").
+        # So is the last one, after ", and" ("Plant a tree, and Water it").
         initial = tok.initial or tok.sep or last_item
         upper = text.isupper() and len(low) > 1 and not self.shouting
         if (upper and not (initial and len(low) > 5)) or (

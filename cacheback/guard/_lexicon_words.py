@@ -20,6 +20,7 @@ _DIRECTION_MARKERS = words("direction_markers")
 # Words (and commas) across which order means nothing; marked in _Features.order.
 _SYMMETRIC = words("symmetric")
 _SYMMETRIC_MARK = "|"
+_ROLE_PREPOSITIONS = words("role_prepositions")
 
 _WH_WORDS: dict[str, frozenset[str]] = {
     k: frozenset(v.split()) for k, v in mapping("question_words").items()

@@ -11,7 +11,7 @@ _NAME_SUFFIXES = ("n", "an", "ian", "ese", "ish", "ans", "ns", "s", "es", "i", "
 
 
 def _close_spelling(a: str, b: str) -> bool:
-    """One edit apart ("Hilary"/"Hillary"), for names long enough to be unambiguous."""
+    """One edit apart ("Tchaikovsky"/"Tchaikowsky"), for names long enough to be unambiguous."""
     if min(len(a), len(b)) < 5 or abs(len(a) - len(b)) > 1:
         return False
     if len(a) == len(b):
@@ -66,10 +66,10 @@ def _language_present(lang: str, feats: _Features) -> bool:
 def _code_present(ident: str, feats: _Features, own: _Features) -> bool:
     if ident in feats.code:
         return True
-    # "Hugging Face.js" / "Huggingface.js": the word before it, written together.
+    # "Open Street.js" / "OpenStreet.js": the word before it, written together.
     if any(o.endswith(ident) and o[: len(o) - len(ident)] in own.word_set for o in feats.code):
         return True
-    # "list_datasets" and "datasets.list_datasets" name the same function.
+    # "read_csv" and "pandas.read_csv" name the same function.
     if any(o.endswith("." + ident) or ident.endswith("." + o) for o in feats.code):
         return True
     # A bare word in one text matches the same word in backticks in the other.

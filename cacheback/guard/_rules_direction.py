@@ -22,8 +22,9 @@ def _direction_reasons(
     # Negation and swapped order: a near-miss of this kind differs only by a cue word or by order,
     # so both need the same words; heavy rewrites move negation and order around freely.
     # The negated text must negate something the other one says ("with food" / "without
-    # food"); a negation of a word the other never uses is a rewording ("eliminates the
-    # need for coding" / "without requiring you to write any code").
+    # food"); a negation of a word the other never uses is a rewording, the same claim
+    # said through its contrary ("removes the need for a stove" / "you never have to
+    # light a stove").
     if qf.negated != cf.negated and close:
         neg, other = (qf, cf) if qf.negated else (cf, qf)
         if any(h == _UNSCOPED or h in other.stems for h in neg.neg_heads):

@@ -32,8 +32,9 @@ def _name_reasons(qf: _Features, cf: _Features, close: bool) -> list[str]:
 
     q_ent = {e for e in qf.entities if not _entity_present(e, qf, cf)}
     c_ent = {e for e in cf.entities if not _entity_present(e, cf, qf)}
-    # Another name, or a name added to the same words ("intern at Cisco" / "intern at
-    # Cisco in Chicago"): the answer is about something else or something narrower.
+    # Another name, or a name added to the same words, a restrictive modifier ("work at
+    # Siemens" / "work at Siemens in Munich"): the answer is about something else or
+    # something narrower.
     if (q_ent and c_ent) or ((q_ent or c_ent) and close):
         reasons.append(f"entity:{_fmt(q_ent)}!={_fmt(c_ent)}")
     return reasons

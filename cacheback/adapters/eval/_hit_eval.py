@@ -105,6 +105,31 @@ class EvalReport:
     # (threshold, precision, recall) along SWEEP, for the plot.
     plain_curve: tuple[tuple[float, float, float], ...] = field(default=())
     shipped_curve: tuple[tuple[float, float, float], ...] = field(default=())
+    # What the guard cost and saved: plain cosine's hits at the threshold that the shipped
+    # decision removed, per rule: (rule, correct hits removed, wrong hits removed).
+    removed: tuple[tuple[str, int, int], ...] = field(default=())
+
+
+#: The ``removed`` row of hits the guard did not veto but the learned scorer put below
+#: the threshold.
+SCORER_ROW = "scorer"
+
+
+class _Removed:
+    """Tallies plain-cosine hits the decision removed, per guard rule (a pair vetoed by
+    several rules counts under each) or under :data:`SCORER_ROW`."""
+
+    def __init__(self) -> None:
+        self.by_rule: dict[str, list[int]] = {}
+
+    def add(self, reasons: Sequence[str], correct: bool) -> None:
+        rules = dict.fromkeys(r.split(":", 1)[0] for r in reasons) or {SCORER_ROW: None}
+        for rule in rules:
+            self.by_rule.setdefault(rule, [0, 0])[0 if correct else 1] += 1
+
+    def rows(self) -> tuple[tuple[str, int, int], ...]:
+        return tuple(sorted(((k, c, w) for k, (c, w) in self.by_rule.items()),
+                            key=lambda row: (-(row[1] + row[2]), row[0])))
 
 
 # --------------------------------------------------------------------------- loading
@@ -190,9 +215,12 @@ def run_pairwise(
     )
     # The decision's score does not depend on the threshold; a veto is "never".
     shipped = np.empty_like(cosine)
-    for k, (q1, q2, _) in enumerate(rows):
+    removed = _Removed()
+    for k, (q1, q2, label) in enumerate(rows):
         d = verbatim_decision(q2, q1, cosine[k], threshold)
         shipped[k] = -np.inf if d.reasons else d.score
+        if cosine[k] >= threshold and not d.hit:
+            removed.add(d.reasons, correct=label == 1)
     return EvalReport(
         protocol="pairwise",
         name=Path(path).name,
@@ -202,6 +230,7 @@ def run_pairwise(
         shipped=_pairwise_counts(shipped, labels, threshold),
         plain_curve=_curve(lambda t: _pairwise_counts(cosine, labels, t)),
         shipped_curve=_curve(lambda t: _pairwise_counts(shipped, labels, t)),
+        removed=removed.rows(),
     )
 
 
@@ -317,6 +346,14 @@ def run_retrieval(
         return _retrieval_counts(score, entry == lookups, 0.0, twin(entry))
 
     plain_entry = np.where(plain_score >= threshold, idx[:, 0], -1)
+    # Plain cosine serves the nearest entry: when the guarded rule refuses that one, the
+    # guard removed a hit (the router may still serve another candidate).
+    removed = _Removed()
+    for q in range(len(pairs)):
+        if plain_score[q] >= threshold:
+            hit, reasons = rule(similars[q], origins[int(idx[q, 0])], float(sims[q, 0]), threshold)
+            if not hit:
+                removed.add(reasons, correct=bool(plain_own[q]))
     return EvalReport(
         protocol="retrieval",
         name=Path(path).name,
@@ -326,6 +363,7 @@ def run_retrieval(
         shipped=shipped_at(threshold),
         plain_curve=_curve(lambda t: _retrieval_counts(plain_score, plain_own, t)),
         shipped_curve=_curve(shipped_at),
+        removed=removed.rows(),
     )
 
 
@@ -356,6 +394,12 @@ def format_report(*reports: EvalReport) -> str:
                 f"  (of the wrong hits, an entry with the very same text as the pair's own: "
                 f"plain {r.plain.same_text}, shipped {r.shipped.same_text})"
             )
+        if r.removed:
+            lines.append("  plain-cosine hits the shipped decision removed, by guard rule"
+                         " (a pair vetoed by several rules counts under each):")
+            lines.append(f"    {'rule':<18}{'correct removed':>17}{'wrong removed':>15}")
+            for rule, correct, wrong in r.removed:
+                lines.append(f"    {rule:<18}{correct:>17}{wrong:>15}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
