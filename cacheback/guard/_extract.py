@@ -368,6 +368,7 @@ class _Builder(_QuantityBuilder):
             spelled=frozenset(self.spelled),
             versions=frozenset(v for v in self.versions if v),
             ordinals=frozenset(self.ordinals),
+            written_ordinals=frozenset(self.written_ordinals),
             dates=frozenset(self.dates),
             times=frozenset(self.times),
             units=frozenset(self.units),

@@ -50,6 +50,7 @@ class _QuantityBuilder:
         self.last_number: tuple[int, str, bool] | None = None
         self.versions: set[str] = set()
         self.ordinals: set[str] = set()
+        self.written_ordinals: set[str] = set()  # in digits: "25th", never a figure of speech
         self.dates: set[str] = set()
         self.times: set[str] = set()
         self.units: set[str] = set()
@@ -149,7 +150,9 @@ class _QuantityBuilder:
             self.times.add(f"{int(num.split(':')[0])}:{num.split(':')[1]}{suffix_ampm}")
             return
         if suffix in ("st", "nd", "rd", "th"):
-            self.ordinals.add(str(int(num)) if num.isdigit() else num)
+            ordinal = str(int(num)) if num.isdigit() else num
+            self.ordinals.add(ordinal)
+            self.written_ordinals.add(ordinal)
             return
         num = _canonical_number(num)
         after_name = prev is not None and prev.kind == "word" and (

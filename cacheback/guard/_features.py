@@ -22,6 +22,7 @@ class _Features:
     spelled: frozenset[str]
     versions: frozenset[str]
     ordinals: frozenset[str]
+    written_ordinals: frozenset[str]  # the ordinals written in digits ("25th")
     dates: frozenset[str]
     times: frozenset[str]
     units: frozenset[str]

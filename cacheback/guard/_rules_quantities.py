@@ -24,9 +24,12 @@ def _quantity_reasons(qf: _Features, cf: _Features) -> list[str]:
     qv, cv = qf.versions - cf.versions, cf.versions - qf.versions
     if qv or cv:
         reasons.append(f"version:{_fmt(qv)}!={_fmt(cv)}")
+    # Ordinals: a different one, or one written in digits on one side only ("an
+    # anniversary" / "a 25th anniversary": one of them, not any); a spelled one alone
+    # ("the first step") is often a figure of speech.
     qo = qf.ordinals - cf.ordinals - cf.numbers
     co = cf.ordinals - qf.ordinals - qf.numbers
-    if qo and co:
+    if (qo and co) or (qo & qf.written_ordinals) or (co & cf.written_ordinals):
         reasons.append(f"ordinal:{_fmt(qo)}!={_fmt(co)}")
 
     # Dates: a different one, or a one-sided move away from now ("tomorrow").
