@@ -80,6 +80,10 @@ VETOES = [
     ("If Norway sues Sweden, who decides the case?",
      "Who decides the case if Sweden sues Norway?", "direction"),
     ("Did Adobe acquire Figma?", "Did Figma acquire Adobe?", "direction"),
+    # subject and complement traded around "is"/"are"
+    ("What share of doctors are women?", "What share of women are doctors?", "direction"),
+    ("What percentage of voters are students?", "What percentage of students are voters?",
+     "direction"),
     # "and" between two clauses, each giving its name a role, is no list
     ("Which goods should I import from Chile and sell in Peru?",
      "Which goods should I import from Peru and sell in Chile?", "direction"),
@@ -168,6 +172,7 @@ PARAPHRASES = [
     ("No refund policy is mentioned in the contract.",
      "The contract doesn't mention any refund policy."),
     ("Was the company acquired by Google?", "Did Google acquire the company?"),
+    ("Which languages are spoken in Canada?", "In Canada, which languages are spoken?"),
     ("Is the deadline mentioned in the contract?", "Does the contract mention the deadline?"),
     # one name phrase said the other way round, or a name that merely moved
     ("Who is the CEO of Google?", "Who is the Google CEO?"),

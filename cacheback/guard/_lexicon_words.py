@@ -28,6 +28,7 @@ _WH_WORDS: dict[str, frozenset[str]] = {
 _WH_LEADS = words("question_leads")
 _AUXILIARIES = words("auxiliaries")
 _BE = words("passive_auxiliaries")
+_COPULAS = words("copulas")
 _IRREGULAR_PARTICIPLES = words("irregular_participles")
 
 

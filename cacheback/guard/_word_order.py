@@ -8,13 +8,21 @@ from collections.abc import Sequence
 
 from ._features import _Features
 from ._flags import _F_STOP, _FLAGS
-from ._lexicon_words import _DIRECTION_MARKERS, _ROLE_PREPOSITIONS, _STOPWORDS, _SYMMETRIC_MARK
+from ._lexicon_words import (
+    _COPULAS,
+    _DIRECTION_MARKERS,
+    _ROLE_PREPOSITIONS,
+    _STOPWORDS,
+    _SYMMETRIC_MARK,
+)
 from ._text import _stem
 
 _DIRECTION_WINDOW = 4
 
 
-def _swapped_around_marker(qw: Sequence[str], cw: Sequence[str]) -> bool:
+def _swapped_around_marker(
+    qw: Sequence[str], cw: Sequence[str], marker_words: frozenset[str] = _DIRECTION_MARKERS
+) -> bool:
     """The words next to a marker changed sides: "convert PDF to Word" / "Word to PDF".
 
     For each side of the marker, the nearest shared word that did not stay on that side
@@ -23,7 +31,7 @@ def _swapped_around_marker(qw: Sequence[str], cw: Sequence[str]) -> bool:
     Only words near the marker and occurring once in each text count, so a fronted
     clause or another reordered paraphrase does not trip it.
     """
-    markers = _DIRECTION_MARKERS.intersection(qw).intersection(cw)
+    markers = marker_words.intersection(qw).intersection(cw)
     if not markers:
         return False
     shared = {
@@ -64,6 +72,11 @@ def _direction(qf: _Features, cf: _Features, close: bool) -> bool:
     return (
         (_block_swapped(qf.order, cf.order, voice) and _same_relations(qf.words, cf.words))
         or (close and _swapped_around_marker(qf.words, cf.words))
+        # Subject and complement traded around "is"/"are": "what share of doctors are
+        # women" / "what share of women are doctors".
+        # A word written the same in both texts changed no voice ("are women").
+        or (close and all(v in qf.word_set and v in cf.word_set for v in voice)
+            and _swapped_around_marker(qf.words, cf.words, _COPULAS))
         or (not voice and _roles_swapped(qf, cf))
     )
 
