@@ -122,6 +122,9 @@ VETOES = [
     ("What are the advantages of remote work?", "What are the disadvantages of remote work?",
      "opposite"),
     ("How do I encrypt a file?", "How do I decrypt a file?", "opposite"),
+    # lists sorted by different orders
+    ("most recent posts about rust", "top posts about rust", "ranking"),
+    ("What are the newest hiking boots?", "What are the most popular hiking boots?", "ranking"),
     # "and" makes order meaningless, so the swap does not cancel the opposite
     ("How do baroque and rococo differ?", "How are rococo and baroque similar?", "opposite"),
     ("Why is remote schooling a good idea?", "Is remote schooling a good idea?", "question"),
@@ -166,6 +169,7 @@ PARAPHRASES = [
     ("Who were the Việt Minh?", "Who were the Viet Minh?"),
     ("Why do critics dislike Tchaikovsky's ballets?", "Why do critics dislike Tchaikowsky's ballets?"),
     ("Uses of ML in healthcare", "Uses of machine learning in healthcare"),
+    ("latest movies on netflix", "newest movies on netflix"),
     ("How do I plan birthday parties?", "How do I plan a birthday party?"),
     ("How can I avoid sleeping in class?", "How do I not sleep in class?"),
     # a change of voice trades subject and object without changing the question

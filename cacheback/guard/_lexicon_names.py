@@ -18,6 +18,7 @@ _SHAPE_FILLERS = words("shape_fillers")
 _GENERATIVE_VERBS = words("generative_verbs")
 _STYLES = mapping("styles")
 _OPPOSITE_STYLES = frozenset(pairs("opposite_styles"))
+_RANKINGS = mapping("rankings")
 
 _GAZETTEER = words("gazetteer")
 _COMMON_WORD_NAMES = words("common_word_names")

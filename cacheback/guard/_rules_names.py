@@ -4,7 +4,7 @@ style of the answer, code identifiers, names."""
 from __future__ import annotations
 
 from ._features import _Features
-from ._lexicon_names import _OPPOSITE_STYLES
+from ._lexicon_names import _OPPOSITE_STYLES, _RANKINGS
 from ._name_matching import _code_present, _entity_present, _language_present
 from ._sets import _fmt
 
@@ -25,6 +25,12 @@ def _name_reasons(qf: _Features, cf: _Features, close: bool) -> list[str]:
     if any((a, b) in _OPPOSITE_STYLES or (b, a) in _OPPOSITE_STYLES for a in qs for b in cs):
         reasons.append(f"format:{_fmt(qs)}!={_fmt(cs)}")
 
+    # The order a list is asked in: "the latest posts" / "the top posts".
+    q_rank = {_RANKINGS[w] for w in qf.word_set if w in _RANKINGS}
+    c_rank = {_RANKINGS[w] for w in cf.word_set if w in _RANKINGS}
+    if q_rank and c_rank and not q_rank & c_rank:
+        reasons.append(f"ranking:{_fmt(q_rank)}!={_fmt(c_rank)}")
+
     q_code = {c for c in qf.code if not _code_present(c, cf, qf)}
     c_code = {c for c in cf.code if not _code_present(c, qf, cf)}
     if q_code and c_code:
@@ -38,3 +44,4 @@ def _name_reasons(qf: _Features, cf: _Features, close: bool) -> list[str]:
     if (q_ent and c_ent) or ((q_ent or c_ent) and close):
         reasons.append(f"entity:{_fmt(q_ent)}!={_fmt(c_ent)}")
     return reasons
+
