@@ -360,6 +360,7 @@ class _Builder(_QuantityBuilder):
         return _Features(
             words=words,
             word_set=frozenset(words),
+            title_case=self.title_case,
             order=tuple(self.order),
             initials="".join(w[0] for w in words if not _FLAGS.get(w, 0) & _F_STOP),
             stems=frozenset(self.stems),

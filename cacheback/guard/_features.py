@@ -13,6 +13,7 @@ class _Features:
     """What one text pins down. Built once per text (cached)."""
 
     words: tuple[str, ...]  # lower-case word tokens, in order
+    title_case: bool  # most words capitalised: capitals say nothing of names then
     word_set: frozenset[str]
     order: tuple[str, ...]  # content words, code, direction words and "|" (and/or/comma)
     initials: str  # first letters of the content words, in order ("machine learning": "ml")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ._features import _Features
 from ._lexicon_names import _OPPOSITE_STYLES, _RANKINGS
+from ._lexicon_words import _STOPWORDS
 from ._name_matching import _code_present, _entity_present, _language_present
 from ._sets import _fmt
 
@@ -38,6 +39,13 @@ def _name_reasons(qf: _Features, cf: _Features, close: bool) -> list[str]:
 
     q_ent = {e for e in qf.entities if not _entity_present(e, qf, cf)}
     c_ent = {e for e in cf.entities if not _entity_present(e, cf, qf)}
+    if qf.title_case and cf.title_case and not (q_ent or c_ent):
+        # Title Case Hides Names: two texts the same but for one word each ("The Mayor Of
+        # Leeds" / "The Mayor Of Bristol") name two different things. A synonym swapped in
+        # title case ("Fix" / "Repair") is vetoed too: the price of not knowing names.
+        swap = _one_word_swapped(qf.words, cf.words)
+        if swap is not None:
+            q_ent, c_ent = {swap[0]}, {swap[1]}
     # Another name, or a name added to the same words, a restrictive modifier ("work at
     # Siemens" / "work at Siemens in Munich"): the answer is about something else or
     # something narrower.
@@ -45,3 +53,17 @@ def _name_reasons(qf: _Features, cf: _Features, close: bool) -> list[str]:
         reasons.append(f"entity:{_fmt(q_ent)}!={_fmt(c_ent)}")
     return reasons
 
+
+
+def _one_word_swapped(qw: tuple[str, ...], cw: tuple[str, ...]) -> tuple[str, str] | None:
+    """The two words that differ, if the texts are the same words but for one content
+    word each, in the same place."""
+    if len(qw) != len(cw):
+        return None
+    diff = [(a, b) for a, b in zip(qw, cw, strict=True) if a != b]
+    if len(diff) != 1:
+        return None
+    a, b = diff[0]
+    if a in _STOPWORDS or b in _STOPWORDS or not a.isalpha() or not b.isalpha():
+        return None
+    return a, b
