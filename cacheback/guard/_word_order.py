@@ -85,10 +85,8 @@ def _same_relations(qw: Sequence[str], cw: Sequence[str]) -> bool:
     """Whether both texts relate their parts with the same prepositions. A modifier put in
     front of a noun says what a prepositional phrase after it says ("a VPN for streaming
     Netflix" / "a Netflix streaming VPN", "bike lanes for commuters in Berlin" / "Berlin
-    commuter bike lanes"): that reordering trades no roles. Only a text that keeps its
-    prepositions and moves the parts around them ("a tutorial for beginners on Python" /
-    "a tutorial for Python beginners" does not, "Python tutorial for beginners" /
-    "beginners tutorial for Python" does) can have swapped them."""
+    commuters bike lanes"): that reordering trades no roles. Parts traded around the same
+    prepositions do ("Python tutorial for beginners" / "beginners tutorial for Python")."""
     return sorted(w for w in qw if w in _ROLE_PREPOSITIONS) == sorted(
         w for w in cw if w in _ROLE_PREPOSITIONS
     )
