@@ -1,14 +1,14 @@
 """cacheback: a universal semantic cache for the OpenAI and Anthropic APIs.
 
 The SDK clients are imported lazily so that the engine works without the provider
-SDKs installed (extras ``openai`` and ``anthropic``).
+SDKs installed (extras ``openai`` and ``anthropic``). Importing the package configures no
+logging (see ``cacheback/_logging.py``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._logging import configure_default_logging
 from ._semantic_cache import (
     AsyncNegativeCache,
     AsyncSemanticCache,
@@ -41,8 +41,6 @@ if TYPE_CHECKING:
     )
 
 __version__ = "0.1.1"
-
-configure_default_logging()
 
 # The engine builds nothing concrete itself: the embedded store and embedder come from here.
 install_defaults(Defaults(embedder=default_embedder, store=default_store, llm=default_llm))

@@ -20,13 +20,14 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import structlog
 from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from cacheback._logging import get_logger
 
 from .core._errors import EngineClosed
 
 T = TypeVar("T")
-log = structlog.get_logger("cacheback.portal")
+log = get_logger("cacheback.portal")
 
 _OPEN: weakref.WeakSet[PortalRunner] = weakref.WeakSet()
 _CLOSERS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # close_soon()'s, until they end

@@ -101,14 +101,16 @@ def corrupt_files(directory: Path) -> list[Path]:
 
 @contextmanager
 def capture_logs() -> Iterator[list[MutableMapping[str, Any]]]:
-    """structlog's capture_logs at every level, whatever level the package configured."""
-    saved = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    """structlog's capture_logs at every level (cacheback's loggers are stdlib ones, quiet
+    below warning by default)."""
+    root = logging.getLogger("cacheback")
+    saved = root.level
+    root.setLevel(logging.DEBUG)
     try:
         with structlog.testing.capture_logs() as logs:
             yield logs
     finally:
-        structlog.configure(**saved)
+        root.setLevel(saved)
 
 
 def events(logs: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
@@ -119,9 +121,11 @@ def events(logs: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str, An
 
 WORKER_SOURCE = r"""
 import json, sys
-import anyio, numpy as np, structlog
+import anyio, numpy as np
 
-structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
+from cacheback._logging import log_to_stderr
+
+log_to_stderr("debug")
 
 from cacheback.adapters.storage import EmbeddedStore
 from cacheback.core._types import NewEntry

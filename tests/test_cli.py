@@ -118,3 +118,44 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["no-such-command"])
     assert exc.value.code == 2
+
+
+def test_global_options_work_after_the_command(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = str(filled)
+    code, out, _ = run(capsys, "stats", "--cache-dir", d, "--json")
+    assert code == 0 and json.loads(out)["entries"] == 3
+    code, out, _ = run(capsys, "lookup", "Who wrote Hamlet?", "--cache-dir", d)
+    assert code == 0 and "William Shakespeare." in out
+    code, out, _ = run(capsys, "negative", "list", "--cache-dir", d, "--log-level", "error")
+    assert code == 0
+    # After the command it wins over the one before it.
+    code, out, _ = run(capsys, "--cache-dir", "/nonexistent-elsewhere", "entries", "--cache-dir", d)
+    assert code == 0 and "What is Python?" in out
+
+
+def test_import_namespace_moves_an_export(
+    cache_dir: Path, embedder: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with SemanticCache(cache_dir=cache_dir, embedder=embedder) as cache:
+        cache.populate("Which planet is the largest?", "Jupiter.")
+        cache.populate("What colour is the sky?", "Blue.", scope="model-a")
+    d, dump = str(cache_dir), tmp_path / "dump.jsonl"
+    assert run(capsys, "--cache-dir", d, "export", str(dump))[0] == 0
+    target = tmp_path / "other"
+    code, _, err = run(capsys, "--cache-dir", str(target), "import", str(dump), "--namespace", "staging")
+    assert code == 0 and "imported 2" in err, err
+    with SemanticCache(cache_dir=target, embedder=embedder) as cache:
+        assert cache.lookup("Which planet is the largest?", namespace="staging") == "Jupiter."
+        assert cache.lookup("What colour is the sky?", namespace="staging", scope="model-a") == "Blue."
+        assert cache.lookup("Which planet is the largest?") is None  # not in the default namespace
+        assert cache.lookup("What colour is the sky?", namespace="staging") is None  # scope kept
+    # An exported entry whose scope key is unknown cannot be moved: refused, nothing written.
+    rows = [json.loads(line) for line in dump.read_text().splitlines()]
+    for row in rows:
+        row["metadata"].pop("scope_key", None)
+    dump.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    fresh = tmp_path / "fresh"
+    code, _, err = run(capsys, "--cache-dir", str(fresh), "import", str(dump), "--namespace", "x")
+    assert code == 1 and "cannot be moved to namespace 'x'" in err
+    code, out, _ = run(capsys, "--cache-dir", str(fresh), "stats", "--json")
+    assert json.loads(out)["entries"] == 0

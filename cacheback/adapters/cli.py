@@ -16,9 +16,10 @@ from typing import Any, TextIO
 
 import anyio
 
+from .._logging import log_to_stderr
 from ..core._errors import CachebackError
 from ..core._settings import Settings
-from ..core._types import NewEntry
+from ..core._types import NewEntry, scope_id, text_hash
 from ..engine._engine import AsyncEngine
 
 _IMPORT_BATCH = 256
@@ -232,6 +233,30 @@ def _read_jsonl(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
             stream.close()
 
 
+def import_scope(rec: dict[str, Any], namespace: str | None, default: str) -> tuple[str, str] | None:
+    """The ``(scope, namespace)`` a record is imported under, or None when it cannot be moved
+    to ``namespace``.
+
+    A scope is a hash of the namespace and the request's scope key (model, system prompt,
+    ...: ``core/_types.scope_id``). Moving an exported entry to another namespace re-hashes
+    its key, which entries keep in their metadata (``scope_key``); an entry without one is
+    movable only if its key was empty (plain ``SemanticCache`` entries)."""
+    raw_meta = rec.get("metadata")
+    meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
+    scope, own = rec.get("scope"), meta.get("namespace")
+    if namespace is None:
+        return (scope or scope_id(default, "")), (own if isinstance(own, str) else default)
+    key = meta.get("scope_key")
+    if not isinstance(key, str):
+        if not scope:
+            key = ""
+        elif isinstance(own, str) and scope == scope_id(own, ""):
+            key = ""
+        else:
+            return None
+    return scope_id(namespace, key), namespace
+
+
 async def _import(args: argparse.Namespace) -> int:
     try:
         records = list(_read_jsonl(args.file))
@@ -246,10 +271,16 @@ async def _import(args: argparse.Namespace) -> int:
         ):
             print(f"line {lineno}: each record needs string 'query' and 'answer'", file=sys.stderr)
             return 1
+        if import_scope(rec, args.namespace, "") is None:
+            print(
+                f"line {lineno}: this entry cannot be moved to namespace {args.namespace!r}: its scope "
+                "key was not exported with it (an entry stored by an older cacheback); "
+                "import it without --namespace",
+                file=sys.stderr,
+            )
+            return 1
     async with _engine(args) as engine:
         assert engine.store is not None
-        from ..core._types import scope_id, text_hash
-
         now = time.time()
         done = 0
         _progress(0, len(records), sys.stderr, "import")
@@ -258,7 +289,9 @@ async def _import(args: argparse.Namespace) -> int:
             vecs = await engine.embed([r["query"] for r in chunk])
             entries = []
             for i, r in enumerate(chunk):
-                scope = r.get("scope") or scope_id(args.namespace or engine.settings.namespace, "")
+                target = import_scope(r, args.namespace, engine.settings.namespace)
+                assert target is not None  # checked above
+                scope, namespace = target
                 expires = float(r.get("expires_at") or now + engine.settings.cache_ttl)
                 if expires <= now:
                     continue
@@ -272,7 +305,7 @@ async def _import(args: argparse.Namespace) -> int:
                         created_at=float(r.get("created_at") or now),
                         expires_at=expires,
                         payload=base64.b64decode(r["payload"]) if r.get("payload") else None,
-                        metadata=dict(r.get("metadata") or {}),
+                        metadata={**dict(r.get("metadata") or {}), "namespace": namespace},
                     )
                 )
             if entries:
@@ -293,47 +326,74 @@ def _eval(argv: list[str]) -> int:
     return eval_main(argv)
 
 
+def _global_options(*, top: bool) -> argparse.ArgumentParser:
+    """Options every command takes, before or after its name (``cacheback stats --cache-dir D``
+    and ``cacheback --cache-dir D stats`` are the same). After the command, an option
+    overrides the one before it; a command that was not given it leaves it alone."""
+    g = argparse.ArgumentParser(add_help=False)
+    unset = None if top else argparse.SUPPRESS
+    g.add_argument(
+        "--cache-dir", default=unset, help="cache directory (default: $CACHEBACK_CACHE_DIR or ~/.cacheback)"
+    )
+    g.add_argument(
+        "--log-level",
+        default=unset,
+        help="print cacheback's log events from this level on, on stderr "
+        "(default: $CACHEBACK_LOG_LEVEL or warning)",
+    )
+    return g
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cacheback", description="Inspect and manage a cacheback cache.")
-    p.add_argument(
-        "--cache-dir", default=None, help="cache directory (default: $CACHEBACK_CACHE_DIR or ~/.cacheback)"
+    common = _global_options(top=False)
+    p = argparse.ArgumentParser(
+        prog="cacheback",
+        description="Inspect and manage a cacheback cache.",
+        parents=[_global_options(top=True)],
     )
     sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("stats", help="hit rate, entries, tiers, latency")
+
+    def command(parent: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = parent.add_parser(name, parents=[common], **kwargs)
+        return parser
+
+    s = command(sub, "stats", help="hit rate, entries, tiers, latency")
     s.add_argument("--json", action="store_true")
-    e = sub.add_parser("entries", help="list cached entries")
+    e = command(sub, "entries", help="list cached entries")
     e.add_argument("--limit", type=int, default=50)
     e.add_argument("--offset", type=int, default=0)
-    lk = sub.add_parser("lookup", help="look a query up and show the decision")
+    lk = command(sub, "lookup", help="look a query up and show the decision")
     lk.add_argument("query")
     lk.add_argument("--namespace", default=None)
     lk.add_argument("--threshold", type=float, default=None)
     lk.add_argument("--json", action="store_true")
-    sub.add_parser("evict", help="remove expired entries")
-    wr = sub.add_parser("report-wrong-hit", help="remove an entry that served a wrong answer")
+    command(sub, "evict", help="remove expired entries")
+    wr = command(sub, "report-wrong-hit", help="remove an entry that served a wrong answer")
     wr.add_argument("entry_id", type=int)
-    c = sub.add_parser("clear", help="remove all entries (or one namespace's)")
+    c = command(sub, "clear", help="remove all entries (or one namespace's)")
     c.add_argument("--namespace", default=None)
     c.add_argument("--yes", action="store_true", help="really clear")
-    n = sub.add_parser("negative", help="manage the negative cache (blocklist)")
+    n = command(sub, "negative", help="manage the negative cache (blocklist)")
     nsub = n.add_subparsers(dest="neg_cmd", required=True)
-    na = nsub.add_parser("add")
+    na = command(nsub, "add")
     na.add_argument("query")
     na.add_argument("--reason", default="blocked")
     na.add_argument("--category", default="general")
     na.add_argument("--severity", type=int, default=1)
-    nl = nsub.add_parser("list")
+    nl = command(nsub, "list")
     nl.add_argument("--category", default=None)
     nl.add_argument("--limit", type=int, default=None)
-    nr = nsub.add_parser("remove")
+    nr = command(nsub, "remove")
     nr.add_argument("entry_id", type=int)
-    nc = nsub.add_parser("check")
+    nc = command(nsub, "check")
     nc.add_argument("query")
-    ex = sub.add_parser("export", help="write entries as JSON lines")
+    ex = command(sub, "export", help="write entries as JSON lines")
     ex.add_argument("file", nargs="?", default="-")
-    im = sub.add_parser("import", help="read entries from JSON lines (query, answer, ...)")
+    im = command(sub, "import", help="read entries from JSON lines (query, answer, ...)")
     im.add_argument("file")
-    im.add_argument("--namespace", default=None)
+    im.add_argument(
+        "--namespace", default=None, help="put every entry in this namespace (also entries of an export)"
+    )
     sub.add_parser(
         "eval", help="hit-quality or synthesis evaluation (cacheback eval [synthesis] --help)", add_help=False
     )
@@ -353,18 +413,33 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
 }
 
 
+def _split_eval(args: list[str]) -> tuple[list[str], list[str]] | None:
+    """``eval`` has its own parser (cacheback.adapters.eval): the global options before it,
+    and everything after it, which is its own."""
+    k = 0
+    while k < len(args):
+        a = args[k]
+        if a in ("--cache-dir", "--log-level"):
+            k += 2
+            continue
+        if a.startswith("-"):
+            k += 1
+            continue
+        return (args[:k], args[k + 1 :]) if a == "eval" else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    # ``eval`` has its own parser (cacheback.adapters.eval); everything after it is its own.
-    positional = [
-        a
-        for k, a in enumerate(args_list)
-        if not a.startswith("-") and (k == 0 or args_list[k - 1] != "--cache-dir")
-    ]
-    if positional[:1] == ["eval"]:
-        return _eval(args_list[args_list.index("eval") + 1 :])
+    split = _split_eval(args_list)
+    if split is not None:
+        before, rest = split
+        top = _global_options(top=True).parse_known_args(before)[0]
+        log_to_stderr(top.log_level)
+        return _eval(rest)
     parser = build_parser()
     args = parser.parse_args(args_list)
+    log_to_stderr(args.log_level)
     if args.cache_dir is not None:
         args.cache_dir = str(Path(args.cache_dir).expanduser())
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
+from cacheback._logging import get_logger
 
 from ._costs import PriceTable, average_usage, clean_usage, load_price_table
 from ._errors import ConfigError
@@ -19,7 +19,7 @@ from ._settings import Settings
 from ._stats import Stats
 from ._types import Tier
 
-log = structlog.get_logger("cacheback.engine")
+log = get_logger("cacheback.engine")
 
 
 def synthesized(job: Job) -> bool:

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import structlog
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
+
+from cacheback._logging import get_logger
 
 from ._job import Job
 from ._stats import Stats
 
-log = structlog.get_logger("cacheback.engine")
+log = get_logger("cacheback.engine")
 _tracer = trace.get_tracer("cacheback")
 
 

@@ -16,7 +16,8 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 import numpy as np
-import structlog
+
+from cacheback._logging import get_logger
 
 from ..core._accounting import CostAccounting, price_table, synthesized
 from ..core._call import Answer, UpstreamCall
@@ -48,7 +49,7 @@ from ._defaults import Defaults, installed_defaults
 from ._pipeline import Pipeline
 from ._wiring import build_graph, build_persister
 
-log = structlog.get_logger("cacheback.engine")
+log = get_logger("cacheback.engine")
 
 
 def default_verbatim_rule(guard: bool) -> VerbatimRule:
@@ -424,7 +425,10 @@ class AsyncEngine:
     ) -> NewEntry:
         now = time.time()
         ttl = request.ttl if request.ttl is not None else self.settings.cache_ttl
-        meta = {"namespace": request.namespace or self.settings.namespace, **(metadata or {})}
+        meta: dict[str, Any] = {"namespace": request.namespace or self.settings.namespace}
+        if request.scope:  # kept so that `cacheback import --namespace` can re-scope an export
+            meta["scope_key"] = request.scope
+        meta.update(metadata or {})
         return NewEntry(
             scope=scope,
             # Storable text (SQLite cannot encode lone surrogates); the key is the hash of

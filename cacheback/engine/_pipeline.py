@@ -17,9 +17,10 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 import anyio.lowlevel
-import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from cacheback._logging import get_logger
 
 from ..core._batching import BatchPolicy, batch_wait
 from ..core._errors import EngineClosed
@@ -27,7 +28,7 @@ from ..core._job import Job
 from ..core._stage import Stage
 from ..core._types import Outcome, Tier
 
-log = structlog.get_logger("cacheback.pipeline")
+log = get_logger("cacheback.pipeline")
 
 T = TypeVar("T")
 

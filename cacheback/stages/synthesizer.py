@@ -22,7 +22,8 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 import anyio
-import structlog
+
+from cacheback._logging import get_logger
 
 from ..core._call import Text
 from ..core._costs import estimate_tokens
@@ -38,7 +39,7 @@ from ..core._synthesis import (
 )
 from ..core._types import Candidate, Outcome, Tier
 
-log = structlog.get_logger("cacheback.synthesis")
+log = get_logger("cacheback.synthesis")
 
 #: finish_reason values that mean the answer is not whole.
 _INCOMPLETE = frozenset({"length", "content_filter", "max_tokens"})

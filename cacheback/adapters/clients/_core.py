@@ -12,7 +12,8 @@ from functools import partial
 from typing import Any
 
 import anyio
-import structlog
+
+from cacheback._logging import get_logger
 
 from ...core._call import Answer, Streamed, UpstreamCall, Usage
 from ...core._errors import CachebackBlocked, CachebackError, ConfigError
@@ -25,7 +26,7 @@ from ..providers import Codec, RequestKey, StreamAccumulator, mark
 from ..providers._common import no_request
 from ._threads import UPSTREAM_THREADS, run_blocking
 
-log = structlog.get_logger("cacheback.client")
+log = get_logger("cacheback.client")
 
 #: The per-request control argument, removed before the request goes upstream.
 CONTROL_KWARG = "cacheback"

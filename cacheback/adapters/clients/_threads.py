@@ -8,9 +8,10 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-import structlog
 
-log = structlog.get_logger("cacheback.client")
+from cacheback._logging import get_logger
+
+log = get_logger("cacheback.client")
 
 #: Blocking SDK calls a sync client runs at once: the SDKs' connection pool limit
 #: (openai's and anthropic's DEFAULT_CONNECTION_LIMITS.max_connections).

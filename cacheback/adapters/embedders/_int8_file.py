@@ -15,14 +15,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import structlog
+from cacheback._logging import get_logger
 
 from ._hashing import sha256_file
 from ._int8 import BLOCK, rewrite_int8_weights
 
 __all__ = ["REWRITE_VERSION", "build_int8_model", "derived_path", "int8_model_file"]
 
-log = structlog.get_logger("cacheback.embedder")
+log = get_logger("cacheback.embedder")
 
 #: Bump whenever the rewrite's output changes, so that older files are not reused.
 REWRITE_VERSION = 1

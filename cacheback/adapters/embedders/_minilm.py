@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import structlog
 from numpy.typing import NDArray
 
+from cacheback._logging import get_logger
 from cacheback.core._errors import ConfigError, EmbedderError, ModelNotFound
 from cacheback.core._settings import EMBED_COMPUTE_MODES, default_cache_dir
 from cacheback.core._types import Vector
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MiniLMEmbedder"]
 
-log = structlog.get_logger("cacheback.embedder")
+log = get_logger("cacheback.embedder")
 
 MODEL_ID = "all-MiniLM-L6-v2"
 DIM = 384

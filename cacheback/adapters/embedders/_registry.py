@@ -13,8 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import structlog
-
+from cacheback._logging import get_logger
 from cacheback.core._errors import ConfigError, EmbedderError
 from cacheback.core._ports import Embedder
 
@@ -29,7 +28,7 @@ __all__ = [
 
 EmbedderFactory = Callable[..., Embedder]
 
-_log = structlog.get_logger("cacheback.embedder")
+_log = get_logger("cacheback.embedder")
 _lock = threading.Lock()
 # A value is a factory or a "module:attribute" string resolved on first create().
 _factories: dict[str, EmbedderFactory | str] = {

@@ -48,7 +48,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
-import structlog
 
 from ...core._call import Answer, EventReader, Text, UpstreamCall, Usage
 from ...core._costs import PriceTable, load_price_table
@@ -631,16 +630,9 @@ def synthesis_eval_main(
     if not items:
         print("cacheback eval synthesis: the question set is empty", file=sys.stderr)
         return 1
-    # The report (maybe JSON) owns stdout: the engine's logs go to stderr meanwhile.
-    saved = structlog.get_config() if structlog.is_configured() else None
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
+    # The report (maybe JSON) owns stdout: the engine's logs (if printed) go to stderr.
     try:
         return anyio.run(_run, args, items, embedder)
     except CachebackError as exc:
         print(f"cacheback eval synthesis: {exc}", file=sys.stderr)
         return 1
-    finally:
-        if saved is None:
-            structlog.reset_defaults()
-        else:
-            structlog.configure(**saved)

@@ -24,14 +24,15 @@ from urllib.parse import urlsplit
 import anyio
 import anyio.to_thread
 import httpx
-import structlog
+
+from cacheback._logging import get_logger
 
 from ...core._costs import estimate_tokens
 from ...core._errors import CachebackError, ConfigError
 from ...core._ports import LLM, LLMReply
 from ...core._settings import Settings
 
-log = structlog.get_logger("cacheback.synthesis")
+log = get_logger("cacheback.synthesis")
 
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 OPENAI_BASE_URL = "https://api.openai.com/v1"

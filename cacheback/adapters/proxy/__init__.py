@@ -19,9 +19,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import math
     import os
 
-    import structlog
     import uvicorn
 
+    from ..._logging import get_logger
     from ...core._errors import ConfigError
 
     try:
@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cacheback-proxy: {exc}")
         return 2
     configure_logging(config.log_level)
-    structlog.get_logger("cacheback.proxy").info(
+    get_logger("cacheback.proxy").info(
         "starting",
         url=f"http://{config.host}:{config.port}",
         workers=config.workers,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 
 import httpx
-import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -73,15 +72,11 @@ def create_app(
 
 
 def configure_logging(level: str) -> None:
-    """Filter structlog output at ``level`` (the engine logs each request at debug)."""
-    import logging
+    """The proxy process prints cacheback's events at ``level`` on stderr (the engine logs
+    each request at debug). The ``cacheback`` logger alone: never structlog's global setup."""
+    from ..._logging import log_to_stderr
 
-    number = logging.getLevelName(level.upper())
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(
-            number if isinstance(number, int) else logging.INFO
-        )
-    )
+    log_to_stderr(level)
 
 
 def app_from_env() -> Starlette:

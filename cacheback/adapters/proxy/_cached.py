@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import structlog
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
+
+from cacheback._logging import get_logger
 
 from ...core._call import Streamed
 from ...core._errors import CachebackError
@@ -28,7 +29,7 @@ from ._synthesis import Rendered
 from ._upstream import Buffered, StreamingBody, forward_headers
 from ._wire import SSE, dumps, response
 
-log = structlog.get_logger("cacheback.proxy")
+log = get_logger("cacheback.proxy")
 
 
 def cached_endpoint(proxy: Proxy, api: Api) -> Endpoint:

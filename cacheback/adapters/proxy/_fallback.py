@@ -5,18 +5,19 @@ Starlette's plain text."""
 
 from __future__ import annotations
 
-import structlog
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cacheback._logging import get_logger
+
 from ._errors import error_body, provider_for
 from ._headers import ERROR_TIER, add_default_headers, cache_headers
 from ._wire import response
 
-log = structlog.get_logger("cacheback.proxy")
+log = get_logger("cacheback.proxy")
 
 # What the catch-all routes take (a function endpoint defaults to GET alone).
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]

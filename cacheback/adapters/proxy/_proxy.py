@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
-import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
+
+from cacheback._logging import get_logger
 
 from ...core._errors import CachebackError
 from ...core._ports import LLM, Embedder, Store
@@ -32,7 +33,7 @@ from ._upstream import (
 )
 from ._wire import response
 
-log = structlog.get_logger("cacheback.proxy")
+log = get_logger("cacheback.proxy")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 

@@ -8,7 +8,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
+from cacheback._logging import get_logger
 
 from ..providers import Codec
 from ..providers._live import live_sse, shape_of
@@ -16,7 +16,7 @@ from ._errors import stream_error_event
 from ._upstream import StreamingBody, aclose_if_closable
 from ._wire import SSE
 
-log = structlog.get_logger("cacheback.proxy")
+log = get_logger("cacheback.proxy")
 
 
 @dataclass(frozen=True, slots=True)

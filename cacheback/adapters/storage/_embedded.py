@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import anyio
 import anyio.to_thread
 import numpy as np
-import structlog
+
+from cacheback._logging import get_logger
 
 from ...core._errors import ConfigError, StoreCorrupt, StoreError
 from ...core._types import CacheEntry, NegativeEntry, NewEntry, Vector
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
 
 _RECENT_DELETIONS = 65_536  # ids kept so the engine can drop just those from memory
 
-log = structlog.get_logger("cacheback.store")
+log = get_logger("cacheback.store")
 
 
 _META_FORMAT = 1

@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import structlog
+
+from cacheback._logging import get_logger
 
 from ...core._errors import CachebackError, ConfigError
 from ...core._types import Vector
 from ._hnsw_index import HnswIndex, hnsw_available
 from ._numpy_index import NumpyIndex, as_unit_rows
 
-log = structlog.get_logger("cacheback.store")
+log = get_logger("cacheback.store")
 
 IndexKind = Literal["auto", "hnsw", "numpy"]
 AnyIndex = HnswIndex | NumpyIndex
