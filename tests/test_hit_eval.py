@@ -221,3 +221,48 @@ def test_retrieval_follows_the_router_and_reports_same_text(tmp_path: Path) -> N
     assert (shipped.correct, shipped.wrong, shipped.same_text) == (3, 1, 1)
     text = format_report(report)
     assert "same text as the pair's own: plain 1, shipped 1" in text
+
+
+def _rewrite(pairs: Path, header: str, sep: str = ",", suffix: str = ".csv") -> Path:
+    """The pairs file with another header (and separator), same rows and labels."""
+    out = pairs.with_name(f"other{suffix}")
+    rows = [f'"{q1}"{sep}"{q2}"{sep}{label}' for q1, q2, label, _ in PAIRS]
+    out.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return out
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["sentence1,sentence2,label", "text1,text2,label", "query1,query2,duplicate", "Text_A,Text_B,Label"],
+)
+def test_eval_reads_the_common_pair_layouts(
+    pairs_file: tuple[Path, FakeEmbed], header: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _rewrite(pairs_file[0], header)
+    assert eval_main(["--pairs", str(path), "--plot", ""], embed=pairs_file[1]) == 0
+    assert "(5 pairs, 2 positive)" in capsys.readouterr().out
+
+
+def test_eval_columns_option_and_tsv(
+    pairs_file: tuple[Path, FakeEmbed], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _rewrite(pairs_file[0], "left\tright\tsame", sep="\t", suffix=".tsv")
+    argv = ["--pairs", str(path), "--plot", "", "--columns", "left,right,same"]
+    assert eval_main(argv, embed=pairs_file[1]) == 0
+    assert "(5 pairs, 2 positive)" in capsys.readouterr().out
+    assert eval_main([*argv[:-1], "left,right,nope"], embed=pairs_file[1]) == 1
+    assert "no column nope" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        eval_main([*argv[:-1], "left,right"], embed=pairs_file[1])
+
+
+def test_eval_names_the_expected_columns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b,c\nx,y,1\n", encoding="utf-8")
+    assert eval_main(["--pairs", str(bad), "--plot", ""], embed=FakeEmbed({})) == 1
+    err = capsys.readouterr().err
+    assert "columns a, b, c" in err and "question1,question2,is_duplicate" in err
+    assert "sentence1,sentence2,label" in err and "--columns" in err
+    bad.write_text("sentence1,sentence2,label\nx,y,maybe\n", encoding="utf-8")
+    assert eval_main(["--pairs", str(bad), "--plot", ""], embed=FakeEmbed({})) == 1
+    assert "line 2" in capsys.readouterr().err

@@ -2,8 +2,9 @@
 
 Two protocols (see ``shared/eval/README.md`` in the project's shared data):
 
-* **pairwise** — a CSV with ``question1,question2,is_duplicate``: for each row an empty
-  cache holds ``question1`` and ``question2`` is looked up. A hit on a row labelled 1 is
+* **pairwise** — a CSV with two texts and a 0/1 label per row (``question1,question2,
+  is_duplicate``, ``sentence1,sentence2,label``, ... or ``--columns``; ``_pair_columns.py``):
+  for each row an empty cache holds the first text and the second is looked up. A hit on a row labelled 1 is
   correct, on a row labelled 0 it is a wrong answer served.
 * **retrieval** — a JSON list of ``{"origin", "similar"}``: one cache holds every
   origin, every ``similar`` is looked up. Returning its own pair's entry is correct,
@@ -34,6 +35,8 @@ from numpy.typing import NDArray
 from cacheback.core._routing import VerbatimRule, route
 from cacheback.core._types import CacheEntry, Candidate, Tier
 from cacheback.guard import Decision, GuardModel, verbatim_decision, word_overlap
+
+from ._pair_columns import ColumnError, pair_columns, parse_columns, parse_label
 
 __all__ = [
     "Counts",
@@ -135,12 +138,24 @@ class _Removed:
 # --------------------------------------------------------------------------- loading
 
 
-def load_pairs(path: Path | str, limit: int | None = None) -> list[tuple[str, str, int]]:
-    """``(question1, question2, label)`` rows of a pairwise CSV."""
+def load_pairs(
+    path: Path | str, limit: int | None = None, columns: tuple[str, str, str] | None = None
+) -> list[tuple[str, str, int]]:
+    """``(first, second, label)`` rows of a pairwise CSV (a ``.tsv`` file: tab-separated).
+    The columns are found from the header (``_pair_columns.LAYOUTS``) unless given."""
     rows: list[tuple[str, str, int]] = []
+    delimiter = "\t" if Path(path).suffix.lower() == ".tsv" else ","
     with Path(path).open(encoding="utf-8", newline="") as fh:
-        for rec in csv.DictReader(fh):
-            rows.append((rec["question1"], rec["question2"], int(rec["is_duplicate"])))
+        reader = csv.DictReader(fh, delimiter=delimiter)
+        first, second, label = pair_columns(reader.fieldnames or [], columns)
+        for rec in reader:
+            a, b = rec.get(first), rec.get(second)
+            if a is None or b is None:
+                raise ColumnError(f"line {reader.line_num}: fewer fields than the header names")
+            try:
+                rows.append((a, b, parse_label(rec.get(label))))
+            except ColumnError as exc:
+                raise ColumnError(f"line {reader.line_num}: {exc}") from None
             if limit is not None and len(rows) >= limit:
                 break
     return rows
@@ -205,9 +220,10 @@ def run_pairwise(
     *,
     limit: int | None = None,
     progress: TextIO | None = None,
+    columns: tuple[str, str, str] | None = None,
 ) -> EvalReport:
     """The pairwise protocol on a labelled CSV (see the module docstring)."""
-    rows = load_pairs(path, limit)
+    rows = load_pairs(path, limit, columns)
     vectors = embed_texts([t for q1, q2, _ in rows for t in (q1, q2)], embed, progress)
     labels = np.array([label for _, _, label in rows], dtype=np.int_)
     cosine = np.array(
@@ -455,14 +471,18 @@ def _parser() -> argparse.ArgumentParser:
         description="Measure hit quality: plain cosine against the shipped decision.",
     )
     p.add_argument("--pairs", type=Path, default=None,
-                   help=f"labelled pair CSV (default: {DEFAULT_PAIRS} if present)")
+                   help=f"labelled pair CSV (default, when neither file is named: {DEFAULT_PAIRS})")
     p.add_argument("--retrieval", type=Path, default=None,
-                   help=f"origin/similar JSON (default: {DEFAULT_RETRIEVAL} if present)")
+                   help=f"origin/similar JSON (default, when neither file is named: {DEFAULT_RETRIEVAL})")
     p.add_argument("--threshold", type=float, default=0.92,
                    help="similarity threshold (default 0.92)")
     p.add_argument("--plot", default=str(DEFAULT_PLOT),
                    help=f"precision-recall PNG to write (default {DEFAULT_PLOT}; '' for none)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N rows")
+    p.add_argument("--columns", default=None, metavar="FIRST,SECOND,LABEL",
+                   help="the pair file's two text columns and its 0/1 label column (default: "
+                   "found from the header: question1,question2,is_duplicate, "
+                   "sentence1,sentence2,label, text1,text2,label, query1,query2,duplicate, ...)")
     return p
 
 
@@ -474,8 +494,14 @@ def eval_main(argv: list[str] | None = None, *, embed: EmbedFn | None = None) ->
         parser.error("--threshold must be in (0, 1]")
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
-    pairs = args.pairs or (DEFAULT_PAIRS if DEFAULT_PAIRS.is_file() else None)
-    retrieval = args.retrieval or (DEFAULT_RETRIEVAL if DEFAULT_RETRIEVAL.is_file() else None)
+    try:
+        columns = parse_columns(args.columns) if args.columns is not None else None
+    except ColumnError as exc:
+        parser.error(str(exc))
+    pairs, retrieval = args.pairs, args.retrieval
+    if pairs is None and retrieval is None:  # the default files only when neither is named
+        pairs = DEFAULT_PAIRS if DEFAULT_PAIRS.is_file() else None
+        retrieval = DEFAULT_RETRIEVAL if DEFAULT_RETRIEVAL.is_file() else None
     for given in (args.pairs, args.retrieval):
         if given is not None and not given.is_file():
             print(f"cacheback eval: no such file: {given}", file=sys.stderr)
@@ -490,10 +516,13 @@ def eval_main(argv: list[str] | None = None, *, embed: EmbedFn | None = None) ->
     try:
         if pairs is not None:
             reports.append(run_pairwise(pairs, embed_fn, args.threshold, limit=args.limit,
-                                        progress=progress))
+                                        progress=progress, columns=columns))
         if retrieval is not None:
             reports.append(run_retrieval(retrieval, embed_fn, args.threshold,
                                          limit=args.limit, progress=progress))
+    except ColumnError as exc:
+        print(f"cacheback eval: malformed input in {pairs}: {exc}", file=sys.stderr)
+        return 1
     except (KeyError, ValueError, json.JSONDecodeError) as exc:
         print(f"cacheback eval: malformed input: {exc}", file=sys.stderr)
         return 1
