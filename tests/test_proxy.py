@@ -18,6 +18,7 @@ from fake_provider import FakeProvider, Reply
 
 from cacheback.adapters.proxy import ProxyConfig, parse_args
 from cacheback.adapters.proxy._auth import tenant_of
+from cacheback.core._errors import ConfigError
 
 CLAUDE = "claude-sonnet-4-20250514"
 HEADERS = ("x-cacheback-hit", "x-cacheback-synthesized", "x-cacheback-tier", "x-cacheback-similarity")
@@ -457,6 +458,30 @@ def test_config_from_flags_and_environment() -> None:
     assert (flags.ttl, flags.max_body_bytes) == (5, 10)
     assert ProxyConfig.from_json(flags.to_json()) == flags
     assert parse_args([], {}).port == 8080
+
+
+def test_upstream_base_urls_follow_the_sdk_variables_after_cacheback_ones(
+    fake: FakeProvider, cache_dir: Path, embedder: Any
+) -> None:
+    env = {"OPENAI_BASE_URL": fake.openai_base_url, "ANTHROPIC_BASE_URL": fake.anthropic_base_url}
+    config = parse_args(["--cache-dir", str(cache_dir)], env)
+    assert config.openai_base_url == fake.openai_base_url
+    assert config.anthropic_base_url == fake.anthropic_base_url
+    with running_proxy(config, embedder) as px, px.openai() as client, px.anthropic() as claude:
+        assert client.chat.completions.create(**chat_body("Name a blue fruit")).choices[0].message.content
+        claude.messages.create(model="claude-x", max_tokens=10, messages=[{"role": "user", "content": "Hi"}])
+    assert fake.count("chat") == 1 and fake.count("messages") == 1
+    # CACHEBACK_* names and flags come first.
+    ours = parse_args([], {**env, "CACHEBACK_OPENAI_BASE_URL": "http://127.0.0.1:1/v1"})
+    assert ours.openai_base_url == "http://127.0.0.1:1/v1" and not ours.notes
+    flag = parse_args(["--upstream-anthropic-base-url", "http://127.0.0.1:2"], env)
+    assert flag.anthropic_base_url == "http://127.0.0.1:2"
+    # A variable pointing at the proxy itself (set for the clients) is never followed.
+    own = parse_args(["--port", "8111"], {"OPENAI_BASE_URL": "http://localhost:8111/v1"})
+    assert own.openai_base_url == "https://api.openai.com/v1"
+    assert len(own.notes) == 1 and "points at this proxy itself" in own.notes[0]
+    with pytest.raises(ConfigError, match="OPENAI_BASE_URL"):
+        parse_args([], {"OPENAI_BASE_URL": "ftp://example.com"})
 
 
 # --- synthesis -----------------------------------------------------------------------------------------

@@ -31,6 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cacheback-proxy: {exc}")
         return 2
     configure_logging(config.log_level)
+    for note in config.notes:
+        get_logger("cacheback.proxy").warning(note)
     get_logger("cacheback.proxy").info(
         "starting",
         url=f"http://{config.host}:{config.port}",

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from ..._logging import get_logger
 from ...core._ports import LLM, Embedder, Store
 from ...engine._engine import AsyncEngine
 from ..providers import ANTHROPIC_MESSAGES, OPENAI_CHAT, OPENAI_RESPONSES
@@ -84,6 +85,9 @@ def app_from_env() -> Starlette:
     raw = os.environ.get(CONFIG_ENV)
     config = ProxyConfig.from_json(raw) if raw else ProxyConfig.from_env()
     configure_logging(config.log_level)
+    if not raw:  # handed over by main, which logged them already
+        for note in config.notes:
+            get_logger("cacheback.proxy").warning(note)
     return create_app(config)
 
 

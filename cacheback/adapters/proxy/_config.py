@@ -1,6 +1,8 @@
 """Proxy configuration: flags over ``CACHEBACK_*`` / provider environment variables.
 
-Precedence: command-line flag, then environment variable, then default. The engine's
+Precedence: command-line flag, then environment variable, then default. The upstream base
+URLs also read the SDKs' own ``OPENAI_BASE_URL`` / ``ANTHROPIC_BASE_URL`` after the
+``CACHEBACK_*`` names (``upstream_base_url``). The engine's
 own settings (threshold, synthesis mode, TTL, cache directory, ...) come from
 ``Settings.from_env`` with the proxy's flags as overrides.
 """
@@ -56,6 +58,8 @@ class ProxyConfig:
     graceful_timeout: float = 30.0
     log_level: str = "info"
     access_log: bool = False
+    # What the configuration chose to ignore, logged once logging is set up (main).
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -105,6 +109,7 @@ class ProxyConfig:
         data = json.loads(text)
         data["proxy_keys"] = tuple(data.get("proxy_keys") or ())
         data["ignore_params"] = tuple(data.get("ignore_params") or ())
+        data["notes"] = tuple(data.get("notes") or ())
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -165,13 +170,14 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     )
     p.add_argument(
         "--upstream-openai-base-url",
-        default=env.get("CACHEBACK_OPENAI_BASE_URL") or DEFAULT_OPENAI_BASE_URL,
-        help="OpenAI API base URL, with /v1 (env CACHEBACK_OPENAI_BASE_URL)",
+        default=None,
+        help="OpenAI API base URL, with /v1 (env CACHEBACK_OPENAI_BASE_URL, then OPENAI_BASE_URL)",
     )
     p.add_argument(
         "--upstream-anthropic-base-url",
-        default=env.get("CACHEBACK_ANTHROPIC_BASE_URL") or DEFAULT_ANTHROPIC_BASE_URL,
-        help="Anthropic API base URL, without /v1 (env CACHEBACK_ANTHROPIC_BASE_URL)",
+        default=None,
+        help="Anthropic API base URL, without /v1 "
+        "(env CACHEBACK_ANTHROPIC_BASE_URL, then ANTHROPIC_BASE_URL)",
     )
     p.add_argument("--cache-dir", default=None, help="cache directory (env CACHEBACK_CACHE_DIR)")
     p.add_argument(
@@ -245,17 +251,19 @@ def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None 
         if ns.proxy_keys is not None
         else split_keys(env.get("CACHEBACK_PROXY_KEYS"))
     )
-    for flag, base in (
-        ("--upstream-openai-base-url", ns.upstream_openai_base_url),
-        ("--upstream-anthropic-base-url", ns.upstream_anthropic_base_url),
-    ):
-        check_base_url(flag, base)
+    address = f"{ns.host}:{ns.port}"
+    openai_base, openai_note = upstream_base_url(
+        ns.upstream_openai_base_url, env, "OPENAI", DEFAULT_OPENAI_BASE_URL, address
+    )
+    anthropic_base, anthropic_note = upstream_base_url(
+        ns.upstream_anthropic_base_url, env, "ANTHROPIC", DEFAULT_ANTHROPIC_BASE_URL, address
+    )
     values: dict[str, Any] = {
         "host": ns.host,
         "port": ns.port,
         "workers": ns.workers,
-        "openai_base_url": ns.upstream_openai_base_url.rstrip("/"),
-        "anthropic_base_url": ns.upstream_anthropic_base_url.rstrip("/"),
+        "openai_base_url": openai_base.rstrip("/"),
+        "anthropic_base_url": anthropic_base.rstrip("/"),
         "openai_api_key": env.get("OPENAI_API_KEY") or None,
         "anthropic_api_key": env.get("ANTHROPIC_API_KEY") or None,
         "proxy_keys": keys,
@@ -272,8 +280,41 @@ def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None 
         "graceful_timeout": ns.graceful_timeout,
         "log_level": ns.log_level,
         "access_log": ns.access_log,
+        "notes": tuple(n for n in (openai_note, anthropic_note) if n),
     }
     return ProxyConfig(**values)
+
+
+def upstream_base_url(
+    flag: str | None, env: Mapping[str, str], provider: str, default: str, address: str
+) -> tuple[str, str | None]:
+    """A provider's upstream base URL and, if one was ignored, why.
+
+    The flag, then ``CACHEBACK_<P>_BASE_URL``, then the SDK's own ``<P>_BASE_URL``, then the
+    provider's API. The SDK's variable is often set in the same shell to send clients *to*
+    this proxy: one that points at the proxy's own address is ignored, not followed into a
+    loop of the proxy calling itself.
+    """
+    from ..llm._openai_compatible import same_endpoint
+
+    option = f"--upstream-{provider.lower()}-base-url"
+    if flag:
+        check_base_url(option, flag)
+        return flag, None
+    own = env.get(f"CACHEBACK_{provider}_BASE_URL")
+    if own:
+        check_base_url(f"CACHEBACK_{provider}_BASE_URL", own)
+        return own, None
+    sdk = env.get(f"{provider}_BASE_URL")
+    if sdk:
+        check_base_url(f"{provider}_BASE_URL", sdk)
+        if same_endpoint(sdk, address):
+            return default, (
+                f"{provider}_BASE_URL ({sdk}) points at this proxy itself: ignored, the upstream is "
+                f"{default} (set CACHEBACK_{provider}_BASE_URL or {option} to choose another)"
+            )
+        return sdk, None
+    return default, None
 
 
 def check_base_url(flag: str, url: str) -> None:
