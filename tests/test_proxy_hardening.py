@@ -367,10 +367,11 @@ class _FailingTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def test_unexpected_errors_are_json_500s(
-    fake: FakeProvider, cache_dir: Path, embedder: Any, capfd: pytest.CaptureFixture[str]
-) -> None:
-    with running_proxy(proxy_config(fake, cache_dir), embedder, transport=_FailingTransport()) as px:
+def test_unexpected_errors_are_json_500s(fake: FakeProvider, cache_dir: Path, embedder: Any) -> None:
+    from _store_helpers import capture_logs
+
+    proxied = running_proxy(proxy_config(fake, cache_dir), embedder, transport=_FailingTransport())
+    with capture_logs() as logs, proxied as px:
         with px.http() as http:
             resp = http.get("/v1/boom", headers={"Authorization": "Bearer sk-secret-caller-key"})
             assert resp.status_code == 500
@@ -384,9 +385,8 @@ def test_unexpected_errors_are_json_500s(
             assert http.get("/v1/models", headers=OPENAI_AUTH).status_code == 200
             metrics = http.get("/metrics").text
     assert 'endpoint="passthrough",tier="error",status="500"} 2' in metrics
-    logged = capfd.readouterr()
-    assert "unhandled error" in logged.out + logged.err
-    assert "sk-secret" not in logged.out + logged.err  # logged by type, not by message
+    assert any(e["event"] == "unhandled error" and e["log_level"] == "error" for e in logs)
+    assert "sk-secret" not in str(logs)  # logged by type, not by message
 
 
 # --- ids of hits ------------------------------------------------------------------------------------
@@ -416,3 +416,20 @@ def test_a_hit_keeps_the_provider_id_only_if_the_provider_kept_the_response(
     hit = settled("Which responses does the provider forget?", True).json()
     assert hit["id"] != unkept["id"] and hit["id"].startswith("resp_cb") and hit["store"] is True
     assert hit["output"][0]["content"][0]["text"] == unkept["output"][0]["content"][0]["text"]
+
+
+def test_a_line_break_then_text_in_the_path_is_400_not_404(proxy: RunningProxy, fake: FakeProvider) -> None:
+    anthropic_headers = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}
+    for target, headers, flavour in (
+        ("/v1/models%0d%0aX-Injected:%20yes", OPENAI_AUTH, "openai"),
+        ("/v1/files/a%0Ab", OPENAI_AUTH, "openai"),
+        ("/v1/chat/completions%0d%0aextra", OPENAI_AUTH, "openai"),
+        ("/v1/messages%0D%0Aextra", anthropic_headers, "anthropic"),
+    ):
+        status, out_headers, body = raw_request(proxy.base_url, "POST", target, headers, b"{}")
+        assert status == 400, (target, status, body)
+        data = json.loads(body)
+        code = data["error"]["code"] if flavour == "openai" else data["error"]["type"]
+        assert code == ("invalid_path" if flavour == "openai" else "invalid_request_error"), target
+        assert out_headers["x-cacheback-tier"] == "error" and "x-injected" not in out_headers
+    assert fake.count() == 0

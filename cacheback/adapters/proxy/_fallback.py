@@ -5,6 +5,8 @@ Starlette's plain text."""
 
 from __future__ import annotations
 
+import re
+
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -13,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cacheback._logging import get_logger
 
-from ._errors import error_body, provider_for
+from ._errors import Provider, error_body, provider_for
 from ._headers import ERROR_TIER, add_default_headers, cache_headers
 from ._wire import response
 
@@ -27,8 +29,23 @@ def _where(request: Request) -> str:
     return f"{request.method} {request.url.path[:200]}"
 
 
+#: The refusal of a path with "." / ".." segments or control characters (a 400, not a 404).
+INVALID_PATH = "Invalid path: '.' and '..' segments and control characters are not allowed."
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def invalid_path(provider: Provider) -> Response:
+    body = error_body(provider, 400, INVALID_PATH, code="invalid_path")
+    return response(400, body, cache_headers(ERROR_TIER))
+
+
 def not_found(request: Request) -> Response:
     provider = provider_for(request.url.path, request.headers)
+    if _CONTROL.search(str(request.scope.get("path", ""))):
+        # The routes' patterns stop at a decoded line break ("%0d%0a" then text): such a
+        # path matches no route, but it is refused as invalid, as on the relayed routes.
+        # (The scope's path: ``request.url`` drops tabs and line breaks while parsing.)
+        return invalid_path(provider)
     body = error_body(provider, 404, f"Invalid URL ({_where(request)})", code="unknown_url")
     return response(404, body, cache_headers(ERROR_TIER))
 

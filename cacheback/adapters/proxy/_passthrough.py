@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ._errors import ProxyError, provider_for, redact
+from ._fallback import INVALID_PATH
 from ._headers import ERROR_TIER, NO_TIER, cache_headers
 from ._proxy import Endpoint, Proxy
 from ._requests import read_body
@@ -45,11 +46,7 @@ async def _relay(proxy: Proxy, request: Request) -> tuple[Response, str]:
             # Checked first: "/v1/../admin" must not reach the provider with the server's key.
             url = proxy.url(provider, upstream_path, request.url.query)
         except UnsafePath:
-            raise ProxyError(
-                400,
-                "Invalid path: '.' and '..' segments and control characters are not allowed.",
-                code="invalid_path",
-            ) from None
+            raise ProxyError(400, INVALID_PATH, code="invalid_path") from None
         caller = proxy.auth.authenticate(request.headers, provider)
         raw = await read_body(request, proxy.config.max_body_bytes)
     except ProxyError as err:
