@@ -9,6 +9,15 @@ from ..core._settings import Settings
 def default_embedder(settings: Settings) -> Embedder | None:
     """MiniLM on onnxruntime, loaded, or None (exact-match only) with a warning if it
     cannot run here."""
+    from . import _preload
+
+    ready, embedder = _preload.take(settings)  # loaded ahead as the client was constructed
+    if ready:
+        return embedder
+    return load_embedder(settings)
+
+
+def load_embedder(settings: Settings) -> Embedder | None:
     from .embedders import load_default_embedder
     from .embedders._minilm import model_cache_dir
 
