@@ -81,6 +81,11 @@ class Reply:
     refusal: str | None = None  # refuse with this text instead of answering
     tool_call: tuple[str, dict[str, Any]] | None = None  # (name, arguments)
     stream_error_after: int | None = None  # an error event after this many text deltas
+    # A stream that ends without its end marker: only its first N events are sent (a
+    # negative N: all but the last -N; -1 drops just [DONE] / response.completed /
+    # message_stop), then the body ends cleanly.
+    stream_cut_after: int | None = None
+    stream_garbage_after: int | None = None  # a `data:` line that is not JSON after N events
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -356,7 +361,7 @@ class FakeProvider:
         headers_out = {"x-request-id": f"req_fake{builder.n}", **reply.headers}
         if body.get("stream"):
             return StreamingResponse(
-                self._paced(builder.events(), reply.chunk_delay),
+                self._paced(_faulty(builder.events(), reply), reply.chunk_delay),
                 media_type="text/event-stream",
                 headers=headers_out,
             )
@@ -820,6 +825,19 @@ class _Messages(_Builder):
 
 
 # --- lifecycle ---------------------------------------------------------------------------
+
+
+def _faulty(events: Iterator[bytes], reply: Reply) -> Iterator[bytes]:
+    """``events`` cut short or with a non-JSON event, as ``reply`` asks."""
+    if reply.stream_cut_after is None and reply.stream_garbage_after is None:
+        yield from events
+        return
+    every = list(events)
+    if reply.stream_cut_after is not None:
+        every = every[: reply.stream_cut_after]
+    if reply.stream_garbage_after is not None:
+        every.insert(reply.stream_garbage_after, b"data: {this is not json\n\n")
+    yield from every
 
 
 @contextmanager

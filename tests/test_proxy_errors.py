@@ -306,6 +306,65 @@ def test_broken_and_stalled_streams_raise_and_are_not_cached(proxy: RunningProxy
     assert fake.count("chat") == 4
 
 
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ({"stream_cut_after": 3}, "ended before its end marker"),  # cut mid-answer
+        ({"stream_cut_after": -1}, "ended before its end marker"),  # every chunk but [DONE]
+        ({"stream_garbage_after": 2}, "not JSON"),
+    ],
+)
+def test_a_truncated_or_unreadable_stream_raises_and_is_not_cached(
+    proxy: RunningProxy, fake: FakeProvider, fault: dict[str, int], message: str
+) -> None:
+    question = f"A stream with a fault {sorted(fault.items())}"
+    fake.script(Reply(**fault), endpoint="chat")  # type: ignore[arg-type]
+    with proxy.openai() as client:
+        seen: list[Any] = []
+        with pytest.raises(openai.APIError) as info:
+            for chunk in client.chat.completions.create(**chat_body(question, stream=True)):
+                seen.append(chunk)
+        assert message in info.value.message
+        if "stream_garbage_after" in fault:
+            assert len(seen) == 2  # the events before the bad one were relayed
+        settle()
+        again = client.chat.completions.with_raw_response.create(**chat_body(question))
+        assert again.headers["x-cacheback-tier"] == "upstream"  # the cut answer was not stored
+    assert fake.count("chat") == 2
+
+
+def test_truncated_responses_and_messages_streams_get_the_providers_error(
+    proxy: RunningProxy, fake: FakeProvider
+) -> None:
+    fake.script(Reply(stream_cut_after=-1), endpoint="responses")
+    fake.script(Reply(stream_cut_after=-1), Reply(stream_garbage_after=1), endpoint="messages")
+    with proxy.openai() as client:
+        events = list(client.responses.create(model="gpt-4o", input="Cut before completed", stream=True))
+        assert events[-1].type == "error" and "end marker" in events[-1].message
+        assert not any(e.type == "response.completed" for e in events)
+    with proxy.anthropic() as claude:
+        for question in ("Cut before message_stop", "Garbage in a message stream"):
+            with pytest.raises(anthropic.APIStatusError) as info:
+                with claude.messages.stream(
+                    model=CLAUDE, max_tokens=10, messages=[{"role": "user", "content": question}]
+                ) as stream:
+                    for _ in stream.text_stream:
+                        pass
+            assert info.value.body["error"]["type"] == "api_error"  # type: ignore[index]
+    settle()
+    with proxy.http() as http:
+        resp = http.post(
+            "/v1/messages",
+            json={
+                "model": CLAUDE,
+                "max_tokens": 10,
+                "messages": [{"role": "user", "content": "Cut before message_stop"}],
+            },
+            headers={"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"},
+        )
+        assert resp.headers["x-cacheback-tier"] == "upstream"
+
+
 def test_unreachable_upstream_is_502(cache_dir: Path, embedder: Any, fake: FakeProvider) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

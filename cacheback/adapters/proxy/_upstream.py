@@ -21,6 +21,7 @@ import httpx
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ..providers._stream_end import NOT_JSON, TRUNCATED, ends_stream, is_done_marker
 from ._config import ProxyConfig
 from ._errors import Provider, stream_error_event
 
@@ -298,6 +299,78 @@ class SSEParser:
         return out
 
 
+class StreamCut(Exception):
+    """A stream ended without its API's end marker, or sent data that is not JSON."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+class SSEFramer:
+    """Cuts a stream into whole SSE blocks and checks them: each ``data`` is JSON, and the
+    API's end marker comes (``_stream_end.py``). Only whole blocks are relayed, so an error
+    event sent after them is read as one by the caller's SDK."""
+
+    def __init__(self, api: str) -> None:
+        self._buf = b""
+        self._api = api
+        self.ended = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        buf = self._buf + chunk
+        if b"\r" in buf:
+            buf = buf.replace(b"\r\n", b"\n")
+        *blocks, self._buf = buf.split(b"\n\n")
+        return self._check(blocks)
+
+    def finish(self) -> bytes:
+        """At the end of the body: a last block without its blank line still counts."""
+        rest, self._buf = self._buf, b""
+        out = self._check([rest] if rest.strip() else [])
+        if not self.ended:
+            raise StreamCut("stream_truncated", TRUNCATED)
+        return out
+
+    def _check(self, blocks: list[bytes]) -> bytes:
+        for block in blocks:
+            name: str | None = None
+            data: list[bytes] = []
+            for line in block.split(b"\n"):
+                if line.startswith(b"data:"):
+                    data.append(line[5:].lstrip(b" "))
+                elif line.startswith(b"event:"):
+                    name = line[6:].strip().decode("utf-8", "replace")
+            if not data:
+                continue
+            payload = b"\n".join(data)
+            if is_done_marker(payload):
+                self.ended = True
+                continue
+            try:
+                event = json.loads(payload)
+            except ValueError:  # not JSON (nor UTF-8): no SDK can read it
+                raise StreamCut("stream_not_json", NOT_JSON) from None
+            if isinstance(event, dict) and isinstance(event.get("type"), str):
+                name = event["type"]
+            if ends_stream(self._api, name, event):
+                self.ended = True
+        return b"".join([block + b"\n\n" for block in blocks])
+
+
+async def framed(chunks: AsyncIterator[bytes], api: str) -> AsyncIterator[bytes]:
+    """``chunks`` as whole, checked SSE blocks; raises ``StreamCut`` where they fail."""
+    framer = SSEFramer(api)
+    async for chunk in chunks:
+        out = framer.feed(chunk)
+        if out:
+            yield out
+    out = framer.finish()
+    if out:
+        yield out
+
+
 def encode_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
 
@@ -385,13 +458,22 @@ class RelayedStream(StreamingBody):
         self._api = api
         self._on_error = on_error
         self._raw = raw
-        self.source: AsyncIterator[bytes] = upstream.aiter_raw() if raw else upstream.aiter_bytes()
+        # A cached API's stream is relayed as whole, checked SSE blocks (``framed``).
+        self.source: AsyncIterator[bytes] = (
+            upstream.aiter_raw() if raw else framed(upstream.aiter_bytes(), api)
+        )
         self.events: AsyncIterator[bytes] = self.source
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self.events:
                 yield chunk
+        except StreamCut as cut:
+            # Cut short, or unreadable: an error the SDK raises; the engine stored nothing
+            # (the exception passed through its reader before the stream's normal end).
+            if self._on_error is not None:
+                self._on_error(cut.kind)
+            yield stream_error_event(self._provider, self._api, cut.message, "api_error")
         except httpx.HTTPError as exc:
             timeout = isinstance(exc, httpx.TimeoutException)
             kind = "timeout" if timeout else "stream_broken"
