@@ -24,6 +24,7 @@ from ...core._types import LookupRequest, Tier
 from ...engine._engine import AsyncEngine
 from ..providers import Codec, RequestKey, StreamAccumulator, mark
 from ..providers._common import no_request
+from ._stream_check import checked
 from ._threads import UPSTREAM_THREADS, run_blocking
 
 log = get_logger("cacheback.client")
@@ -245,7 +246,8 @@ class ClientCache:
             else:
                 response = await create(**kwargs)
             # A stream's events are what the SDK object iterates: the engine reads them.
-            return Streamed(response, response._iterator) if stream else response
+            # (checked: a stream cut short raises instead of ending, _stream_check.py).
+            return Streamed(response, checked(response)) if stream else response
 
         spec = prep.spec
         return UpstreamCall(

@@ -21,6 +21,11 @@ _ENDS = {
 }
 
 
+#: Every API's end events at once: no API uses another's names, so a reader that does not
+#: know which API it watches (the clients' stream tee) can still tell.
+ANY_END = frozenset().union(*_ENDS.values())
+
+
 def api_of(name: str) -> str:
     """``chat`` / ``responses`` / ``messages`` from a proxy API name or a client spec name
     (``openai.chat``, ``anthropic.messages``, ...)."""
