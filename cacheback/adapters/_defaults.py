@@ -25,6 +25,7 @@ def load_embedder(settings: Settings) -> Embedder | None:
         model_dir=settings.model_dir,
         intra_op_threads=settings.intra_op_threads,
         compute=settings.embed_compute,
+        device=settings.embed_device,
         model_cache=model_cache_dir("auto", cache_dir=settings.cache_dir),
         load=True,  # ready means ready: the first lookup does not pay for loading the model
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +19,7 @@ DEFAULT_CACHE_DIR = "~/.cacheback"
 #: "int8": the packaged model's int8 weights on int8 kernels; "float32": what onnxruntime
 #: makes of the model file by itself (docs/storage.md, "Embedding precision").
 EMBED_COMPUTE_MODES = ("int8", "float32")
+_DEVICE = re.compile(r"cpu|auto|cuda(:\d+)?")
 
 
 def default_cache_dir() -> Path:
@@ -54,6 +56,7 @@ class Settings:
     embed_threads: int = 1  # worker threads running inference at once
     intra_op_threads: int = 2  # onnxruntime threads inside one inference
     embed_compute: str = "int8"  # minilm: int8 kernels over its int8 weights, or "float32"
+    embed_device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto" (adapters/embedders/_device.py)
     # pipeline
     queue_size: int = 256
     persist_batch: int = 128
@@ -78,6 +81,10 @@ class Settings:
             raise ConfigError("max_entries must be at least 1")
         if self.embed_compute not in EMBED_COMPUTE_MODES:
             raise ConfigError(f"embed_compute must be one of {', '.join(EMBED_COMPUTE_MODES)}")
+        if not _DEVICE.fullmatch(self.embed_device.strip().lower()):
+            raise ConfigError(
+                f"embed_device must be 'cpu', 'cuda', 'cuda:N' or 'auto', not {self.embed_device!r}"
+            )
         if self.embed_max_batch < 1 or self.queue_size < 1 or self.top_k < 1:
             raise ConfigError("batch, queue and top_k sizes must be at least 1")
 

@@ -25,6 +25,7 @@ from cacheback.core._errors import ConfigError, EmbedderError, ModelNotFound
 from cacheback.core._settings import EMBED_COMPUTE_MODES, default_cache_dir
 from cacheback.core._types import Vector
 
+from ._device import CPU_PROVIDER, available_providers, check_session_providers, parse_device, plan_device
 from ._hashing import sha256_file
 
 if TYPE_CHECKING:
@@ -107,8 +108,15 @@ def session_options(intra_op_threads: int) -> Any:
     return options
 
 
-def open_session(model: Path | bytes, intra_op_threads: int, *, name: str | None = None) -> Any:
-    """An onnxruntime CPU session over a file or a serialized model, errors mapped to EmbedderError."""
+def open_session(
+    model: Path | bytes,
+    intra_op_threads: int,
+    *,
+    name: str | None = None,
+    providers: Sequence[Any] = (CPU_PROVIDER,),
+) -> Any:
+    """An onnxruntime session (CPU unless ``providers`` say otherwise) over a file or a
+    serialized model, errors mapped to EmbedderError."""
     try:
         import onnxruntime as ort
     except ImportError as exc:
@@ -117,7 +125,7 @@ def open_session(model: Path | bytes, intra_op_threads: int, *, name: str | None
         return ort.InferenceSession(
             model if isinstance(model, bytes) else str(model),
             sess_options=session_options(intra_op_threads),
-            providers=["CPUExecutionProvider"],
+            providers=list(providers),
         )
     except Exception as exc:  # onnxruntime raises its own untyped Fail/InvalidGraph errors
         what = name or (model if isinstance(model, Path) else "a serialized model")
@@ -241,7 +249,11 @@ class MiniLMEmbedder:
         length_grouping: bool = True,
         compute: str = "int8",
         model_cache: Path | str | None = "auto",
+        device: str = "cpu",
     ) -> None:
+        kind, _ = parse_device(device)
+        # ConfigError now, at construction, when CUDA is asked for and not installed.
+        self._device = plan_device(device, [] if kind == "cpu" else available_providers())
         if compute not in EMBED_COMPUTE_MODES:
             raise ConfigError(f"compute must be one of {', '.join(EMBED_COMPUTE_MODES)}, not {compute!r}")
         if intra_op_threads < 1:
@@ -311,7 +323,7 @@ class MiniLMEmbedder:
         except Exception as exc:
             raise EmbedderError(f"tokenizer failed: {exc}") from exc
         lengths = [len(e.ids) for e in encodings]
-        for run in plan_runs(lengths, grouping=self._length_grouping):
+        for run in plan_runs(lengths, grouping=self._length_grouping, max_rows=self._device.max_run_rows):
             out[run] = self._run(session, [encodings[i] for i in run])
         return out
 
@@ -328,6 +340,7 @@ class MiniLMEmbedder:
             "intra_op_threads": self._intra_op_threads,
             "length_grouping": self._length_grouping,
             "compute": self._computing or self._compute,
+            "device": "cpu" if self._device.device == "cpu" else f"cuda:{self._device.device_id}",
             "int8_model_file": str(self._int8_file) if self._int8_file is not None else None,
             "loaded": self._session is not None,
         }
@@ -371,7 +384,7 @@ class MiniLMEmbedder:
         tokenizer.no_padding()
         tokenizer.enable_truncation(max_length=self._max_length)
         found = None
-        if self._compute == "int8":
+        if self._compute == "int8" and self._device.int8_kernels:
             found = int8_session(
                 self._model,
                 self._intra_op_threads,
@@ -382,7 +395,8 @@ class MiniLMEmbedder:
             session, self._int8_file = found
             self._computing = "int8"
         else:
-            session = open_session(self._model, self._intra_op_threads)
+            session = open_session(self._model, self._intra_op_threads, providers=self._device.providers)
+            check_session_providers(self._device, session.get_providers())
             self._computing = "float32"
         input_types: dict[str, type[np.signedinteger[Any]]] = {}
         for node in session.get_inputs():

@@ -95,6 +95,7 @@ def load_default_embedder(
     model_dir: Path | str | None = None,
     intra_op_threads: int | None = None,
     compute: str | None = None,
+    device: str | None = None,
     model_cache: Path | str | None = "auto",
     load: bool = False,
 ) -> Embedder | None:
@@ -108,7 +109,9 @@ def load_default_embedder(
     ConfigError, since that is a mistake rather than a missing capability.
     The factory is called with the keywords ``model_dir`` (None: its default
     location) and ``intra_op_threads``; the built-in ``minilm`` also gets ``compute``
-    (settings ``embed_compute``) and ``model_cache`` (where its int8 model file is kept).
+    (settings ``embed_compute``), ``device`` (``embed_device``; asking for a GPU that
+    onnxruntime cannot use is a ConfigError, not a fallback) and ``model_cache`` (where
+    its int8 model file is kept).
     """
     name = embedder if embedder is not None else getattr(settings, "embedder", "minilm")
     if model_dir is None:
@@ -117,12 +120,14 @@ def load_default_embedder(
         intra_op_threads = getattr(settings, "intra_op_threads", 2)
     if compute is None:
         compute = getattr(settings, "embed_compute", "int8")
+    if device is None:
+        device = getattr(settings, "embed_device", "cpu")
     factory = _resolve(str(name))
     from ._minilm import MiniLMEmbedder
 
-    extra: dict[str, Any] = (
-        {"compute": compute, "model_cache": model_cache} if factory is MiniLMEmbedder else {}
-    )
+    extra: dict[str, Any] = {}
+    if factory is MiniLMEmbedder:
+        extra = {"compute": compute, "model_cache": model_cache, "device": device}
     try:
         import onnxruntime  # noqa: F401  (only probing that it imports)
     except ImportError as exc:
