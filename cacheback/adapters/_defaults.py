@@ -26,6 +26,8 @@ def load_embedder(settings: Settings) -> Embedder | None:
         intra_op_threads=settings.intra_op_threads,
         compute=settings.embed_compute,
         device=settings.embed_device,
+        keep_warm_ms=settings.embed_keep_warm_ms,
+        keep_warm_for_s=settings.embed_keep_warm_for_s,
         model_cache=model_cache_dir("auto", cache_dir=settings.cache_dir),
         load=True,  # ready means ready: the first lookup does not pay for loading the model
     )

@@ -56,6 +56,8 @@ class Settings:
     embed_threads: int = 1  # worker threads running inference at once
     intra_op_threads: int = 2  # onnxruntime threads inside one inference
     embed_compute: str = "int8"  # minilm: int8 kernels over its int8 weights, or "float32"
+    embed_keep_warm_ms: float = 50.0  # tiny inference this often while recently active; 0 = off
+    embed_keep_warm_for_s: float = 10.0  # ... for this long after the last real embedding
     embed_device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto" (adapters/embedders/_device.py)
     # pipeline
     queue_size: int = 256
@@ -85,6 +87,8 @@ class Settings:
             raise ConfigError(
                 f"embed_device must be 'cpu', 'cuda', 'cuda:N' or 'auto', not {self.embed_device!r}"
             )
+        if self.embed_keep_warm_ms < 0 or self.embed_keep_warm_for_s < 0:
+            raise ConfigError("embed_keep_warm_ms and embed_keep_warm_for_s must be >= 0 (0 = off)")
         if self.embed_max_batch < 1 or self.queue_size < 1 or self.top_k < 1:
             raise ConfigError("batch, queue and top_k sizes must be at least 1")
 

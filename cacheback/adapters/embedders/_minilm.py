@@ -27,6 +27,7 @@ from cacheback.core._types import Vector
 
 from ._device import CPU_PROVIDER, available_providers, check_session_providers, parse_device, plan_device
 from ._hashing import sha256_file
+from ._warmth import KeepWarm
 
 if TYPE_CHECKING:
     from tokenizers import Encoding, Tokenizer
@@ -61,6 +62,11 @@ MAX_RUN_ROWS = 64
 # text first (about 2 s a megabyte, holding the GIL). Text beyond this many characters
 # per token kept (real text averages 4 to 6) cannot reach the model, so it is cut first.
 CHARS_PER_TOKEN_BOUND = 16
+
+# Keep-warm (``_warmth``): a tiny inference every KEEP_WARM_MS while a real embedding
+# ran within KEEP_WARM_FOR_S; loadtests/bench_idle.py measures what it buys and costs.
+KEEP_WARM_MS = 50.0
+KEEP_WARM_FOR_S = 10.0
 
 _INT_TYPES: dict[str, type[np.signedinteger[Any]]] = {
     "tensor(int64)": np.int64,
@@ -250,12 +256,16 @@ class MiniLMEmbedder:
         compute: str = "int8",
         model_cache: Path | str | None = "auto",
         device: str = "cpu",
+        keep_warm_ms: float = KEEP_WARM_MS,
+        keep_warm_for_s: float = KEEP_WARM_FOR_S,
     ) -> None:
         kind, _ = parse_device(device)
         # ConfigError now, at construction, when CUDA is asked for and not installed.
         self._device = plan_device(device, [] if kind == "cpu" else available_providers())
         if compute not in EMBED_COMPUTE_MODES:
             raise ConfigError(f"compute must be one of {', '.join(EMBED_COMPUTE_MODES)}, not {compute!r}")
+        if keep_warm_ms < 0 or keep_warm_for_s < 0:
+            raise ConfigError("keep_warm_ms and keep_warm_for_s must be >= 0 (0 turns keep-warm off)")
         if intra_op_threads < 1:
             raise ConfigError("intra_op_threads must be at least 1")
         if not 2 <= max_length <= 512:  # 2 = [CLS] + [SEP]; 512 = the position table
@@ -283,6 +293,11 @@ class MiniLMEmbedder:
         self._tokenizer: Tokenizer | None = None
         self._input_types: dict[str, type[np.signedinteger[Any]]] = {}
         self._output: str = ""
+        self._warm: KeepWarm | None = None
+        if keep_warm_ms > 0 and keep_warm_for_s > 0:
+            self._warm = KeepWarm(
+                self._warm_tick, interval_s=keep_warm_ms / 1000, idle_limit_s=keep_warm_for_s
+            )
         _EMBEDDERS.add(self)
 
     def _forked(self) -> None:
@@ -313,6 +328,16 @@ class MiniLMEmbedder:
         out: Vector = np.zeros((len(texts), DIM), dtype=np.float32)
         if not texts:
             return out
+        warm = self._warm
+        if warm is None:
+            return self._embed(texts, out)
+        warm.begin()
+        try:
+            return self._embed(texts, out)
+        finally:
+            warm.end()
+
+    def _embed(self, texts: Sequence[str], out: Vector) -> Vector:
         session, tokenizer = self._load()
         try:
             # One by one: as fast as encode_batch for short queries, and it keeps
@@ -326,6 +351,27 @@ class MiniLMEmbedder:
         for run in plan_runs(lengths, grouping=self._length_grouping, max_rows=self._device.max_run_rows):
             out[run] = self._run(session, [encodings[i] for i in run])
         return out
+
+    @property
+    def keep_warm(self) -> KeepWarm | None:
+        """The keep-warm thread's controller (None: turned off)."""
+        return self._warm
+
+    def close(self) -> None:
+        """Stop the keep-warm thread (the session itself is freed with the embedder)."""
+        if self._warm is not None:
+            self._warm.close()
+
+    def _warm_tick(self) -> None:
+        """One inference over three tokens: it reads every weight matrix (see ``_warmth``).
+        Never loads the model: a forked child has no session until its first real embed."""
+        session, tokenizer = self._session, self._tokenizer
+        if session is None or tokenizer is None:
+            return
+        ids = np.array([tokenizer.encode("the").ids])  # [CLS] the [SEP]
+        columns = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": 0 * ids}
+        feeds = {name: columns[name].astype(dtype, copy=False) for name, dtype in self._input_types.items()}
+        session.run([self._output], feeds)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -343,6 +389,7 @@ class MiniLMEmbedder:
             "device": "cpu" if self._device.device == "cpu" else f"cuda:{self._device.device_id}",
             "int8_model_file": str(self._int8_file) if self._int8_file is not None else None,
             "loaded": self._session is not None,
+            "keep_warm": self._warm is not None,
         }
 
     # -- loading ----------------------------------------------------------

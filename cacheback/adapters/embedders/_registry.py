@@ -96,6 +96,8 @@ def load_default_embedder(
     intra_op_threads: int | None = None,
     compute: str | None = None,
     device: str | None = None,
+    keep_warm_ms: float | None = None,
+    keep_warm_for_s: float | None = None,
     model_cache: Path | str | None = "auto",
     load: bool = False,
 ) -> Embedder | None:
@@ -110,7 +112,8 @@ def load_default_embedder(
     The factory is called with the keywords ``model_dir`` (None: its default
     location) and ``intra_op_threads``; the built-in ``minilm`` also gets ``compute``
     (settings ``embed_compute``), ``device`` (``embed_device``; asking for a GPU that
-    onnxruntime cannot use is a ConfigError, not a fallback) and ``model_cache`` (where
+    onnxruntime cannot use is a ConfigError, not a fallback), ``keep_warm_ms`` and
+    ``keep_warm_for_s`` (``embed_keep_warm_*``: the idle keep-warm) and ``model_cache`` (where
     its int8 model file is kept).
     """
     name = embedder if embedder is not None else getattr(settings, "embedder", "minilm")
@@ -122,12 +125,23 @@ def load_default_embedder(
         compute = getattr(settings, "embed_compute", "int8")
     if device is None:
         device = getattr(settings, "embed_device", "cpu")
+    from ._minilm import KEEP_WARM_FOR_S, KEEP_WARM_MS, MiniLMEmbedder
+
+    if keep_warm_ms is None:
+        keep_warm_ms = getattr(settings, "embed_keep_warm_ms", KEEP_WARM_MS)
+    if keep_warm_for_s is None:
+        keep_warm_for_s = getattr(settings, "embed_keep_warm_for_s", KEEP_WARM_FOR_S)
     factory = _resolve(str(name))
-    from ._minilm import MiniLMEmbedder
 
     extra: dict[str, Any] = {}
     if factory is MiniLMEmbedder:
-        extra = {"compute": compute, "model_cache": model_cache, "device": device}
+        extra = {
+            "compute": compute,
+            "model_cache": model_cache,
+            "device": device,
+            "keep_warm_ms": keep_warm_ms,
+            "keep_warm_for_s": keep_warm_for_s,
+        }
     try:
         import onnxruntime  # noqa: F401  (only probing that it imports)
     except ImportError as exc:
