@@ -27,6 +27,7 @@ from cacheback.core._types import Vector
 
 from ._device import CPU_PROVIDER, available_providers, check_session_providers, parse_device, plan_device
 from ._hashing import sha256_file
+from ._miss_probe import MissProbe
 from ._warmth import KeepWarm
 
 if TYPE_CHECKING:
@@ -351,6 +352,12 @@ class MiniLMEmbedder:
         for run in plan_runs(lengths, grouping=self._length_grouping, max_rows=self._device.max_run_rows):
             out[run] = self._run(session, [encodings[i] for i in run])
         return out
+
+    def miss_probe(self) -> MissProbe:
+        """The static miss probe over this embedder's tokenizer (``_miss_probe``); loads
+        the tokenizer (and the model) if needed."""
+        _, tokenizer = self._load()
+        return MissProbe.load(tokenizer)
 
     @property
     def keep_warm(self) -> KeepWarm | None:

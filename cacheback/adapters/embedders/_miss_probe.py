@@ -1,0 +1,164 @@
+"""A cheap first-stage test: can anything in this scope reach the similarity threshold?
+
+Most lookups miss, and a miss pays a full MiniLM inference before its upstream call.
+The probe gives each text a static vector: the sum of per-token rows of a table
+distilled from the shipped MiniLM itself (``scripts/build_miss_probe.py``: rows fitted
+by ridge regression so that the summed rows follow the model's sentence vectors on
+unlabelled text from installed Python packages, starting from each token's own output
+through the model), in the model's top principal directions. Computing one costs a
+tokenisation and a row sum, no inference; a scope's probe search is one matrix product
+over the probe vectors kept with its entries (:class:`ScopeProbes`).
+
+:func:`can_skip` is the decision: skip inference (go upstream at once, embed for storage
+afterwards) only when no entry's probe similarity reaches ``threshold - margin``. How
+much it skips for how many lost hits is measured by ``loadtests/bench_miss_probe.py``
+and written in docs/benchmarks.md; it is off by default (setting ``miss_probe``) because
+the measured trade-off misses the targets (docs/engine.md, "Miss probe").
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+from cacheback.core._errors import EmbedderError
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+__all__ = ["DEFAULT_MARGIN", "TABLE_FILE", "MissProbe", "ScopeProbes", "can_skip", "clear_miss"]
+
+TABLE_FILE = Path(__file__).with_name("_miss_probe_table.npz")
+
+#: threshold - margin is the probe similarity below which a scope is a sure miss. The
+#: table file carries the margin its build calibrated (at threshold 0.92, on held-out
+#: pairs the build script makes: sentences and light edits of them, 99.9 % of the pairs
+#: the model puts at >= 0.92 kept above the cut); this is the fallback.
+DEFAULT_MARGIN = 0.30
+
+
+def can_skip(probe_sims: NDArray[np.float32] | Sequence[float], threshold: float, margin: float) -> bool:
+    """True when no probe similarity reaches ``threshold - margin``: the model cannot find
+    a hit here (up to the calibrated loss), so the lookup may go upstream without
+    inference. An empty scope is always a miss."""
+    sims = np.asarray(probe_sims, dtype=np.float32)
+    if sims.size == 0:
+        return True
+    return bool(float(sims.max()) < threshold - margin)
+
+
+class MissProbe:
+    """Static probe vectors from the shipped table and the model's tokenizer."""
+
+    def __init__(
+        self,
+        table: NDArray[np.float32],
+        mean: NDArray[np.float32],
+        tokenizer: Tokenizer,
+        *,
+        margin: float = DEFAULT_MARGIN,
+        max_length: int = 256,
+    ) -> None:
+        if table.ndim != 2 or table.shape[0] < tokenizer.get_vocab_size():
+            raise EmbedderError(
+                f"probe table of shape {table.shape} does not cover the tokenizer's"
+                f" {tokenizer.get_vocab_size()} tokens"
+            )
+        if mean.shape != (table.shape[1],):
+            raise EmbedderError(f"probe table mean of shape {mean.shape}, expected ({table.shape[1]},)")
+        self._table = np.ascontiguousarray(table, dtype=np.float32)
+        self._mean = mean.astype(np.float32)
+        self.margin = margin  # calibrated by the build script at threshold 0.92
+        self._tokenizer = tokenizer
+        self._max_length = max_length
+
+    @classmethod
+    def load(cls, tokenizer: Tokenizer, path: Path = TABLE_FILE) -> MissProbe:
+        try:
+            with np.load(path) as data:
+                table = data["rows"].astype(np.float32) * data["scale"].astype(np.float32)[:, None]
+                mean, margin = data["mean"].astype(np.float32), float(data["margin"])
+        except (OSError, KeyError, ValueError) as exc:
+            raise EmbedderError(f"could not read the miss-probe table {path}: {exc}") from exc
+        return cls(table, mean, tokenizer, margin=margin)
+
+    @property
+    def dim(self) -> int:
+        return int(self._table.shape[1])
+
+    def vectors(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """Unit probe vectors, one row per text: the mean of its tokens' rows less the
+        corpus mean (the direction every text shares says nothing about a match)."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            ids = self._tokenizer.encode(text).ids[: self._max_length]
+            out[row] = self._table[ids].mean(axis=0) - self._mean
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        result: NDArray[np.float32] = out / np.maximum(norms, 1e-12)
+        return result
+
+
+class ScopeProbes:
+    """Each scope's entries' probe vectors, kept in memory beside the store.
+
+    Filled as entries are stored (and from the stored texts when the engine opens:
+    a probe vector costs no inference, so nothing needs persisting); a lookup's probe
+    search is one matrix product over its scope's rows. Thread-safe.
+    """
+
+    def __init__(self, dim: int) -> None:
+        self._dim = dim
+        self._lock = threading.Lock()
+        self._rows: dict[str, NDArray[np.float32]] = {}
+        self._ids: dict[str, list[int]] = {}
+
+    def add(self, scope: str, entry_ids: Sequence[int], vectors: NDArray[np.float32]) -> None:
+        if vectors.shape != (len(entry_ids), self._dim):
+            raise ValueError(f"expected {len(entry_ids)} probe vectors of {self._dim} dims: {vectors.shape}")
+        with self._lock:
+            old = self._rows.get(scope)
+            self._rows[scope] = vectors.copy() if old is None else np.vstack([old, vectors])
+            self._ids.setdefault(scope, []).extend(int(i) for i in entry_ids)
+
+    def remove(self, entry_ids: Iterable[int]) -> int:
+        """Drop entries (evicted, expired, deleted) from every scope; how many were found."""
+        gone = set(entry_ids)
+        removed = 0
+        with self._lock:
+            for scope in list(self._ids):
+                ids = self._ids[scope]
+                keep = [k for k, i in enumerate(ids) if i not in gone]
+                if len(keep) == len(ids):
+                    continue
+                removed += len(ids) - len(keep)
+                if keep:
+                    self._rows[scope] = self._rows[scope][keep]
+                    self._ids[scope] = [ids[k] for k in keep]
+                else:
+                    del self._rows[scope], self._ids[scope]
+        return removed
+
+    def similarities(self, scope: str, probe: NDArray[np.float32]) -> NDArray[np.float32]:
+        """The probe similarity of ``probe`` (one unit vector) to every entry of ``scope``."""
+        with self._lock:
+            rows = self._rows.get(scope)
+        if rows is None:
+            return np.zeros(0, dtype=np.float32)
+        sims: NDArray[np.float32] = rows @ probe.astype(np.float32, copy=False)
+        return sims
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(ids) for ids in self._ids.values())
+
+
+def clear_miss(probe: MissProbe, scopes: ScopeProbes, scope: str, text: str, threshold: float) -> bool:
+    """The engine's hook, before inference: True when ``text`` cannot reach ``threshold``
+    against any entry of ``scope``, so the lookup goes upstream at once and the text is
+    embedded for storage after the answer (setting ``miss_probe``)."""
+    return can_skip(scopes.similarities(scope, probe.vectors([text])[0]), threshold, probe.margin)
