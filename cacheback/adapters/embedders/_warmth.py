@@ -16,9 +16,11 @@ forked child starts its own on its first embedding (see ``_minilm._forked``).
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Literal
 
@@ -67,6 +69,7 @@ class KeepWarm:
         self.ticks = 0  # inferences run by the thread (for tests and benchmarks)
         self.enabled = True  # False parks the thread at its next wake-up (benchmarks compare)
         self._reset()
+        _ALL.add(self)
 
     def _reset(self) -> None:
         self._pid = os.getpid()
@@ -133,3 +136,14 @@ class KeepWarm:
                 with self._guard:
                     self._last_any = self._clock()
             self._stop.wait(self._interval)
+
+
+_ALL: weakref.WeakSet[KeepWarm] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    """At exit, before the sessions are torn down: a daemon thread still inside
+    onnxruntime while its session is destroyed aborts the process."""
+    for keep_warm in list(_ALL):
+        keep_warm.close()
