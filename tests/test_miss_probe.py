@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cacheback import Settings
 from cacheback.adapters.embedders import MiniLMEmbedder
 from cacheback.adapters.embedders._miss_probe import MissProbe, ScopeProbes, can_skip, clear_miss
 
@@ -63,7 +62,3 @@ def test_clear_miss_sends_an_unrelated_question_upstream_but_not_a_rewording(pro
     assert not clear_miss(probe, scopes, "s", "how to undo my last git commit", 0.92)
     assert clear_miss(probe, scopes, "empty scope", "how to undo my last git commit", 0.92)
 
-
-def test_miss_probe_is_off_by_default_and_read_from_the_environment() -> None:
-    assert Settings().miss_probe is False
-    assert Settings.from_env({"CACHEBACK_MISS_PROBE": "on"}).miss_probe is True

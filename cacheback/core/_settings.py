@@ -58,7 +58,6 @@ class Settings:
     embed_compute: str = "int8"  # minilm: int8 kernels over its int8 weights, or "float32"
     embed_keep_warm_ms: float = 50.0  # tiny inference this often while recently active; 0 = off
     embed_keep_warm_for_s: float = 10.0  # ... for this long after the last real embedding
-    miss_probe: bool = False  # not read yet: the probe misses its targets (docs/engine.md, "Miss probe")
     embed_device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto" (adapters/embedders/_device.py)
     # pipeline
     queue_size: int = 256
