@@ -169,21 +169,20 @@ IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}
 def test_chat_cacheability_rules() -> None:
     assert chat(n=2).cacheable is False and chat(n=2).reason == "n>1"
     image_msg = {"role": "user", "content": [{"type": "text", "text": "What is this?"}, IMAGE]}
-    blocked = chat(messages=[image_msg])
-    assert not blocked.cacheable and "image" in blocked.reason
-    allowed = openai_chat_key({**BASE, "messages": [image_msg]}, allow_images=True)
-    assert allowed.cacheable and allowed.query == "What is this?" and allowed.media == (IMAGE,)
+    keyed = chat(messages=[image_msg])
+    assert keyed.cacheable and keyed.semantic and keyed.query == "What is this?"
+    assert keyed.modality == "image" and keyed.media[0].data == b"\x00\x00\x00"
+    refused = openai_chat_key({**BASE, "messages": [image_msg]}, allow_media=False)
+    assert not refused.cacheable and "image_url" in refused.reason
     other_image = {**IMAGE, "image_url": {"url": "data:image/png;base64,BBBB"}}
-    other = openai_chat_key(
-        {**BASE, "messages": [{**image_msg, "content": [image_msg["content"][0], other_image]}]},
-        allow_images=True,
-    )
-    assert other.scope != allowed.scope
+    other = chat(messages=[{**image_msg, "content": [image_msg["content"][0], other_image]}])
+    assert other.scope != keyed.scope
     audio_msg = {
         "role": "user",
-        "content": [{"type": "input_audio", "input_audio": {"data": "x", "format": "wav"}}],
+        "content": [{"type": "input_audio", "input_audio": {"data": "!!", "format": "wav"}}],
     }
-    assert not openai_chat_key({**BASE, "messages": [audio_msg]}, allow_images=True).cacheable
+    bad_audio = chat(messages=[audio_msg])
+    assert not bad_audio.cacheable and "base64" in bad_audio.reason
     assert not chat(modalities=["text", "audio"]).cacheable
     tools = chat(tools=[{"type": "function", "function": {"name": "f"}}])
     assert tools.cacheable and not tools.semantic and "tools" in tools.reason
@@ -263,8 +262,9 @@ def test_responses_keys() -> None:
         **base,
         "input": [{"role": "user", "content": [{"type": "input_text", "text": "q"}, image]}],
     }
-    assert not openai_responses_key(with_image).cacheable
-    assert openai_responses_key(with_image, allow_images=True).media == (image,)
+    keyed = openai_responses_key(with_image)
+    assert keyed.cacheable and keyed.media[0].digest == "url:https://example.com/x.png"
+    assert not openai_responses_key(with_image, allow_media=False).cacheable
 
 
 def test_anthropic_keys() -> None:
@@ -310,8 +310,8 @@ def test_anthropic_keys() -> None:
     assert tool_result.cacheable and not tool_result.semantic and tool_result.query == "What is Python?"
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
     pic = {**ANT, "messages": [{"role": "user", "content": [image, {"type": "text", "text": "What is it?"}]}]}
-    assert not anthropic_messages_key(pic).cacheable
-    assert anthropic_messages_key(pic, allow_images=True).query == "What is it?"
+    assert anthropic_messages_key(pic).query == "What is it?" and anthropic_messages_key(pic).semantic
+    assert not anthropic_messages_key(pic, allow_media=False).cacheable
     doc = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "x"}}
     assert not anthropic_messages_key({**ANT, "messages": [{"role": "user", "content": [doc]}]}).cacheable
     tooled = anthropic_messages_key({**ANT, "tools": [{"name": "f", "input_schema": {"type": "object"}}]})

@@ -31,7 +31,7 @@ class KeyRequest(Protocol):
         params: Mapping[str, Any],
         *,
         ignore_params: Iterable[str] = (),
-        allow_images: bool = False,
+        allow_media: bool = True,
     ) -> RequestKey: ...
 
 

@@ -11,13 +11,16 @@ settings, beta headers). A cached answer is only ever served inside the same sco
 
 Rules (documented for users; see ``RequestKey.reason``):
 
-* not cacheable: ``n > 1``; audio output; images, audio or files in the last user
-  message (images allowed with ``allow_images=True``, keyed exactly); a server-side
+* not cacheable: ``n > 1``; audio output; files or documents in the last user message;
+  an image or audio part that cannot be read (bad base64) or ``allow_media=False``
+  with one present; a server-side
   conversation (``conversation=``) or ``background=True`` (Responses API); no user
   message; values that cannot be keyed (e.g. a one-shot iterator of messages).
 * exact-only (no semantic match, the whole request must repeat): tools or functions
   present; the last message is not the user's (a tool result, an assistant prefill).
-* everything else: semantic within the scope.
+* everything else: semantic within the scope. Images and audio in the last user message
+  are keyed exactly (``_media``: the hash of their decoded bytes, a URL by its string) as
+  part of the scope, so the text is matched semantically only next to the same media.
 
 Transport-only parameters (``stream``, ``stream_options``, ``timeout``,
 ``extra_headers`` other than ``*-beta`` ones, ``extra_query``, ``metadata``, ``user``,
@@ -38,6 +41,7 @@ from typing import Any
 from cacheback.core._types import LookupRequest
 
 from ._common import Unkeyable, canonical, canonical_json, digest, to_wire
+from ._media import MediaError, MediaPart, MediaReader, modality
 
 SCOPE_VERSION = 1  # bump when canonicalisation changes: old entries then never match
 
@@ -71,8 +75,8 @@ class RequestKey:
     """How one provider request is cached.
 
     ``reason`` is ``"ok"`` for a semantic key, else why the request is exact-only or not
-    cacheable. ``media`` holds the non-text parts of the last user message that were
-    allowed (``allow_images=True``); they are also part of ``scope``.
+    cacheable. ``media`` holds the image and audio parts of the last user message
+    (their keys are part of ``scope``); ``modality`` names what the question carries.
     """
 
     provider: str
@@ -85,7 +89,11 @@ class RequestKey:
     reason: str
     stream: bool = False
     stream_usage: bool = False  # chat: stream_options.include_usage was requested
-    media: tuple[Any, ...] = ()
+    media: tuple[MediaPart, ...] = ()
+
+    @property
+    def modality(self) -> str:
+        return modality(self.media)
 
     def lookup_request(self, namespace: str | None = None, **overrides: Any) -> LookupRequest:
         """The engine request for this key (``overrides`` set any other field)."""
@@ -104,7 +112,7 @@ class RequestKey:
 class Parts:
     text: str
     rest: list[Any]  # non-text parts kept in the scope
-    media: list[Any]  # allowed media parts (also kept in the scope)
+    media: list[MediaPart]  # image/audio parts (their keys are kept in the scope)
     blocked: str | None  # a media kind that makes the request uncacheable
     tool_result: bool
 
@@ -135,7 +143,7 @@ class Builder:
         query: str,
         *,
         stream_usage: bool = False,
-        media: Iterable[Any] = (),
+        media: Iterable[MediaPart] = (),
     ) -> RequestKey:
         doc = {
             "v": SCOPE_VERSION,
@@ -150,8 +158,12 @@ class Builder:
         except (Unkeyable, ValueError) as exc:
             self.block(f"unkeyable request: {exc}")
             scope = f"{self.provider}.{self.api}:{self.model}:-"
+        media = tuple(media)
         if self.blocked is None and not query.strip() and not self.exact_reasons:
-            self.block("empty user message")
+            if media:  # an image or clip alone: the whole request must repeat
+                self.exact("no text next to the media")
+            else:
+                self.block("empty user message")
         semantic = self.blocked is None and not self.exact_reasons
         if self.blocked is not None:
             reason = self.blocked
@@ -170,7 +182,7 @@ class Builder:
             reason=reason,
             stream=self.stream,
             stream_usage=stream_usage,
-            media=tuple(media),
+            media=media,
         )
 
 
@@ -257,8 +269,8 @@ def _split(
     content: Any,
     *,
     text_types: frozenset[str],
-    media_kinds: Mapping[str, str],
-    allow_images: bool,
+    media_kinds: Mapping[str, MediaReader | str],
+    allow_media: bool,
 ) -> Parts:
     """Separate the text of a user message from its other parts."""
     if isinstance(content, str):
@@ -269,7 +281,7 @@ def _split(
         return Parts("", [to_wire(content)], [], None, False)
     texts: list[str] = []
     rest: list[Any] = []
-    media: list[Any] = []
+    media: list[MediaPart] = []
     blocked: str | None = None
     tool_result = False
     for raw in content:
@@ -277,12 +289,16 @@ def _split(
         kind = part.get("type") if isinstance(part, Mapping) else None
         if kind in text_types and isinstance(part, Mapping):
             texts.append(str(part.get("text") or ""))
-        elif kind in media_kinds:
-            media_kind = media_kinds[str(kind)]
-            if media_kind == "image" and allow_images:
-                media.append(part)
-            elif blocked is None:
-                blocked = f"{media_kind} in the last user message"
+        elif kind in media_kinds and isinstance(part, Mapping):
+            reader = media_kinds[str(kind)]
+            if isinstance(reader, str) or not allow_media:
+                what = reader if isinstance(reader, str) else str(kind)
+                blocked = blocked or f"{what} in the last user message"
+                continue
+            try:
+                media.append(reader(part))
+            except MediaError as exc:
+                blocked = blocked or f"unreadable media: {exc}"
         else:
             tool_result = tool_result or kind == "tool_result"
             rest.append(part)  # unknown parts: keyed exactly, never matched loosely
@@ -318,7 +334,8 @@ def turns(
         if "content" in item:
             item = {**item, "content": flatten_text(item["content"], text_types)}
         if i == last_user and parts is not None:
-            item = {**item, "content": {"$query": True, "parts": parts.rest + parts.media}}
+            media = [m.key() for m in parts.media]
+            item = {**item, "content": {"$query": True, "parts": parts.rest + media}}
         turns.append(item)
     return turns
 
@@ -328,8 +345,8 @@ def question(
     items: list[dict[str, Any]],
     last_user: int,
     text_types: frozenset[str],
-    media_kinds: Mapping[str, str],
-    allow_images: bool,
+    media_kinds: Mapping[str, MediaReader | str],
+    allow_media: bool,
 ) -> Parts | None:
     """The parts of the message whose text is matched (None when there is no user message:
     the request is then not cacheable)."""
@@ -340,7 +357,7 @@ def question(
         items[last_user].get("content"),
         text_types=text_types,
         media_kinds=media_kinds,
-        allow_images=allow_images,
+        allow_media=allow_media,
     )
     if parts.blocked:
         b.block(parts.blocked)

@@ -27,6 +27,7 @@ from ._common import (
     to_wire,
     token_usage,
 )
+from ._media import MediaReader, anthropic_image
 from ._scope import (
     ANTHROPIC_TRANSPORT,
     RequestKey,
@@ -62,20 +63,20 @@ MESSAGE_ZERO_USAGE: dict[str, Any] = {"input_tokens": 0, "output_tokens": 0}
 # --- request → key ------------------------------------------------------------------------
 
 _TEXT = frozenset({"text"})
-_MEDIA = {"image": "image", "document": "file", "audio": "audio"}
+_MEDIA: dict[str, MediaReader | str] = {"image": anthropic_image, "document": "file", "audio": "audio"}
 
 
 def anthropic_messages_key(
     params: Mapping[str, Any],
     *,
     ignore_params: Iterable[str] = (),
-    allow_images: bool = False,
+    allow_media: bool = True,
 ) -> RequestKey:
     """Key for ``client.messages.create(**params)`` (and ``client.messages.stream``)."""
-    return guarded("anthropic", "messages", params, lambda: _key(params, ignore_params, allow_images))
+    return guarded("anthropic", "messages", params, lambda: _key(params, ignore_params, allow_media))
 
 
-def _key(params: Mapping[str, Any], ignore_params: Iterable[str], allow_images: bool) -> RequestKey:
+def _key(params: Mapping[str, Any], ignore_params: Iterable[str], allow_media: bool) -> RequestKey:
     # cache_control marks prompt-cache breakpoints: billing, not the answer.
     params = strip_key(params, "cache_control")
     b, raw = start("anthropic", "messages", params, ANTHROPIC_TRANSPORT, ignore_params)
@@ -98,7 +99,7 @@ def _key(params: Mapping[str, Any], ignore_params: Iterable[str], allow_images: 
         (i for i, m in enumerate(items) if m.get("role") == "user" and not is_tool_result(m)),
         default=-1,
     )
-    parts = question(b, items, last_user, _TEXT, _MEDIA, allow_images)
+    parts = question(b, items, last_user, _TEXT, _MEDIA, allow_media)
     if parts is not None:
         if last_user != len(items) - 1:
             last = items[-1]

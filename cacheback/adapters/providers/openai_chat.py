@@ -26,6 +26,7 @@ from ._common import (
     to_wire,
     token_usage,
 )
+from ._media import MediaReader, chat_audio, chat_image
 from ._openai_echo import reset_echoed
 from ._scope import (
     OPENAI_TRANSPORT,
@@ -46,20 +47,20 @@ CHAT_ZERO_USAGE: dict[str, Any] = {"prompt_tokens": 0, "completion_tokens": 0, "
 # --- request → key ------------------------------------------------------------------------
 
 _TEXT = frozenset({"text"})
-_MEDIA = {"image_url": "image", "input_audio": "audio", "file": "file"}
+_MEDIA: dict[str, MediaReader | str] = {"image_url": chat_image, "input_audio": chat_audio, "file": "file"}
 
 
 def openai_chat_key(
     params: Mapping[str, Any],
     *,
     ignore_params: Iterable[str] = (),
-    allow_images: bool = False,
+    allow_media: bool = True,
 ) -> RequestKey:
     """Key for ``client.chat.completions.create(**params)``."""
-    return guarded("openai", "chat", params, lambda: _key(params, ignore_params, allow_images))
+    return guarded("openai", "chat", params, lambda: _key(params, ignore_params, allow_media))
 
 
-def _key(params: Mapping[str, Any], ignore_params: Iterable[str], allow_images: bool) -> RequestKey:
+def _key(params: Mapping[str, Any], ignore_params: Iterable[str], allow_media: bool) -> RequestKey:
     b, raw = start("openai", "chat", params, OPENAI_TRANSPORT, ignore_params)
     options = params.get("stream_options")
     stream_usage = b.stream and isinstance(options, Mapping) and truthy(options.get("include_usage"))
@@ -74,7 +75,7 @@ def _key(params: Mapping[str, Any], ignore_params: Iterable[str], allow_images: 
         b.exact("tools present")
     items = as_items(raw, b, "messages")
     last_user = max((i for i, m in enumerate(items) if m.get("role") == "user"), default=-1)
-    parts = question(b, items, last_user, _TEXT, _MEDIA, allow_images)
+    parts = question(b, items, last_user, _TEXT, _MEDIA, allow_media)
     if parts is not None:
         if last_user != len(items) - 1:
             b.exact(f"last message is from {items[-1].get('role')!s}")

@@ -27,6 +27,7 @@ from ._common import (
     to_wire,
     token_usage,
 )
+from ._media import MediaReader, responses_image
 from ._openai_echo import echo_as_responses
 from ._scope import OPENAI_TRANSPORT, RequestKey, as_items, guarded, question, start, truthy, turns
 
@@ -42,20 +43,24 @@ RESPONSES_ZERO_USAGE: dict[str, Any] = {
 # --- request → key ------------------------------------------------------------------------
 
 _TEXT = frozenset({"input_text"})
-_MEDIA = {"input_image": "image", "input_audio": "audio", "input_file": "file"}
+_MEDIA: dict[str, MediaReader | str] = {
+    "input_image": responses_image,
+    "input_audio": "audio",
+    "input_file": "file",
+}
 
 
 def openai_responses_key(
     params: Mapping[str, Any],
     *,
     ignore_params: Iterable[str] = (),
-    allow_images: bool = False,
+    allow_media: bool = True,
 ) -> RequestKey:
     """Key for ``client.responses.create(**params)``."""
-    return guarded("openai", "responses", params, lambda: _key(params, ignore_params, allow_images))
+    return guarded("openai", "responses", params, lambda: _key(params, ignore_params, allow_media))
 
 
-def _key(params: Mapping[str, Any], ignore_params: Iterable[str], allow_images: bool) -> RequestKey:
+def _key(params: Mapping[str, Any], ignore_params: Iterable[str], allow_media: bool) -> RequestKey:
     b, raw = start("openai", "responses", params, OPENAI_TRANSPORT, ignore_params)
     if canonical(params.get("conversation")) is not None:
         b.block("server-side conversation state")
@@ -77,7 +82,7 @@ def _key(params: Mapping[str, Any], ignore_params: Iterable[str], allow_images: 
         (i for i, m in enumerate(items) if m.get("role") == "user" and "type" not in m),
         default=-1,
     )
-    parts = question(b, items, last_user, _TEXT, _MEDIA, allow_images)
+    parts = question(b, items, last_user, _TEXT, _MEDIA, allow_media)
     if parts is not None:
         if last_user != len(items) - 1:
             last = items[-1]
