@@ -900,7 +900,7 @@ def test_anthropic_messages_codec_round_trip(ant: anthropic.Anthropic) -> None:
     deltas = [e.delta for e in replay if isinstance(e, RawContentBlockDeltaEvent)]
     text = "".join(d.text for d in deltas if d.type == "text_delta")
     assert text == answer.text and _merged_usage(codec, replay) == usage
-    assert codec.sse(data).endswith(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n")
+    assert codec.sse(data).endswith(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
 
 
 def test_codecs_read_usage_piecemeal_and_survive_malformed_usage() -> None:

@@ -154,6 +154,7 @@ class ClientCache:
             "similarity": None if outcome.similarity is None else round(float(outcome.similarity), 4),
             "entry_id": (outcome.entry_id or None) if outcome.hit else None,
             "latency_ms": round((time.perf_counter() - prep.started) * 1000, 3),
+            "modality": prep.key.modality if prep.key is not None else "text",
         }
         if job.degraded:
             info["reason"] = f"cache error in {job.degraded}"
@@ -263,6 +264,7 @@ class ClientCache:
             "tier": Tier.BYPASS.value,
             "reason": prep.reason,
             "latency_ms": round((time.perf_counter() - prep.started) * 1000, 3),
+            "modality": prep.key.modality if prep.key is not None else "text",
         }
         return mark(response, False, False, info)
 

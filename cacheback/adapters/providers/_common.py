@@ -77,6 +77,7 @@ class CachebackInfo:
     entry_id: int | None = None
     latency_ms: float | None = None
     reason: str | None = None
+    modality: str = "text"  # what the question carried: text, image, audio, audio+image
     extra: dict[str, Any] = field(default_factory=dict)  # a dict: copyable and picklable
 
     def as_dict(self) -> dict[str, Any]:
@@ -88,11 +89,12 @@ class CachebackInfo:
             "entry_id": self.entry_id,
             "latency_ms": self.latency_ms,
             "reason": self.reason,
+            "modality": self.modality,
             **self.extra,
         }
 
 
-_INFO_FIELDS = ("tier", "similarity", "entry_id", "latency_ms", "reason")
+_INFO_FIELDS = ("tier", "similarity", "entry_id", "latency_ms", "reason", "modality")
 
 
 def mark(obj: _T, hit: bool, synthesized: bool, info: Mapping[str, Any] | None = None) -> _T:

@@ -115,6 +115,7 @@ def _deliver(proxy: Proxy, api: Api, call: Call, job: Job) -> tuple[Response, st
         return proxy.failure(api.provider, RuntimeError("no outcome"), error), ERROR_TIER
     tier = outcome.tier
     headers = outcome_headers(outcome, job)
+    headers.append(("x-cacheback-modality", call.key.modality))
     if tier is Tier.BLOCKED:
         reason = outcome.negative.reason if outcome.negative is not None else "blocked"
         err = ProxyError(
