@@ -31,6 +31,24 @@ class Embedder(Protocol):
 
 
 @runtime_checkable
+class MediaEmbedder(Protocol):
+    """Turns encoded media (image file bytes, an audio file) into L2-normalised float32
+    vectors, one row each; any object with these members can be configured (BYO)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed_media(self, items: Sequence[bytes]) -> Vector:
+        """Blocking; called on a worker thread. Returns shape (len(items), dim)."""
+        ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
 class VectorIndex(Protocol):
     """Approximate (or exact) inner-product search over labelled vectors. Thread-safe."""
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ._errors import ConfigError
+from ._ports import MediaEmbedder
 
 SynthesisMode = Literal["off", "auto", "always"]
 _MODES = ("off", "auto", "always")
@@ -59,6 +60,13 @@ class Settings:
     embed_keep_warm_ms: float = 50.0  # tiny inference this often while recently active; 0 = off
     embed_keep_warm_for_s: float = 10.0  # ... for this long after the last real embedding
     embed_device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto" (adapters/embedders/_device.py)
+    # media (docs/multimodal.md): images and audio are always keyed exactly by their bytes;
+    # an embedder per modality adds the semantic media tier
+    image_embedder: str | MediaEmbedder | None = None  # "clip", a registered name, or an object
+    image_model_dir: Path | None = None
+    audio_embedder: str | MediaEmbedder | None = None  # "whisper", a registered name, or an object
+    audio_model_dir: Path | None = None
+    media_similarity_threshold: float = 0.95
     # pipeline
     queue_size: int = 256
     persist_batch: int = 128
@@ -77,6 +85,8 @@ class Settings:
             raise ConfigError(f"synthesis_mode must be one of {', '.join(_MODES)}")
         if self.synthesis_timeout_s <= 0 or self.synthesis_max_tokens < 1 or self.synthesis_top_k < 1:
             raise ConfigError("synthesis_timeout_s, synthesis_max_tokens and synthesis_top_k must be > 0")
+        if not 0.0 < self.media_similarity_threshold <= 1.0:
+            raise ConfigError("media_similarity_threshold must be in (0, 1]")
         if self.cache_ttl <= 0:
             raise ConfigError("cache_ttl must be positive (seconds)")
         if self.max_entries < 1:
@@ -106,8 +116,9 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "cache_dir" in values:
             values["cache_dir"] = Path(values["cache_dir"]).expanduser()
-        if values.get("model_dir") is not None:
-            values["model_dir"] = Path(values["model_dir"]).expanduser()
+        for name in ("model_dir", "image_model_dir", "audio_model_dir"):
+            if values.get(name) is not None:
+                values[name] = Path(values[name]).expanduser()
         unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:
             raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")

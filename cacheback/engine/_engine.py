@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -113,6 +114,8 @@ class AsyncEngine:
         self._loop_token: Any = None
         self._loop_thread = 0
         self.opened_in_s = 0.0
+        # Extra sections of get_stats() the surfaces add (the media embedders), by name.
+        self.describers: dict[str, Callable[[], Any]] = {}
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -605,6 +608,8 @@ class AsyncEngine:
             "max_entries": self.settings.max_entries,
             "guard_enabled": self.settings.guard_enabled,
         }
+        for section, describe in self.describers.items():
+            out[section] = describe()
         return out
 
     def queue_depths(self) -> dict[str, int]:

@@ -22,6 +22,7 @@ from ...core._ports import LLM, Embedder, Store
 from ...core._settings import Settings
 from ...core._types import LookupRequest, Tier
 from ...engine._engine import AsyncEngine
+from ..embedders._media_tier import MediaTier
 from ..providers import Codec, RequestKey, StreamAccumulator, mark
 from ..providers._common import no_request
 from ._stream_check import checked
@@ -103,6 +104,9 @@ class ClientCache:
         self.settings = settings
         self.options = options
         self.engine = AsyncEngine(settings, store=store, embedder=embedder, llm=llm)
+        # Near-identical images and clips keyed alike (when an embedder is configured).
+        self.media = MediaTier(settings)
+        self.engine.describers["embedders"] = lambda: self.media.embedders(self.engine.embedder)
         # What builds this engine again: a forked child needs its own (see _shells.py).
         self.engine_args: dict[str, Any] = {"embedder": embedder, "store": store, "llm": llm}
         self.unavailable: str | None = None
@@ -296,6 +300,8 @@ class ClientCache:
         if engine is None or prep.request is None:
             return None
         try:
+            if prep.key is not None and prep.request.cacheable and self.media.enabled:
+                prep.request.scope = (await self.media.resolve(prep.key)).scope
             return await engine.run(prep.request, call)
         except CachebackError as exc:
             log.warning("cache failed; passing the request through", error=repr(exc))

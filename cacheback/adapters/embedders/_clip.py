@@ -146,6 +146,10 @@ class ClipImageEmbedder:
             out[start : start + len(chunk)] = encoder.run({encoder.inputs[0]: pixels}, len(chunk))
         return out
 
+    def embed_media(self, items: Sequence[bytes]) -> Vector:
+        """The MediaEmbedder protocol: encoded image files → image embeddings."""
+        return self.embed_images(list(items))
+
     def preprocess(self, images: Sequence[ImageInput]) -> NDArray[np.float32]:
         """CLIP preprocessing: RGB, shortest side to S (bicubic), centre crop, normalise."""
         if not images:
@@ -182,7 +186,7 @@ class ClipImageEmbedder:
             return encoder
         with self._lock:
             if self._image is None:
-                session = _checked_session(self._image_model, self._intra_op_threads)
+                session = checked_session(self._image_model, self._intra_op_threads)
                 inputs = session.get_inputs()
                 names = [node.name for node in inputs]
                 first = "pixel_values" if "pixel_values" in names else names[0]
@@ -210,7 +214,7 @@ class ClipImageEmbedder:
         dim = self._load_image().dim
         with self._lock:
             if self._text is None or self._tokenizer is None:
-                session = _checked_session(self._text_model, self._intra_op_threads)
+                session = checked_session(self._text_model, self._intra_op_threads)
                 types: dict[str, type[np.signedinteger[Any]]] = {}
                 static_length: int | None = None
                 for node in session.get_inputs():
@@ -259,7 +263,7 @@ class _Encoder:
         return l2_normalise(result)
 
 
-def _checked_session(model: Path, intra_op_threads: int) -> Any:
+def checked_session(model: Path, intra_op_threads: int) -> Any:
     if not model.is_file():
         raise ModelNotFound(f"model file {model} has gone missing")
     expected = read_checksum_file(model.with_name(model.name + ".sha256"))

@@ -1,6 +1,7 @@
 """Embedder factories by name, imported only when first used.
 
-Built in: ``minilm`` (text, the default) and ``clip`` (images). Anything else can
+Built in: ``minilm`` (text, the default), ``clip`` (images) and ``whisper`` (audio).
+Anything else can
 be registered: ``register("mine", MyEmbedder)`` or, to keep the import lazy,
 ``register("mine", "my_package.embed:MyEmbedder")``.
 """
@@ -15,18 +16,19 @@ from typing import Any
 
 from cacheback._logging import get_logger
 from cacheback.core._errors import ConfigError, EmbedderError
-from cacheback.core._ports import Embedder
+from cacheback.core._ports import Embedder, MediaEmbedder
 
 __all__ = [
     "EmbedderFactory",
     "available",
     "create",
+    "create_media",
     "load_default_embedder",
     "register",
     "unregister",
 ]
 
-EmbedderFactory = Callable[..., Embedder]
+EmbedderFactory = Callable[..., Embedder]  # media embedders register the same way (embed_media)
 
 _log = get_logger("cacheback.embedder")
 _lock = threading.Lock()
@@ -34,6 +36,7 @@ _lock = threading.Lock()
 _factories: dict[str, EmbedderFactory | str] = {
     "minilm": "cacheback.adapters.embedders._minilm:MiniLMEmbedder",
     "clip": "cacheback.adapters.embedders._clip:ClipImageEmbedder",
+    "whisper": "cacheback.adapters.embedders._whisper:WhisperAudioEmbedder",
 }
 
 
@@ -66,6 +69,14 @@ def create(name: str, **kwargs: Any) -> Embedder:
     embedder = factory(**kwargs)
     if not isinstance(embedder, Embedder):
         raise ConfigError(f"the factory of embedder {name!r} did not return an Embedder")
+    return embedder
+
+
+def create_media(name: str, **kwargs: Any) -> MediaEmbedder:
+    """Build the image or audio embedder registered as ``name`` with ``kwargs``."""
+    embedder: object = _resolve(name)(**kwargs)
+    if not isinstance(embedder, MediaEmbedder):
+        raise ConfigError(f"the factory of embedder {name!r} did not return a MediaEmbedder (embed_media)")
     return embedder
 
 

@@ -44,8 +44,9 @@ class MediaPart:
         return self.data is not None
 
     def key(self) -> dict[str, Any]:
-        """What the scope holds for this part: never the bytes themselves."""
-        return {"$media": self.kind, "id": self.digest, **dict(self.attrs)}
+        """What the scope document holds for this part (its id is folded in after, so the
+        media tier can key a near-identical part as the one it matched)."""
+        return {"$media": self.kind, **dict(self.attrs)}
 
 
 def _bytes_digest(data: bytes) -> str:

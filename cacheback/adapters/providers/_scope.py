@@ -34,8 +34,8 @@ conversation itself: ``messages`` / ``input``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cacheback.core._types import LookupRequest
@@ -91,9 +91,23 @@ class RequestKey:
     stream_usage: bool = False  # chat: stream_options.include_usage was requested
     media: tuple[MediaPart, ...] = ()
 
+    scope_base: str = ""  # the digest of everything in the scope but the media ids
+
     @property
     def modality(self) -> str:
         return modality(self.media)
+
+    def with_media_ids(self, ids: Sequence[str]) -> RequestKey:
+        """This key with its media keyed by ``ids`` (one per part, in order) instead of
+        their own digests: a near-identical picture found by the media tier is keyed as
+        the one it matched."""
+        if len(ids) != len(self.media):
+            raise ValueError("one id per media part")
+        if not self.media or not self.cacheable:
+            return self
+        return replace(
+            self, scope=media_scope(f"{self.provider}.{self.api}:{self.model}", self.scope_base, ids)
+        )
 
     def lookup_request(self, namespace: str | None = None, **overrides: Any) -> LookupRequest:
         """The engine request for this key (``overrides`` set any other field)."""
@@ -153,12 +167,14 @@ class Builder:
             "beta": self.beta,
             "turns": turns,
         }
+        media = tuple(media)
+        prefix = f"{self.provider}.{self.api}:{self.model}"
         try:
-            scope = f"{self.provider}.{self.api}:{self.model}:{digest(canonical_json(doc))}"
+            base = digest(canonical_json(doc))
         except (Unkeyable, ValueError) as exc:
             self.block(f"unkeyable request: {exc}")
-            scope = f"{self.provider}.{self.api}:{self.model}:-"
-        media = tuple(media)
+            base = "-"
+        scope = media_scope(prefix, base, [m.digest for m in media])
         if self.blocked is None and not query.strip() and not self.exact_reasons:
             if media:  # an image or clip alone: the whole request must repeat
                 self.exact("no text next to the media")
@@ -183,7 +199,16 @@ class Builder:
             stream=self.stream,
             stream_usage=stream_usage,
             media=media,
+            scope_base=base,
         )
+
+
+def media_scope(prefix: str, base: str, ids: Sequence[str]) -> str:
+    """The scope: ``prefix`` and the digest of the rest, with the media ids folded in (a
+    question without media keeps the scope it always had)."""
+    if not ids:
+        return f"{prefix}:{base}"
+    return f"{prefix}:{digest(base + '|' + '|'.join(ids))}"
 
 
 def unkeyable(provider: str, api: str, params: Mapping[str, Any], exc: Exception) -> RequestKey:

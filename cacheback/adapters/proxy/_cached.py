@@ -56,6 +56,9 @@ async def _serve(proxy: Proxy, request: Request, api: Api) -> tuple[Response, st
             raise ProxyError(400, f"{message} ({type(exc).__name__}).", code="invalid_request") from None
     except ProxyError as err:
         return proxy.error(api.provider, err), ERROR_TIER
+    if lookup.cacheable and proxy.media.enabled:
+        # Near-identical images and clips keyed alike (off the loop; exact keys otherwise).
+        lookup.scope = (await proxy.media.resolve(key)).scope
     call = Call(
         api=api,
         body=body,

@@ -118,6 +118,7 @@ async def _health(proxy: Proxy, request: Request) -> Response:
     }
     if engine is not None:
         body["embedder"] = engine.embedder.name if engine.embedder is not None else None
+        body["embedders"] = proxy.media.embedders(engine.embedder)
         body["store"] = type(engine.store).__name__ if engine.store is not None else None
     return response(200 if ready else 503, dumps(body))
 

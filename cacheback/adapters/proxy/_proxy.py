@@ -18,6 +18,7 @@ from cacheback._logging import get_logger
 from ...core._errors import CachebackError
 from ...core._ports import LLM, Embedder, Store
 from ...engine._engine import AsyncEngine
+from ..embedders._media_tier import MediaTier
 from ._auth import Authenticator
 from ._config import ProxyConfig
 from ._errors import Provider, ProxyError, redact
@@ -55,6 +56,7 @@ class Proxy:
         self.auth = Authenticator(config)
         self.metrics = Metrics()
         self.settings = config.settings()
+        self.media = MediaTier(self.settings)
         self._engine_arg = engine
         self._embedder = embedder
         self._llm = llm
@@ -99,6 +101,8 @@ class Proxy:
                 if llm is not None:
                     stack.push_async_callback(aclose_if_closable, llm)
                 engine = AsyncEngine(self.settings, store=self._store, embedder=self._embedder, llm=llm)
+            media = self.media
+            engine.describers["embedders"] = lambda: media.embedders(engine.embedder)
             if not engine.running:
                 # Exits before the upstream client closes: pending fills are flushed first.
                 await stack.enter_async_context(engine)
