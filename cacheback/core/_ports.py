@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 from ._types import CacheEntry, NegativeEntry, NewEntry, Vector
 
@@ -46,6 +46,12 @@ class MediaEmbedder(Protocol):
         ...
 
     def describe(self) -> dict[str, Any]: ...
+
+
+def is_media_embedder(obj: object) -> TypeGuard[MediaEmbedder]:
+    """Whether ``obj`` has the MediaEmbedder members, looked up on its type: ``isinstance``
+    would read ``dim``, and reading it loads many models."""
+    return all(hasattr(type(obj), member) for member in ("name", "dim", "embed_media", "describe"))
 
 
 @runtime_checkable

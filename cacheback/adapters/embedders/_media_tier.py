@@ -27,7 +27,7 @@ import numpy as np
 import structlog
 
 from cacheback.core._errors import CachebackError
-from cacheback.core._ports import Embedder, MediaEmbedder
+from cacheback.core._ports import Embedder, MediaEmbedder, is_media_embedder
 from cacheback.core._settings import Settings
 from cacheback.core._types import Vector
 
@@ -47,11 +47,12 @@ class _Slot:
 
     def __init__(self, kind: str, spec: MediaEmbedder | str | None, model_dir: Path | None, threads: int):
         self.kind, self.spec, self.model_dir, self.threads = kind, spec, model_dir, threads
-        self.instance: MediaEmbedder | None = spec if isinstance(spec, MediaEmbedder) else None
-        self.state = "off" if spec is None else "loaded" if self.instance is not None else "not loaded"
+        self.instance: MediaEmbedder | None = spec if is_media_embedder(spec) else None
+        # An object is used as given (it may load its model in embed_media, on the worker thread).
+        self.state = "off" if spec is None else "ready" if self.instance is not None else "not loaded"
         self.error: str | None = None
         self._lock = threading.Lock()
-        if spec is not None and not isinstance(spec, str | MediaEmbedder):
+        if spec is not None and not (isinstance(spec, str) or is_media_embedder(spec)):
             raise CachebackError(f"the {kind} embedder must be a name or a MediaEmbedder, not {spec!r}")
 
     @property
@@ -60,7 +61,7 @@ class _Slot:
 
     def get(self) -> MediaEmbedder | None:
         """The loaded embedder (blocking: call on a worker thread), or None if it cannot run."""
-        if self.instance is not None and self.state == "loaded":
+        if self.instance is not None and self.state in ("loaded", "ready"):
             return self.instance
         with self._lock:
             if self.state == "loaded" and self.instance is not None:
@@ -87,10 +88,14 @@ class _Slot:
         if self.spec is None:
             return out
         out["name"] = self.spec if isinstance(self.spec, str) else self.spec.name
-        if self.instance is not None and self.state == "loaded":
-            out["loaded"] = True
-            out["dim"] = self.instance.dim
-            out["detail"] = self.instance.describe()
+        if self.instance is not None and self.state in ("loaded", "ready"):
+            # Never read dim of a model that is not loaded: reading it would load it here.
+            detail = self.instance.describe()
+            out["loaded"] = bool(detail.get("loaded", True))
+            out["dim"] = (
+                detail.get("dim") if "dim" in detail else self.instance.dim if out["loaded"] else None
+            )
+            out["detail"] = detail
         if self.error:
             out["error"] = self.error
         return out

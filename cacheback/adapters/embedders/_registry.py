@@ -16,7 +16,7 @@ from typing import Any
 
 from cacheback._logging import get_logger
 from cacheback.core._errors import ConfigError, EmbedderError
-from cacheback.core._ports import Embedder, MediaEmbedder
+from cacheback.core._ports import Embedder, MediaEmbedder, is_media_embedder
 
 __all__ = [
     "EmbedderFactory",
@@ -75,7 +75,7 @@ def create(name: str, **kwargs: Any) -> Embedder:
 def create_media(name: str, **kwargs: Any) -> MediaEmbedder:
     """Build the image or audio embedder registered as ``name`` with ``kwargs``."""
     embedder: object = _resolve(name)(**kwargs)
-    if not isinstance(embedder, MediaEmbedder):
+    if not is_media_embedder(embedder):
         raise ConfigError(f"the factory of embedder {name!r} did not return a MediaEmbedder (embed_media)")
     return embedder
 
