@@ -6,7 +6,7 @@ as ``optimum-cli export onnx --model openai/whisper-base`` writes it (its
 ``encoder_model.onnx`` is accepted too). A clip is decoded (WAV, with the stdlib ``wave``
 module), mixed to mono, resampled to 16 kHz, padded or cut to 30 s and turned into
 Whisper's log-mel features (NumPy only); the vector is the encoder's output averaged over
-time, L2 normalised.
+the frames of the clip (not its padding), L2 normalised.
 """
 
 from __future__ import annotations
@@ -179,17 +179,26 @@ class WhisperAudioEmbedder:
         assert self._dim is not None
         if not items:
             return np.zeros((0, self._dim), dtype=np.float32)
-        batch = np.stack([self.features(bytes(item)) for item in items])
-        return self._run(self._session, batch)
+        clips = [decode_wav(bytes(item)) for item in items]
+        batch = np.stack([log_mel(clip, self._mels) for clip in clips])
+        # Average only the states over the clip itself, not over the silence padding it to 30 s
+        # (the encoder halves the frame rate: one state per 20 ms).
+        spans = [max(1, min(len(c), N_SAMPLES) // (2 * HOP)) for c in clips]
+        return self._run(self._session, batch, spans)
 
-    def _run(self, session: Any, batch: NDArray[np.float32]) -> Vector:
+    def _run(self, session: Any, batch: NDArray[np.float32], spans: Sequence[int] | None = None) -> Vector:
         try:
             states = np.asarray(session.run([self._output], {self._input: batch})[0], dtype=np.float32)
         except Exception as exc:  # onnxruntime's own error types
             raise EmbedderError(f"onnxruntime inference failed: {exc}") from exc
         if states.ndim != 3 or states.shape[0] != batch.shape[0]:
             raise EmbedderError(f"{self._output!r} has shape {states.shape}, expected (n, frames, d)")
-        return l2_normalise(states.mean(axis=1))
+        if spans is None:
+            return l2_normalise(states.mean(axis=1))
+        pooled = np.stack(
+            [row[: max(1, min(span, len(row)))].mean(axis=0) for row, span in zip(states, spans, strict=True)]
+        )
+        return l2_normalise(pooled)
 
     def describe(self) -> dict[str, Any]:
         return {
