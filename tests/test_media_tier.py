@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from _client_helpers import openai_args
 from _media_helpers import png, wav
-from _proxy_helpers import RunningProxy, proxy_config, running_proxy
+from _proxy_helpers import LoopWatch, RunningProxy, proxy_config, running_proxy
 from _tiny_media_models import build_whisper_encoder
 from fake_provider import FakeProvider
 from test_embedder_clip import build_image_model
@@ -180,3 +180,23 @@ def test_bring_your_own_embedder_in_the_proxy(byo_proxy: RunningProxy, fake: Fak
     with byo_proxy.http() as http:
         stats = http.get("/v1/cache/stats").json()["embedders"]
     assert stats["image"]["loaded"] is True and stats["image"]["dim"] == 3
+
+
+def test_the_media_tier_never_blocks_the_proxy_loop(
+    fake: FakeProvider, cache_dir: Path, embedder: Any, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CACHEBACK_IMAGE_EMBEDDER", "clip")
+    monkeypatch.setenv("CACHEBACK_IMAGE_MODEL_DIR", str(model_dir))
+    watch = LoopWatch()
+    with running_proxy(proxy_config(fake, cache_dir), embedder, watch=watch) as px:
+        watch.armed = True
+        with px.openai() as sdk:
+            chat = sdk.chat.completions.with_raw_response
+            chat.create(model="gpt-4o", messages=image_question(RED))  # loads CLIP, writes the key file
+            time.sleep(0.25)
+            copy = chat.create(model="gpt-4o", messages=image_question(reencoded(RED)))
+            assert copy.headers["x-cacheback-hit"] == "true"
+        with px.http() as http:
+            assert http.get("/health").json()["embedders"]["image"]["loaded"] is True
+        watch.armed = False
+    assert watch.calls == []
