@@ -3,6 +3,8 @@ through the proxy, in front of the fake provider."""
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,10 +13,10 @@ from typing import Any
 import pytest
 from _client_helpers import anthropic_args, openai_args
 from _media_helpers import b64, data_url, png, wav
-from _proxy_helpers import RunningProxy, proxy_config, running_proxy
+from _proxy_helpers import LoopWatch, RunningProxy, proxy_config, running_proxy
 from fake_provider import FakeProvider
 
-from cacheback import CachedAnthropic, CachedOpenAI
+from cacheback import AsyncCachedOpenAI, CachedAnthropic, CachedOpenAI
 
 RED = png((200, 30, 30))
 BLUE = png((30, 30, 200))
@@ -181,3 +183,61 @@ def test_proxy_anthropic_and_responses_images(proxy: RunningProxy, fake: FakePro
         two = ask(model="gpt-4o", input=[{"role": "user", "content": content}])
     assert one.headers["x-cacheback-hit"] == "false" and two.headers["x-cacheback-hit"] == "true"
     assert fake.count("responses") == 1
+
+
+# --- large inline media are keyed off the event loop ------------------------------------------
+
+BIG = os.urandom(400 * 1024)  # not a real picture: bytes are all the exact tier reads
+_DECODING = {"a2b_base64", "openssl_sha256"}
+
+
+class DecodeWatch(LoopWatch):
+    """Records base64 decoding and hashing on the event-loop thread."""
+
+    def hook(self, frame: Any, event: str, arg: Any) -> None:
+        if self.armed and event == "c_call" and getattr(arg, "__name__", "") in _DECODING:
+            self.calls.append(arg.__name__)
+
+
+@pytest.mark.anyio
+async def test_async_client_keys_large_media_off_the_loop(
+    fake: FakeProvider, cache_dir: Path, embedder: Any
+) -> None:
+    watch = DecodeWatch()
+    async with AsyncCachedOpenAI(**openai_args(fake, cache_dir, embedder)) as client:
+        await client.chat.completions.create(model="gpt-4o", messages=image_question(PNG_SMALL))
+        sys.setprofile(watch.hook)
+        watch.armed = True
+        try:
+            first = await client.chat.completions.create(model="gpt-4o", messages=image_question(BIG))
+            await client.cache.flush()
+            again = await client.chat.completions.create(model="gpt-4o", messages=image_question(BIG))
+        finally:
+            sys.setprofile(None)
+    assert first.cacheback_hit is False and again.cacheback_hit is True  # type: ignore[attr-defined]
+    assert watch.calls == []
+
+
+def test_proxy_keys_large_media_off_the_loop(fake: FakeProvider, cache_dir: Path, embedder: Any) -> None:
+    watch = DecodeWatch()
+    with running_proxy(proxy_config(fake, cache_dir), embedder, watch=watch) as px, px.openai() as sdk:
+        chat = sdk.chat.completions.with_raw_response
+        chat.create(model="gpt-4o", messages=image_question(PNG_SMALL))
+        small_calls = len(watch.calls)
+        watch.armed = True
+        first = chat.create(model="gpt-4o", messages=image_question(BIG))
+        settle()
+        again = chat.create(model="gpt-4o", messages=image_question(BIG))
+        watch.armed = False
+    assert small_calls == 0 and first.headers["x-cacheback-hit"] == "false"
+    assert again.headers["x-cacheback-hit"] == "true"
+    assert watch.calls == []
+    # The watch does see decoding on the loop: a small picture is keyed there.
+    with running_proxy(proxy_config(fake, cache_dir), embedder, watch=watch) as px, px.openai() as sdk:
+        watch.armed = True
+        sdk.chat.completions.create(model="gpt-4o", messages=image_question(PNG_SMALL))
+        watch.armed = False
+    assert "a2b_base64" in watch.calls
+
+
+PNG_SMALL = png((10, 200, 10))

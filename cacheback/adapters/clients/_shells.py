@@ -14,13 +14,17 @@ import os
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
+
+import anyio
 
 from ..._portal import PortalRunner
 from ..._semantic_cache import AsyncSemanticCache, SemanticCache
 from ...core._errors import EngineClosed
 from ...core._types import Tier
 from ..providers import Codec
+from ..providers._media import OFFLOAD_CHARS, inline_media_chars
 from ._core import CONTROL_KWARG, ClientCache, Prepared
 
 _CLOSED = "the client is closed, and its cache with it"
@@ -163,7 +167,11 @@ class AsyncShell:
     ) -> Any:
         if self._closed:
             return await _auncached(kwargs, call, direct)
-        prep = self.cache.prepare(spec, kwargs, helper=direct is not None)
+        if inline_media_chars(kwargs) > OFFLOAD_CHARS:  # decoding and hashing it takes a while
+            prepare = partial(self.cache.prepare, spec, kwargs, helper=direct is not None)
+            prep = await anyio.to_thread.run_sync(prepare)
+        else:
+            prep = self.cache.prepare(spec, kwargs, helper=direct is not None)
         if prep.request is None:
             return self.cache.passthrough(await _adirect(prep, call, direct), prep)
         job = await self.cache.run(prep, self.cache.upstream_call(prep, call, blocking=False))

@@ -130,6 +130,33 @@ def anthropic_image(part: Mapping[str, Any]) -> MediaPart:
 
 MediaReader = Callable[[Mapping[str, Any]], MediaPart]
 
+# Inline media larger than this is keyed on a worker thread (decoding and hashing 10 MB of
+# base64 takes ~60 ms: too long for an event loop).
+OFFLOAD_CHARS = 256 * 1024
+
+
+def inline_media_chars(params: Mapping[str, Any]) -> int:
+    """About how many characters of inline media the last item of ``messages``/``input``
+    carries (cheap: it looks at that item's parts only)."""
+    items = params.get("messages", params.get("input"))
+    if not isinstance(items, list | tuple) or not items:
+        return 0
+    last = items[-1]
+    content = last.get("content") if isinstance(last, Mapping) else getattr(last, "content", None)
+    if not isinstance(content, list | tuple):
+        return 0
+    total = 0
+    for part in content:
+        if not isinstance(part, Mapping):
+            continue
+        for name in ("image_url", "input_audio", "source"):
+            inner = part.get(name)
+            if isinstance(inner, str):
+                total += len(inner)
+            elif isinstance(inner, Mapping):
+                total += sum(len(v) for k, v in inner.items() if k in ("url", "data") and isinstance(v, str))
+    return total
+
 
 def modality(media: tuple[MediaPart, ...] | list[MediaPart]) -> str:
     """``text``, ``image``, ``audio`` or ``image+audio``: what the question carries."""

@@ -5,8 +5,10 @@ a request is authenticated, parsed and keyed, run through the engine, and its ou
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
+import anyio
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,6 +21,7 @@ from ...core._job import Job
 from ...core._types import Tier
 from ..providers import Codec as Api
 from ..providers import RequestKey
+from ..providers._media import OFFLOAD_CHARS
 from ._auth import Caller
 from ._errors import ProxyError
 from ._handler import Call, upstream_call
@@ -47,7 +50,11 @@ async def _serve(proxy: Proxy, request: Request, api: Api) -> tuple[Response, st
         body = parse_body(raw, api)
         controls = parse_controls(headers)
         try:
-            key, lookup = _lookup(proxy, api, body, headers, caller, controls)
+            if len(raw) > OFFLOAD_CHARS:  # large inline media: decoding and hashing take a while
+                keyed = partial(_lookup, proxy, api, body, headers, caller, controls)
+                key, lookup = await anyio.to_thread.run_sync(keyed)
+            else:
+                key, lookup = _lookup(proxy, api, body, headers, caller, controls)
         except (TypeError, ValueError, RecursionError) as exc:
             # The key code reads every parameter: one it cannot read is the caller's input
             # (a type the checks above do not cover, e.g. inside extra_body), not our bug.
