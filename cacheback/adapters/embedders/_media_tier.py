@@ -24,8 +24,8 @@ from typing import Any
 
 import anyio
 import numpy as np
-import structlog
 
+from cacheback._logging import get_logger
 from cacheback.core._errors import CachebackError
 from cacheback.core._ports import Embedder, MediaEmbedder, is_media_embedder
 from cacheback.core._settings import Settings
@@ -39,7 +39,7 @@ __all__ = ["MEDIA_KINDS", "MediaTier"]
 MEDIA_KINDS = ("image", "audio")
 KEYS_FILE = "media_keys.sqlite"
 
-_log = structlog.get_logger("cacheback.media")
+_log = get_logger("cacheback.media")
 
 
 class _Slot:
