@@ -135,7 +135,8 @@ class MediaTier:
         dirs = {"image": settings.image_model_dir, "audio": settings.audio_model_dir}
         self.threshold = settings.media_similarity_threshold
         self.slots = {
-            kind: _Slot(kind, chosen.get(kind), dirs[kind], settings.intra_op_threads) for kind in MEDIA_KINDS
+            kind: _Slot(kind, chosen.get(kind) or None, dirs[kind], settings.intra_op_threads)
+            for kind in MEDIA_KINDS
         }
         self.path = path if path is not None else Path(settings.cache_dir) / KEYS_FILE
         self._lock = threading.Lock()
