@@ -79,26 +79,26 @@ class AsyncNegativeCache:
         metadata: dict[str, Any] | None = None,
     ) -> int:
         engine = await self._owner._engine_open()
-        return await engine.negative_add(
+        return await engine.blocklist.add(
             query, reason=reason, category=category, severity=severity, metadata=metadata
         )
 
     async def check(self, query: str) -> dict[str, Any] | None:
         engine = await self._owner._engine_open()
-        match = await engine.negative_check(query)
+        match = await engine.blocklist.check(query)
         return match.as_dict() if match is not None else None
 
     async def report_false_positive(self, entry_id: int) -> dict[str, Any]:
         engine = await self._owner._engine_open()
-        return await engine.negative_report_false_positive(entry_id)
+        return await engine.blocklist.report_false_positive(entry_id)
 
     async def list(self, category: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         engine = await self._owner._engine_open()
-        return [_neg_dict(e) for e in await engine.negative_list(category, limit)]
+        return [_neg_dict(e) for e in await engine.blocklist.list(category, limit)]
 
     async def remove(self, entry_id: int) -> bool:
         engine = await self._owner._engine_open()
-        return await engine.negative_remove(entry_id)
+        return await engine.blocklist.remove(entry_id)
 
 
 def _neg_dict(e: NegativeEntry) -> dict[str, Any]:
@@ -210,7 +210,7 @@ class AsyncSemanticCache:
 
     async def stats(self) -> dict[str, Any]:
         engine = await self._engine_open()
-        return await engine.get_stats()
+        return await engine.admin.stats()
 
     async def flush(self) -> None:
         """Wait until answers written behind so far are stored (visible to paraphrases)."""
@@ -219,19 +219,19 @@ class AsyncSemanticCache:
 
     async def evict_expired(self) -> int:
         engine = await self._engine_open()
-        return await engine.evict_expired()
+        return await engine.admin.evict_expired()
 
     async def clear(self, namespace: str | None = None) -> int:
         engine = await self._engine_open()
-        return await engine.clear(namespace)
+        return await engine.admin.clear(namespace)
 
     async def delete(self, entry_id: int) -> bool:
         engine = await self._engine_open()
-        return await engine.delete([entry_id]) > 0
+        return await engine.admin.delete([entry_id]) > 0
 
     async def report_wrong_hit(self, entry_id: int) -> bool:
         engine = await self._engine_open()
-        return await engine.report_wrong_hit(entry_id)
+        return await engine.admin.report_wrong_hit(entry_id)
 
 
 class NegativeCache:

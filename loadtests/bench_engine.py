@@ -120,7 +120,7 @@ def fill(path: str, n: int) -> None:
         for start in range(0, n, 5000):
             vecs = rng.standard_normal((5000, 384)).astype(np.float32)
             vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-            await store.put(
+            await store.entries.put(
                 [
                     NewEntry(
                         scope,

@@ -71,7 +71,7 @@ async def build(path: Path, n: int, dim: int, index: str) -> dict[str, float]:
         stop = min(n, start + BATCH)
         vecs = rng.standard_normal((stop - start, dim)).astype(np.float32)
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-        await store.put(
+        await store.entries.put(
             [
                 NewEntry(
                     scope_of(i),
@@ -121,7 +121,7 @@ async def cold(path: Path, n: int, dim: int, index: str, queries: int, ef: int) 
     hits = 0
     for source, scope, q in qs:
         t0 = time.perf_counter()
-        found = await store.search(scope, q, 5, time.time())
+        found = await store.entries.search(scope, q, 5, time.time())
         timings["big" if scope == BIG_SCOPE else "small"].append((time.perf_counter() - t0) * 1000)
         hits += bool(found) and found[0][0].id == source
     everything = timings["big"] + timings["small"]
@@ -135,7 +135,7 @@ async def cold(path: Path, n: int, dim: int, index: str, queries: int, ef: int) 
     for i in picks[:500]:
         text = f"question number {i} about topic {i % 977}"
         t0 = time.perf_counter()
-        await store.find_exact(scope_of(i), text_hash(text), time.time())
+        await store.entries.find_exact(scope_of(i), text_hash(text), time.time())
         exact.append((time.perf_counter() - t0) * 1000)
     out["find_exact_p50_ms"] = round(pct(exact, 0.5), 3)
     t0 = time.perf_counter()

@@ -147,25 +147,25 @@ async def main():
                 await store.open()
                 result = store.describe()
             elif op == "put":
-                result = await store.put([
+                result = await store.entries.put([
                     NewEntry(e["scope"], e["query"], e["query_hash"], e["answer"],
                              None if e["vector"] is None else np.array(e["vector"], np.float32),
                              e["created_at"], e["expires_at"])
                     for e in cmd["entries"]])
             elif op == "search":
-                hits = await store.search(cmd["scope"], np.array(cmd["vector"], np.float32),
+                hits = await store.entries.search(cmd["scope"], np.array(cmd["vector"], np.float32),
                                           cmd["k"], cmd["now"])
                 result = [[entry_out(e), s] for e, s in hits]
             elif op == "delete":
-                result = await store.delete(cmd["ids"])
+                result = await store.entries.delete(cmd["ids"])
             elif op == "clear":
-                result = await store.clear(cmd.get("prefix"))
+                result = await store.maintenance.clear(cmd.get("prefix"))
             elif op == "count":
-                result = await store.count()
+                result = await store.maintenance.count()
             elif op == "evict_expired":
-                result = await store.evict_expired(cmd["now"])
+                result = await store.maintenance.evict_expired(cmd["now"])
             elif op == "negative_search":
-                hits = await store.negative_search(np.array(cmd["vector"], np.float32), cmd["k"])
+                hits = await store.blocklist.search(np.array(cmd["vector"], np.float32), cmd["k"])
                 result = [[e.id, s] for e, s in hits]
             elif op == "describe":
                 result = store.describe()

@@ -91,7 +91,7 @@ async def test_remembered_paraphrase_hits_are_invalidated(
             assert await cache.report_wrong_hit(entry_id)
             expected = "miss"
         else:
-            await cache.engine.delete([entry_id])
+            await cache.engine.admin.delete([entry_id])
             expected = "miss"
         again = await cache.lookup_detailed(PARAPHRASE)
         assert again.tier == expected and again.answer is None

@@ -85,7 +85,7 @@ async def test_a_stream_is_stored_once_whole_and_never_when_closed_early(
         await cache.flush()
         stored = await cache.lookup_detailed("What is Rust?", scope="s")
         assert stored.tier == "exact" and stored.answer == "".join(PIECES)
-        entries = await engine.entries()
+        entries = await engine.admin.entries()
         assert entries[0].metadata["usage"] == USAGE  # the reader's usage, kept with the entry
 
         early = await engine.run(LookupRequest(query="What is Go?", scope="s"), streamed_call(sent))
@@ -112,7 +112,7 @@ async def test_identical_misses_share_one_call(cache_dir: Path, embedder: Any) -
         assert len(sent) == 1 and not cancelled
         assert sorted(bool(j.trace.get("coalesced")) for j in jobs) == [False, True, True]
         assert {j.answer.text for j in jobs} == {"Paris is the capital of France."}
-        assert (await engine.get_stats())["coalesced"] == 2
+        assert (await engine.admin.stats())["coalesced"] == 2
 
 
 async def test_a_call_nobody_waits_for_is_cancelled_and_closing_cancels_the_rest(

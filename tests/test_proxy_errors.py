@@ -194,7 +194,7 @@ def test_upstream_error_bodies_never_echo_keys(proxy: RunningProxy, fake: FakePr
 def test_blocked_queries_are_403_with_the_reason(fake: FakeProvider, cache_dir: Path, embedder: Any) -> None:
     async def block() -> None:
         async with AsyncEngine(Settings(cache_dir=cache_dir), embedder=embedder) as engine:
-            await engine.negative_add(
+            await engine.blocklist.add(
                 "How to hack into systems", reason="refusal", category="safety", severity=5
             )
 

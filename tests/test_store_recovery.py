@@ -33,7 +33,7 @@ INDEX_FILES = {"hnsw": "index.hnsw", "numpy": "index.npz"}
 async def populate(path: Path, kind: str, n: int = 30) -> tuple[list[int], np.ndarray]:
     v = unit(np.random.default_rng(11), n)
     async with opened(path, index=kind) as store:
-        ids = await store.put([entry("s", f"q{i}", v[i]) for i in range(n)])
+        ids = await store.entries.put([entry("s", f"q{i}", v[i]) for i in range(n)])
     return ids, v
 
 
@@ -52,9 +52,9 @@ async def test_garbage_database_is_moved_aside(tmp_path: Path) -> None:
     v = unit(np.random.default_rng(1), 2)
     with capture_logs() as logs:
         async with opened(tmp_path) as store:
-            [eid] = await store.put([entry("s", "q", v[0])])
-            assert (await store.search("s", v[0], 1, NOW))[0][0].id == eid
-            assert (await store.find_exact("s", entry("s", "q", None).query_hash, NOW)) is not None
+            [eid] = await store.entries.put([entry("s", "q", v[0])])
+            assert (await store.entries.search("s", v[0], 1, NOW))[0][0].id == eid
+            assert (await store.entries.find_exact("s", entry("s", "q", None).query_hash, NOW)) is not None
     [kept] = aside(tmp_path, "cache.db")
     assert kept.read_bytes() == garbage  # kept byte for byte, never deleted
     assert aside(tmp_path, "cache.db-wal")[0].read_bytes() == b"junk wal"
@@ -74,9 +74,9 @@ async def test_database_with_a_valid_header_but_damaged_pages(tmp_path: Path) ->
     v = unit(np.random.default_rng(4), 1)
     with capture_logs() as logs:
         async with opened(tmp_path, exact_scan_limit=0) as store:
-            assert await store.count() == 0  # a fresh start
-            [eid] = await store.put([entry("s", "q", v[0])])
-            assert [e.id for e, _ in await store.search("s", v[0], 3, NOW)] == [eid]
+            assert await store.maintenance.count() == 0  # a fresh start
+            [eid] = await store.entries.put([entry("s", "q", v[0])])
+            assert [e.id for e, _ in await store.entries.search("s", v[0], 3, NOW)] == [eid]
     assert aside(tmp_path, "cache.db")[0].read_bytes() == bad
     assert events(logs, "store.database_corrupt")
 
@@ -85,7 +85,7 @@ async def test_empty_database_file_is_fine(tmp_path: Path) -> None:
     (tmp_path / "cache.db").write_bytes(b"")  # a zero-byte file is a valid empty database
     with capture_logs() as logs:
         async with opened(tmp_path) as store:
-            assert await store.count() == 0
+            assert await store.maintenance.count() == 0
     assert not events(logs, "store.database_corrupt")
 
 
@@ -107,7 +107,7 @@ async def test_corrupt_index_is_moved_aside_and_rebuilt(tmp_path: Path, kind: st
         async with opened(tmp_path, index=kind, exact_scan_limit=0) as store:
             assert store.describe()["index_size"] == 30
             for i in (0, 17, 29):
-                assert (await store.search("s", v[i], 1, NOW))[0][0].id == ids[i]
+                assert (await store.entries.search("s", v[i], 1, NOW))[0][0].id == ids[i]
     [kept] = aside(tmp_path, path.name)
     assert kept.read_bytes() == bad
     assert aside(tmp_path, "index.meta.json")  # its metadata went with it
@@ -116,7 +116,7 @@ async def test_corrupt_index_is_moved_aside_and_rebuilt(tmp_path: Path, kind: st
     # The rebuilt index was saved: the next open loads it.
     with capture_logs() as logs:
         async with opened(tmp_path, index=kind, exact_scan_limit=0) as store:
-            assert (await store.search("s", v[3], 1, NOW))[0][0].id == ids[3]
+            assert (await store.entries.search("s", v[3], 1, NOW))[0][0].id == ids[3]
     assert not events(logs, "store.index_rebuilt")
 
 
@@ -125,7 +125,7 @@ async def test_garbage_metadata_is_moved_aside(tmp_path: Path) -> None:
     (tmp_path / "index.meta.json").write_bytes(b"{not json")
     with capture_logs() as logs:
         async with opened(tmp_path, exact_scan_limit=0) as store:
-            assert (await store.search("s", v[4], 1, NOW))[0][0].id == ids[4]
+            assert (await store.entries.search("s", v[4], 1, NOW))[0][0].id == ids[4]
     assert aside(tmp_path, "index.meta.json")[0].read_bytes() == b"{not json"
     assert aside(tmp_path, "index.hnsw")  # the files it described are not trusted either
     assert events(logs, "store.index_corrupt")
@@ -136,7 +136,7 @@ async def test_missing_index_files_rebuild_without_quarantine(tmp_path: Path) ->
     (tmp_path / "index.hnsw.labels.npy").unlink()
     with capture_logs() as logs:
         async with opened(tmp_path, exact_scan_limit=0) as store:
-            assert (await store.search("s", v[8], 1, NOW))[0][0].id == ids[8]
+            assert (await store.entries.search("s", v[8], 1, NOW))[0][0].id == ids[8]
     assert [e["reason"] for e in events(logs, "store.index_rebuild")] == ["missing"]
     assert not corrupt_files(tmp_path)
 
@@ -149,7 +149,7 @@ async def test_index_of_another_dimension_is_rebuilt(tmp_path: Path) -> None:
     meta_path.write_text(json.dumps(meta))
     with capture_logs() as logs:
         async with opened(tmp_path, exact_scan_limit=0) as store:
-            assert (await store.search("s", v[2], 1, NOW))[0][0].id == ids[2]
+            assert (await store.entries.search("s", v[2], 1, NOW))[0][0].id == ids[2]
     assert [e["reason"] for e in events(logs, "store.index_rebuild")] == ["stale"]
     assert json.loads(meta_path.read_text())["dim"] == DIM
 
@@ -162,9 +162,9 @@ async def test_index_of_a_replaced_database_is_not_reused(tmp_path: Path) -> Non
     v = unit(np.random.default_rng(2), 1)
     async with opened(tmp_path, exact_scan_limit=0) as store:
         assert store.describe()["index_size"] == 0
-        assert await store.search("s", v[0], 5, NOW) == []
-        [eid] = await store.put([entry("s", "new", v[0])])
-        assert [e.id for e, _ in await store.search("s", v[0], 5, NOW)] == [eid]
+        assert await store.entries.search("s", v[0], 5, NOW) == []
+        [eid] = await store.entries.put([entry("s", "new", v[0])])
+        assert [e.id for e, _ in await store.entries.search("s", v[0], 5, NOW)] == [eid]
 
 
 async def test_database_dimension_mismatch_is_a_config_error(tmp_path: Path) -> None:
@@ -188,7 +188,7 @@ async def test_index_out_of_step_with_the_database_is_rebuilt(tmp_path: Path) ->
     )
     with capture_logs() as logs:
         async with opened(tmp_path, exact_scan_limit=0) as store:
-            assert (await store.search("s", -v[0], 1, NOW))[0][0].query == "sneaky"
+            assert (await store.entries.search("s", -v[0], 1, NOW))[0][0].query == "sneaky"
     assert events(logs, "store.index_mismatch")
     names = {r[0] for r in raw_sql(db, "SELECT name FROM sqlite_master WHERE type = 'trigger'")}
     assert "entries_log_add" in names  # the schema repaired itself on open
@@ -226,7 +226,7 @@ async def test_a_locked_database_at_open_is_retried_not_quarantined(
 
     monkeypatch.setattr(Database, "open", flaky_open)
     async with opened(tmp_path) as store:
-        assert (await store.search("s", v[0], 1, NOW))[0][0].id == ids[0]
+        assert (await store.entries.search("s", v[0], 1, NOW))[0][0].id == ids[0]
     assert failures == [] and aside(tmp_path, "cache.db") == []
     assert is_busy(sqlite3.OperationalError("database table is locked"))
     assert not is_busy(sqlite3.DatabaseError("database disk image is malformed"))

@@ -127,7 +127,7 @@ def cheap_says(fake: FakeProvider, reply: Reply) -> None:
 async def wait_for_entries(engine: AsyncEngine, n: int) -> None:
     """The persister writes behind: poll until the store holds ``n`` entries."""
     for _ in range(250):
-        if (await engine.get_stats())["entries"] >= n:
+        if (await engine.admin.stats())["entries"] >= n:
             return
         await anyio.sleep(0.02)
     raise AssertionError(f"the store never reached {n} entries")
@@ -284,7 +284,7 @@ async def test_failed_synthesis_falls_through_with_one_upstream_call(
         assert job.trace["synthesis"] == EXPECTED_EVENT[kind]
         assert handler.synth_usage is None  # the caller never saw the cheap model's reply
         assert time.perf_counter() - t0 < 5
-        stats = await env.engine.get_stats()
+        stats = await env.engine.admin.stats()
         assert stats["synthesis"]["attempts"] == {EXPECTED_EVENT[kind]: 1}
         assert stats["cost"]["synthesis"]["llm_calls"] == 1  # a failed attempt still counts
         assert stats["cost"]["upstream"]["llm_calls"] == 1
@@ -318,7 +318,7 @@ async def test_streaming_synthesis_yields_deltas_as_the_model_produces_them(
         assert arrivals[-1][0] - arrivals[1][0] > 0.12 * (words - 4)
         assert env.calls(UPSTREAM) == 0
         assert handler.synth_usage is not None and handler.synth_usage["output_tokens"] == words
-        stats = await env.engine.get_stats()
+        stats = await env.engine.admin.stats()
         assert stats["cost"]["synthesis"]["output_tokens"] == words
         assert stats["synthesis"]["attempts"] == {"streamed": 1}
 
@@ -345,7 +345,7 @@ async def test_abandoned_synthesis_stream_is_closed_and_accounted(
         stream = reply_of(job)[1]
         await stream.__anext__()
         await stream.aclose()
-        stats = await env.engine.get_stats()
+        stats = await env.engine.admin.stats()
         assert stats["cost"]["synthesis"]["llm_calls"] == 1
 
 
@@ -359,7 +359,7 @@ async def test_truncated_stream_after_hand_over_is_not_stored(
         assert job.outcome is not None and job.outcome.tier is Tier.SYNTHESIS
         assert "".join([p async for p in reply_of(job)[1]]) == SYNTH_TEXT
         await anyio.sleep(0.3)
-        assert (await env.engine.get_stats())["entries"] == 2
+        assert (await env.engine.admin.stats())["entries"] == 2
 
 
 def test_decline_marker_rules() -> None:
@@ -390,7 +390,7 @@ async def test_synthesized_answers_are_not_stored_by_default(
             job, _ = await env.ask("Explain photosynthesis")
             assert job.outcome is not None and job.outcome.tier is Tier.SYNTHESIS
         await anyio.sleep(0.2)
-        assert (await env.engine.get_stats())["entries"] == 2
+        assert (await env.engine.admin.stats())["entries"] == 2
         assert env.calls(CHEAP) == 2
 
 
@@ -425,7 +425,7 @@ async def test_stats_count_tokens_and_money_per_tier(
         up_job, up = await env.ask("What is photosynthesis?")  # empty cache: upstream
         assert up_job.outcome is not None and up_job.outcome.tier is Tier.UPSTREAM
         await wait_for_entries(env.engine, 1)
-        entry = (await env.engine.entries())[0]
+        entry = (await env.engine.admin.entries())[0]
         assert entry.metadata["usage"] == up.upstream_usage
         assert up.upstream_usage["model"] == UPSTREAM and up.upstream_usage["input_tokens"] > 0
 
@@ -437,7 +437,7 @@ async def test_stats_count_tokens_and_money_per_tier(
         su = handler.synth_usage
         assert su is not None
 
-        stats = await env.engine.get_stats()
+        stats = await env.engine.admin.stats()
     cost, savings = stats["cost"], stats["savings"]
     up_usd = prices.cost(UPSTREAM, up.upstream_usage["input_tokens"], up.upstream_usage["output_tokens"])
     syn_usd = prices.cost(CHEAP, su["input_tokens"], su["output_tokens"])
@@ -475,7 +475,7 @@ async def test_price_overrides_from_settings_and_file(
 ) -> None:
     async with running(cache_dir, embedder, fake, prices={"gpt-4o": {"input": 1000.0, "output": 0.0}}) as env:
         _, up = await env.ask("What is the boiling point of water?")
-        stats = await env.engine.get_stats()
+        stats = await env.engine.admin.stats()
     expected = up.upstream_usage["input_tokens"] * 1000.0 / 1e6
     assert stats["cost"]["upstream"]["spent_usd"] == pytest.approx(expected)
 
@@ -510,7 +510,7 @@ async def test_engine_builds_the_default_llm_from_settings(
     async with AsyncEngine(Settings(cache_dir=cache_dir, synthesis_mode="auto"), embedder=embedder) as engine:
         assert isinstance(engine.llm, OpenAICompatibleLLM)
         assert engine.llm.base_url == "https://openrouter.ai/api/v1"
-        stats = await engine.get_stats()
+        stats = await engine.admin.stats()
         assert stats["synthesis"]["llm"]["model"] == "google/gemini-2.5-flash-lite"
     assert engine.llm is None  # built by the engine, closed with it
 
@@ -546,7 +546,7 @@ async def test_synthesis_never_blocks_the_event_loop(
         streamed, _ = await env.ask("Explain photosynthesis", streaming=True)
         assert "".join([p async for p in reply_of(streamed)[1]]) == SYNTH_TEXT
         await env.ask("What is the boiling point of water?")
-        await env.engine.get_stats()
+        await env.engine.admin.stats()
         blocking_detector.uninstall()
     assert job.outcome is not None and job.outcome.tier is Tier.SYNTHESIS
     assert blocking_detector.calls == []

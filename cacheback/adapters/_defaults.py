@@ -36,7 +36,7 @@ def load_embedder(settings: Settings) -> Embedder | None:
 def default_store(settings: Settings, dim: int) -> Store:
     from .storage import EmbeddedStore
 
-    settings.cache_dir.mkdir(parents=True, exist_ok=True)
+    # The directory is made when the store opens: a failure there degrades, never raises here.
     return EmbeddedStore(settings.cache_dir, dim, max_entries=settings.max_entries, index=settings.index)
 
 

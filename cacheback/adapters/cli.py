@@ -53,7 +53,7 @@ def _print(obj: Any) -> None:
 
 async def _stats(args: argparse.Namespace) -> int:
     async with _engine(args, embedder=False) as engine:
-        stats = await engine.get_stats()
+        stats = await engine.admin.stats()
     if args.json:
         _print(stats)
         return 0
@@ -91,7 +91,7 @@ def _print_cost(cost: dict[str, dict[str, Any]], savings: dict[str, float]) -> N
 
 async def _entries(args: argparse.Namespace) -> int:
     async with _engine(args, embedder=False) as engine:
-        rows = await engine.entries(limit=args.limit, offset=args.offset)
+        rows = await engine.admin.entries(limit=args.limit, offset=args.offset)
     now = time.time()
     for e in rows:
         left = max(0.0, e.expires_at - now)
@@ -131,7 +131,7 @@ async def _lookup(args: argparse.Namespace) -> int:
 
 async def _report_wrong_hit(args: argparse.Namespace) -> int:
     async with _engine(args, embedder=False) as engine:
-        removed = await engine.report_wrong_hit(args.entry_id)
+        removed = await engine.admin.report_wrong_hit(args.entry_id)
     if not removed:
         print(f"no entry {args.entry_id}", file=sys.stderr)
         return 1
@@ -141,7 +141,7 @@ async def _report_wrong_hit(args: argparse.Namespace) -> int:
 
 async def _evict(args: argparse.Namespace) -> int:
     async with _engine(args, embedder=False) as engine:
-        n = await engine.evict_expired()
+        n = await engine.admin.evict_expired()
     print(f"evicted {n} expired entries")
     return 0
 
@@ -151,7 +151,7 @@ async def _clear(args: argparse.Namespace) -> int:
         print("refusing to clear without --yes", file=sys.stderr)
         return 2
     async with _engine(args, embedder=False) as engine:
-        n = await engine.clear(args.namespace)
+        n = await engine.admin.clear(args.namespace)
     print(f"removed {n} entries")
     return 0
 
@@ -159,23 +159,23 @@ async def _clear(args: argparse.Namespace) -> int:
 async def _negative(args: argparse.Namespace) -> int:
     async with _engine(args, embedder=args.neg_cmd in ("add", "check")) as engine:
         if args.neg_cmd == "add":
-            entry_id = await engine.negative_add(
+            entry_id = await engine.blocklist.add(
                 args.query, reason=args.reason, category=args.category, severity=args.severity
             )
             print(f"added negative entry {entry_id}")
             return 0
         if args.neg_cmd == "list":
-            for e in await engine.negative_list(args.category, args.limit):
+            for e in await engine.blocklist.list(args.category, args.limit):
                 print(
                     f"{e.id:>6}  [{e.category}] sev={e.severity} fp={e.false_positives}  "
                     f"{e.query!r}  ({e.reason})"
                 )
             return 0
         if args.neg_cmd == "remove":
-            ok = await engine.negative_remove(args.entry_id)
+            ok = await engine.blocklist.remove(args.entry_id)
             print("removed" if ok else f"no negative entry {args.entry_id}")
             return 0 if ok else 1
-        match = await engine.negative_check(args.query)
+        match = await engine.blocklist.check(args.query)
         if match is None:
             print("not blocked")
             return 1
@@ -199,13 +199,12 @@ def _record(e: Any) -> dict[str, Any]:
 
 async def _export(args: argparse.Namespace) -> int:
     async with _engine(args, embedder=False) as engine:
-        assert engine.store is not None
-        total = await engine.store.count()
+        total = await engine.admin.count()
         out = None if args.file == "-" else await anyio.open_file(args.file, "w", encoding="utf-8")
         done = 0
         try:
             while True:
-                rows = await engine.entries(limit=1000, offset=done)
+                rows = await engine.admin.entries(limit=1000, offset=done)
                 if not rows:
                     break
                 text = "".join(json.dumps(_record(e), ensure_ascii=False) + "\n" for e in rows)
@@ -309,7 +308,7 @@ async def _import(args: argparse.Namespace) -> int:
                     )
                 )
             if entries:
-                await engine.store.put(entries)
+                await engine.store.entries.put(entries)
             done += len(chunk)
             _progress(done, len(records), sys.stderr, "import")
     print(f"imported {done} records", file=sys.stderr)

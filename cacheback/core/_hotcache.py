@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from ._pending import PendingEntry
 from ._types import CacheEntry, LookupRequest, Tier
 
 _Key = tuple[str, str]  # (scope, query hash)
@@ -27,6 +28,9 @@ class Remembered:
     tier: Tier = Tier.EXACT
     similarity: float = 1.0
     guard_reasons: tuple[str, ...] = ()
+    # An answer whose row is not committed yet (its entry has id 0): a hit waits for the
+    # write, so it reports the real entry id.
+    pending: PendingEntry | None = None
 
     def serves(self, request: LookupRequest) -> bool:
         """A remembered paraphrase hit serves only requests that accept paraphrase hits
@@ -71,6 +75,7 @@ class HotCache:
         tier: Tier = Tier.EXACT,
         similarity: float = 1.0,
         guard_reasons: tuple[str, ...] = (),
+        pending: PendingEntry | None = None,
     ) -> None:
         """Remember that ``entry`` answers the question hashed ``query_hash``, matched as
         ``tier`` (exact: that very text; verbatim: a paraphrase, at ``similarity``)."""
@@ -78,7 +83,7 @@ class HotCache:
             return
         key = (scope, query_hash)
         self._drop(key)
-        self._items[key] = (Remembered(entry, tier, similarity, guard_reasons), generation)
+        self._items[key] = (Remembered(entry, tier, similarity, guard_reasons, pending), generation)
         if entry.id > 0:
             self._keys.setdefault(entry.id, set()).add(key)
         while len(self._items) > self._capacity:

@@ -43,6 +43,7 @@ class Job:
     started: float = field(default_factory=time.perf_counter)
     now: float = field(default_factory=time.time)
     vector: Vector | None = None
+    exact_checked: bool = False  # the store had no entry under this exact key (normalize looked)
     negative: NegativeMatch | None = None
     candidates: list[Candidate] = field(default_factory=list)
     guard_reasons: tuple[str, ...] = ()

@@ -1,7 +1,8 @@
 """The ports that adapters implement. Stages see only these, never a concrete adapter.
 
 Embedder and VectorIndex are synchronous: the engine calls them on worker threads.
-Store and LLM are asynchronous: they own their own I/O strategy.
+The storage ports and LLM are asynchronous: they own their own I/O strategy. The storage
+ports (``Store`` and its parts) live in ``_store_ports`` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -10,7 +11,21 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeGuard, runtime_checkable
 
-from ._types import CacheEntry, NegativeEntry, NewEntry, Vector
+from ._store_ports import Blocklist, ChangeFeed, Counters, Entries, Maintenance, Store
+from ._types import Vector
+
+__all__ = [
+    "LLM",
+    "Blocklist",
+    "ChangeFeed",
+    "Counters",
+    "Embedder",
+    "Entries",
+    "LLMReply",
+    "Maintenance",
+    "Store",
+    "VectorIndex",
+]
 
 
 @runtime_checkable
@@ -72,92 +87,6 @@ class VectorIndex(Protocol):
         ...
 
     def __len__(self) -> int: ...
-
-    def describe(self) -> dict[str, Any]: ...
-
-
-@runtime_checkable
-class Store(Protocol):
-    """Durable entries, the negative list and counters, plus scoped vector search."""
-
-    async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def find_exact(self, scope: str, query_hash: str, now: float) -> CacheEntry | None: ...
-
-    @property
-    def deletions(self) -> int:
-        """A counter that grows whenever entries are deleted, evicted or expired (by any
-        process, once seen): the engine drops its in-memory exact-hit map when it moves."""
-        ...
-
-    def scope_size(self, scope: str) -> int | None:
-        """Searchable entries of ``scope`` this process knows of (None: cannot tell cheaply).
-
-        Zero lets a lookup skip embedding: nothing in the scope could match semantically."""
-        ...
-
-    def deleted_since(self, count: int) -> list[int] | None:
-        """Ids deleted after ``deletions`` was ``count``; None when no longer known."""
-        ...
-
-    async def sync(self) -> None:
-        """Catch up on writes made by other processes sharing the store."""
-        ...
-
-    async def search(self, scope: str, vector: Vector, k: int, now: float) -> list[tuple[CacheEntry, float]]:
-        """Live entries of ``scope`` nearest to ``vector``, best first (never stale ones)."""
-        ...
-
-    async def put(self, entries: Sequence[NewEntry]) -> list[int]:
-        """Insert or replace (same scope and hash) and return the ids; evicts LRU past the cap."""
-        ...
-
-    async def touch(self, ids: Sequence[int], now: float) -> None: ...
-
-    async def get(self, entry_id: int) -> CacheEntry | None: ...
-
-    async def delete(self, ids: Sequence[int]) -> int: ...
-
-    async def evict_expired(self, now: float) -> int: ...
-
-    async def clear(self, scope_prefix: str | None = None) -> int: ...
-
-    async def count(self) -> int: ...
-
-    async def entries(self, limit: int = 100, offset: int = 0) -> list[CacheEntry]: ...
-
-    async def negative_add(
-        self,
-        query: str,
-        vector: Vector,
-        reason: str,
-        category: str,
-        severity: int,
-        metadata: dict[str, Any],
-        now: float,
-    ) -> int: ...
-
-    async def negative_search(self, vector: Vector, k: int) -> list[tuple[NegativeEntry, float]]: ...
-
-    async def negative_get(self, entry_id: int) -> NegativeEntry | None: ...
-
-    async def negative_list(
-        self, category: str | None = None, limit: int | None = None
-    ) -> list[NegativeEntry]: ...
-
-    async def negative_remove(self, entry_id: int) -> bool: ...
-
-    async def negative_report_false_positive(self, entry_id: int) -> int:
-        """Increment and return the report count (-1 if the entry does not exist)."""
-        ...
-
-    async def negative_count(self) -> int: ...
-
-    async def load_counters(self) -> dict[str, float]: ...
-
-    async def add_counters(self, deltas: dict[str, float]) -> None: ...
 
     def describe(self) -> dict[str, Any]: ...
 

@@ -70,7 +70,7 @@ class Settings:
     # pipeline
     queue_size: int = 256
     persist_batch: int = 128
-    persist_interval_s: float = 0.05
+    persist_interval_s: float = 0.005
     sweep_interval_s: float = 300.0
     index: Literal["auto", "hnsw", "numpy"] = "auto"
     log_content: bool = False

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import anyio
@@ -20,6 +20,7 @@ from ._batching import SINGLE, BatchPolicy
 from ._call import Answer
 from ._hotcache import HotCache
 from ._job import Job
+from ._pending import PendingEntries
 from ._ports import LLM, Embedder, Store
 from ._routing import VerbatimRule
 from ._settings import Settings
@@ -69,3 +70,7 @@ class StageContext:
     store_answer: Callable[[Job, Answer | None], None]
     #: Jobs waiting in a stage's inbox (0 before the pipeline runs).
     queue_depth: Callable[[str], int]
+    #: Answers returned but not yet indexed by the store (read-your-writes).
+    pending: PendingEntries = field(default_factory=PendingEntries)
+    #: False while the store is broken or unopened: requests then go around the cache.
+    store_usable: Callable[[], bool] = lambda: True

@@ -147,6 +147,9 @@ class CacheEntry:
     last_access: float
     hits: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The stored query vector, when the read had it at hand (``find_exact``): an exact
+    # repeat checks the blocklist with it instead of embedding the text again.
+    vector: Vector | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

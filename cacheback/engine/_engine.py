@@ -16,15 +16,15 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
-import numpy as np
 
 from cacheback._logging import get_logger
 
 from ..core._accounting import CostAccounting, price_table, synthesized
 from ..core._call import Answer, UpstreamCall
-from ..core._errors import ConfigError, EngineClosed, StoreError
+from ..core._errors import CachebackError, ConfigError, EngineClosed, StoreError
 from ..core._hotcache import HotCache
 from ..core._job import Job
+from ..core._pending import PendingEntries
 from ..core._ports import LLM, Embedder, Store
 from ..core._routing import VerbatimRule, cosine_rule
 from ..core._settings import Settings
@@ -32,10 +32,7 @@ from ..core._stage import EngineState, Stage, StageContext
 from ..core._stats import Stats
 from ..core._telemetry import TracingObserver
 from ..core._types import (
-    CacheEntry,
     LookupRequest,
-    NegativeEntry,
-    NegativeMatch,
     NewEntry,
     Outcome,
     Tier,
@@ -45,10 +42,14 @@ from ..core._types import (
     scope_id,
     text_hash,
 )
+from ..stages.indexer import Indexer
 from ..stages.upstream import Upstream as UpstreamStage
+from ._admin import EngineAdmin
+from ._blocklist import EngineBlocklist
 from ._defaults import Defaults, installed_defaults
 from ._pipeline import Pipeline
-from ._wiring import build_graph, build_persister
+from ._recovery import StoreRecovery
+from ._wiring import build_graph, build_indexer, build_persister
 
 log = get_logger("cacheback.engine")
 
@@ -103,6 +104,11 @@ class AsyncEngine:
         self.stats = Stats()
         self.accounting = CostAccounting(self.stats)
         self.hot = HotCache(self.settings.hot_cache_size)
+        self.pending = PendingEntries()  # answers returned but not yet indexed by the store
+        self.indexer: Indexer | None = None
+        self.blocklist = EngineBlocklist(self, self._state)
+        self.admin = EngineAdmin(self)
+        self.recovery = StoreRecovery(self._store_reopened)
         self.store: Store | None = None
         self.embedder: Embedder | None = None
         self._pipeline: Pipeline | None = None
@@ -114,7 +120,7 @@ class AsyncEngine:
         self._loop_token: Any = None
         self._loop_thread = 0
         self.opened_in_s = 0.0
-        # Extra sections of get_stats() the surfaces add (the media embedders), by name.
+        # Extra sections of admin.stats() the surfaces add (the media embedders), by name.
         self.describers: dict[str, Callable[[], Any]] = {}
 
     # -- lifecycle -----------------------------------------------------------------
@@ -179,15 +185,19 @@ class AsyncEngine:
             self.store = defaults.store(s, dim)
         else:
             self.store = self._store_arg
-        await self.store.open()
-        self.stats.base = await self.store.load_counters()
-        self._state.negatives = await self.store.negative_count()
+        try:
+            await self.store.open()
+        except ConfigError:
+            raise
+        except (CachebackError, OSError) as exc:
+            # Pass-through until the store is back (retried with backoff in the background).
+            self.recovery.open_failed(exc)
+        else:
+            await self._load_store_state()
         if self._rule_arg is not None:
             self._state.verbatim_rule = self._rule_arg
         else:  # the guard's factory reads its scorer file
-            self._state.verbatim_rule = await anyio.to_thread.run_sync(
-                default_verbatim_rule, s.guard_enabled
-            )
+            self._state.verbatim_rule = await anyio.to_thread.run_sync(default_verbatim_rule, s.guard_enabled)
         self.accounting.prices = await anyio.to_thread.run_sync(price_table, s)
         if self.llm is None and s.synthesis_mode != "off":
             self.llm = defaults.llm(s)
@@ -205,8 +215,11 @@ class AsyncEngine:
             llm=self.llm,
             store_answer=self._store_answer,
             queue_depth=self.queue_depth,
+            pending=self.pending,
+            store_usable=self.store_usable,
         )
-        persister = build_persister(ctx)
+        self.indexer = build_indexer(ctx)
+        persister = build_persister(ctx, self.indexer)
         stages, edges = build_graph(ctx)
         self._stages = {st.name: st for st in stages}
         pipeline = Pipeline(
@@ -220,7 +233,7 @@ class AsyncEngine:
         # opened lazily from any request task and closed from any other.
         self._stop = anyio.Event()
         started = anyio.Event()
-        self._host = asyncio.get_running_loop().create_task(self._host_main(pipeline, started))
+        self._host = asyncio.get_running_loop().create_task(self._host_main(pipeline, self.indexer, started))
         await started.wait()
         if self._host.done():
             await store.close()
@@ -234,15 +247,21 @@ class AsyncEngine:
             embedder=self.embedder.name if self.embedder else None,
         )
 
-    async def _host_main(self, pipeline: Pipeline, started: anyio.Event) -> None:
+    async def _host_main(self, pipeline: Pipeline, indexer: Indexer | None, started: anyio.Event) -> None:
         try:
-            async with pipeline, anyio.create_task_group() as tg:
-                tg.start_soon(self._background)
-                started.set()
-                assert self._stop is not None
-                await self._stop.wait()
-                tg.cancel_scope.cancel()
-            # leaving the pipeline drained in-flight jobs and flushed the persister
+            async with anyio.create_task_group() as outer:
+                if indexer is not None:  # outlives the pipeline: the last fills queue rows for it
+                    outer.start_soon(indexer.run)
+                async with pipeline, anyio.create_task_group() as tg:
+                    tg.start_soon(self._background)
+                    started.set()
+                    assert self._stop is not None
+                    await self._stop.wait()
+                    tg.cancel_scope.cancel()
+                # leaving the pipeline drained in-flight jobs and flushed the persister
+                if indexer is not None:
+                    await indexer.drain()  # bounded: what is left is caught up on next open
+                outer.cancel_scope.cancel()
         except BaseException:
             if self._pipeline is not None:
                 # Cancelled without aclose() (the event loop is shutting down): still
@@ -287,34 +306,64 @@ class AsyncEngine:
                 if closer is not None:
                     await closer()
 
+    async def _load_store_state(self) -> None:
+        """What the engine reads from a store it has just opened: counters, blocklist size."""
+        assert self.store is not None
+        try:
+            self.stats.base = await self.store.counters.load()
+            self._state.negatives = await self.store.blocklist.count()
+        except CachebackError as exc:  # the store marked itself broken: recovery takes over
+            log.warning("reading the store's state failed", error=repr(exc))
+
+    async def _store_reopened(self) -> None:
+        await self._load_store_state()
+        self.forget_all()  # the store may be a fresh one: memory must not outlive it
+
+    def store_usable(self) -> bool:
+        """False while the store is broken or unopened (requests then pass through)."""
+        return self.recovery.usable(self.store)
+
+    async def _catch_up_vectors(self) -> None:
+        """Embed and index rows stored without a vector (a crash, another process)."""
+        if self.indexer is None:
+            return
+        try:
+            await self.indexer.catch_up()
+        except Exception as exc:
+            log.warning("vector catch-up failed", error=repr(exc))
+
     async def _background(self) -> None:
+        if self.store_usable():
+            await self._catch_up_vectors()
         last_sweep = time.monotonic()
         while True:
             await anyio.sleep(1.0)
+            await self.recovery.maybe_reopen(self.store)
+            if not self.store_usable():
+                continue
             await self._flush_counters()
             if self.store is not None:
                 try:
-                    await self.store.sync()
-                    # Blocklist entries another process (the CLI, a proxy worker) added.
-                    negatives = await self.store.negative_count()
-                    if negatives != self._state.negatives:
-                        self._state.negatives = negatives
-                        self.hot.bump()  # memory must not replay what is now blocked
+                    await self.store.changes.sync()
+                    # Blocklist entries another process (the CLI, a proxy worker) added:
+                    # refresh() invalidates memory, which must not replay what is now blocked.
+                    await self.blocklist.refresh()
                 except Exception as exc:
                     log.warning("store sync failed", error=repr(exc))
             if time.monotonic() - last_sweep >= self.settings.sweep_interval_s:
                 last_sweep = time.monotonic()
                 try:
-                    await self.evict_expired()
+                    await self.admin.evict_expired()
                 except Exception as exc:
                     log.warning("background sweep failed", error=repr(exc))
+                await self._catch_up_vectors()
 
     async def _flush_counters(self) -> None:
         deltas = self.stats.take_pending()
         if not deltas or self.store is None:
             return
         try:
-            await self.store.add_counters(deltas)
+            await self.store.counters.add(deltas)
         except Exception as exc:
             log.warning("counter flush failed", error=repr(exc))
             for k, v in deltas.items():
@@ -402,11 +451,19 @@ class AsyncEngine:
                 self.accounting.record_upstream(job, Tier.UPSTREAM if job.request.cacheable else Tier.BYPASS)
             if entry is None:
                 return
-            if self._pipeline is None or not self._pipeline.sink_nowait(Fill(entry, job.generation)):
+            if not self.store_usable():  # degraded: nothing could be written
                 self.stats.count("fills_dropped")
                 return
-            # Repeats right after this answer hit from memory while the write is pending.
-            self.hot.put(entry.scope, entry.query_hash, pending_entry(entry), job.generation)
+            # Searchable at once: exact through memory, semantic through the pending set.
+            pending = self.pending.add(entry)
+            fill = Fill(entry, job.generation, pending=pending)
+            if self._pipeline is None or not self._pipeline.sink_nowait(fill):
+                self.pending.done([pending])
+                self.stats.count("fills_dropped")
+                return
+            self.hot.put(
+                entry.scope, entry.query_hash, pending.cache_entry(), job.generation, pending=pending
+            )
 
         if threading.get_ident() == self._loop_thread:
             send()
@@ -491,126 +548,26 @@ class AsyncEngine:
         await pipeline.sink(barrier)
         await barrier.done.wait()
 
-    # -- management ----------------------------------------------------------------
+    # -- management (engine.admin, engine.blocklist) ---------------------------------
 
-    async def evict_expired(self) -> int:
-        _, store = self._require()
-        n = await store.evict_expired(time.time())
-        if n:
-            self.hot.bump()
-            self.stats.count("expired", n)
-        return n
-
-    async def clear(self, namespace: str | None = None) -> int:
-        _, store = self._require()
-        n = await store.clear(None) if namespace is None else await self._clear_namespace(namespace)
+    def forget_all(self) -> None:
+        """Entries were deleted: nothing remembered in memory may be replayed any more."""
         self.hot.bump()
-        return n
+        self.pending.clear()
 
-    async def _clear_namespace(self, namespace: str) -> int:
-        _, store = self._require()
-        entries = await store.entries(limit=10**9)
-        ids = [e.id for e in entries if e.metadata.get("namespace") == namespace]
-        return await store.delete(ids)
+    def health(self) -> dict[str, Any]:
+        """Whether the cache works: ``ok``, or ``degraded`` with the reason (never raises)."""
+        return self.recovery.status(self.store)
 
-    async def delete(self, ids: list[int]) -> int:
-        _, store = self._require()
-        n = await store.delete(ids)
-        self.hot.bump()
-        return n
-
-    async def report_wrong_hit(self, entry_id: int) -> bool:
-        """Remove an entry that served a wrong answer, so the mistake is not repeated."""
-        n = await self.delete([entry_id])
-        self.stats.count("wrong_hits_reported")
-        return n > 0
-
-    # -- negative cache --------------------------------------------------------------
-
-    async def negative_add(
-        self, query: str, *, reason: str, category: str, severity: int, metadata: dict[str, Any] | None = None
-    ) -> int:
-        _, store = self._require()
-        vecs = await self.embed([query])
-        vector = vecs[0] if vecs is not None else np.zeros(0, dtype=np.float32)
-        entry_id = await store.negative_add(
-            clean_text(query), vector, reason, category, int(severity), metadata or {}, time.time()
-        )
-        self._state.negatives = await store.negative_count()
-        self.hot.bump()
-        return entry_id
-
-    async def negative_check(self, query: str) -> NegativeMatch | None:
-        _, store = self._require()
-        vecs = await self.embed([query])
-        if vecs is None:
-            return None
-        found = await store.negative_search(vecs[0], 1)
-        if found and found[0][1] >= self.settings.negative_threshold:
-            neg, sim = found[0]
-            return NegativeMatch(neg.id, neg.query, neg.reason, neg.category, neg.severity, sim)
-        return None
-
-    async def negative_report_false_positive(self, entry_id: int) -> dict[str, Any]:
-        _, store = self._require()
-        count = await store.negative_report_false_positive(entry_id)
-        if count < 0:
-            return {"entry_id": entry_id, "found": False, "false_positives": 0, "removed": False}
-        removed = False
-        if count >= self.settings.negative_false_positive_limit:
-            removed = await store.negative_remove(entry_id)
-            self._state.negatives = await store.negative_count()
-        return {"entry_id": entry_id, "found": True, "false_positives": count, "removed": removed}
-
-    async def negative_list(
-        self, category: str | None = None, limit: int | None = None
-    ) -> list[NegativeEntry]:
-        _, store = self._require()
-        return await store.negative_list(category, limit)
-
-    async def negative_remove(self, entry_id: int) -> bool:
-        _, store = self._require()
-        ok = await store.negative_remove(entry_id)
-        self._state.negatives = await store.negative_count()
-        return ok
-
-    # -- introspection -------------------------------------------------------------
-
-    async def entries(self, limit: int = 100, offset: int = 0) -> list[CacheEntry]:
-        _, store = self._require()
-        return await store.entries(limit, offset)
-
-    async def get_stats(self) -> dict[str, Any]:
-        pipeline, store = self._require()
-        out = self.stats.summary()
-        out["entries"] = await store.count()
-        out["negative_entries"] = await store.negative_count()
-        out["latency_ms"] = self.stats.latency()
-        out["embedder"] = self.embedder.describe() if self.embedder is not None else None
-        out["store"] = store.describe()
-        out["queues"] = pipeline.queue_depths()
-        out["cache_failures"] = pipeline.cache_failures
+    def runtime_stats(self) -> dict[str, Any]:
+        """The pipeline's own figures for stats: queue depths, failures, coalesced calls."""
+        pipeline = self._pipeline
         up = self._stages.get("upstream")
-        out["coalesced"] = getattr(up, "coalesced", 0)
-        out["synthesis"] = {
-            "llm": _describe(self.llm),
-            "attempts": {
-                k.split(".", 1)[1]: int(self.stats.total(k))
-                for k in sorted({*self.stats.base, *self.stats.session})
-                if k.startswith("synthesis.")
-            },
+        return {
+            "queues": pipeline.queue_depths() if pipeline is not None else {},
+            "cache_failures": pipeline.cache_failures if pipeline is not None else 0,
+            "coalesced": getattr(up, "coalesced", 0),
         }
-        out["settings"] = {
-            "similarity_threshold": self.settings.similarity_threshold,
-            "synthesis_threshold": self.settings.synthesis_threshold,
-            "synthesis_mode": self.settings.synthesis_mode,
-            "cache_ttl": self.settings.cache_ttl,
-            "max_entries": self.settings.max_entries,
-            "guard_enabled": self.settings.guard_enabled,
-        }
-        for section, describe in self.describers.items():
-            out[section] = describe()
-        return out
 
     def queue_depths(self) -> dict[str, int]:
         pipeline, _ = self._require()
@@ -619,13 +576,6 @@ class AsyncEngine:
     def queue_depth(self, stage: str) -> int:
         """Jobs waiting in one stage's inbox (0 when the engine is not running)."""
         return self._pipeline.queue_depth(stage) if self._pipeline is not None else 0
-
-
-def pending_entry(e: NewEntry) -> CacheEntry:
-    """A not-yet-written entry as the hot cache serves it (id 0 until the write lands)."""
-    return CacheEntry(
-        0, e.scope, e.query, e.answer, e.payload, e.created_at, e.expires_at, e.created_at, 0, e.metadata
-    )
 
 
 def _touch(entry_id: int) -> Any:
@@ -638,10 +588,3 @@ def _with_latency(outcome: Outcome, latency_ms: float) -> Outcome:
     from dataclasses import replace
 
     return replace(outcome, latency_ms=latency_ms)
-
-
-def _describe(llm: LLM | None) -> dict[str, Any] | None:
-    if llm is None:
-        return None
-    describe = getattr(llm, "describe", None)
-    return describe() if callable(describe) else {"kind": type(llm).__name__}

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ..core._batching import BatchPolicy
 from ..core._stage import Stage, StageContext
 from ..stages.embed_batcher import EmbedBatcher
+from ..stages.indexer import Indexer
 from ..stages.negative_gate import NegativeGate
 from ..stages.normalize import Normalize
 from ..stages.persister import Persister
@@ -40,16 +41,26 @@ class StageSpec:
 def _normalize(ctx: StageContext) -> Stage:
     state = ctx.state
     has_embedder = ctx.embedder is not None
-    return Normalize(ctx.hot, ctx.store, has_embedder=has_embedder, negatives=lambda: state.negatives)
+    return Normalize(
+        ctx.hot,
+        ctx.store,
+        has_embedder=has_embedder,
+        negatives=lambda: state.negatives,
+        pending=ctx.pending,
+        negative_threshold=lambda: state.settings.negative_threshold,
+        usable=ctx.store_usable,
+    )
 
 
 def _negative_gate(ctx: StageContext) -> Stage:
     state = ctx.state
-    return NegativeGate(ctx.store, lambda: state.settings.negative_threshold, lambda: state.negatives)
+    return NegativeGate(
+        ctx.store.blocklist, lambda: state.settings.negative_threshold, lambda: state.negatives
+    )
 
 
 def _vector_search(ctx: StageContext) -> Stage:
-    return VectorSearch(ctx.store, ctx.state.settings.top_k)
+    return VectorSearch(ctx.store.entries, ctx.state.settings.top_k, ctx.pending)
 
 
 def _tier_router(ctx: StageContext) -> Stage:
@@ -78,13 +89,20 @@ def build_graph(ctx: StageContext) -> tuple[list[Stage], dict[str, tuple[str, ..
     return stages, edges
 
 
-def build_persister(ctx: StageContext) -> Persister:
+def build_indexer(ctx: StageContext) -> Indexer | None:
+    """Embeds stored rows that came without a vector (none without an embedder)."""
+    if ctx.embedder is None:
+        return None
+    return Indexer(ctx.store.entries, ctx.store.changes, ctx.pending, ctx.embedder, ctx.embed_limiter)
+
+
+def build_persister(ctx: StageContext, indexer: Indexer | None) -> Persister:
     s, stats = ctx.state.settings, ctx.stats
     return Persister(
-        ctx.store,
+        ctx.store.entries,
         ctx.hot,
         BatchPolicy(s.persist_batch, s.persist_interval_s),
         on_error=lambda exc: stats.count("cache_errors"),
-        embedder=ctx.embedder,
-        limiter=ctx.embed_limiter,
+        pending=ctx.pending,
+        indexer=indexer,
     )

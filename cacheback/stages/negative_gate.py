@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 
 from ..core._batching import BatchPolicy
 from ..core._job import Job
-from ..core._ports import Store
 from ..core._stage import Stage
+from ..core._store_ports import Blocklist
 from ..core._types import NegativeMatch, Tier
 
 
@@ -15,8 +15,10 @@ class NegativeGate(Stage):
     policy = BatchPolicy(max_batch=64, max_wait_s=0.0)  # drain what is queued, never wait
     name = "negative_gate"
 
-    def __init__(self, store: Store, threshold: Callable[[], float], count: Callable[[], int]) -> None:
-        self._store = store
+    def __init__(
+        self, blocklist: Blocklist, threshold: Callable[[], float], count: Callable[[], int]
+    ) -> None:
+        self._blocklist = blocklist
         self._threshold = threshold
         self._count = count
 
@@ -32,7 +34,7 @@ class NegativeGate(Stage):
         for job in jobs:
             if not job.request.check_negative or job.vector is None:
                 continue
-            found = await self._store.negative_search(job.vector, 1)
+            found = await self._blocklist.search(job.vector, 1)
             if found and found[0][1] >= threshold:
                 neg, sim = found[0]
                 job.negative = NegativeMatch(neg.id, neg.query, neg.reason, neg.category, neg.severity, sim)

@@ -1,37 +1,73 @@
-"""normalize: cacheability, and repeats answered from memory without embedding."""
+"""normalize: cacheability, and repeats answered without embedding.
+
+A repeat is answered from memory (the hot cache) or, when memory does not have it (after a
+restart, or written by another process), by the exact key in the store, checked before any
+embedding. The blocklist check of such a hit uses the vector stored with the entry, so an
+exact repeat never costs an inference.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import anyio
+
+from ..core._batching import BatchPolicy
 from ..core._hotcache import HotCache
 from ..core._job import Job
-from ..core._ports import Store
+from ..core._pending import PendingEntries
 from ..core._stage import Stage
-from ..core._types import Tier
+from ..core._store_ports import Store
+from ..core._types import CacheEntry, NegativeMatch, Tier
+
+_DRAIN = BatchPolicy(max_batch=64, max_wait_s=0.0)  # take what is queued, never wait
 
 
 class Normalize(Stage):
     name = "normalize"
 
     def __init__(
-        self, hot: HotCache, store: Store, *, has_embedder: bool, negatives: Callable[[], int]
+        self,
+        hot: HotCache,
+        store: Store,
+        *,
+        has_embedder: bool,
+        negatives: Callable[[], int],
+        pending: PendingEntries | None = None,
+        negative_threshold: Callable[[], float] = lambda: 1.0,
+        usable: Callable[[], bool] = lambda: True,
     ) -> None:
+        self._usable = usable
         self._negatives = negatives
         self._hot = hot
-        self._store = store
+        self._entries = store.entries
+        self._changes = store.changes
+        self._blocklist = store.blocklist
+        self._pending = pending if pending is not None else PendingEntries()
+        self._threshold = negative_threshold
         self._has_embedder = has_embedder
-        self._seen = store.deletions
+        self._seen = store.changes.deletions
+
+    @property
+    def policy(self) -> BatchPolicy:
+        return _DRAIN
 
     async def process(self, jobs: Sequence[Job]) -> None:
-        if self._store.deletions != self._seen:  # deleted or evicted: drop them from memory
-            gone = self._store.deleted_since(self._seen)
-            self._seen = self._store.deletions
+        if not self._usable():
+            around_the_cache(jobs)
+            return
+        changes = self._changes
+        if changes.deletions != self._seen:  # deleted or evicted: drop them from memory
+            gone = changes.deleted_since(self._seen)
+            self._seen = changes.deletions
             if gone is None:
                 self._hot.bump()
+                self._pending.clear()
             else:
                 self._hot.discard_ids(set(gone))
-        maybe_empty: list[Job] = []
+                self._pending.discard_ids(set(gone))
+        waiting: list[Job] = []
+        to_check: list[Job] = []
         for job in jobs:
             req = job.request
             if not req.cacheable:
@@ -43,19 +79,84 @@ class Normalize(Stage):
                     job.settle(Tier.BYPASS, detail=req.bypass_reason)
                 continue
             if req.read and job.settle_from_memory(self._hot, job.now):
+                if job.outcome is not None and job.outcome.entry is not None and job.outcome.entry.id == 0:
+                    waiting.append(job)  # its row is being written: report the real id
                 continue
             if not self._has_embedder:
                 job.route = "vector_search"
-            elif self._negatives() == 0 and self._store.scope_size(job.scope) == 0:
-                maybe_empty.append(job)
+            elif req.read:
+                to_check.append(job)
+        if len(to_check) + len(waiting) == 1:
+            await (self._check(to_check[0]) if to_check else self._resolve(waiting[0]))
+        elif to_check or waiting:
+            async with anyio.create_task_group() as tg:  # the store round trips overlap
+                for job in to_check:
+                    tg.start_soon(self._check, job)
+                for job in waiting:
+                    tg.start_soon(self._resolve, job)
+        maybe_empty = [
+            j for j in to_check if j.outcome is None and j.route is None and self._scope_empty(j.scope)
+        ]
         if maybe_empty:
             await self._skip_embedding_if_empty(maybe_empty)
 
+    def _scope_empty(self, scope: str) -> bool:
+        if self._negatives() or self._pending.size(scope):
+            return False
+        return self._entries.scope_size(scope) == 0
+
+    async def _check(self, job: Job) -> None:
+        """The exact key in the store, before any embedding."""
+        entry = await self._entries.find_exact(job.scope, job.query_hash, job.now)
+        job.exact_checked = True
+        if entry is None:
+            return
+        if job.request.check_negative and self._negatives() > 0:
+            if entry.vector is None:
+                return  # no stored vector to check the blocklist with: the full path decides
+            found = await self._blocklist.search(entry.vector, 1)
+            if found and found[0][1] >= self._threshold():
+                neg, sim = found[0]
+                job.vector = entry.vector
+                job.negative = NegativeMatch(neg.id, neg.query, neg.reason, neg.category, neg.severity, sim)
+                job.settle(Tier.BLOCKED, similarity=sim, negative=job.negative)
+                return
+        job.settle_exact(entry)
+        self._hot.put(job.scope, job.query_hash, entry, job.generation)
+
+    async def _resolve(self, job: Job) -> None:
+        """A hit on an answer whose row is being written: wait for it (a few milliseconds)."""
+        remembered = self._hot.get(job.scope, job.query_hash, job.now)
+        outcome = job.outcome
+        if remembered is None or outcome is None:
+            return
+        entry: CacheEntry | None = None
+        if remembered.entry.id > 0:  # written meanwhile
+            entry = remembered.entry
+        elif remembered.pending is not None:
+            entry = await remembered.pending.stored()
+        else:
+            return
+        if entry is not None:
+            job.settle(outcome.tier, similarity=outcome.similarity, entry=entry)
+
     async def _skip_embedding_if_empty(self, jobs: list[Job]) -> None:
-        """Nothing in an empty scope can match and the blocklist is empty: only the exact
-        check stays on the request path, and the persister embeds the answer when it stores
-        it. Catch up on other processes' writes first, so "empty" is current."""
-        await self._store.sync()
+        """Nothing in an empty scope can match and the blocklist is empty: the exact check
+        was all there was to do, and the indexer embeds the answer after storing it. Catch
+        up on other processes' writes first, so "empty" is current."""
+        await self._changes.sync()
         for job in jobs:
-            if self._store.scope_size(job.scope) == 0:
+            if self._scope_empty(job.scope):
                 job.route = "vector_search"
+
+
+def around_the_cache(jobs: Sequence[Job]) -> None:
+    """The store is broken or not open: every request goes straight upstream (or misses)."""
+    for job in jobs:
+        if not job.request.cacheable and job.call is None:
+            job.settle(Tier.BYPASS, detail=job.request.bypass_reason)
+        elif job.call is not None:
+            job.degraded = "store (unavailable)"
+            job.route = "upstream"
+        else:
+            job.settle(Tier.MISS, detail="cache degraded: the store is unavailable")

@@ -1,17 +1,26 @@
-"""persister: write-behind, batched writes of new answers and LRU touches to the store."""
+"""persister: group-commits new answers and LRU touches to the store.
+
+Rows go in first, with the vector when the lookup had one and without it otherwise: the
+answer is durable within one group commit (a few milliseconds) of being returned, and an
+exact hit at once. Rows without a vector go on to the indexer, which embeds them and
+attaches their vectors; until the store has indexed an answer, vector search finds it in
+the pending set.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import anyio
 
 from ..core._batching import BatchPolicy
 from ..core._hotcache import HotCache
-from ..core._ports import Embedder, Store
-from ..core._types import CacheEntry, NewEntry, clean_text
+from ..core._pending import PendingEntries, PendingEntry
+from ..core._store_ports import Entries
+from ..core._types import NewEntry
+from .indexer import Indexer
 
 
 @dataclass(eq=False, slots=True)
@@ -20,6 +29,7 @@ class Fill:
     generation: int
     done: anyio.Event | None = None
     ids: list[int] = field(default_factory=list)
+    pending: PendingEntry | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,18 +49,18 @@ class Persister:
 
     def __init__(
         self,
-        store: Store,
+        entries: Entries,
         hot: HotCache,
         policy: BatchPolicy,
         on_error: Callable[[BaseException], None],
         *,
-        embedder: Embedder | None = None,
-        limiter: anyio.CapacityLimiter | None = None,
+        pending: PendingEntries | None = None,
+        indexer: Indexer | None = None,
     ) -> None:
-        self._store = store
+        self._entries = entries
         self._hot = hot
-        self._embedder = embedder
-        self._limiter = limiter
+        self._pending = pending if pending is not None else PendingEntries()
+        self._indexer = indexer
         self._policy = policy
         self._on_error = on_error
         self.written = 0
@@ -64,35 +74,16 @@ class Persister:
         touches = sorted({i.entry_id for i in items if isinstance(i, Touch)})
         try:
             if fills:
-                await self._embed_missing(fills)
-                ids = await self._store.put([f.entry for f in fills])
-                self.written += len(ids)
-                for fill, entry_id in zip(fills, ids, strict=True):
-                    fill.ids.append(entry_id)
-                    e = fill.entry
-                    self._hot.put(
-                        e.scope,
-                        e.query_hash,
-                        CacheEntry(
-                            entry_id,
-                            e.scope,
-                            e.query,
-                            e.answer,
-                            e.payload,
-                            e.created_at,
-                            e.expires_at,
-                            e.created_at,
-                            0,
-                            e.metadata,
-                        ),
-                        fill.generation,
-                    )
+                await self._put(fills)
             if touches:
-                await self._store.touch(touches, time.time())
+                await self._entries.touch(touches, time.time())
         except Exception as exc:
             self._on_error(exc)
             raise
         finally:
+            for fill in fills:
+                if fill.pending is not None and not fill.ids:
+                    self._pending.done([fill.pending])  # not written: nothing to wait for
             for item in items:
                 if isinstance(item, Barrier):
                     item.done.set()
@@ -100,12 +91,20 @@ class Persister:
                 if fill.done is not None:
                     fill.done.set()
 
-    async def _embed_missing(self, fills: Sequence[Fill]) -> None:
-        """Vectors for answers whose lookup skipped embedding (their scope was empty)."""
-        todo = [f for f in fills if f.entry.vector is None]
-        if not todo or self._embedder is None:
-            return
-        texts = [clean_text(f.entry.query) for f in todo]  # the tokenizer rejects lone surrogates
-        vectors = await anyio.to_thread.run_sync(self._embedder.embed, texts, limiter=self._limiter)
-        for fill, vector in zip(todo, vectors, strict=True):
-            fill.entry = replace(fill.entry, vector=vector)
+    async def _put(self, fills: Sequence[Fill]) -> None:
+        ids = await self._entries.put([f.entry for f in fills])
+        self.written += len(ids)
+        written: list[PendingEntry] = []
+        for fill, entry_id in zip(fills, ids, strict=True):
+            fill.ids.append(entry_id)
+            p = fill.pending if fill.pending is not None else PendingEntry(fill.entry)
+            self._pending.written(p, entry_id)
+            self._hot.put(fill.entry.scope, fill.entry.query_hash, p.cache_entry(), fill.generation)
+            written.append(p)
+        # The indexer embeds the rows that came without a vector and gets all of them into
+        # the index; the pending set serves them until then. Without an embedder there is
+        # nothing to wait for (a search catches up on committed rows before it looks).
+        if self._indexer is not None:
+            self._indexer.submit(written)
+        else:
+            self._pending.done(written)

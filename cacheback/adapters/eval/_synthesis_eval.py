@@ -356,7 +356,7 @@ async def run_synthesis_eval(
         async with anyio.create_task_group() as tg:
             for i, item in enumerate(items):
                 tg.start_soon(one, i, item)
-        stats = await engine.get_stats()
+        stats = await engine.admin.stats()
 
     done = [r for r in results if r is not None]
     tiers: dict[str, int] = {}

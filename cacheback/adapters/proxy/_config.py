@@ -60,6 +60,7 @@ class ProxyConfig:
     access_log: bool = False
     # What the configuration chose to ignore, logged once logging is set up (main).
     notes: tuple[str, ...] = field(default=(), compare=False)
+    require_cache: bool = False  # exit at start when the cache cannot be used (else pass through)
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -181,6 +182,13 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     )
     p.add_argument("--cache-dir", default=None, help="cache directory (env CACHEBACK_CACHE_DIR)")
     p.add_argument(
+        "--require-cache",
+        action="store_true",
+        default=env.get("CACHEBACK_REQUIRE_CACHE", "").lower() in ("1", "true", "yes", "on"),
+        help="exit at start if the cache directory cannot be used (env CACHEBACK_REQUIRE_CACHE; "
+        "default: start in pass-through with a warning and retry)",
+    )
+    p.add_argument(
         "--proxy-keys",
         default=None,
         help="comma-separated keys clients must present (env CACHEBACK_PROXY_KEYS; "
@@ -281,6 +289,7 @@ def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None 
         "log_level": ns.log_level,
         "access_log": ns.access_log,
         "notes": tuple(n for n in (openai_note, anthropic_note) if n),
+        "require_cache": ns.require_cache,
     }
     return ProxyConfig(**values)
 

@@ -57,7 +57,7 @@ async def _stats(proxy: Proxy, request: Request) -> Response:
             proxy.auth.authenticate(request.headers, provider)
         except ProxyError as err:
             return proxy.error(provider, err)
-    stats = await proxy.engine.get_stats()
+    stats = await proxy.engine.admin.stats()
     stats["proxy"] = {
         "worker": os.getpid(),
         "in_flight": proxy.metrics.in_flight,
@@ -91,7 +91,7 @@ async def _report_wrong_hit(proxy: Proxy, request: Request) -> Response:
     except ProxyError as err:
         return proxy.error(provider, err)
     engine = proxy.engine
-    entry = await engine.store.get(entry_id) if engine.store is not None else None
+    entry = await engine.admin.get(entry_id)
     owner = entry.metadata.get("namespace") if entry is not None else None
     if not isinstance(owner, str) or not (owner == caller.tenant or owner.startswith(caller.tenant + "/")):
         # Another tenant's entry is reported exactly like a missing one: no probing.
@@ -103,20 +103,24 @@ async def _report_wrong_hit(proxy: Proxy, request: Request) -> Response:
             kind="not_found_error",
         )
         return proxy.error(provider, missing)
-    removed = await engine.report_wrong_hit(entry_id)
+    removed = await engine.admin.report_wrong_hit(entry_id)
     return response(200, dumps({"entry_id": entry_id, "removed": removed}))
 
 
 async def _health(proxy: Proxy, request: Request) -> Response:
     engine = proxy.engine_if_started
     ready = proxy.ready and engine is not None and engine.running and engine.store is not None
+    cache = engine.health() if engine is not None else None
+    degraded = cache is not None and cache["status"] != "ok"
     body: dict[str, Any] = {
-        "status": "ok" if ready else "unavailable",
+        # Ready while degraded: requests are served (uncached), so no restart loop.
+        "status": ("degraded" if degraded else "ok") if ready else "unavailable",
         "live": True,
         "ready": ready,
         "worker": os.getpid(),
     }
     if engine is not None:
+        body["cache"] = cache
         body["embedder"] = engine.embedder.name if engine.embedder is not None else None
         body["embedders"] = proxy.media.embedders(engine.embedder)
         body["store"] = type(engine.store).__name__ if engine.store is not None else None
@@ -129,7 +133,7 @@ async def _metrics(proxy: Proxy, request: Request) -> Response:
     queues: dict[str, int] = {}
     if engine is not None and engine.running:
         try:
-            stats = await engine.get_stats()
+            stats = await engine.admin.stats()
             queues = engine.queue_depths()
         except CachebackError:
             stats = None

@@ -106,6 +106,15 @@ class Proxy:
             if not engine.running:
                 # Exits before the upstream client closes: pending fills are flushed first.
                 await stack.enter_async_context(engine)
+            cache = engine.health()
+            if cache["status"] != "ok":
+                if self.config.require_cache:
+                    raise CachebackError(f"--require-cache: the cache cannot be used: {cache['reason']}")
+                log.error(
+                    "PASS-THROUGH: the cache cannot be used; every request goes to the provider "
+                    "uncached while the store is retried (--require-cache exits instead)",
+                    reason=cache["reason"],
+                )
             self._engine = engine
             self.ready = True
             log.info(

@@ -22,39 +22,38 @@ import math
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
-import numpy as np
 
 from cacheback._logging import get_logger
 
-from ...core._errors import ConfigError, StoreCorrupt, StoreError
-from ...core._types import CacheEntry, NegativeEntry, NewEntry, Vector
+from ...core._errors import ConfigError, StoreError
+from ._embedded_entries import EmbeddedEntries, EmbeddedMaintenance
+from ._embedded_parts import EmbeddedBlocklist, EmbeddedChanges, EmbeddedCounters
 from ._index_files import (
     DB_FILE,
     AnyIndex,
     IndexKind,
     add_blobs,
     looks_like_sqlite,
-    matrix,
     move_db_aside,
     open_index,
-    rank_blobs,
+    passes_quick_check,
     read_bundle,
     resolve_kind,
     sweep_tmp,
     write_bundle,
 )
-from ._numpy_index import as_unit_vector
 from ._scope_map import ScopeMap
-from ._sqlite import ChangeRow, Database, EntryRow, dumps_metadata, is_busy, is_corruption
+from ._sqlite import MIN_KEEP_CHANGES, ChangeRow, Database, is_busy, is_corruption
+from ._store_errors import StoreHealth, store_errors
 
 if TYPE_CHECKING:
-    from ...core._ports import Store
+    from ...core._store_ports import Store
 
 _RECENT_DELETIONS = 65_536  # ids kept so the engine can drop just those from memory
 
@@ -66,30 +65,6 @@ _META_FORMAT = 1
 _CATCH_UP_CHUNK = 10_000  # change rows read per query while catching up
 _REBUILD_CHUNK = 5_000  # vectors read per query while rebuilding (bounds peak memory)
 _SAVE_AFTER_REBUILD = 10_000  # persist a rebuilt index at once when it was this costly
-_INLINE_ROWS = 512  # below this many vectors numpy scoring is cheaper than a thread hop
-_MIN_KEEP_CHANGES = 10_000
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-# -- the store -------------------------------------------------------------------------------
-
-
-def _store_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Map SQLite and file-system failures to StoreError at the adapter boundary."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await fn(*args, **kwargs)
-        except sqlite3.Error as exc:
-            kind = StoreCorrupt if is_corruption(exc) else StoreError
-            raise kind(f"{fn.__name__}: {exc}") from exc
-        except OSError as exc:
-            raise StoreError(f"{fn.__name__}: {exc}") from exc
-
-    return wrapper
 
 
 _OPEN_BUSY_RETRIES = 5  # 0.1 s + 0.2 + 0.4 + 0.8 + 1.6 at most
@@ -97,6 +72,10 @@ _OPEN_BUSY_RETRIES = 5  # 0.1 s + 0.2 + 0.4 + 0.8 + 1.6 at most
 
 class EmbeddedStore:
     """SQLite (WAL, aiosqlite) + an on-disk vector index; implements the ``Store`` port.
+
+    This class owns the lifecycle and keeps the index in step with SQLite; the port's parts
+    (``entries``, ``maintenance``, ``changes``, ``blocklist``, ``counters``) are small
+    objects over it.
 
     ``path`` is the cache directory (created if missing). Several processes may share it.
     ``index``: "hnsw" (hnswlib), "numpy" (exact brute force) or "auto" (hnsw when installed).
@@ -130,17 +109,48 @@ class EmbeddedStore:
         self._scopes = ScopeMap()
         self._db_id = ""
         self._watermark = 0  # last changes seq applied to the index
-        self.deletions = 0  # deletions applied from the log (any process); see Store.deletions
-        self._recent_dels: deque[int] = deque(maxlen=_RECENT_DELETIONS)
+        self.deletions = 0  # deletions applied from the log (any process); see ChangeFeed
+        self.recent_deletions: deque[int] = deque(maxlen=_RECENT_DELETIONS)
         self._dirty = False  # the index differs from what is saved on disk
         self._rebuilds = 0
         self._seen_dv: int | None = None
         self._sync_lock = anyio.Lock()  # one catch-up, rebuild or save at a time
-        self._neg_lock = anyio.Lock()
-        self._neg_seen_dv: int | None = None
-        self._neg_version = -1
-        self._neg_entries: list[NegativeEntry] = []
-        self._neg_vecs: Vector = np.empty((0, dim), dtype=np.float32)
+        self.health = StoreHealth()
+        self._entries = EmbeddedEntries(self)
+        self._maintenance = EmbeddedMaintenance(self)
+        self._changes = EmbeddedChanges(self)
+        self._blocklist = EmbeddedBlocklist(self)
+        self._counters = EmbeddedCounters(self)
+
+    # -- the port's parts ------------------------------------------------------------------
+
+    @property
+    def entries(self) -> EmbeddedEntries:
+        return self._entries
+
+    @property
+    def maintenance(self) -> EmbeddedMaintenance:
+        return self._maintenance
+
+    @property
+    def changes(self) -> EmbeddedChanges:
+        return self._changes
+
+    @property
+    def blocklist(self) -> EmbeddedBlocklist:
+        return self._blocklist
+
+    @property
+    def counters(self) -> EmbeddedCounters:
+        return self._counters
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def max_entries(self) -> int:
+        return self._max_entries
 
     async def __aenter__(self) -> EmbeddedStore:
         await self.open()
@@ -151,12 +161,18 @@ class EmbeddedStore:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    @_store_errors
+    @store_errors
     async def open(self) -> None:
         if self._db is not None:
             return
         await anyio.to_thread.run_sync(functools.partial(self._dir.mkdir, parents=True, exist_ok=True))
         await anyio.to_thread.run_sync(sweep_tmp, self._dir)
+        if self.health.fault is not None and not await anyio.to_thread.run_sync(
+            passes_quick_check, self._db_path
+        ):
+            # Reopening after a fault at run time: pages may be damaged where opening does
+            # not look. The file is moved aside (kept for inspection) and a fresh one made.
+            await self._quarantine_db(f"failed its integrity check after: {self.health.fault}")
         attempt, busy = 1, 0
         while True:
             if not await anyio.to_thread.run_sync(looks_like_sqlite, self._db_path):
@@ -184,6 +200,7 @@ class EmbeddedStore:
                 self._reset()
                 raise
             self._db = db
+            self.health.healed()
             return
 
     async def _quarantine_db(self, reason: str) -> None:
@@ -200,8 +217,8 @@ class EmbeddedStore:
         self._scopes = ScopeMap()
         self._watermark = 0
         self._dirty = False
-        self._seen_dv = self._neg_seen_dv = None
-        self._neg_version = -1
+        self._seen_dv = None
+        self._blocklist.forget()
 
     async def _start(self, db: Database) -> None:
         recorded = await db.claim_dim(self._dim)
@@ -232,10 +249,10 @@ class EmbeddedStore:
                         database=len(self._scopes),
                     )
                     await self._rebuild(db)
-            if self._rebuilds > rebuilds and len(self._require_index()) >= _SAVE_AFTER_REBUILD:
+            if self._rebuilds > rebuilds and len(self.require_index()) >= _SAVE_AFTER_REBUILD:
                 await self._save()  # so a crash before close does not cost another rebuild
 
-    @_store_errors
+    @store_errors
     async def close(self) -> None:
         db = self._db
         if db is None:
@@ -247,7 +264,7 @@ class EmbeddedStore:
                     # directory holds is no older than this index anyway.
                     if await self._catch_up(db, allow_rebuild=False) and self._dirty:
                         await self._save()
-                await db.prune_changes(max(_MIN_KEEP_CHANGES, self._max_entries))
+                await db.prune_changes(max(MIN_KEEP_CHANGES, self._max_entries))
             except (sqlite3.Error, OSError, StoreError) as exc:
                 # The database is the truth: a lost index save only costs a catch-up later.
                 log.warning("store.close_incomplete", error=str(exc))
@@ -256,12 +273,12 @@ class EmbeddedStore:
                 self._db = None
                 self._reset()
 
-    def _require_db(self) -> Database:
+    def require_db(self) -> Database:
         if self._db is None:
             raise StoreError("the store is not open")
         return self._db
 
-    def _require_index(self) -> AnyIndex:
+    def require_index(self) -> AnyIndex:
         if self._index is None:
             raise StoreError("the store is not open")
         return self._index
@@ -329,7 +346,7 @@ class EmbeddedStore:
                 return True
 
     async def _apply(self, rows: Sequence[ChangeRow]) -> None:
-        index = self._require_index()
+        index = self.require_index()
         nbytes = self._dim * 4
         add_ids: list[int] = []
         add_scopes: list[str] = []
@@ -348,12 +365,12 @@ class EmbeddedStore:
             self._scopes.add(add_ids, add_scopes)  # after the index: filters never see a gap
         if dels:
             self.deletions += len(dels)
-            self._recent_dels.extend(dels)
+            self.recent_deletions.extend(dels)
             self._scopes.remove(dels)  # before the index: searches stop returning them first
             await anyio.to_thread.run_sync(index.remove, dels)
 
     async def _save(self) -> None:
-        index = self._require_index()
+        index = self.require_index()
         meta = {
             "format": _META_FORMAT,
             "kind": self._kind,
@@ -370,23 +387,21 @@ class EmbeddedStore:
     def scope_size(self, scope: str) -> int | None:
         return self._scopes.size(scope) if self._index is not None else None
 
-    def deleted_since(self, count: int) -> list[int] | None:
-        """Ids deleted after the ``count``-th deletion, or None if that is too long ago."""
-        missed = self.deletions - count
-        if missed <= 0:
-            return []
-        if missed > len(self._recent_dels):
-            return None
-        return list(self._recent_dels)[-missed:]
+    def exact_limit(self) -> int:
+        """Scopes with at most this many vectors are scanned exactly instead of searched."""
+        if self._exact_scan_limit is not None:
+            return self._exact_scan_limit
+        # A filtered HNSW search visits about ef/fraction nodes, so tiny scopes degrade to a
+        # whole-graph walk; scanning a scope costs ~2 µs a row. They cross near sqrt(100·n).
+        return max(256, math.isqrt(100 * len(self.require_index())))
 
-    @_store_errors
-    async def sync(self) -> None:
-        """Catch up on other processes' writes now (the engine calls this periodically)."""
-        await self._refresh()
+    def allowed(self, scope: str, size: int) -> Any:
+        """The index filter for ``scope`` (None: every indexed entry is in it)."""
+        return None if size >= len(self.require_index()) else self._scopes.allowed(scope)
 
-    async def _refresh(self) -> None:
+    async def refresh(self) -> None:
         """Catch up on commits made by any other connection since the last look."""
-        db = self._require_db()
+        db = self.require_db()
         dv = await db.data_version()
         if dv == self._seen_dv and not self._sync_lock.locked():
             return
@@ -398,245 +413,10 @@ class EmbeddedStore:
             await self._catch_up(db)
             self._seen_dv = dv
 
-    # -- entries ---------------------------------------------------------------------------
-
-    @_store_errors
-    async def find_exact(self, scope: str, query_hash: str, now: float) -> CacheEntry | None:
-        # Straight from SQLite: always current, no index involved.
-        return await self._require_db().find_exact(scope, query_hash, now)
-
-    @_store_errors
-    async def search(self, scope: str, vector: Vector, k: int, now: float) -> list[tuple[CacheEntry, float]]:
-        """Live entries of ``scope`` nearest to ``vector``, best first (never stale ones)."""
-        if k <= 0:
-            return []
-        await self._refresh()
-        query = as_unit_vector(vector, self._dim)
-        size = self._scopes.size(scope)
-        if size == 0:
-            return []
-        if size <= self._exact_limit():
-            return await self._search_exact(scope, query, k, now)
-        return await self._search_index(scope, query, k, now, size)
-
-    def _exact_limit(self) -> int:
-        if self._exact_scan_limit is not None:
-            return self._exact_scan_limit
-        # A filtered HNSW search visits about ef/fraction nodes, so tiny scopes degrade to a
-        # whole-graph walk; scanning a scope costs ~2 µs a row. They cross near sqrt(100·n).
-        return max(256, math.isqrt(100 * len(self._require_index())))
-
-    async def _search_exact(
-        self, scope: str, query: Vector, k: int, now: float
-    ) -> list[tuple[CacheEntry, float]]:
-        db = self._require_db()
-        rows = await db.scope_vectors(scope, now)
-        if len(rows) > _INLINE_ROWS:
-            ranked = await anyio.to_thread.run_sync(rank_blobs, rows, query, self._dim)
-        else:
-            ranked = rank_blobs(rows, query, self._dim)
-        out: list[tuple[CacheEntry, float]] = []
-        start, step = 0, k + 8
-        # Rows deleted since the scan are skipped; read further down the ranking for them.
-        while len(out) < k and start < len(ranked):
-            window = ranked[start : start + step]
-            found = await db.live_entries([i for i, _ in window], now)
-            out.extend((found[i], sim) for i, sim in window if i in found)
-            start += step
-            step *= 4
-        return out[:k]
-
-    async def _search_index(
-        self, scope: str, query: Vector, k: int, now: float, size: int
-    ) -> list[tuple[CacheEntry, float]]:
-        db = self._require_db()
-        index = self._require_index()
-        allowed = None if size >= len(index) else self._scopes.allowed(scope)
-        fetch = min(size, max(2 * k, k + 16))
-        while True:
-            hits = await anyio.to_thread.run_sync(index.search, query, fetch, allowed)
-            found = await db.live_entries([i for i, _ in hits], now)
-            out = [(found[i], sim) for i, sim in hits if i in found]
-            # Expired or concurrently deleted hits are dropped; over-fetch until k live ones
-            # are in hand or the scope is exhausted, so they never hide a live entry.
-            if len(out) >= k or len(hits) < fetch or fetch >= size:
-                return out[:k]
-            fetch = min(size, fetch * 4)
-
-    @_store_errors
-    async def put(self, entries: Sequence[NewEntry]) -> list[int]:
-        """Insert or replace (same scope and hash) and return the ids; evicts LRU past the cap."""
-        if not entries:
-            return []
-        slot: dict[tuple[str, str], int] = {}
-        rows: list[EntryRow] = []
-        for entry in entries:
-            key = (entry.scope, entry.query_hash)
-            row = self._entry_row(entry)
-            if key in slot:  # the same question twice in one batch: the later one wins
-                rows[slot[key]] = row
-            else:
-                slot[key] = len(rows)
-                rows.append(row)
-        ids = await self._require_db().put(rows, self._max_entries)
-        await self._refresh()
-        return [ids[slot[(e.scope, e.query_hash)]] for e in entries]
-
-    def _entry_row(self, entry: NewEntry) -> EntryRow:
-        blob = None
-        if entry.vector is not None:
-            blob = as_unit_vector(entry.vector, self._dim).astype("<f4").tobytes()
-        return (
-            entry.scope,
-            entry.query_hash,
-            float(entry.created_at),
-            float(entry.expires_at),
-            float(entry.created_at),
-            blob,
-            entry.query,
-            entry.answer,
-            entry.payload,
-            dumps_metadata(entry.metadata),
-        )
-
-    @_store_errors
-    async def touch(self, ids: Sequence[int], now: float) -> None:
-        if ids:
-            await self._require_db().touch(ids, now)
-
-    @_store_errors
-    async def get(self, entry_id: int) -> CacheEntry | None:
-        """The entry with this id, expired or not (None once deleted)."""
-        return await self._require_db().get(entry_id)
-
-    @_store_errors
-    async def delete(self, ids: Sequence[int]) -> int:
-        if not ids:
-            return 0
-        removed = await self._require_db().delete([int(i) for i in ids])
-        await self._refresh()
-        return removed
-
-    @_store_errors
-    async def evict_expired(self, now: float) -> int:
-        db = self._require_db()
-        removed = await db.evict_expired(now)
-        await self._refresh()
-        # The background sweep is also the moment to trim the changes log.
-        await db.prune_changes(max(_MIN_KEEP_CHANGES, self._max_entries))
-        return removed
-
-    @_store_errors
-    async def clear(self, scope_prefix: str | None = None) -> int:
-        removed = await self._require_db().clear(scope_prefix)
-        await self._refresh()
-        return removed
-
-    @_store_errors
-    async def count(self) -> int:
-        return await self._require_db().count()
-
-    @_store_errors
-    async def entries(self, limit: int = 100, offset: int = 0) -> list[CacheEntry]:
-        """Stored entries, newest first, expired ones included (for inspection)."""
-        return await self._require_db().entries(limit, offset)
-
-    # -- negative list ---------------------------------------------------------------------
-
-    @_store_errors
-    async def negative_add(
-        self,
-        query: str,
-        vector: Vector,
-        reason: str,
-        category: str,
-        severity: int,
-        metadata: dict[str, Any],
-        now: float,
-    ) -> int:
-        blob = as_unit_vector(vector, self._dim).astype("<f4").tobytes()
-        new_id = await self._require_db().negative_add(
-            query, blob, reason, category, int(severity), metadata, now
-        )
-        self._neg_version = -1
-        return new_id
-
-    @_store_errors
-    async def negative_search(self, vector: Vector, k: int) -> list[tuple[NegativeEntry, float]]:
-        await self._refresh_negatives()
-        entries, vecs = self._neg_entries, self._neg_vecs
-        if not entries or k <= 0:
-            return []
-        query = as_unit_vector(vector, self._dim)
-        if len(entries) > _INLINE_ROWS:
-            sims = await anyio.to_thread.run_sync(np.matmul, vecs, query)
-        else:  # a small matrix: cheaper than the thread hop
-            sims = vecs @ query
-        order = np.argsort(-sims, kind="stable")[:k]
-        return [(entries[i], float(sims[i])) for i in order.tolist()]
-
-    async def _refresh_negatives(self) -> None:
-        db = self._require_db()
-        dv = await db.data_version()
-        if dv == self._neg_seen_dv and self._neg_version >= 0 and not self._neg_lock.locked():
-            return
-        async with self._neg_lock:
-            version = await db.negatives_version()
-            if version == self._neg_version:
-                self._neg_seen_dv = dv
-                return
-            rows = await db.negatives_all()
-            nbytes = self._dim * 4
-            good = [r for r in rows if len(r[1]) == nbytes]
-            self._neg_entries = [r[0] for r in good]
-            self._neg_vecs = (
-                matrix([r[1] for r in good], self._dim)
-                if good
-                else np.empty((0, self._dim), dtype=np.float32)
-            )
-            self._neg_version = version
-            self._neg_seen_dv = dv  # only now: a caller arriving meanwhile waited for this
-
-    @_store_errors
-    async def negative_get(self, entry_id: int) -> NegativeEntry | None:
-        return await self._require_db().negative_get(entry_id)
-
-    @_store_errors
-    async def negative_list(
-        self, category: str | None = None, limit: int | None = None
-    ) -> list[NegativeEntry]:
-        return await self._require_db().negative_list(category, limit)
-
-    @_store_errors
-    async def negative_remove(self, entry_id: int) -> bool:
-        removed = await self._require_db().negative_remove(entry_id)
-        self._neg_version = -1
-        return removed
-
-    @_store_errors
-    async def negative_report_false_positive(self, entry_id: int) -> int:
-        """Increment and return the report count (-1 if the entry does not exist)."""
-        count = await self._require_db().negative_report_false_positive(entry_id)
-        self._neg_version = -1
-        return count
-
-    @_store_errors
-    async def negative_count(self) -> int:
-        return await self._require_db().negative_count()
-
-    # -- counters and description ----------------------------------------------------------
-
-    @_store_errors
-    async def load_counters(self) -> dict[str, float]:
-        return await self._require_db().load_counters()
-
-    @_store_errors
-    async def add_counters(self, deltas: dict[str, float]) -> None:
-        await self._require_db().add_counters(deltas)
-
     def describe(self) -> dict[str, Any]:
         index = self._index
         return {
+            "health": self.health.describe(),
             "backend": "embedded",
             "path": str(self._dir),
             "database": str(self._db_path),

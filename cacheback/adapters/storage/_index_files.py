@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -26,6 +27,7 @@ from ...core._errors import CachebackError, ConfigError
 from ...core._types import Vector
 from ._hnsw_index import HnswIndex, hnsw_available
 from ._numpy_index import NumpyIndex, as_unit_rows
+from ._sqlite import is_corruption
 
 log = get_logger("cacheback.store")
 
@@ -123,6 +125,22 @@ def looks_like_sqlite(db_path: Path) -> bool:
     except FileNotFoundError:
         return True
     return header in (b"", b"SQLite format 3\x00")
+
+
+def passes_quick_check(db_path: Path) -> bool:
+    """False if SQLite finds the file corrupt (``PRAGMA quick_check``, WAL included). Other
+    failures (cannot open, locked) are left to the open that follows."""
+    if not db_path.is_file():
+        return True
+    try:
+        conn = sqlite3.connect(str(db_path), timeout=10)
+        try:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return not is_corruption(exc)
+    return rows == [("ok",)]
 
 
 def move_db_aside(db_path: Path) -> list[Path]:

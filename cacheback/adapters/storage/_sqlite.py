@@ -20,11 +20,13 @@ from typing import Any
 
 import aiosqlite
 import anyio
+import numpy as np
 
 from ...core._errors import StoreError
-from ...core._types import CacheEntry, NegativeEntry
+from ...core._types import CacheEntry, NegativeEntry, Vector
 
 SCHEMA_VERSION = 1
+MIN_KEEP_CHANGES = 10_000  # changes-log rows kept at least, so lagging readers can replay
 _CHUNK = 500  # ids per IN (...) list: far below SQLite's variable limit on every version
 
 _CONNECTION_PRAGMAS = (
@@ -58,6 +60,8 @@ CREATE INDEX IF NOT EXISTS entries_last_access ON entries (last_access);
 CREATE INDEX IF NOT EXISTS entries_expires_at ON entries (expires_at);
 -- the indexed rows per scope: loads the scope map on open and serves exact small-scope scans
 CREATE INDEX IF NOT EXISTS entries_vector_scope ON entries (scope) WHERE vector IS NOT NULL;
+-- rows still waiting for their vector (written before embedding): the catch-up reads these
+CREATE INDEX IF NOT EXISTS entries_unindexed ON entries (id) WHERE vector IS NULL;
 
 CREATE TABLE IF NOT EXISTS negatives (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -83,6 +87,11 @@ CREATE TABLE IF NOT EXISTS changes (
 CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 
 CREATE TRIGGER IF NOT EXISTS entries_log_add AFTER INSERT ON entries BEGIN
+    INSERT INTO changes (op, entry_id) VALUES ('add', NEW.id);
+END;
+-- a row written without its vector becomes searchable when it gets one: logged as an add
+CREATE TRIGGER IF NOT EXISTS entries_log_vector AFTER UPDATE OF vector ON entries
+WHEN OLD.vector IS NULL AND NEW.vector IS NOT NULL BEGIN
     INSERT INTO changes (op, entry_id) VALUES ('add', NEW.id);
 END;
 CREATE TRIGGER IF NOT EXISTS entries_log_del AFTER DELETE ON entries BEGIN
@@ -140,6 +149,28 @@ def is_busy(exc: BaseException) -> bool:
     return "locked" in str(exc).lower()
 
 
+_FAULT_CODES = (
+    SQLITE_CORRUPT,
+    SQLITE_NOTADB,
+    10,  # SQLITE_IOERR
+    8,  # SQLITE_READONLY
+    14,  # SQLITE_CANTOPEN
+    13,  # SQLITE_FULL
+)
+
+
+def is_fault(exc: BaseException) -> bool:
+    """True for failures that last until the file is fixed or reopened (corrupt pages, I/O
+    errors, a file that became read-only or unreachable, a full disk), not for busy/locked."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in _FAULT_CODES
+    text = str(exc).lower()
+    return any(w in text for w in ("not a database", "malformed", "disk i/o", "readonly", "unable to open"))
+
+
 def is_corruption(exc: BaseException) -> bool:
     """True for "file is not a database" and "database disk image is malformed"."""
     if not isinstance(exc, sqlite3.DatabaseError):
@@ -165,7 +196,7 @@ def _loads_metadata(raw: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"value": value}
 
 
-def _entry(row: Sequence[Any]) -> CacheEntry:
+def _entry(row: Sequence[Any], vector: Vector | None = None) -> CacheEntry:
     return CacheEntry(
         id=int(row[0]),
         scope=row[1],
@@ -177,7 +208,15 @@ def _entry(row: Sequence[Any]) -> CacheEntry:
         last_access=float(row[7]),
         hits=int(row[8]),
         metadata=_loads_metadata(row[9]),
+        vector=vector,
     )
+
+
+def _vector(blob: object, dim: int) -> Vector | None:
+    """A stored float32 blob as a vector (None when absent or not ``dim`` long)."""
+    if not isinstance(blob, bytes) or len(blob) != dim * 4:
+        return None
+    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
 
 
 def _negative(row: Sequence[Any]) -> NegativeEntry:
@@ -394,14 +433,28 @@ class Database:
                 )
         return ids
 
-    async def find_exact(self, scope: str, query_hash: str, now: float) -> CacheEntry | None:
+    async def find_exact(self, scope: str, query_hash: str, now: float, dim: int) -> CacheEntry | None:
+        """The live entry with this key, with its vector (when it has one of ``dim``)."""
         rows = list(
             await self.reader.execute_fetchall(
-                f"SELECT {_ENTRY_COLS} FROM entries WHERE scope = ? AND query_hash = ? AND expires_at > ?",
+                f"SELECT {_ENTRY_COLS}, vector FROM entries"
+                " WHERE scope = ? AND query_hash = ? AND expires_at > ?",
                 (scope, query_hash, now),
             )
         )
-        return _entry(rows[0]) if rows else None
+        return _entry(rows[0], _vector(rows[0][10], dim)) if rows else None
+
+    async def attach_vectors(self, pairs: Sequence[tuple[bytes, int]]) -> None:
+        """Set the vector of rows that have none yet; rows gone or already set are skipped."""
+        async with self._write() as w:
+            await w.executemany("UPDATE entries SET vector = ? WHERE id = ? AND vector IS NULL", pairs)
+
+    async def unindexed(self, limit: int, now: float) -> list[CacheEntry]:
+        rows = await self.reader.execute_fetchall(
+            f"SELECT {_ENTRY_COLS} FROM entries WHERE vector IS NULL AND expires_at > ? ORDER BY id LIMIT ?",
+            (now, limit),
+        )
+        return [_entry(r) for r in rows]
 
     async def live_entries(self, ids: Sequence[int], now: float) -> dict[int, CacheEntry]:
         out: dict[int, CacheEntry] = {}

@@ -1,0 +1,209 @@
+"""The embedded store's entry parts: ``Entries`` (exact, search, the write path) and
+``Maintenance`` (operator actions), over the SQLite file and the index ``EmbeddedStore`` keeps."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.to_thread
+
+from ...core._errors import StoreError
+from ...core._types import CacheEntry, NewEntry, Vector
+from ._index_files import rank_blobs
+from ._numpy_index import as_unit_vector
+from ._sqlite import MIN_KEEP_CHANGES, EntryRow, dumps_metadata
+from ._store_errors import StoreHealth, store_errors
+
+if TYPE_CHECKING:
+    from ...core._store_ports import Entries, Maintenance
+    from ._embedded import EmbeddedStore
+
+INLINE_ROWS = 512  # below this many vectors numpy scoring is cheaper than a thread hop
+
+
+def vector_blob(vector: Vector, dim: int) -> bytes:
+    """A vector as stored: unit length, float32 little-endian."""
+    return as_unit_vector(vector, dim).astype("<f4").tobytes()
+
+
+class EmbeddedEntries:
+    """Cached answers in SQLite; semantic search through the index (or an exact scan)."""
+
+    def __init__(self, store: EmbeddedStore) -> None:
+        self._s = store
+
+    @property
+    def health(self) -> StoreHealth:
+        return self._s.health
+
+    @store_errors
+    async def find_exact(self, scope: str, query_hash: str, now: float) -> CacheEntry | None:
+        # Straight from SQLite: always current, no index involved.
+        return await self._s.require_db().find_exact(scope, query_hash, now, self._s.dim)
+
+    @store_errors
+    async def search(self, scope: str, vector: Vector, k: int, now: float) -> list[tuple[CacheEntry, float]]:
+        """Live entries of ``scope`` nearest to ``vector``, best first (never stale ones)."""
+        if k <= 0:
+            return []
+        await self._s.refresh()
+        query = as_unit_vector(vector, self._s.dim)
+        size = self._s.scope_size(scope) or 0
+        if size == 0:
+            return []
+        if size <= self._s.exact_limit():
+            return await self._search_exact(scope, query, k, now)
+        return await self._search_index(scope, query, k, now, size)
+
+    async def _search_exact(
+        self, scope: str, query: Vector, k: int, now: float
+    ) -> list[tuple[CacheEntry, float]]:
+        db = self._s.require_db()
+        rows = await db.scope_vectors(scope, now)
+        dim = self._s.dim
+        if len(rows) > INLINE_ROWS:
+            ranked = await anyio.to_thread.run_sync(rank_blobs, rows, query, dim)
+        else:
+            ranked = rank_blobs(rows, query, dim)
+        out: list[tuple[CacheEntry, float]] = []
+        start, step = 0, k + 8
+        # Rows deleted since the scan are skipped; read further down the ranking for them.
+        while len(out) < k and start < len(ranked):
+            window = ranked[start : start + step]
+            found = await db.live_entries([i for i, _ in window], now)
+            out.extend((found[i], sim) for i, sim in window if i in found)
+            start += step
+            step *= 4
+        return out[:k]
+
+    async def _search_index(
+        self, scope: str, query: Vector, k: int, now: float, size: int
+    ) -> list[tuple[CacheEntry, float]]:
+        db = self._s.require_db()
+        index = self._s.require_index()
+        allowed = self._s.allowed(scope, size)
+        fetch = min(size, max(2 * k, k + 16))
+        while True:
+            hits = await anyio.to_thread.run_sync(index.search, query, fetch, allowed)
+            found = await db.live_entries([i for i, _ in hits], now)
+            out = [(found[i], sim) for i, sim in hits if i in found]
+            # Expired or concurrently deleted hits are dropped; over-fetch until k live ones
+            # are in hand or the scope is exhausted, so they never hide a live entry.
+            if len(out) >= k or len(hits) < fetch or fetch >= size:
+                return out[:k]
+            fetch = min(size, fetch * 4)
+
+    @store_errors
+    async def put(self, entries: Sequence[NewEntry]) -> list[int]:
+        """Insert or replace (same scope and hash) and return the ids; evicts LRU past the cap."""
+        if not entries:
+            return []
+        slot: dict[tuple[str, str], int] = {}
+        rows: list[EntryRow] = []
+        for entry in entries:
+            key = (entry.scope, entry.query_hash)
+            row = self._entry_row(entry)
+            if key in slot:  # the same question twice in one batch: the later one wins
+                rows[slot[key]] = row
+            else:
+                slot[key] = len(rows)
+                rows.append(row)
+        ids = await self._s.require_db().put(rows, self._s.max_entries)
+        # Caught up at once: LRU evictions reach the change feed (and the engine's memory)
+        # before the next lookup, and the new vectors are in the index.
+        await self._s.refresh()
+        return [ids[slot[(e.scope, e.query_hash)]] for e in entries]
+
+    def _entry_row(self, entry: NewEntry) -> EntryRow:
+        blob = vector_blob(entry.vector, self._s.dim) if entry.vector is not None else None
+        return (
+            entry.scope,
+            entry.query_hash,
+            float(entry.created_at),
+            float(entry.expires_at),
+            float(entry.created_at),
+            blob,
+            entry.query,
+            entry.answer,
+            entry.payload,
+            dumps_metadata(entry.metadata),
+        )
+
+    @store_errors
+    async def attach_vectors(self, ids: Sequence[int], vectors: Vector) -> None:
+        if len(ids) != len(vectors):
+            raise StoreError(f"{len(ids)} ids but {len(vectors)} vectors")
+        if not ids:
+            return
+        dim = self._s.dim
+        pairs = [(vector_blob(v, dim), int(i)) for i, v in zip(ids, vectors, strict=True)]
+        await self._s.require_db().attach_vectors(pairs)
+        await self._s.refresh()  # the update trigger logged them: index them now
+
+    @store_errors
+    async def unindexed(self, limit: int) -> list[CacheEntry]:
+        return await self._s.require_db().unindexed(limit, time.time())
+
+    @store_errors
+    async def touch(self, ids: Sequence[int], now: float) -> None:
+        if ids:
+            await self._s.require_db().touch(ids, now)
+
+    @store_errors
+    async def get(self, entry_id: int) -> CacheEntry | None:
+        """The entry with this id, expired or not (None once deleted)."""
+        return await self._s.require_db().get(entry_id)
+
+    @store_errors
+    async def delete(self, ids: Sequence[int]) -> int:
+        if not ids:
+            return 0
+        removed = await self._s.require_db().delete([int(i) for i in ids])
+        await self._s.refresh()
+        return removed
+
+    def scope_size(self, scope: str) -> int | None:
+        return self._s.scope_size(scope)
+
+
+class EmbeddedMaintenance:
+    """Operator actions over all entries."""
+
+    def __init__(self, store: EmbeddedStore) -> None:
+        self._s = store
+
+    @property
+    def health(self) -> StoreHealth:
+        return self._s.health
+
+    @store_errors
+    async def evict_expired(self, now: float) -> int:
+        db = self._s.require_db()
+        removed = await db.evict_expired(now)
+        await self._s.refresh()
+        # The background sweep is also the moment to trim the changes log.
+        await db.prune_changes(max(MIN_KEEP_CHANGES, self._s.max_entries))
+        return removed
+
+    @store_errors
+    async def clear(self, scope_prefix: str | None = None) -> int:
+        removed = await self._s.require_db().clear(scope_prefix)
+        await self._s.refresh()
+        return removed
+
+    @store_errors
+    async def count(self) -> int:
+        return await self._s.require_db().count()
+
+    @store_errors
+    async def list(self, limit: int = 100, offset: int = 0) -> list[CacheEntry]:
+        """Stored entries, newest first, expired ones included (for inspection)."""
+        return await self._s.require_db().entries(limit, offset)
+
+
+if TYPE_CHECKING:
+    _entries: type[Entries] = EmbeddedEntries  # mypy checks the parts against the ports
+    _maintenance: type[Maintenance] = EmbeddedMaintenance

@@ -1,0 +1,55 @@
+"""The store contract (tests/store_contract.py) over every storage backend.
+
+To add a backend, add a factory to ``BACKENDS``: given the test's temporary directory, it
+returns a ``StoreFactory`` that opens the backend over one storage space (the same space on
+every call, so a second call is a restart or a second process's handle).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from store_contract import CHECKS, DIM, Check, StoreFactory
+
+from cacheback.adapters.storage import EmbeddedStore
+from cacheback.core._store_ports import Store
+
+pytestmark = pytest.mark.anyio
+
+
+def embedded(index: str) -> Callable[[Path], StoreFactory]:
+    def factory(tmp: Path) -> StoreFactory:
+        @asynccontextmanager
+        async def make(*, max_entries: int = 1000) -> AsyncIterator[Store]:
+            # exact_scan_limit=0: every search goes through the index under test.
+            store = EmbeddedStore(
+                tmp / "cache", DIM, max_entries=max_entries, index=index, exact_scan_limit=0
+            )
+            await store.open()
+            try:
+                yield store
+            finally:
+                await store.close()
+
+        return make
+
+    return factory
+
+
+BACKENDS: dict[str, Callable[[Path], StoreFactory]] = {
+    "sqlite-hnsw": embedded("hnsw"),
+    "sqlite-numpy": embedded("numpy"),
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    return BACKENDS[request.param](tmp_path)
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
+async def test_store_contract(check: Check, make_store: StoreFactory) -> None:
+    await check(make_store)
