@@ -20,13 +20,14 @@ from cacheback.core._store_ports import Store
 pytestmark = pytest.mark.anyio
 
 
-def embedded(index: str) -> Callable[[Path], StoreFactory]:
+def embedded(index: str, exact_scan_limit: int = 0) -> Callable[[Path], StoreFactory]:
     def factory(tmp: Path) -> StoreFactory:
         @asynccontextmanager
         async def make(*, max_entries: int = 1000) -> AsyncIterator[Store]:
-            # exact_scan_limit=0: every search goes through the index under test.
+            # exact_scan_limit=0: every search goes through the index under test; a huge one:
+            # every search scans the scope's vectors in SQLite.
             store = EmbeddedStore(
-                tmp / "cache", DIM, max_entries=max_entries, index=index, exact_scan_limit=0
+                tmp / "cache", DIM, max_entries=max_entries, index=index, exact_scan_limit=exact_scan_limit
             )
             await store.open()
             try:
@@ -42,6 +43,7 @@ def embedded(index: str) -> Callable[[Path], StoreFactory]:
 BACKENDS: dict[str, Callable[[Path], StoreFactory]] = {
     "sqlite-hnsw": embedded("hnsw"),
     "sqlite-numpy": embedded("numpy"),
+    "sqlite-scan": embedded("hnsw", exact_scan_limit=10**9),
 }
 
 

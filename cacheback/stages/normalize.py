@@ -125,20 +125,7 @@ class Normalize(Stage):
         self._hot.put(job.scope, job.query_hash, entry, job.generation)
 
     async def _resolve(self, job: Job) -> None:
-        """A hit on an answer whose row is being written: wait for it (a few milliseconds)."""
-        remembered = self._hot.get(job.scope, job.query_hash, job.now)
-        outcome = job.outcome
-        if remembered is None or outcome is None:
-            return
-        entry: CacheEntry | None = None
-        if remembered.entry.id > 0:  # written meanwhile
-            entry = remembered.entry
-        elif remembered.pending is not None:
-            entry = await remembered.pending.stored()
-        else:
-            return
-        if entry is not None:
-            job.settle(outcome.tier, similarity=outcome.similarity, entry=entry)
+        await settle_written(job, self._hot)
 
     async def _skip_embedding_if_empty(self, jobs: list[Job]) -> None:
         """Nothing in an empty scope can match and the blocklist is empty: the exact check
@@ -160,3 +147,21 @@ def around_the_cache(jobs: Sequence[Job]) -> None:
             job.route = "upstream"
         else:
             job.settle(Tier.MISS, detail="cache degraded: the store is unavailable")
+
+
+async def settle_written(job: Job, hot: HotCache) -> None:
+    """A job settled from memory on an answer whose row is still being written (entry id 0):
+    wait for the write (a few milliseconds), so the hit reports its real entry id."""
+    outcome = job.outcome
+    if outcome is None or outcome.entry is None or outcome.entry.id > 0:
+        return
+    remembered = hot.get(job.scope, job.query_hash, job.now)
+    if remembered is None:
+        return
+    entry: CacheEntry | None = None
+    if remembered.entry.id > 0:  # written meanwhile
+        entry = remembered.entry
+    elif remembered.pending is not None:
+        entry = await remembered.pending.stored()
+    if entry is not None:
+        job.settle(outcome.tier, similarity=outcome.similarity, entry=entry)

@@ -22,6 +22,7 @@ from ..core._hotcache import HotCache
 from ..core._job import Job, coalescing_key
 from ..core._stage import Stage, StageContext
 from ..core._types import Tier
+from .normalize import settle_written
 
 #: Stores (and accounts) what a job's upstream call answered; None: nothing to store.
 Store = Callable[[Job, "Answer | None"], None]
@@ -84,6 +85,7 @@ class Upstream(Stage):
         key = coalescing_key(job.request, job.scope, job.query_hash, streaming=call.streaming)
         # An identical request finished while this one was on its way: use its answer.
         if key is not None and self._hot is not None and job.settle_from_memory(self._hot, time.time()):
+            await settle_written(job, self._hot)  # its real entry id, once written
             return
         flight = self._flights.get(key) if key is not None else None
         if flight is not None:
