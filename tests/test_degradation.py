@@ -4,6 +4,7 @@ with the reason, requests pass through, and the engine gets the store back witho
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -34,6 +35,11 @@ def damage(cache_dir: Path) -> None:
             with path.open("r+b") as fh:
                 fh.seek(keep)
                 fh.write(os.urandom(size - keep))
+
+
+def gauge(metrics: str, name: str) -> str | None:
+    found = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)$", metrics, re.M)
+    return found.group(1) if found else None
 
 
 def moved_aside(cache_dir: Path) -> list[str]:
@@ -114,6 +120,8 @@ def test_the_proxy_starts_in_pass_through_when_its_cache_dir_is_unusable(
             resp = http.post("/v1/chat/completions", json=body)
             assert resp.status_code == 200 and resp.headers["x-cacheback-tier"] == "upstream"
         assert http.get("/v1/cache/stats").json()["cache"]["status"] == "degraded"
+        metrics = http.get("/metrics")
+        assert metrics.status_code == 200 and gauge(metrics.text, "cacheback_cache_degraded") == "1"
         assert "PASS-THROUGH" in px.log()
         # Fixed while it runs: the cache comes back without a restart.
         (cache_dir / "cache.db").rmdir()
@@ -123,6 +131,7 @@ def test_the_proxy_starts_in_pass_through_when_its_cache_dir_is_unusable(
             time.sleep(0.2)
         http.post("/v1/chat/completions", json=body)
         assert http.post("/v1/chat/completions", json=body).headers["x-cacheback-tier"] == "exact"
+        assert gauge(http.get("/metrics").text, "cacheback_cache_degraded") == "0"
     assert fake.count("chat") == 3
 
 

@@ -105,10 +105,14 @@ class Metrics:
         for stage, depth in sorted(queues.items()):
             sample("cacheback_queue_depth", depth, stage=stage)
         if engine_stats is not None:
+            cache = engine_stats.get("cache") or {}
+            head("cacheback_cache_degraded", "gauge", "1 while the cache cannot be used (pass-through).")
+            sample("cacheback_cache_degraded", 0 if cache.get("status", "ok") == "ok" else 1)
             head("cacheback_entries", "gauge", "Live entries in the cache store.")
-            sample("cacheback_entries", int(engine_stats.get("entries", 0)))
+            # None while the store is broken: unknown, reported as 0 with the gauge above.
+            sample("cacheback_entries", int(engine_stats.get("entries") or 0))
             head("cacheback_negative_entries", "gauge", "Entries in the negative cache.")
-            sample("cacheback_negative_entries", int(engine_stats.get("negative_entries", 0)))
+            sample("cacheback_negative_entries", int(engine_stats.get("negative_entries") or 0))
             head("cacheback_hit_rate", "gauge", "Hits over lookups (persisted counters).")
             sample("cacheback_hit_rate", float(engine_stats.get("hit_rate", 0.0)))
             head("cacheback_tier_total", "counter", "Engine outcomes by tier (persisted counters).")
