@@ -38,6 +38,17 @@ def test_stats_entries_and_lookup(filled: Path, capsys: pytest.CaptureFixture[st
     assert code == 1 and "guard" in out  # a near miss shows why it was refused
 
 
+def test_stats_on_an_unusable_cache_dir_say_degraded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code, out, _ = run(capsys, "--cache-dir", str(blocker / "cache"), "stats")
+    assert code == 1 and "DEGRADED" in out  # never a traceback
+    code, out, _ = run(capsys, "--cache-dir", str(blocker / "cache"), "stats", "--json")
+    assert code == 1 and json.loads(out)["cache"]["status"] == "degraded"
+
+
 def test_negative_commands(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
     d = str(filled)
     code, out, _ = run(

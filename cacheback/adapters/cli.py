@@ -54,9 +54,13 @@ def _print(obj: Any) -> None:
 async def _stats(args: argparse.Namespace) -> int:
     async with _engine(args, embedder=False) as engine:
         stats = await engine.admin.stats()
+    cache = stats.get("cache") or {}
+    degraded = cache.get("status", "ok") != "ok"  # exit status 1: the cache cannot be used
     if args.json:
         _print(stats)
-        return 0
+        return 1 if degraded else 0
+    if degraded:
+        print(f"cache             DEGRADED: {cache.get('reason')}")
     print(f"entries           {stats['entries']}")
     print(f"negative entries  {stats['negative_entries']}")
     print(f"lookups           {stats['lookups']}")
@@ -68,7 +72,7 @@ async def _stats(args: argparse.Namespace) -> int:
     if "cost" in stats:
         _print_cost(stats["cost"], stats.get("savings") or {})
     print(f"store             {stats['store']}")
-    return 0
+    return 1 if degraded else 0
 
 
 def _print_cost(cost: dict[str, dict[str, Any]], savings: dict[str, float]) -> None:
