@@ -368,7 +368,7 @@ def test_stats_health_metrics_and_passthrough(proxy: RunningProxy, fake: FakePro
     with proxy.http() as http:
         health = http.get("/health")
         assert health.status_code == 200
-        assert health.json()["ready"] is True and health.json()["embedder"] == "minilm"
+        assert health.json()["ready"] is True and health.json()["embedder"]["name"] == "minilm"
         stats = http.get("/v1/cache/stats").json()
         assert stats["entries"] == 1 and stats["tiers"]["exact"] == 1 and stats["tiers"]["upstream"] == 1
         assert stats["proxy"]["auth"] == "caller-keys"

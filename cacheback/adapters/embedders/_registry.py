@@ -155,13 +155,11 @@ def load_default_embedder(
         }
     try:
         import onnxruntime  # noqa: F401  (only probing that it imports)
-    except ImportError as exc:
-        _log.warning(
-            "embedder_unavailable",
-            embedder=name,
-            reason=f"onnxruntime is not importable ({exc})",
-            fallback="exact-match only",
-        )
+    except Exception as exc:  # ImportError, or a native library that fails to load
+        reason = f"onnxruntime not importable: {type(exc).__name__}: {exc}"
+        if factory is MiniLMEmbedder:
+            return _numpy_fallback(model_dir, reason, load=load)
+        _log.warning("embedder_unavailable", embedder=name, reason=reason, fallback="exact-match only")
         return None
     try:
         instance = factory(
@@ -176,6 +174,8 @@ def load_default_embedder(
             else:
                 instance.embed(["warm-up"])
     except EmbedderError as exc:
+        if factory is MiniLMEmbedder:  # e.g. onnxruntime fails to load the model
+            return _numpy_fallback(model_dir, f"onnxruntime failed: {exc}", load=load)
         _log.warning(
             "embedder_unavailable",
             embedder=name,
@@ -186,4 +186,26 @@ def load_default_embedder(
         return None
     if not isinstance(instance, Embedder):
         raise ConfigError(f"the factory of embedder {name!r} did not return an Embedder")
+    return instance
+
+
+def _numpy_fallback(model_dir: Path | str | None, reason: str, *, load: bool) -> Embedder | None:
+    """The MiniLM forward pass in NumPy (same weights and vectors), or None if that fails too."""
+    from ._numpy_bert import NumpyMiniLMEmbedder
+
+    try:
+        instance = NumpyMiniLMEmbedder(
+            Path(model_dir).expanduser() if model_dir is not None else None, reason=reason
+        )
+        if load:
+            instance.load()
+    except EmbedderError as exc:
+        _log.warning(
+            "embedder_unavailable",
+            embedder="minilm",
+            reason=f"{reason}; the NumPy fallback failed too: {exc}",
+            fallback="exact-match only",
+        )
+        return None
+    _log.warning("embedder_fallback", embedder="minilm", runtime="numpy", reason=reason)
     return instance

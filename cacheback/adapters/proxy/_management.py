@@ -121,10 +121,23 @@ async def _health(proxy: Proxy, request: Request) -> Response:
     }
     if engine is not None:
         body["cache"] = cache
-        body["embedder"] = engine.embedder.name if engine.embedder is not None else None
+        body["embedder"] = _embedder_summary(engine.embedder)
         body["embedders"] = proxy.media.embedders(engine.embedder)
         body["store"] = type(engine.store).__name__ if engine.store is not None else None
     return response(200 if ready else 503, dumps(body))
+
+
+def _embedder_summary(embedder: Any) -> dict[str, Any] | None:
+    """Which embedder runs and on what (``runtime: "numpy"`` with its ``reason`` after a fallback)."""
+    if embedder is None:
+        return None
+    described = embedder.describe()
+    return {
+        "name": embedder.name,
+        "runtime": described.get("runtime"),
+        "reason": described.get("reason"),
+        "loaded": described.get("loaded"),
+    }
 
 
 async def _metrics(proxy: Proxy, request: Request) -> Response:
