@@ -230,7 +230,7 @@ def bert_forward(
     hidden = x.shape[-1]
     size = hidden // heads
     # Masked keys get the most negative float, as the graph adds: softmax then gives them 0.
-    key_bias = np.where(mask[:, None, None, :] > 0, np.float32(0.0), np.float32(-3.4028234663852886e38))
+    key_bias: F32 = np.where(mask[:, None, None, :] > 0, np.float32(0.0), np.float32(-3.4028234663852886e38))
     scale = np.float32(1.0 / np.sqrt(size))
     for i in range(weights.layers):
         pre = f"encoder.layer.{i}."
@@ -247,7 +247,7 @@ def bert_forward(
         q = split(linear(x, "attention.self.query"))
         k = split(linear(x, "attention.self.key"))
         v = split(linear(x, "attention.self.value"))
-        scores = (q @ k.transpose(0, 1, 3, 2)) * scale + key_bias
+        scores: F32 = (q @ k.transpose(0, 1, 3, 2)) * scale + key_bias
         scores -= scores.max(axis=-1, keepdims=True)
         np.exp(scores, out=scores)
         scores /= scores.sum(axis=-1, keepdims=True)
