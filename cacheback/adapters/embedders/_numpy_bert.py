@@ -16,7 +16,9 @@ the exporter gave it an anonymous name.
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -302,6 +304,7 @@ class NumpyMiniLMEmbedder:
         self._lock = threading.Lock()
         self._weights: BertWeights | None = None
         self._tokenizer: Tokenizer | None = None
+        _EMBEDDERS.add(self)
 
     @property
     def name(self) -> str:
@@ -375,7 +378,7 @@ class NumpyMiniLMEmbedder:
             tokenizer = Tokenizer.from_file(str(self._tokenizer_path))
         except Exception as exc:
             raise EmbedderError(f"could not read {self._tokenizer_path}: {exc}") from exc
-        tokenizer.no_padding()
+        tokenizer.no_padding()  # padded per run, after the length grouping, as MiniLMEmbedder does
         tokenizer.enable_truncation(max_length=self._max_length)
         weights = bert_weights(read_onnx(self._model))
         if weights.params["embeddings.LayerNorm.weight"].shape != (DIM,):
@@ -395,3 +398,16 @@ def _pooled(weights: BertWeights, encodings: Sequence[Encoding]) -> Vector:
     w = mask[:, :, None].astype(np.float32)
     pooled: F32 = (hidden * w).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-9)
     return l2_normalise(pooled)
+
+
+# The weights are plain arrays and survive a fork; only the load lock may have been held
+# by a parent thread at that moment, so a child gets a fresh one.
+_EMBEDDERS: weakref.WeakSet[NumpyMiniLMEmbedder] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for embedder in list(_EMBEDDERS):
+        embedder._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
