@@ -330,10 +330,16 @@ def test_load_default_embedder_without_model_warns_and_returns_none(tmp_path: Pa
 
 
 def test_load_default_embedder_without_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MiniLM falls back to NumPy (tests/test_embedder_numpy.py); other onnxruntime
+    embedders have no fallback: exact-match only, with a warning."""
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now fails
     with capture_logs() as logs:
-        assert load_default_embedder() is None
+        assert load_default_embedder(embedder="clip") is None
     assert logs and logs[0]["event"] == "embedder_unavailable" and "onnxruntime" in logs[0]["reason"]
+    with capture_logs() as logs:
+        fallback = load_default_embedder(model_cache=None)
+    assert fallback is not None and fallback.describe()["runtime"] == "numpy"
+    assert [e["event"] for e in logs] == ["embedder_fallback"]
 
 
 def test_load_default_embedder_with_corrupt_model(model_dir: Path) -> None:

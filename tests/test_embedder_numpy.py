@@ -176,7 +176,7 @@ def test_erf_is_accurate() -> None:
 
 
 def test_fallback_when_onnxruntime_is_not_importable(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now raises ImportError
     emb = load_default_embedder(model_cache=None, load=True)
@@ -184,7 +184,8 @@ def test_fallback_when_onnxruntime_is_not_importable(
     described = emb.describe()
     assert described["runtime"] == "numpy" and described["loaded"] is True
     assert described["reason"].startswith("onnxruntime not importable: ModuleNotFoundError")
-    assert "embedder_fallback" in capsys.readouterr().out  # the warning
+    warned = [r for r in caplog.records if r.name == "cacheback.embedder" and r.levelname == "WARNING"]
+    assert any("embedder_fallback" in r.getMessage() for r in warned), caplog.text
     with SemanticCache(cache_dir=tmp_path / "c", embedder=emb) as cache:
         cache.populate("How do I undo the last git commit?", "git reset --soft HEAD~1")
         hit = cache.lookup_detailed("How can I undo my last git commit?")
