@@ -369,6 +369,8 @@ def test_stats_health_metrics_and_passthrough(proxy: RunningProxy, fake: FakePro
         health = http.get("/health")
         assert health.status_code == 200
         assert health.json()["ready"] is True and health.json()["embedder"]["name"] == "minilm"
+        embedder = health.json()["embedder"]
+        assert embedder["runtime"] == "onnxruntime" and embedder["reason"] is None
         stats = http.get("/v1/cache/stats").json()
         assert stats["entries"] == 1 and stats["tiers"]["exact"] == 1 and stats["tiers"]["upstream"] == 1
         assert stats["proxy"]["auth"] == "caller-keys"

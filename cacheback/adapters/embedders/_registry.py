@@ -117,7 +117,9 @@ def load_default_embedder(
     Values come from ``settings`` (anything with ``embedder``, ``model_dir`` and
     ``intra_op_threads`` attributes, such as engine Settings), overridden by
     the keyword arguments. ``load=True`` also loads the model now, so a corrupt
-    file is found at start-up rather than on the first query. None means the
+    file is found at start-up rather than on the first query. When onnxruntime cannot
+    be imported or cannot load it, ``minilm`` runs in NumPy instead (``_numpy_bert``,
+    same weights and vectors; ``describe()`` gives the reason). None means the
     engine runs exact-match only; an unknown embedder name still raises
     ConfigError, since that is a mistake rather than a missing capability.
     The factory is called with the keywords ``model_dir`` (None: its default
