@@ -7,8 +7,8 @@ from ..core._settings import Settings
 
 
 def default_embedder(settings: Settings) -> Embedder | None:
-    """MiniLM on onnxruntime, loaded, or None (exact-match only) with a warning if it
-    cannot run here."""
+    """MiniLM on onnxruntime (in NumPy when onnxruntime cannot run), loaded, or None
+    (exact-match only) with a warning if neither can run here."""
     from . import _preload
 
     ready, embedder = _preload.take(settings)  # loaded ahead as the client was constructed
