@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -108,6 +109,16 @@ def test_numpy_matches_onnxruntime_float32(
     assert (single * batched[:10]).sum(axis=1).min() >= 0.9999
     # The neighbourhoods agree too: the same pairs are close in both spaces.
     assert np.abs(batched @ batched.T - reference @ reference.T).max() < 0.005
+
+
+def test_blas_runs_one_thread_without_spinning_siblings(numpy_embedder: NumpyMiniLMEmbedder) -> None:
+    from threadpoolctl import threadpool_info
+
+    if any(os.environ.get(name) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")):
+        pytest.skip("the environment sets the BLAS thread count; the embedder leaves it alone")
+    assert numpy_embedder.describe()["blas_threads"] == 1
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas and all(pool["num_threads"] == 1 for pool in blas)
 
 
 def test_numpy_pairs_decide_like_onnxruntime(numpy_embedder: NumpyMiniLMEmbedder) -> None:
@@ -221,8 +232,6 @@ def test_proxy_without_onnxruntime_serves_semantic_hits(
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(_BLOCKER)
-    import os
-
     path = os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])
     with (
         proxy_process(fake, cache_dir, tmp_path, env={"PYTHONPATH": path, "OPENAI_API_KEY": "sk-x"}) as px,
