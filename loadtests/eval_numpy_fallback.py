@@ -90,7 +90,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from cacheback.adapters.embedders import MiniLMEmbedder
-    from cacheback.adapters.embedders._numpy_bert import NumpyMiniLMEmbedder
+    from cacheback.adapters.embedders._numpy_minilm import NumpyMiniLMEmbedder
 
     pairs = read_pairs(args.pairs, args.questions // 2)
     texts = [t for pair in pairs for t in pair]

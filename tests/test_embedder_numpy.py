@@ -16,7 +16,9 @@ from fake_provider import FakeProvider
 
 from cacheback import SemanticCache
 from cacheback.adapters.embedders import MiniLMEmbedder, load_default_embedder
-from cacheback.adapters.embedders._numpy_bert import NumpyMiniLMEmbedder, bert_weights, erf
+from cacheback.adapters.embedders._bert_weights import bert_weights
+from cacheback.adapters.embedders._numpy_bert import erf
+from cacheback.adapters.embedders._numpy_minilm import NumpyMiniLMEmbedder
 from cacheback.adapters.embedders._onnx_reader import OnnxGraph, read_onnx
 from cacheback.core._errors import EmbedderError
 

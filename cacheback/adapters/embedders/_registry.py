@@ -118,7 +118,7 @@ def load_default_embedder(
     ``intra_op_threads`` attributes, such as engine Settings), overridden by
     the keyword arguments. ``load=True`` also loads the model now, so a corrupt
     file is found at start-up rather than on the first query. When onnxruntime cannot
-    be imported or cannot load it, ``minilm`` runs in NumPy instead (``_numpy_bert``,
+    be imported or cannot load it, ``minilm`` runs in NumPy instead (``_numpy_minilm``,
     same weights and vectors; ``describe()`` gives the reason). None means the
     engine runs exact-match only; an unknown embedder name still raises
     ConfigError, since that is a mistake rather than a missing capability.
@@ -193,7 +193,7 @@ def load_default_embedder(
 
 def _numpy_fallback(model_dir: Path | str | None, reason: str, *, load: bool) -> Embedder | None:
     """The MiniLM forward pass in NumPy (same weights and vectors), or None if that fails too."""
-    from ._numpy_bert import NumpyMiniLMEmbedder
+    from ._numpy_minilm import NumpyMiniLMEmbedder
 
     try:
         instance = NumpyMiniLMEmbedder(
