@@ -125,6 +125,7 @@ class AsyncSemanticCache:
         namespace: str | None = None,
         cache_ttl: float | None = None,
         max_entries: int | None = None,
+        store_url: str | None = None,
         embedder: Embedder | str | None = "auto",
         store: Store | None = None,
         llm: LLM | None = None,
@@ -138,6 +139,7 @@ class AsyncSemanticCache:
                 namespace=namespace,
                 cache_ttl=cache_ttl,
                 max_entries=max_entries,
+                store_url=store_url,
                 **settings,
             )
             engine = AsyncEngine(s, store=store, embedder=embedder, llm=llm)

@@ -37,7 +37,7 @@ def _progress(done: int, total: int, out: TextIO, label: str) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    over: dict[str, Any] = {"cache_dir": args.cache_dir}
+    over: dict[str, Any] = {"cache_dir": args.cache_dir, "store_url": getattr(args, "store_url", None)}
     if getattr(args, "threshold", None) is not None:
         over["similarity_threshold"] = args.threshold
     return Settings.from_env(**over)
@@ -78,8 +78,10 @@ async def _stats(args: argparse.Namespace) -> int:
 def _print_cost(cost: dict[str, dict[str, Any]], savings: dict[str, float]) -> None:
     """Per-tier calls, tokens and estimated USD (prices: core/_costs.py, CACHEBACK_PRICES)."""
     print("cost (estimated USD)")
-    print(f"  {'tier':<10}{'requests':>9}{'llm calls':>10}{'tokens in':>11}{'tokens out':>11}"
-          f"{'spent':>12}{'saved':>12}")
+    print(
+        f"  {'tier':<10}{'requests':>9}{'llm calls':>10}{'tokens in':>11}{'tokens out':>11}"
+        f"{'spent':>12}{'saved':>12}"
+    )
     for tier, row in cost.items():
         print(
             f"  {tier:<10}{row['requests']:>9}{row['llm_calls']:>10}{row['input_tokens']:>11}"
@@ -339,6 +341,11 @@ def _global_options(*, top: bool) -> argparse.ArgumentParser:
         "--cache-dir", default=unset, help="cache directory (default: $CACHEBACK_CACHE_DIR or ~/.cacheback)"
     )
     g.add_argument(
+        "--store-url",
+        default=unset,
+        help="postgresql://… : the shared store instead of the cache directory (env CACHEBACK_STORE_URL)",
+    )
+    g.add_argument(
         "--log-level",
         default=unset,
         help="print cacheback's log events from this level on, on stderr "
@@ -422,7 +429,7 @@ def _split_eval(args: list[str]) -> tuple[list[str], list[str]] | None:
     k = 0
     while k < len(args):
         a = args[k]
-        if a in ("--cache-dir", "--log-level"):
+        if a in ("--cache-dir", "--store-url", "--log-level"):
             k += 2
             continue
         if a.startswith("-"):

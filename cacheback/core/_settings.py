@@ -30,6 +30,10 @@ def default_cache_dir() -> Path:
 @dataclass(frozen=True, slots=True)
 class Settings:
     cache_dir: Path = field(default_factory=default_cache_dir)
+    # a shared store for many replicas (docs/storage.md): "postgresql://…"; None: the
+    # embedded store in cache_dir
+    store_url: str | None = field(default=None, repr=False)  # may carry a password
+    store_timeout_s: float = 0.25  # budget of one store call on the request path (then a miss)
     namespace: str = "default"
     similarity_threshold: float = 0.92
     synthesis_threshold: float = 0.80
@@ -89,6 +93,10 @@ class Settings:
             raise ConfigError("media_similarity_threshold must be in (0, 1]")
         if self.cache_ttl <= 0:
             raise ConfigError("cache_ttl must be positive (seconds)")
+        if self.store_timeout_s <= 0:
+            raise ConfigError("store_timeout_s must be positive (seconds)")
+        if self.store_url is not None and not self.store_url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("store_url must be a postgresql:// URL (or unset for the embedded store)")
         if self.max_entries < 1:
             raise ConfigError("max_entries must be at least 1")
         if self.embed_compute not in EMBED_COMPUTE_MODES:

@@ -47,6 +47,7 @@ class ProxyConfig:
     proxy_keys: tuple[str, ...] = field(default=(), repr=False)
     tenant_mode: TenantMode = "key"
     cache_dir: str | None = None
+    store_url: str | None = field(default=None, repr=False)  # may carry a password
     similarity_threshold: float | None = None
     synthesis_mode: str | None = None
     ttl: float | None = None
@@ -95,6 +96,7 @@ class ProxyConfig:
         return Settings.from_env(
             dict(os.environ if env is None else env),
             cache_dir=self.cache_dir,
+            store_url=self.store_url,
             similarity_threshold=self.similarity_threshold,
             synthesis_mode=self.synthesis_mode,
             cache_ttl=self.ttl,
@@ -189,6 +191,11 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
         "default: start in pass-through with a warning and retry)",
     )
     p.add_argument(
+        "--store-url",
+        default=None,
+        help="postgresql://… : share one cache between replicas (env CACHEBACK_STORE_URL)",
+    )
+    p.add_argument(
         "--proxy-keys",
         default=None,
         help="comma-separated keys clients must present (env CACHEBACK_PROXY_KEYS; "
@@ -277,6 +284,7 @@ def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None 
         "proxy_keys": keys,
         "tenant_mode": "shared" if ns.shared_cache else "key",
         "cache_dir": str(Path(ns.cache_dir).expanduser()) if ns.cache_dir else None,
+        "store_url": ns.store_url,
         "similarity_threshold": ns.similarity_threshold,
         "synthesis_mode": ns.synthesis_mode,
         "ttl": ns.ttl,

@@ -122,14 +122,14 @@ class Connection:
         if self._pool is None:
             self._pool = await asyncpg.create_pool(
                 self.url,
-                min_size=1,
+                min_size=0,  # no floor to restore while the server is away
                 max_size=self._pool_size,
                 init=_codec.register,
                 timeout=_CONNECT_TIMEOUT,
                 server_settings=self.server_settings(),
             )
         else:
-            self._pool.expire_connections()  # drop sockets to the server that went away
+            await self._pool.expire_connections()  # drop sockets to the server that went away
         self._up()
 
     def server_settings(self) -> dict[str, str]:
