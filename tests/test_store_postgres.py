@@ -257,3 +257,25 @@ async def test_a_slow_database_costs_at_most_the_budget(pg_url: str, pg_server: 
             await blocker.close()
         assert await store.entries.find_exact("s", entry("s", "q", None).query_hash, NOW) is not None
         assert store.describe()["timeouts"] == 1
+
+
+async def test_down_at_start_then_up_migrates_and_serves(pg_server: Any) -> None:
+    url = pg_server.fresh_url()
+    await anyio.to_thread.run_sync(pg_server.stop, "fast")
+    try:
+        store = PostgresStore(url, DIM, timeout=5.0)
+        await store.open()  # does not raise: degraded, retrying in the background
+        assert store.describe()["degraded"] is True
+    finally:
+        await anyio.to_thread.run_sync(pg_server.start)
+    try:
+        with anyio.fail_after(15):
+            while not store.connection.healthy:  # noqa: ASYNC110 - the store's own backoff
+                await anyio.sleep(0.05)
+        (eid,) = await store.entries.put([entry("s", "after the outage", None)])
+        assert (await store.entries.get(eid)) is not None
+        with anyio.fail_after(5):
+            while not store.changes.listening:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+    finally:
+        await store.close()
