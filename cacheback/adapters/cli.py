@@ -321,6 +321,23 @@ async def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _migrate(args: argparse.Namespace) -> int:
+    from .storage.postgres._migrate import migrate_directory
+
+    source = str(args.source or args.cache_dir or Settings.from_env().cache_dir)
+    report = await migrate_directory(
+        source, args.to, progress=lambda done, total: _progress(done, total, sys.stderr, "migrate")
+    )
+    print(
+        f"copied {report.entries_copied} entries"
+        + (" (resumed)" if report.resumed else "")
+        + f", {report.negatives_copied} blocklist entries"
+        + (", counters" if report.counters_copied else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _eval(argv: list[str]) -> int:
     if argv[:1] == ["synthesis"]:
         from .eval import synthesis_eval_main
@@ -404,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument(
         "--namespace", default=None, help="put every entry in this namespace (also entries of an export)"
     )
+    mg = command(sub, "migrate", help="copy a cache directory into PostgreSQL (vectors included; resumable)")
+    mg.add_argument("--from", dest="source", default=None, help="cache directory (default: --cache-dir)")
+    mg.add_argument("--to", required=True, help="postgresql://… (the shared store)")
     sub.add_parser(
         "eval", help="hit-quality or synthesis evaluation (cacheback eval [synthesis] --help)", add_help=False
     )
@@ -420,6 +440,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "report-wrong-hit": _report_wrong_hit,
     "export": _export,
     "import": _import,
+    "migrate": _migrate,
 }
 
 
