@@ -16,7 +16,7 @@ WORKDIR /src
 # Dependencies first, so that code changes do not rebuild them.
 COPY pyproject.toml README.md ./
 COPY cacheback ./cacheback
-RUN pip install ".[proxy]"
+RUN pip install ".[proxy,postgres]"
 
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH \
