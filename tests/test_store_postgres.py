@@ -279,3 +279,14 @@ async def test_down_at_start_then_up_migrates_and_serves(pg_server: Any) -> None
                 await anyio.sleep(0.05)
     finally:
         await store.close()
+
+
+async def test_sync_is_a_barrier_for_deletions_committed_before_it(pg_url: str) -> None:
+    rng = np.random.default_rng(10)
+    async with opened(pg_url) as one, opened(pg_url) as two:
+        ids = await one.entries.put([entry("s", f"q{i}", unit(rng, 1)[0]) for i in range(20)])
+        for eid in ids:
+            before = two.changes.deletions
+            await one.entries.delete([eid])
+            await two.changes.sync()  # no waiting beyond it
+            assert two.changes.deleted_since(before) == [eid]

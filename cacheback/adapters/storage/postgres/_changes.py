@@ -16,6 +16,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import Any
 
+import asyncpg
 import structlog
 
 from ._connection import LOST, Connection
@@ -34,6 +35,7 @@ class PgChangeFeed:
         self._seen: OrderedDict[int, None] = OrderedDict()  # ids already counted (ids never recur)
         self._unknown_through = 0  # deleted_since(count) for count below this: None
         self._conn: Any = None
+        self._lock = asyncio.Lock()  # one query at a time on the listening connection
         self.last_notice_at: float | None = None
 
     @property
@@ -103,9 +105,22 @@ class PgChangeFeed:
         return self._conn is not None and not self._conn.is_closed()
 
     async def sync(self) -> None:
-        """Notifications arrive by themselves; this only restarts a listener that died."""
-        if self._db.healthy and not self.listening:
+        """Catch up: a round trip on the listening connection. PostgreSQL sends pending
+        notifications before it answers, so every deletion committed before this call is
+        counted when it returns. Also restarts a listener that died."""
+        if not self._db.healthy:
+            return
+        if not self.listening:
             try:
                 await self.start()
             except LOST as exc:
                 self._db.lost(exc)
+            return
+        conn = self._conn
+        try:
+            async with self._lock:
+                await asyncio.wait_for(conn.execute("SELECT 1"), self._db.timeout)
+        except (*LOST, asyncpg.PostgresError) as exc:
+            self._db.lost(exc)
+            return
+        await asyncio.sleep(0)  # the driver hands notifications to us on the next loop turn

@@ -233,14 +233,14 @@ class Connection:
         self._lost(exc)
 
     def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "degraded": not self._healthy,
+        reason = None if self._healthy else self.reason
+        return {
+            "health": {"degraded": not self._healthy, "reason": reason},
+            "degraded": not self._healthy,  # also flat, where stats and /health look first
+            "reason": reason,
             "outages": self.outages,
             "timeouts": self.timeouts,
         }
-        if not self._healthy:
-            out["reason"] = self.reason
-        return out
 
 
 def elapsed_since(t: float | None) -> float | None:
