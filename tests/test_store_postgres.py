@@ -290,3 +290,38 @@ async def test_sync_is_a_barrier_for_deletions_committed_before_it(pg_url: str) 
             await one.entries.delete([eid])
             await two.changes.sync()  # no waiting beyond it
             assert two.changes.deleted_since(before) == [eid]
+
+
+async def test_a_blocklist_addition_makes_other_replicas_forget_what_they_remember(pg_url: str) -> None:
+    rng = np.random.default_rng(11)
+    async with opened(pg_url) as one, opened(pg_url) as two:
+        before = two.changes.deletions
+        await one.blocklist.add("a newly forbidden question", unit(rng, 1)[0], "policy", "abuse", 2, {}, NOW)
+        await two.changes.sync()
+        assert two.changes.deletions > before
+        assert two.changes.deleted_since(before) is None  # unknown which: drop everything
+
+
+async def test_an_older_schema_is_migrated_forward(
+    pg_url: str, pg_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cacheback.adapters.storage.postgres import _schema
+
+    schema = pg_url.rsplit("schema=", 1)[1]
+    conn = await asyncpg.connect(pg_server.url("postgres"))
+    try:
+        real = _schema.migrations
+        with monkeypatch.context() as patch:
+            patch.setattr(_schema, "migrations", lambda s, d: real(s, d)[:1])
+            await _schema.migrate(conn, schema, DIM)  # what a version-1 cacheback left
+        assert await conn.fetchval(f"SELECT max(version) FROM {schema}.schema_migrations") == 1
+    finally:
+        await conn.close()
+    async with opened(pg_url) as store:
+        assert store.connection.healthy
+    conn = await asyncpg.connect(pg_server.url("postgres"))
+    try:
+        versions = await conn.fetch(f"SELECT version FROM {schema}.schema_migrations ORDER BY version")
+        assert [r[0] for r in versions] == [v for v, _ in _schema.migrations(schema, DIM)]
+    finally:
+        await conn.close()

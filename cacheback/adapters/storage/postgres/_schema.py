@@ -14,7 +14,8 @@ Table layout (one PostgreSQL schema per cache, ``cacheback`` unless the URL says
 * ``negatives``, ``counters``, ``meta`` (dim, the live entry count kept by triggers).
 
 Deletions (removal, replacement, eviction, expiry sweep, clear) NOTIFY the store's channel
-with the deleted ids, delivered at commit to every replica listening.
+with the deleted ids, delivered at commit to every replica listening; a blocklist addition
+notifies "*" (forget everything remembered).
 """
 
 from __future__ import annotations
@@ -114,9 +115,23 @@ CREATE TRIGGER entries_gone AFTER DELETE ON {s}.entries
 """
 
 
+def _v2(s: str) -> str:
+    """A blocklist addition tells every replica to forget its remembered answers at once
+    (they were not checked against the new entry), as a deletion of everything would."""
+    return f"""
+CREATE FUNCTION {s}.negatives_added() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{channel(s)}', '*');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER negatives_added AFTER INSERT ON {s}.negatives
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.negatives_added();
+"""
+
+
 def migrations(schema: str, dim: int) -> list[tuple[int, str]]:
     """(version, SQL) in order. Append new versions; never edit an applied one."""
-    return [(1, _v1(schema, dim))]
+    return [(1, _v1(schema, dim)), (2, _v2(schema))]
 
 
 async def migrate(conn: Any, schema: str, dim: int) -> int:
