@@ -28,6 +28,8 @@ import anyio
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _paraphrases import many_semantic_hits
 
 from cacheback.adapters.storage import EmbeddedStore
 from cacheback.adapters.storage.postgres import PostgresStore
@@ -217,6 +219,37 @@ async def pg_extras(url: str, n: int) -> None:
     )
 
 
+async def engine_hits(name: str, cache: Any, data: list[NewEntry], queries: list[str]) -> None:
+    """Semantic hits through the whole engine (embedding, blocklist, search, guard), each
+    paraphrase asked once (a repeat would be answered from the engine's memory)."""
+    from cacheback.core._types import scope_id
+
+    scope = scope_id("default", "")
+    store = cache.engine.store
+    await parts(store).put([replace_scope(d, scope) for d in data[:5000]])
+    for q, _ in PAIRS:
+        await cache.populate(q, f"stored answer to {q}")
+    took: list[float] = []
+    hits = 0
+    for q in queries:
+        t = time.perf_counter()
+        out = await cache.lookup_detailed(q)
+        if out.tier == "verbatim":
+            took.append(time.perf_counter() - t)
+            hits += 1
+    print(
+        f"{name:9s} engine semantic hit p50 {statistics.median(took) * 1000:.2f} ms"
+        f" p99 {pct(took, 0.99) * 1000:.2f} ms ({hits} of {len(queries)} paraphrases hit;"
+        " 5000 other entries in the scope)"
+    )
+
+
+def replace_scope(entry: NewEntry, scope: str) -> NewEntry:
+    from dataclasses import replace
+
+    return replace(entry, scope=scope)
+
+
 async def run(args: argparse.Namespace, url: str, tmp: Path) -> None:
     from cacheback.adapters.embedders import MiniLMEmbedder
 
@@ -232,6 +265,13 @@ async def run(args: argparse.Namespace, url: str, tmp: Path) -> None:
     async with PostgresStore(url, DIM, max_entries=10**9, timeout=10.0) as pg:
         await measure("postgres", pg, data, planted, args.seconds)
     await pg_extras(url, args.entries)
+    from cacheback import AsyncSemanticCache
+
+    queries = many_semantic_hits(PAIRS, embedder, 4)
+    async with AsyncSemanticCache(cache_dir=tmp / "engine", embedder=embedder) as cache:
+        await engine_hits("embedded", cache, data, queries)
+    async with AsyncSemanticCache(store_url=url.replace("bench", "bench_engine"), embedder=embedder) as cache:
+        await engine_hits("postgres", cache, data, queries)
 
 
 def main() -> None:

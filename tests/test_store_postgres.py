@@ -174,21 +174,50 @@ async def test_counters_add_up_across_replicas(pg_url: str) -> None:
 
 
 async def test_scoped_search_recall_with_many_scopes(pg_url: str) -> None:
-    """600 scopes of 5 random entries each in one HNSW index: a near-duplicate of every entry
-    must find it first within its own scope (the filter would starve a plain HNSW scan)."""
+    """Two scopes of 1200 entries (searched through HNSW, each a fifth of the index) and 600
+    scopes of 5 (ranked exactly) in one table: a near-duplicate of an entry must find it
+    first within its own scope. A plain filtered HNSW scan would miss most of them."""
     rng = np.random.default_rng(8)
-    dim, scopes, per = 32, 600, 5
-    vecs = unit(rng, scopes * per, dim)
+    dim = 32
+    scopes = ["big-a"] * 1200 + ["big-b"] * 1200 + [f"small{i // 5}" for i in range(3000)]
+    vecs = unit(rng, len(scopes), dim)
     async with opened(pg_url, dim=dim, max_entries=10**6) as store:
-        batch = [entry(f"scope{i % scopes}", f"question {i}", vecs[i], now=NOW) for i in range(len(vecs))]
-        ids = await store.entries.put(batch)
-        probes = rng.choice(len(vecs), 300, replace=False)
+        ids: list[int] = []
+        for start in range(0, len(scopes), 1000):
+            batch = [
+                entry(scopes[i], f"question {i}", vecs[i])
+                for i in range(start, min(start + 1000, len(scopes)))
+            ]
+            ids += await store.entries.put(batch)
+        probes = [*rng.choice(2400, 200, replace=False), *(2400 + rng.choice(3000, 100, replace=False))]
         found = 0
         for i in probes:
-            hits = await store.entries.search(f"scope{i % scopes}", near(vecs[i], rng, 0.02), 3, NOW)
-            assert all(e.scope == f"scope{i % scopes}" for e, _ in hits)
-            found += bool(hits) and hits[0][0].id == ids[i]
+            hits = await store.entries.search(scopes[i], near(vecs[i], rng, 0.02), 3, NOW)
+            assert all(e.scope == scopes[i] for e, _ in hits) and len(hits) == 3
+            found += hits[0][0].id == ids[i]
         assert found / len(probes) >= 0.99
+        # ... and the big scopes did go through the HNSW index, the small ones did not.
+        assert await _hnsw_scans(store, "big-a", vecs[0]) == 1
+        assert await _hnsw_scans(store, "small7", vecs[0]) == 0
+
+
+async def _hnsw_scans(store: PostgresStore, scope: str, vector: Any) -> int:
+    """How many times one search of ``scope`` scanned the HNSW index (from the server's stats)."""
+    sql = (
+        "SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = 'entries_vector' AND schemaname = $1"
+    )
+
+    async def scans(c: Any) -> int:
+        await c.execute("SELECT pg_stat_force_next_flush()")
+        await c.execute("SELECT pg_stat_clear_snapshot()")
+        return int(await c.fetchval(sql, store.connection.schema))
+
+    async def one_search(c: Any) -> int:
+        before = await scans(c)
+        await c.fetch("SELECT * FROM search($1, $2, $3, 3)", vector, scope, NOW)
+        return await scans(c) - before
+
+    return await store.connection.run(one_search)
 
 
 async def test_a_deletion_reaches_another_replica_within_a_second(pg_url: str) -> None:

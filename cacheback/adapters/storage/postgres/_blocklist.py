@@ -45,7 +45,7 @@ class PgBlocklist:
             " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id"
         )
         args = (query, vec, reason, category, int(severity), now, dumps_metadata(metadata))
-        return int(await self._db.run(lambda c: c.fetchval(sql, *args)))
+        return int(await self._db.run(lambda c: c.fetchval(sql, *args), budget=self._db.slow))
 
     async def search(self, vector: Vector, k: int) -> list[tuple[NegativeEntry, float]]:
         if k <= 0:
@@ -56,30 +56,30 @@ class PgBlocklist:
         return [(_negative(r), 1.0 - float(r[8])) for r in rows]
 
     async def get(self, entry_id: int) -> NegativeEntry | None:
-        row = await self._db.run(
-            lambda c: c.fetchrow(f"SELECT {_COLS} FROM negatives WHERE id = $1", int(entry_id))
-        )
+        sql = f"SELECT {_COLS} FROM negatives WHERE id = $1"
+        row = await self._db.run(lambda c: c.fetchrow(sql, int(entry_id)), budget=self._db.slow)
         return None if row is None else _negative(row)
 
     async def list(self, category: str | None = None, limit: int | None = None) -> list[NegativeEntry]:
         sql = f"SELECT {_COLS} FROM negatives WHERE ($1::text IS NULL OR category = $1) ORDER BY id LIMIT $2"
-        rows = await self._db.run(lambda c: c.fetch(sql, category, limit))
+        rows = await self._db.run(lambda c: c.fetch(sql, category, limit), budget=self._db.slow)
         return [_negative(r) for r in rows]
 
     async def remove(self, entry_id: int) -> bool:
         sql = "DELETE FROM negatives WHERE id = $1 RETURNING id"
-        return await self._db.run(lambda c: c.fetchval(sql, int(entry_id))) is not None
+        return await self._db.run(lambda c: c.fetchval(sql, int(entry_id)), budget=self._db.slow) is not None
 
     async def report_false_positive(self, entry_id: int) -> int:
         sql = (
             "UPDATE negatives SET false_positives = false_positives + 1 WHERE id = $1"
             " RETURNING false_positives"
         )
-        value = await self._db.run(lambda c: c.fetchval(sql, int(entry_id)))
+        value = await self._db.run(lambda c: c.fetchval(sql, int(entry_id)), budget=self._db.slow)
         return -1 if value is None else int(value)
 
     async def count(self) -> int:
-        return int(await self._db.run(lambda c: c.fetchval("SELECT count(*) FROM negatives")))
+        sql = "SELECT count(*) FROM negatives"
+        return int(await self._db.run(lambda c: c.fetchval(sql), budget=self._db.slow))
 
 
 class PgCounters:
@@ -89,7 +89,8 @@ class PgCounters:
         self._db = db
 
     async def load(self) -> dict[str, float]:
-        rows = await self._db.run(lambda c: c.fetch("SELECT name, value FROM counters"))
+        sql = "SELECT name, value FROM counters"
+        rows = await self._db.run(lambda c: c.fetch(sql), budget=self._db.slow)
         return {str(r[0]): float(r[1]) for r in rows}
 
     async def add(self, deltas: dict[str, float]) -> None:
@@ -100,4 +101,5 @@ class PgCounters:
             "INSERT INTO counters (name, value) SELECT * FROM unnest($1::text[], $2::float8[])"
             " ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value"
         )
-        await self._db.run(lambda c: c.execute(sql, names, [float(deltas[n]) for n in names]))
+        values = [float(deltas[n]) for n in names]
+        await self._db.run(lambda c: c.execute(sql, names, values), budget=self._db.slow)

@@ -83,7 +83,8 @@ class Connection:
         self.url = url
         self.schema = schema
         self.dim = dim
-        self.timeout = timeout
+        self.timeout = timeout  # lookups on the request path
+        self.slow = max(timeout, 30.0)  # writes and maintenance, off the request path
         self._pool_size = pool_size
         self._ef_search = ef_search
         self._on_up = on_up

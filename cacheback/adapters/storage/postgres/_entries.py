@@ -49,6 +49,15 @@ def to_entry(row: Any) -> CacheEntry:
     )
 
 
+# The function (schema version 3) picks exact ranking or HNSW by the scope's size; with
+# hnsw.iterative_scan = relaxed_order the HNSW scan continues until it has k rows of the
+# scope, possibly slightly out of order: re-sorted here.
+_SEARCH = f"""
+SELECT {_COLS}, s.distance FROM search($1, $2, $3, $4) AS s
+JOIN entries AS e ON e.id = s.id JOIN entry_access AS a ON a.id = e.id
+"""
+
+
 class PgEntries:
     """The ``Entries`` port. Lookups read PostgreSQL directly: always current, any replica."""
 
@@ -66,15 +75,7 @@ class PgEntries:
         if k <= 0:
             return []
         query = as_unit_vector(vector, self._db.dim)
-        # The planner picks the HNSW index (iterative scan: it keeps walking until k rows of
-        # this scope are found) for big scopes and the (scope, hash) b-tree plus an exact sort
-        # for small ones. relaxed_order may return neighbours slightly out of order: re-sorted.
-        sql = (
-            f"SELECT {_COLS}, e.vector <=> $1 AS distance FROM {_FROM}"
-            " WHERE e.scope = $2 AND e.expires_at > $3 AND e.vector IS NOT NULL"
-            " ORDER BY e.vector <=> $1 LIMIT $4"
-        )
-        rows = await self._db.run(lambda c: c.fetch(sql, query, scope, now, k))
+        rows = await self._db.run(lambda c: c.fetch(_SEARCH, query, scope, now, k))
         out = [(to_entry(r), 1.0 - float(r[11])) for r in rows]
         out.sort(key=lambda pair: -pair[1])
         return out
@@ -131,7 +132,7 @@ class PgEntries:
             evicted = await self._evict_past_cap(c)
             return ids, [int(r[0]) for r in gone] + evicted
 
-        ids, deleted = await self._db.transaction(write, budget=max(self._db.timeout, 30.0))
+        ids, deleted = await self._db.transaction(write, budget=self._db.slow)
         self._on_deleted(deleted)
         return [ids.get((e.scope, e.query_hash), -1) for e in entries]
 
@@ -157,16 +158,14 @@ class PgEntries:
             "UPDATE entries AS e SET vector = v.vector FROM unnest($1::bigint[], $2::vector[])"
             " AS v(id, vector) WHERE e.id = v.id"
         )
-        await self._db.run(
-            lambda c: c.execute(sql, [int(i) for i in ids], vecs), budget=max(self._db.timeout, 30.0)
-        )
+        await self._db.run(lambda c: c.execute(sql, [int(i) for i in ids], vecs), budget=self._db.slow)
 
     async def unindexed(self, limit: int) -> list[CacheEntry]:
         sql = (
             f"SELECT {_COLS} FROM {_FROM} WHERE e.vector IS NULL"
             " AND e.expires_at > extract(epoch FROM clock_timestamp()) ORDER BY e.id LIMIT $1"
         )
-        rows = await self._db.run(lambda c: c.fetch(sql, limit), budget=max(self._db.timeout, 30.0))
+        rows = await self._db.run(lambda c: c.fetch(sql, limit), budget=self._db.slow)
         return [to_entry(r) for r in rows]
 
     async def touch(self, ids: Sequence[int], now: float) -> None:
@@ -176,20 +175,18 @@ class PgEntries:
             "UPDATE entry_access SET last_access = greatest(last_access, $2), hits = hits + 1"
             " WHERE id = ANY($1::bigint[])"
         )
-        await self._db.run(lambda c: c.execute(sql, sorted({int(i) for i in ids}), now))
+        await self._db.run(lambda c: c.execute(sql, sorted({int(i) for i in ids}), now), budget=self._db.slow)
 
     async def get(self, entry_id: int) -> CacheEntry | None:
         sql = f"SELECT {_COLS} FROM {_FROM} WHERE e.id = $1"
-        row = await self._db.run(lambda c: c.fetchrow(sql, int(entry_id)))
+        row = await self._db.run(lambda c: c.fetchrow(sql, int(entry_id)), budget=self._db.slow)
         return None if row is None else to_entry(row)
 
     async def delete(self, ids: Sequence[int]) -> int:
         if not ids:
             return 0
         sql = "DELETE FROM entries WHERE id = ANY($1::bigint[]) RETURNING id"
-        rows = await self._db.run(
-            lambda c: c.fetch(sql, [int(i) for i in ids]), budget=max(self._db.timeout, 30.0)
-        )
+        rows = await self._db.run(lambda c: c.fetch(sql, [int(i) for i in ids]), budget=self._db.slow)
         self._on_deleted([int(r[0]) for r in rows])
         return len(rows)
 
@@ -214,9 +211,7 @@ class PgMaintenance:
             " LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id"
         )
         while True:
-            rows = await self._db.run(
-                lambda c: c.fetch(sql, now, self._BATCH), budget=max(self._db.timeout, 60.0)
-            )
+            rows = await self._db.run(lambda c: c.fetch(sql, now, self._BATCH), budget=self._db.slow)
             self._on_deleted([int(r[0]) for r in rows])
             removed += len(rows)
             if len(rows) < self._BATCH:
@@ -231,14 +226,15 @@ class PgMaintenance:
                 "DELETE FROM entries WHERE left(scope, $1) = $2 RETURNING id",
                 (len(scope_prefix), scope_prefix),
             )
-        rows = await self._db.run(lambda c: c.fetch(sql, *args), budget=max(self._db.timeout, 60.0))
+        rows = await self._db.run(lambda c: c.fetch(sql, *args), budget=self._db.slow)
         self._on_deleted([int(r[0]) for r in rows])
         return len(rows)
 
     async def count(self) -> int:
-        return int(await self._db.run(lambda c: c.fetchval("SELECT value FROM meta WHERE key = 'entries'")))
+        sql = "SELECT value FROM meta WHERE key = 'entries'"
+        return int(await self._db.run(lambda c: c.fetchval(sql), budget=self._db.slow))
 
     async def list(self, limit: int = 100, offset: int = 0) -> list[CacheEntry]:
         sql = f"SELECT {_COLS} FROM {_FROM} ORDER BY e.id DESC LIMIT $1 OFFSET $2"
-        rows = await self._db.run(lambda c: c.fetch(sql, limit, offset), budget=max(self._db.timeout, 30.0))
+        rows = await self._db.run(lambda c: c.fetch(sql, limit, offset), budget=self._db.slow)
         return [to_entry(r) for r in rows]

@@ -28,6 +28,9 @@ from ....core._errors import ConfigError
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 _LOCK_KEY = 0x63616368_6562  # one advisory lock for every cacheback migration on the server
 
+#: Scopes with fewer searchable rows are ranked exactly, larger ones through HNSW.
+EXACT_SCOPE_ROWS = 1000
+
 #: Largest id list one notification carries; bigger deletions say "*" (drop everything).
 NOTIFY_MAX_IDS = 400
 
@@ -129,9 +132,49 @@ CREATE TRIGGER negatives_added AFTER INSERT ON {s}.negatives
 """
 
 
+def _v3(s: str) -> str:
+    """Scoped search as one function that picks its own plan.
+
+    A scope with fewer than ``EXACT_SCOPE_ROWS`` searchable rows (counted through a partial
+    index) is ranked exactly; a larger one goes through the HNSW index. Left to the planner,
+    a generic plan or stale statistics can sort a large scope in full, or send a tiny one
+    through the graph (where the iterative scan walks up to hnsw.max_scan_tuples rows to
+    find its few members); the function's own settings leave each branch one plan.
+    """
+    n = EXACT_SCOPE_ROWS
+    return f"""
+CREATE INDEX entries_vector_scope ON {s}.entries (scope) WHERE vector IS NOT NULL;
+CREATE FUNCTION {s}.search(q vector, want text, at double precision, k integer)
+RETURNS TABLE (id bigint, distance double precision)
+LANGUAGE plpgsql STABLE ROWS 10
+SET search_path = {s}, public
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET enable_sort = off
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    SELECT count(*) INTO n FROM (
+        SELECT 1 FROM {s}.entries AS e WHERE e.scope = want AND e.vector IS NOT NULL LIMIT {n}
+    ) AS probe;
+    IF n < {n} THEN
+        -- "+ 0": an ordering the HNSW index cannot serve, so an exact sort of the scope
+        RETURN QUERY SELECT e.id, e.vector <=> q FROM {s}.entries AS e
+            WHERE e.scope = want AND e.expires_at > at AND e.vector IS NOT NULL
+            ORDER BY (e.vector <=> q) + 0 LIMIT k;
+    ELSE
+        RETURN QUERY SELECT e.id, e.vector <=> q FROM {s}.entries AS e
+            WHERE e.scope = want AND e.expires_at > at AND e.vector IS NOT NULL
+            ORDER BY e.vector <=> q LIMIT k;
+    END IF;
+END $$;
+"""
+
+
 def migrations(schema: str, dim: int) -> list[tuple[int, str]]:
     """(version, SQL) in order. Append new versions; never edit an applied one."""
-    return [(1, _v1(schema, dim)), (2, _v2(schema))]
+    return [(1, _v1(schema, dim)), (2, _v2(schema)), (3, _v3(schema))]
 
 
 async def migrate(conn: Any, schema: str, dim: int) -> int:
