@@ -260,12 +260,17 @@ async def test_unreachable_server_degrades_instead_of_failing(pg_server: Any) ->
     from _pg_server import free_port
 
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
-    async with opened(url) as store:
-        assert store.describe()["degraded"] is True
+    store = PostgresStore(url, DIM, timeout=5.0)
+    with pytest.raises(StoreError, match="unavailable"):
+        await store.open()
+    try:
+        assert store.describe()["health"]["degraded"] is True
         started = time.perf_counter()
         with pytest.raises(StoreError, match="unavailable"):
             await store.entries.find_exact("s", "h", NOW)
         assert time.perf_counter() - started < 0.05  # fails fast, no connect per request
+    finally:
+        await store.close()
 
 
 async def test_a_slow_database_costs_at_most_the_budget(pg_url: str, pg_server: Any) -> None:
@@ -293,8 +298,9 @@ async def test_down_at_start_then_up_migrates_and_serves(pg_server: Any) -> None
     await anyio.to_thread.run_sync(pg_server.stop, "fast")
     try:
         store = PostgresStore(url, DIM, timeout=5.0)
-        await store.open()  # does not raise: degraded, retrying in the background
-        assert store.describe()["degraded"] is True
+        with pytest.raises(StoreError):
+            await store.open()  # degraded, retrying in the background
+        assert store.describe()["health"]["degraded"] is True
     finally:
         await anyio.to_thread.run_sync(pg_server.start)
     try:

@@ -104,8 +104,9 @@ class Connection:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Connect, migrate and pool; if the server is unreachable, stay degraded and keep
-        trying in the background (ConfigError, a wrong dimension for one, is raised)."""
+        """Connect, migrate and pool. An unreachable server raises StoreError, and the store
+        stays degraded while it keeps trying in the background (an owner that reopens
+        stores itself closes it first, which stops that)."""
         self._closed = False
         try:
             await self._connect()
@@ -113,6 +114,7 @@ class Connection:
             raise
         except (*LOST, asyncpg.PostgresError) as exc:
             self._lost(exc)
+            raise StoreError(f"PostgreSQL unavailable: {exc}") from exc
 
     async def _connect(self) -> None:
         conn = await asyncpg.connect(self.url, timeout=_CONNECT_TIMEOUT)

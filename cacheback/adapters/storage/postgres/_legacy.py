@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 from ....core._errors import StoreError
 from ....core._types import CacheEntry, NegativeEntry, NewEntry, Vector
 from ._store import PostgresStore
@@ -19,13 +21,18 @@ from ._store import PostgresStore
 if TYPE_CHECKING:
     from ....core._ports import Store
 
+log = structlog.get_logger("cacheback.store.postgres")
+
 
 class LegacyBridge:
     def __init__(self, store: PostgresStore) -> None:
         self.inner = store
 
     async def open(self) -> None:
-        await self.inner.open()
+        try:
+            await self.inner.open()
+        except StoreError as exc:  # unreachable: degraded, reconnecting in the background
+            log.warning("store unreachable at start; running degraded", error=str(exc))
 
     async def close(self) -> None:
         await self.inner.close()

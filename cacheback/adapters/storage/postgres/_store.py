@@ -20,7 +20,8 @@ class PostgresStore:
     ``url``: ``postgresql://user:password@host:port/database`` (``?schema=name`` picks the
     PostgreSQL schema, ``cacheback`` by default). ``timeout``: the budget of one lookup
     call in seconds (a slower database makes the call a miss). The schema is created and
-    migrated on open; an unreachable server leaves the store degraded, not failed.
+    migrated on open. An unreachable server makes ``open`` raise StoreError; the store then
+    reports itself degraded and reconnects in the background with backoff.
     """
 
     def __init__(
