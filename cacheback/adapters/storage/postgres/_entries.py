@@ -53,9 +53,10 @@ def to_entry(row: Any) -> CacheEntry:
 # hnsw.iterative_scan = relaxed_order the HNSW scan continues until it has k rows of the
 # scope, possibly slightly out of order: re-sorted here.
 _SEARCH = f"""
-SELECT {_COLS}, s.distance FROM search($1, $2, $3, $4) AS s
+SELECT {_COLS}, s.distance, s.big FROM search($1, $2, $3, $4, $5) AS s
 JOIN entries AS e ON e.id = s.id JOIN entry_access AS a ON a.id = e.id
 """
+_KNOWN_BIG = 65_536  # scopes remembered as large (a scope that shrinks is still searched right)
 
 
 class PgEntries:
@@ -65,6 +66,7 @@ class PgEntries:
         self._db = db
         self._max = max_entries
         self._on_deleted = on_deleted  # records ids this process deleted (the change feed)
+        self._big: set[str] = set()  # scopes seen with EXACT_SCOPE_ROWS searchable rows or more
 
     async def find_exact(self, scope: str, query_hash: str, now: float) -> CacheEntry | None:
         sql = f"SELECT {_COLS} FROM {_FROM} WHERE e.scope = $1 AND e.query_hash = $2 AND e.expires_at > $3"
@@ -75,7 +77,12 @@ class PgEntries:
         if k <= 0:
             return []
         query = as_unit_vector(vector, self._db.dim)
-        rows = await self._db.run(lambda c: c.fetch(_SEARCH, query, scope, now, k))
+        known = scope in self._big
+        rows = await self._db.run(lambda c: c.fetch(_SEARCH, query, scope, now, k, known))
+        if rows and rows[0][12] and not known:
+            if len(self._big) >= _KNOWN_BIG:
+                self._big.clear()
+            self._big.add(scope)
         out = [(to_entry(r), 1.0 - float(r[11])) for r in rows]
         out.sort(key=lambda pair: -pair[1])
         return out

@@ -144,8 +144,8 @@ def _v3(s: str) -> str:
     n = EXACT_SCOPE_ROWS
     return f"""
 CREATE INDEX entries_vector_scope ON {s}.entries (scope) WHERE vector IS NOT NULL;
-CREATE FUNCTION {s}.search(q vector, want text, at double precision, k integer)
-RETURNS TABLE (id bigint, distance double precision)
+CREATE FUNCTION {s}.search(q vector, want text, at double precision, k integer, known_big boolean)
+RETURNS TABLE (id bigint, distance double precision, big boolean)
 LANGUAGE plpgsql STABLE ROWS 10
 SET search_path = {s}, public
 SET enable_seqscan = off
@@ -155,16 +155,20 @@ AS $$
 DECLARE
     n integer;
 BEGIN
-    SELECT count(*) INTO n FROM (
-        SELECT 1 FROM {s}.entries AS e WHERE e.scope = want AND e.vector IS NOT NULL LIMIT {n}
-    ) AS probe;
+    IF known_big THEN  -- the caller saw this scope large before: no need to count again
+        n := {n};
+    ELSE
+        SELECT count(*) INTO n FROM (
+            SELECT 1 FROM {s}.entries AS e WHERE e.scope = want AND e.vector IS NOT NULL LIMIT {n}
+        ) AS probe;
+    END IF;
     IF n < {n} THEN
         -- "+ 0": an ordering the HNSW index cannot serve, so an exact sort of the scope
-        RETURN QUERY SELECT e.id, e.vector <=> q FROM {s}.entries AS e
+        RETURN QUERY SELECT e.id, e.vector <=> q, false FROM {s}.entries AS e
             WHERE e.scope = want AND e.expires_at > at AND e.vector IS NOT NULL
             ORDER BY (e.vector <=> q) + 0 LIMIT k;
     ELSE
-        RETURN QUERY SELECT e.id, e.vector <=> q FROM {s}.entries AS e
+        RETURN QUERY SELECT e.id, e.vector <=> q, true FROM {s}.entries AS e
             WHERE e.scope = want AND e.expires_at > at AND e.vector IS NOT NULL
             ORDER BY e.vector <=> q LIMIT k;
     END IF;
