@@ -361,3 +361,23 @@ async def test_an_older_schema_is_migrated_forward(
         assert [r[0] for r in versions] == [v for v, _ in _schema.migrations(schema, DIM)]
     finally:
         await conn.close()
+
+
+async def test_replicas_writing_the_same_questions_at_once_never_fail(pg_url: str) -> None:
+    rng = np.random.default_rng(12)
+    vecs = unit(rng, 40)
+    async with opened(pg_url, max_entries=30) as one, opened(pg_url, max_entries=30) as two:
+
+        async def writer(store: PostgresStore, seed: int) -> None:
+            order = np.random.default_rng(seed)
+            for round_ in range(15):
+                picks = order.choice(40, 12, replace=False)
+                await store.entries.put(
+                    [entry("s", f"question {i}", vecs[i], now=NOW + round_, answer=f"{seed}") for i in picks]
+                )
+
+        async with anyio.create_task_group() as tg:
+            for seed, store in enumerate((one, two, one, two)):
+                tg.start_soon(writer, store, seed)
+        assert await one.maintenance.count() == 30  # the cap held across both replicas
+        assert len(await one.maintenance.list(100)) == 30

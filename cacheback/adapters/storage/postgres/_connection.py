@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ R = TypeVar("R")
 _CONNECT_TIMEOUT = 5.0
 _BACKOFF_FIRST = 0.1
 _BACKOFF_MAX = 5.0
+_TX_ATTEMPTS = 3
 
 #: Errors that mean the server or the connection is gone (as opposed to a bad statement).
 LOST = (
@@ -84,6 +86,8 @@ class Connection:
         self.schema = schema
         self.dim = dim
         self.timeout = timeout  # lookups on the request path
+        digest = hashlib.blake2b(f"cacheback-writes:{schema}".encode(), digest_size=8).digest()
+        self.write_lock = int.from_bytes(digest, "big", signed=True)
         self.slow = max(timeout, 30.0)  # writes and maintenance, off the request path
         self._pool_size = pool_size
         self._ef_search = ef_search
@@ -219,9 +223,25 @@ class Connection:
             raise StoreError(f"PostgreSQL unavailable: {exc}") from exc
 
     async def transaction(self, fn: Callable[[Any], Awaitable[R]], *, budget: float | None = None) -> R:
+        """``fn`` in one transaction that adds or deletes entries.
+
+        Such transactions take one advisory lock per schema first: they all update the
+        entry count and may wait on each other's rows (the same question answered by two
+        replicas at once), and one lock taken up front leaves no order to deadlock in.
+        Retried anyway if PostgreSQL aborts one to break a deadlock or a serialization
+        conflict."""
+
         async def in_tx(conn: Any) -> R:
-            async with conn.transaction():
-                return await fn(conn)
+            for attempt in range(_TX_ATTEMPTS):
+                try:
+                    async with conn.transaction():
+                        await conn.execute("SELECT pg_advisory_xact_lock($1)", self.write_lock)
+                        return await fn(conn)
+                except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                    if attempt == _TX_ATTEMPTS - 1:
+                        raise
+                    await asyncio.sleep(0.01 * (attempt + 1))
+            raise AssertionError("unreachable")
 
         return await self.run(in_tx, budget=budget)
 

@@ -93,7 +93,8 @@ class PgEntries:
         latest: dict[tuple[str, str], NewEntry] = {}
         for entry in entries:  # the same question twice in one batch: the later one wins
             latest[(entry.scope, entry.query_hash)] = entry
-        rows = list(latest.values())
+        # One key order for every replica: concurrent batches lock rows in the same order.
+        rows = [latest[key] for key in sorted(latest)]
         dim = self._db.dim
         cols: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [])
         for e in rows:
@@ -193,7 +194,7 @@ class PgEntries:
         if not ids:
             return 0
         sql = "DELETE FROM entries WHERE id = ANY($1::bigint[]) RETURNING id"
-        rows = await self._db.run(lambda c: c.fetch(sql, [int(i) for i in ids]), budget=self._db.slow)
+        rows = await self._db.transaction(lambda c: c.fetch(sql, [int(i) for i in ids]), budget=self._db.slow)
         self._on_deleted([int(r[0]) for r in rows])
         return len(rows)
 
@@ -218,7 +219,7 @@ class PgMaintenance:
             " LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id"
         )
         while True:
-            rows = await self._db.run(lambda c: c.fetch(sql, now, self._BATCH), budget=self._db.slow)
+            rows = await self._db.transaction(lambda c: c.fetch(sql, now, self._BATCH), budget=self._db.slow)
             self._on_deleted([int(r[0]) for r in rows])
             removed += len(rows)
             if len(rows) < self._BATCH:
@@ -233,7 +234,7 @@ class PgMaintenance:
                 "DELETE FROM entries WHERE left(scope, $1) = $2 RETURNING id",
                 (len(scope_prefix), scope_prefix),
             )
-        rows = await self._db.run(lambda c: c.fetch(sql, *args), budget=self._db.slow)
+        rows = await self._db.transaction(lambda c: c.fetch(sql, *args), budget=self._db.slow)
         self._on_deleted([int(r[0]) for r in rows])
         return len(rows)
 
