@@ -78,10 +78,8 @@ async def _stats(args: argparse.Namespace) -> int:
 def _print_cost(cost: dict[str, dict[str, Any]], savings: dict[str, float]) -> None:
     """Per-tier calls, tokens and estimated USD (prices: core/_costs.py, CACHEBACK_PRICES)."""
     print("cost (estimated USD)")
-    print(
-        f"  {'tier':<10}{'requests':>9}{'llm calls':>10}{'tokens in':>11}{'tokens out':>11}"
-        f"{'spent':>12}{'saved':>12}"
-    )
+    print(f"  {'tier':<10}{'requests':>9}{'llm calls':>10}{'tokens in':>11}{'tokens out':>11}"
+          f"{'spent':>12}{'saved':>12}")
     for tier, row in cost.items():
         print(
             f"  {tier:<10}{row['requests']:>9}{row['llm_calls']:>10}{row['input_tokens']:>11}"
