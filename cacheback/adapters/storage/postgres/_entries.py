@@ -93,8 +93,8 @@ class PgEntries:
         latest: dict[tuple[str, str], NewEntry] = {}
         for entry in entries:  # the same question twice in one batch: the later one wins
             latest[(entry.scope, entry.query_hash)] = entry
-        # One key order for every replica: concurrent batches lock rows in the same order.
-        rows = [latest[key] for key in sorted(latest)]
+        rows = list(latest.values())  # ids follow the batch's order (concurrent writers queue
+        # on one advisory lock, so no lock order is needed here)
         dim = self._db.dim
         cols: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [])
         for e in rows:
