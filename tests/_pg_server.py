@@ -7,7 +7,6 @@ on a free loopback port, so a test can stop, kill and restart it.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import uuid
@@ -43,10 +42,6 @@ class PgServer:
         """A URL to a schema no test used yet (each store test starts from nothing)."""
         return self.url("postgres") + f"?schema=t_{uuid.uuid4().hex[:12]}"
 
-    @property
-    def admin_url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
     def url(self, database: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
@@ -58,6 +53,7 @@ class PgServer:
         subprocess.run(cmd, **kwargs)  # type: ignore[call-overload]
 
     def start(self) -> None:
+        # fsync off: a throwaway server (an immediate stop is still recovered from the WAL)
         opts = f"-h 127.0.0.1 -p {self.port} -k '' -c max_connections=200 -c fsync=off"
         self._ctl(["-o", opts, "-l", str(self.log), "start"])
 
@@ -75,14 +71,3 @@ class PgServer:
             except subprocess.SubprocessError:
                 self.stop("immediate")
 
-
-def psql(server: PgServer, sql: str, database: str = "postgres") -> str:
-    out = subprocess.run(
-        [str(server.bin / "psql"), "-XAt", "-v", "ON_ERROR_STOP=1", server.url(database), "-c", sql],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PGCONNECT_TIMEOUT": "5"},
-    )
-    return out.stdout
