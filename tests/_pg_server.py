@@ -70,4 +70,3 @@ class PgServer:
                 self.stop("fast")
             except subprocess.SubprocessError:
                 self.stop("immediate")
-
