@@ -40,15 +40,36 @@ def embedded(index: str, exact_scan_limit: int = 0) -> Callable[[Path], StoreFac
     return factory
 
 
+def postgres(url: str) -> StoreFactory:
+    """PostgreSQL + pgvector: the storage space is the test's own PostgreSQL schema."""
+    from cacheback.adapters.storage.postgres import PostgresStore
+
+    @asynccontextmanager
+    async def make(*, max_entries: int = 1000) -> AsyncIterator[Store]:
+        store = PostgresStore(url, DIM, max_entries=max_entries, timeout=10.0)
+        await store.open()
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    return make
+
+
 BACKENDS: dict[str, Callable[[Path], StoreFactory]] = {
     "sqlite-hnsw": embedded("hnsw"),
     "sqlite-numpy": embedded("numpy"),
     "sqlite-scan": embedded("hnsw", exact_scan_limit=10**9),
 }
+#: Backends on a server: given a URL to a fresh space (the session's PostgreSQL, started
+#: only when one of these runs).
+SERVER_BACKENDS: dict[str, Callable[[str], StoreFactory]] = {"postgres": postgres}
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(params=sorted([*BACKENDS, *SERVER_BACKENDS]))
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    if request.param in SERVER_BACKENDS:
+        return SERVER_BACKENDS[request.param](request.getfixturevalue("pg_url"))
     return BACKENDS[request.param](tmp_path)
 
 

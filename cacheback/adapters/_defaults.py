@@ -36,12 +36,9 @@ def load_embedder(settings: Settings) -> Embedder | None:
 def default_store(settings: Settings, dim: int) -> Store:
     if settings.store_url:
         from .storage.postgres import PostgresStore
-        from .storage.postgres._legacy import LegacyBridge
 
-        return LegacyBridge(
-            PostgresStore(
-                settings.store_url, dim, max_entries=settings.max_entries, timeout=settings.store_timeout_s
-            )
+        return PostgresStore(
+            settings.store_url, dim, max_entries=settings.max_entries, timeout=settings.store_timeout_s
         )
     from .storage import EmbeddedStore
 

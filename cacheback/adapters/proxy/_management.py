@@ -124,11 +124,6 @@ async def _health(proxy: Proxy, request: Request) -> Response:
         body["embedder"] = _embedder_summary(engine.embedder)
         body["embedders"] = proxy.media.embedders(engine.embedder)
         body["store"] = type(engine.store).__name__ if engine.store is not None else None
-        described = engine.store.describe() if engine.store is not None else {}
-        if described.get("degraded"):
-            # Still ready: requests go around the cache to the provider until it is back.
-            body["status"] = "degraded" if ready else body["status"]
-            body["degraded"] = {"store": described.get("reason")}
     return response(200 if ready else 503, dumps(body))
 
 

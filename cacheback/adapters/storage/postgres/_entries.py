@@ -46,6 +46,7 @@ def to_entry(row: Any) -> CacheEntry:
         last_access=float(row[7]),
         hits=int(row[8]),
         metadata=_loads(row[9]),
+        vector=row[10],
     )
 
 
