@@ -9,12 +9,14 @@ file each lookup's five nearest entries (its own pair's entry is a positive, the
 negatives). One logistic regression is fitted on ``FEATURE_NAMES``; the shipped score
 reads its risk terms in cosine units, as a penalty (see ``GuardModel``).
 
-Before fitting on everything, the script checks for overfitting: it splits the rows in
-two halves (by pair or lookup, seeded), fits on each half and reports the held-out
-metrics next to the training ones, twice: per row (the scorer alone, on rows that pass
-the guard), and as the engine decides (every labelled pair of the half through the
-guarded decision; every lookup of the half through the engine's router, near-tie break
-included), next to plain cosine on the same half. ``--seed`` picks another split.
+The model is fitted on the tuning part of the fixed split only
+(``cacheback/adapters/eval/_split.py``: a hash of each pair's or lookup's two texts
+puts it in the tuning or the held-back part, about half each). The script reports the
+tuning and the held-back metrics side by side, twice: per row (the scorer alone, on rows
+that pass the guard), and as the engine decides (every labelled pair of the part through
+the guarded decision; every lookup of the part through the engine's router, near-tie
+break included), next to plain cosine on the same part. ``cacheback eval --split
+held-back`` gives the held-back figures with the shipped model.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from cacheback.adapters.eval._hit_eval import (
     load_pairs,
     load_retrieval,
 )
+from cacheback.adapters.eval._split import split_of
 from cacheback.core._types import CacheEntry, Candidate
 from cacheback.guard import (
     FEATURE_NAMES,
@@ -62,6 +65,7 @@ class Rows:
     y: NDArray[np.float64]  # 1 = same question
     group: NDArray[np.int_]  # pair id, so a split never separates a lookup's rows
     source: list[str]
+    held: NDArray[np.bool_]  # the row's pair or lookup is in the held-back part
 
 
 @dataclass
@@ -72,6 +76,7 @@ class Lookups:
     pairs: list[tuple[int, str, str, int, float]]
     # (group, query, nearest candidates best first, own entry id) for every lookup
     retrieval: list[tuple[int, str, list[Candidate], int]]
+    held_back: set[int]  # groups of the held-back part
 
 
 def _cached_embed(embed: EmbedFn, cache: Path | None) -> EmbedFn:
@@ -100,13 +105,15 @@ def collect(
     ys: list[float] = []
     groups: list[int] = []
     sources: list[str] = []
-    lookups = Lookups([], [])
+    lookups = Lookups([], [], set())
     gid = 0
     for path in pairs_files:
         rows = load_pairs(path)
         vec = embed_texts([t for a, b, _ in rows for t in (a, b)], embed, sys.stderr)
         for q1, q2, label in rows:
             gid += 1
+            if split_of(q1, q2) == "held-back":
+                lookups.held_back.add(gid)
             cos = float(vec[q1] @ vec[q2])
             lookups.pairs.append((gid, q2, q1, label, cos))
             if cos < floor or guard_reasons(q2, q1):
@@ -124,8 +131,10 @@ def collect(
         idx, sims = _top_k(queries, keys, TOP_K)
         entries = [CacheEntry(j, path.name, text, "", None, 0.0, np.inf, 0.0)
                    for j, text in enumerate(origins)]
-        for q, (_, similar) in enumerate(pairs):
+        for q, (origin, similar) in enumerate(pairs):
             gid += 1
+            if split_of(origin, similar) == "held-back":
+                lookups.held_back.add(gid)
             lookups.retrieval.append((gid, similar, [
                 Candidate(entries[int(j)], float(sim)) for j, sim in zip(idx[q], sims[q], strict=True)
             ], q))
@@ -138,7 +147,8 @@ def collect(
                 ys.append(1.0 if same else 0.0)
                 groups.append(gid)
                 sources.append(path.name)
-    return Rows(np.array(xs), np.array(ys), np.array(groups), sources), lookups
+    held = np.array([g in lookups.held_back for g in groups], dtype=np.bool_)
+    return Rows(np.array(xs), np.array(ys), np.array(groups), sources, held), lookups
 
 
 def fit_logistic(
@@ -185,7 +195,7 @@ def metrics(model: GuardModel, rows: Rows, threshold: float) -> dict[str, float]
 
 def _subset(rows: Rows, mask: NDArray[np.bool_]) -> Rows:
     return Rows(rows.x[mask], rows.y[mask], rows.group[mask],
-                [s for s, m in zip(rows.source, mask, strict=True) if m])
+                [s for s, m in zip(rows.source, mask, strict=True) if m], rows.held[mask])
 
 
 def engine_metrics(
@@ -217,32 +227,27 @@ def engine_metrics(
     return " | ".join(out)
 
 
-def holdout(rows: Rows, lookups: Lookups, threshold: float, seed: int = 0) -> None:
-    rng = np.random.default_rng(seed)
-    all_groups = np.array(sorted({p[0] for p in lookups.pairs}
-                                 | {r[0] for r in lookups.retrieval}))
-    half = set(rng.permutation(all_groups)[: len(all_groups) // 2].tolist())
-    other = set(all_groups.tolist()) - half
-    in_a = np.array([g in half for g in rows.group])
-    for train_mask, name, train_groups, test_groups in (
-        (in_a, "A", half, other), (~in_a, "B", other, half)
-    ):
-        train, test = _subset(rows, train_mask), _subset(rows, ~train_mask)
-        model = fit_model(train)
-        for label, part in (("train", train), ("held-out", test)):
-            for source in sorted(set(part.source)):
-                mask = np.array([s == source for s in part.source])
-                m = metrics(model, _subset(part, mask), threshold)
-                print(
-                    f"fit on half {name}, {label:<8} {source:<28} "
-                    f"guard+cosine P={m['plain_precision']:.3f} R={m['plain_recall']:.3f} "
-                    f"wrong={m['plain_wrong']:.0f} | "
-                    f"guard+model P={m['model_precision']:.3f} R={m['model_recall']:.3f} "
-                    f"wrong={m['model_wrong']:.0f}"
-                )
-        for label, part_groups in (("train", train_groups), ("held-out", test_groups)):
-            print(f"fit on half {name}, {label:<8} as the engine decides: "
-                  + engine_metrics(model, lookups, part_groups, threshold))
+def validate(rows: Rows, lookups: Lookups, threshold: float) -> GuardModel:
+    """Fit on the tuning part; print the tuning and the held-back figures; return the fit."""
+    tuning, held = _subset(rows, ~rows.held), _subset(rows, rows.held)
+    model = fit_model(tuning)
+    for label, part in (("tuning", tuning), ("held-back", held)):
+        for source in sorted(set(part.source)):
+            mask = np.array([s == source for s in part.source])
+            m = metrics(model, _subset(part, mask), threshold)
+            print(
+                f"{label:<9} {source:<28} "
+                f"guard+cosine P={m['plain_precision']:.3f} R={m['plain_recall']:.3f} "
+                f"wrong={m['plain_wrong']:.0f} | "
+                f"guard+model P={m['model_precision']:.3f} R={m['model_recall']:.3f} "
+                f"wrong={m['model_wrong']:.0f}"
+            )
+    every = {p[0] for p in lookups.pairs} | {r[0] for r in lookups.retrieval}
+    for label, groups in (("tuning", every - lookups.held_back),
+                          ("held-back", every & lookups.held_back)):
+        print(f"{label:<9} as the engine decides: "
+              + engine_metrics(model, lookups, groups, threshold))
+    return model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -255,7 +260,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--embedding-cache", type=Path, default=None,
                    help="npz file of text vectors, reused between runs")
     p.add_argument("--dry-run", action="store_true", help="report only, write nothing")
-    p.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
     args = p.parse_args(argv)
     pairs = args.pairs or ([DEFAULT_PAIRS] if DEFAULT_PAIRS.is_file() else [])
     retrieval = args.retrieval or ([DEFAULT_RETRIEVAL] if DEFAULT_RETRIEVAL.is_file() else [])
@@ -267,8 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     embed = _cached_embed(_default_embed(), args.embedding_cache)
     rows, lookups = collect(pairs, retrieval, embed, args.floor)
     print(f"{len(rows.y)} rows ({int(rows.y.sum())} positive) at cosine >= {args.floor}")
-    holdout(rows, lookups, args.threshold, args.seed)
-    model = fit_model(rows)
+    print(f"{int((~rows.held).sum())} tuning rows, {int(rows.held.sum())} held-back rows")
+    model = validate(rows, lookups, args.threshold)
     for name, w in zip(FEATURE_NAMES, model.weights, strict=True):
         print(f"  {name:<20}{w:+.4f}  ({w / model.weights[0]:+.4f} cosine per unit)")
     print(f"  bias {model.bias:+.4f}")
@@ -279,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             "bias": round(model.bias, 6),
             "max_shift": model.max_shift,
             "trained_on": [f.name for f in [*pairs, *retrieval]],
+            "split": "tuning part only (cacheback/adapters/eval/_split.py)",
             "floor": args.floor,
         }
         args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")

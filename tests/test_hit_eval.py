@@ -18,6 +18,7 @@ from cacheback.adapters.eval import (
     run_pairwise,
     run_retrieval,
 )
+from cacheback.adapters.eval._split import Split, in_split, split_of
 
 DIM = 12
 
@@ -266,3 +267,76 @@ def test_eval_names_the_expected_columns(tmp_path: Path, capsys: pytest.CaptureF
     bad.write_text("sentence1,sentence2,label\nx,y,maybe\n", encoding="utf-8")
     assert eval_main(["--pairs", str(bad), "--plot", ""], embed=FakeEmbed({})) == 1
     assert "line 2" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the fixed split
+
+
+def _made_up_rows(n: int) -> list[tuple[str, str]]:
+    return [(f"How far is town {k} from the coast?", f"Distance from town {k} to the sea")
+            for k in range(n)]
+
+
+def test_split_is_a_pure_function_of_the_texts() -> None:
+    rows = _made_up_rows(400)
+    first = [split_of(a, b) for a, b in rows]
+    assert [split_of(a, b) for a, b in reversed(rows)] == first[::-1]  # order does not matter
+    assert set(first) == {"tuning", "held-back"}
+    held = first.count("held-back")
+    assert 150 < held < 250  # about half each
+    # The side belongs to the pair, not to one text: swapping the texts is another row.
+    assert any(split_of(a, b) != split_of(b, a) for a, b in rows)
+
+
+def test_in_split() -> None:
+    for a, b in _made_up_rows(20):
+        side = split_of(a, b)
+        other: Split = "tuning" if side == "held-back" else "held-back"
+        assert in_split(a, b, "all")
+        assert in_split(a, b, side)
+        assert not in_split(a, b, other)
+
+
+def test_pairwise_parts_partition_the_rows(pairs_file: tuple[Path, FakeEmbed]) -> None:
+    path, embed = pairs_file
+    whole = run_pairwise(path, embed, 0.92)
+    tuning = run_pairwise(path, embed, 0.92, split="tuning")
+    held = run_pairwise(path, embed, 0.92, split="held-back")
+    expected_held = sum(split_of(a, b) == "held-back" for a, b, _, _ in PAIRS)
+    assert 0 < expected_held < len(PAIRS)
+    assert held.size == expected_held
+    assert tuning.size + held.size == whole.size
+    for name in ("plain", "shipped"):
+        w, t, h = (getattr(r, name) for r in (whole, tuning, held))
+        assert (t.correct + h.correct, t.wrong + h.wrong, t.miss + h.miss) == (
+            w.correct, w.wrong, w.miss)
+    assert "[held-back part]" in held.name
+
+
+def test_retrieval_parts_keep_every_entry_in_the_cache(
+    retrieval_file: tuple[Path, FakeEmbed],
+) -> None:
+    path, embed = retrieval_file
+    whole = run_retrieval(path, embed, 0.92)
+    tuning = run_retrieval(path, embed, 0.92, split="tuning")
+    held = run_retrieval(path, embed, 0.92, split="held-back")
+    assert tuning.size + held.size == whole.size == 4
+    assert 0 < held.size < 4
+    for name in ("plain", "shipped"):
+        w, t, h = (getattr(r, name) for r in (whole, tuning, held))
+        # Only the lookups are divided: each is decided against the same full cache.
+        assert (t.correct + h.correct, t.wrong + h.wrong, t.miss + h.miss) == (
+            w.correct, w.wrong, w.miss)
+
+
+def test_eval_main_split_option(
+    pairs_file: tuple[Path, FakeEmbed],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path, embed = pairs_file
+    assert eval_main(["--pairs", str(path), "--plot", "", "--split", "held-back"],
+                     embed=embed) == 0
+    assert "pairs.csv [held-back part]" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        eval_main(["--pairs", str(path), "--split", "half"], embed=embed)
+    assert exc.value.code == 2

@@ -37,6 +37,7 @@ from cacheback.core._types import CacheEntry, Candidate, Tier
 from cacheback.guard import Decision, GuardModel, verbatim_decision, word_overlap
 
 from ._pair_columns import ColumnError, pair_columns, parse_columns, parse_label
+from ._split import SPLITS, Split, in_split
 
 __all__ = [
     "Counts",
@@ -221,9 +222,11 @@ def run_pairwise(
     limit: int | None = None,
     progress: TextIO | None = None,
     columns: tuple[str, str, str] | None = None,
+    split: Split = "all",
 ) -> EvalReport:
-    """The pairwise protocol on a labelled CSV (see the module docstring)."""
-    rows = load_pairs(path, limit, columns)
+    """The pairwise protocol on a labelled CSV (see the module docstring), on the rows of
+    ``split`` (``_split.py``)."""
+    rows = [r for r in load_pairs(path, limit, columns) if in_split(r[0], r[1], split)]
     vectors = embed_texts([t for q1, q2, _ in rows for t in (q1, q2)], embed, progress)
     labels = np.array([label for _, _, label in rows], dtype=np.int_)
     cosine = np.array(
@@ -239,7 +242,7 @@ def run_pairwise(
             removed.add(d.reasons, correct=label == 1)
     return EvalReport(
         protocol="pairwise",
-        name=Path(path).name,
+        name=_named(path, split),
         threshold=threshold,
         size=len(rows),
         plain=_pairwise_counts(cosine, labels, threshold),
@@ -248,6 +251,10 @@ def run_pairwise(
         shipped_curve=_curve(lambda t: _pairwise_counts(shipped, labels, t)),
         removed=removed.rows(),
     )
+
+
+def _named(path: Path | str, split: Split) -> str:
+    return Path(path).name if split == "all" else f"{Path(path).name} [{split} part]"
 
 
 def _top_k(
@@ -322,8 +329,10 @@ def run_retrieval(
     *,
     limit: int | None = None,
     progress: TextIO | None = None,
+    split: Split = "all",
 ) -> EvalReport:
-    """The retrieval protocol on a JSON pair list (see the module docstring)."""
+    """The retrieval protocol on a JSON pair list (see the module docstring). The cache
+    holds every origin; only the lookups of ``split`` (``_split.py``) are counted."""
     pairs = load_retrieval(path, limit)
     origins = [o for o, _ in pairs]
     similars = [s for _, s in pairs]
@@ -342,39 +351,45 @@ def run_retrieval(
         for q in range(len(pairs))
     ]
     rule = _memo_rule()
+    # The lookups counted: those of the split (the cache still holds every origin).
+    chosen = np.array([q for q, (o, s) in enumerate(pairs) if in_split(o, s, split)],
+                      dtype=np.int_)
+    lookups = lookups[chosen]
+    plain_score, plain_own = plain_score[chosen], plain_own[chosen]
 
     def served(t: float) -> tuple[NDArray[np.float64], NDArray[np.int_]]:
         """Per lookup: 1.0 and the entry id where the router serves one, else -inf."""
-        score = np.full(len(pairs), -np.inf)
-        entry = np.full(len(pairs), -1, dtype=np.int_)
-        for q in range(len(pairs)):
+        score = np.full(len(chosen), -np.inf)
+        entry = np.full(len(chosen), -1, dtype=np.int_)
+        for k, q in enumerate(chosen.tolist()):
             got = _routed(similars[q], candidates[q], t, rule)
             if got is not None:
-                score[q], entry[q] = 1.0, got
+                score[k], entry[k] = 1.0, got
         return score, entry
 
     def twin(entry: NDArray[np.int_]) -> NDArray[np.bool_]:
         return np.array([e >= 0 and e != q and origins[e] == origins[q]
-                         for q, e in enumerate(entry.tolist())], dtype=np.bool_)
+                         for q, e in zip(lookups.tolist(), entry.tolist(), strict=True)],
+                        dtype=np.bool_)
 
     def shipped_at(t: float) -> Counts:
         score, entry = served(t)
         return _retrieval_counts(score, entry == lookups, 0.0, twin(entry))
 
-    plain_entry = np.where(plain_score >= threshold, idx[:, 0], -1)
+    plain_entry = np.where(plain_score >= threshold, idx[chosen, 0], -1)
     # Plain cosine serves the nearest entry: when the guarded rule refuses that one, the
     # guard removed a hit (the router may still serve another candidate).
     removed = _Removed()
-    for q in range(len(pairs)):
-        if plain_score[q] >= threshold:
+    for k, q in enumerate(chosen.tolist()):
+        if plain_score[k] >= threshold:
             hit, reasons = rule(similars[q], origins[int(idx[q, 0])], float(sims[q, 0]), threshold)
             if not hit:
-                removed.add(reasons, correct=bool(plain_own[q]))
+                removed.add(reasons, correct=bool(plain_own[k]))
     return EvalReport(
         protocol="retrieval",
-        name=Path(path).name,
+        name=_named(path, split),
         threshold=threshold,
-        size=len(pairs),
+        size=len(chosen),
         plain=_retrieval_counts(plain_score, plain_own, threshold, twin(plain_entry)),
         shipped=shipped_at(threshold),
         plain_curve=_curve(lambda t: _retrieval_counts(plain_score, plain_own, t)),
@@ -479,6 +494,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default=str(DEFAULT_PLOT),
                    help=f"precision-recall PNG to write (default {DEFAULT_PLOT}; '' for none)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N rows")
+    p.add_argument("--split", choices=SPLITS, default="all",
+                   help="count only the rows of one part of the fixed split (a hash of each "
+                   "row's texts): 'tuning' (what the guard was fitted on) or 'held-back' "
+                   "(default all)")
     p.add_argument("--columns", default=None, metavar="FIRST,SECOND,LABEL",
                    help="the pair file's two text columns and its 0/1 label column (default: "
                    "found from the header: question1,question2,is_duplicate, "
@@ -516,10 +535,10 @@ def eval_main(argv: list[str] | None = None, *, embed: EmbedFn | None = None) ->
     try:
         if pairs is not None:
             reports.append(run_pairwise(pairs, embed_fn, args.threshold, limit=args.limit,
-                                        progress=progress, columns=columns))
+                                        progress=progress, columns=columns, split=args.split))
         if retrieval is not None:
             reports.append(run_retrieval(retrieval, embed_fn, args.threshold,
-                                         limit=args.limit, progress=progress))
+                                         limit=args.limit, progress=progress, split=args.split))
     except ColumnError as exc:
         print(f"cacheback eval: malformed input in {pairs}: {exc}", file=sys.stderr)
         return 1
