@@ -19,6 +19,8 @@ This package is public and stands alone: it imports nothing else from ``cachebac
   ``(query, candidate, similarity, threshold) -> (hit, reasons)``;
 - :func:`guard_reasons` lists the vetoes alone, :func:`filter_synthesis_candidates`
   applies them to synthesis candidates, :func:`word_overlap` is the router's tie-break;
+- :func:`canonical_question` reduces request templates ("tell me about X") to one form,
+  for the text that is embedded;
 - :func:`pair_features`, :class:`GuardModel` and :func:`shipped_model` are the scorer,
   for training and evaluation.
 
@@ -37,6 +39,7 @@ from ._decision import (
     verbatim_rule,
 )
 from ._scorer import FEATURE_NAMES, GuardModel, pair_features, shipped_model
+from ._templates import canonical_question
 from ._veto import MAX_ANALYSED_CHARS, clear_caches, guard_reasons, word_overlap
 
 __all__ = [
@@ -45,6 +48,7 @@ __all__ = [
     "Decision",
     "GuardModel",
     "VerbatimRule",
+    "canonical_question",
     "clear_caches",
     "filter_synthesis_candidates",
     "guard_reasons",

@@ -60,6 +60,8 @@ DEFAULT_PAIRS = Path("..") / "shared" / "eval" / "meancache_val.csv"
 DEFAULT_RETRIEVAL = Path("..") / "shared" / "eval" / "gptcache_mock_data.json"
 DEFAULT_PLOT = Path("cacheback-eval-pr.png")
 TOP_K = 5
+#: The text that is embedded for a query or an entry.
+MATCH_TEXT: Callable[[str], str] = str
 _EMBED_CHUNK = 512
 _SEARCH_CHUNK = 1024
 # Thresholds of the precision-recall curves.
@@ -223,14 +225,15 @@ def run_pairwise(
     progress: TextIO | None = None,
     columns: tuple[str, str, str] | None = None,
     split: Split = "all",
+    match: Callable[[str], str] = MATCH_TEXT,
 ) -> EvalReport:
     """The pairwise protocol on a labelled CSV (see the module docstring), on the rows of
     ``split`` (``_split.py``)."""
     rows = [r for r in load_pairs(path, limit, columns) if in_split(r[0], r[1], split)]
-    vectors = embed_texts([t for q1, q2, _ in rows for t in (q1, q2)], embed, progress)
+    vectors = embed_texts([match(t) for q1, q2, _ in rows for t in (q1, q2)], embed, progress)
     labels = np.array([label for _, _, label in rows], dtype=np.int_)
     cosine = np.array(
-        [float(vectors[q1] @ vectors[q2]) for q1, q2, _ in rows], dtype=np.float64
+        [float(vectors[match(q1)] @ vectors[match(q2)]) for q1, q2, _ in rows], dtype=np.float64
     )
     # The decision's score does not depend on the threshold; a veto is "never".
     shipped = np.empty_like(cosine)
@@ -330,15 +333,17 @@ def run_retrieval(
     limit: int | None = None,
     progress: TextIO | None = None,
     split: Split = "all",
+    match: Callable[[str], str] = MATCH_TEXT,
 ) -> EvalReport:
     """The retrieval protocol on a JSON pair list (see the module docstring). The cache
     holds every origin; only the lookups of ``split`` (``_split.py``) are counted."""
     pairs = load_retrieval(path, limit)
     origins = [o for o, _ in pairs]
     similars = [s for _, s in pairs]
-    vectors = embed_texts(origins + similars, embed, progress)
-    keys = np.stack([vectors[t] for t in origins]) if pairs else np.zeros((0, 1), np.float32)
-    queries = np.stack([vectors[t] for t in similars]) if pairs else keys
+    vectors = embed_texts([match(t) for t in origins + similars], embed, progress)
+    keys = (np.stack([vectors[match(t)] for t in origins]) if pairs
+            else np.zeros((0, 1), np.float32))
+    queries = np.stack([vectors[match(t)] for t in similars]) if pairs else keys
     idx, sims = _top_k(queries, keys, TOP_K)
 
     lookups = np.arange(len(pairs))
