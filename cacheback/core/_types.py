@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ..guard import canonical_question
+
 Vector = NDArray[np.float32]
 
 
@@ -125,6 +127,14 @@ def clean_text(text: str) -> str:
     if not has_lone_surrogate(text):  # almost always: no copy
         return text
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def match_text(text: str) -> str:
+    """The text that is embedded for a query or an entry: :func:`clean_text`, with a
+    request template reduced to its canonical form ("Tell me about X" is embedded as
+    "What is X?", see ``cacheback.guard.canonical_question``). The exact-hit key, the
+    stored text and the guard keep the original."""
+    return canonical_question(clean_text(text))
 
 
 def scope_id(namespace: str, scope: str) -> str:

@@ -39,6 +39,7 @@ from ..core._types import (
     Vector,
     clean_text,
     has_lone_surrogate,
+    match_text,
     scope_id,
     text_hash,
 )
@@ -506,7 +507,7 @@ class AsyncEngine:
     async def embed(self, texts: list[str]) -> Vector | None:
         if self.embedder is None:
             return None
-        clean = [clean_text(t) for t in texts]  # the tokenizer rejects lone surrogates
+        clean = [match_text(t) for t in texts]
         return await anyio.to_thread.run_sync(self.embedder.embed, clean, limiter=self._limiter)
 
     async def populate(

@@ -31,6 +31,9 @@ def _load() -> tuple[tuple[tuple[str, str], ...], frozenset[str]]:
 
 
 _LEADS, _WH = _load()
+#: Longer texts are returned unchanged: templates are short questions, and the work per
+#: text stays bounded however long a prompt is.
+MAX_TEMPLATE_CHARS = 300
 _SPACE = re.compile(r"\s+")
 _TRAILING = re.compile(r"[\s?.!,;:]+$")
 _TRAILING_PLEASE = re.compile(r"[\s,]+please$", re.IGNORECASE)
@@ -53,7 +56,9 @@ def _rest(text: str, phrase: str) -> str:
 def canonical_question(text: str) -> str:
     """``text`` with a request template reduced to one form (see the module docstring):
     a topic becomes "What is X?", a clause "Why X?" (its own opening word); any other
-    text comes back unchanged."""
+    text comes back unchanged, as does one longer than :data:`MAX_TEMPLATE_CHARS`."""
+    if len(text) > MAX_TEMPLATE_CHARS:
+        return text
     flat = _SPACE.sub(" ", text.replace("\u2019", "'")).strip()
     flat = _TRAILING.sub("", _TRAILING_PLEASE.sub("", _TRAILING.sub("", flat)))
     found = _lead(flat)

@@ -17,7 +17,7 @@ from ..core._batching import BatchPolicy, prepare_early
 from ..core._early import start_early
 from ..core._job import Job
 from ..core._stage import Stage, StageContext
-from ..core._types import Vector, clean_text
+from ..core._types import Vector, match_text
 from .negative_gate import past_the_gate
 
 
@@ -38,7 +38,7 @@ class EmbedBatcher(Stage):
         return self._policy
 
     async def process(self, jobs: Sequence[Job]) -> None:
-        texts = [clean_text(job.request.query) for job in jobs]  # the tokenizer rejects lone surrogates
+        texts = [match_text(job.request.query) for job in jobs]
         ahead = [j for j in jobs if j.call is not None and j.call.early and j.request.cacheable]
         embed: Callable[[Sequence[str]], Vector] = self._embedder.embed
         if ahead and prepare_early(len(jobs), self._ctx.queue_depth(self.name)):

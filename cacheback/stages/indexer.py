@@ -22,7 +22,7 @@ from ..core._errors import CachebackError
 from ..core._pending import PendingEntries, PendingEntry
 from ..core._ports import Embedder
 from ..core._store_ports import ChangeFeed, Entries
-from ..core._types import clean_text
+from ..core._types import match_text
 
 log = get_logger("cacheback.indexer")
 
@@ -96,7 +96,7 @@ class Indexer:
             if len(live) < len(written):  # rows that came with a vector: index them now
                 await self._changes.sync()
             if live:
-                texts = [clean_text(p.entry.query) for p in live]
+                texts = [match_text(p.entry.query) for p in live]
                 vectors = await anyio.to_thread.run_sync(self._embedder.embed, texts, limiter=self._limiter)
                 for p, v in zip(live, vectors, strict=True):
                     self._pending.embedded(p, v)  # searchable from the pending set at once
@@ -123,7 +123,7 @@ class Indexer:
                 break
             for start in range(0, len(todo), _BATCH):
                 chunk = todo[start : start + _BATCH]
-                texts = [clean_text(r.query) for r in chunk]
+                texts = [match_text(r.query) for r in chunk]
                 vectors = await anyio.to_thread.run_sync(self._embedder.embed, texts, limiter=self._limiter)
                 good = [i for i, v in enumerate(vectors) if bool(np.all(np.isfinite(v)))]
                 skipped.update(r.id for i, r in enumerate(chunk) if i not in good)

@@ -33,7 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cacheback.core._routing import VerbatimRule, route
-from cacheback.core._types import CacheEntry, Candidate, Tier
+from cacheback.core._types import CacheEntry, Candidate, Tier, match_text
 from cacheback.guard import Decision, GuardModel, verbatim_decision, word_overlap
 
 from ._pair_columns import ColumnError, pair_columns, parse_columns, parse_label
@@ -60,8 +60,8 @@ DEFAULT_PAIRS = Path("..") / "shared" / "eval" / "meancache_val.csv"
 DEFAULT_RETRIEVAL = Path("..") / "shared" / "eval" / "gptcache_mock_data.json"
 DEFAULT_PLOT = Path("cacheback-eval-pr.png")
 TOP_K = 5
-#: The text that is embedded for a query or an entry.
-MATCH_TEXT: Callable[[str], str] = str
+#: The text that is embedded for a query or an entry, as the engine embeds it.
+MATCH_TEXT: Callable[[str], str] = match_text
 _EMBED_CHUNK = 512
 _SEARCH_CHUNK = 1024
 # Thresholds of the precision-recall curves.
