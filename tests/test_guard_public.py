@@ -73,7 +73,8 @@ def test_word_lists_are_shipped_package_data() -> None:
         assert any(fnmatch(f"guard/data/{f}", g) for g in globs), f
     # Every list in data/ is read by some lexicon module.
     used = "".join((GUARD_DIR / m).read_text(encoding="utf-8")
-                   for m in ("_lexicon_words.py", "_lexicon_names.py", "_lexicon_quantities.py"))
+                   for m in ("_lexicon_words.py", "_lexicon_names.py", "_lexicon_quantities.py",
+                             "_templates.py"))
     for f in files:
         assert f'"{f.removesuffix(".txt")}"' in used, f
 

@@ -19,6 +19,7 @@ from cacheback.adapters.eval import (
     run_retrieval,
 )
 from cacheback.adapters.eval._split import Split, in_split, split_of
+from cacheback.core._types import match_text
 
 DIM = 12
 
@@ -36,10 +37,11 @@ def _pair_vectors(axis: int, cosine: float) -> tuple[NDArray[np.float32], NDArra
 
 
 class FakeEmbed:
-    """Looks vectors up by text, so every cosine in a test is chosen by hand."""
+    """Looks vectors up by text, so every cosine in a test is chosen by hand (the eval
+    embeds the engine's match text, so the table is keyed by it)."""
 
     def __init__(self, table: dict[str, NDArray[np.float32]]) -> None:
-        self.table = table
+        self.table = {match_text(text): vector for text, vector in table.items()}
         self.calls = 0
 
     def __call__(self, texts: Sequence[str]) -> NDArray[np.float32]:
