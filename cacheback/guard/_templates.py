@@ -20,13 +20,17 @@ from ._wordlists import mapping
 _KINDS = frozenset({"polite", "topic", "clause", "wh"})
 
 
-def _load() -> tuple[tuple[tuple[str, str], ...], frozenset[str]]:
+def _load() -> tuple[dict[str, tuple[tuple[str, str], ...]], frozenset[str]]:
+    """Template phrases by their first word, longest first; and the clause words."""
     table = mapping("request_templates")
     bad = {k for k in table.values() if k not in _KINDS}
     if bad:
         raise ValueError(f"guard word list request_templates.txt: unknown kinds {sorted(bad)}")
-    leads = tuple(sorted(((p, k) for p, k in table.items() if k != "wh"),
-                         key=lambda pk: -len(pk[0])))  # longest first
+    by_first: dict[str, list[tuple[str, str]]] = {}
+    for phrase, kind in sorted(table.items(), key=lambda pk: -len(pk[0])):
+        if kind != "wh":
+            by_first.setdefault(phrase.split(" ", 1)[0], []).append((phrase, kind))
+    leads = {first: tuple(found) for first, found in by_first.items()}
     return leads, frozenset(p for p, k in table.items() if k == "wh")
 
 
@@ -42,7 +46,8 @@ _TRAILING_PLEASE = re.compile(r"[\s,]+please$", re.IGNORECASE)
 def _lead(text: str) -> tuple[str, str] | None:
     """The longest template phrase ``text`` opens with, and its kind."""
     low = text.lower()
-    for phrase, kind in _LEADS:
+    first = low.split(" ", 1)[0].rstrip(",:")
+    for phrase, kind in _LEADS.get(first, ()):
         if low.startswith(phrase) and (len(low) == len(phrase) or not low[len(phrase)].isalnum()):
             return phrase, kind
     return None
@@ -59,6 +64,9 @@ def canonical_question(text: str) -> str:
     text comes back unchanged, as does one longer than :data:`MAX_TEMPLATE_CHARS`."""
     if len(text) > MAX_TEMPLATE_CHARS:
         return text
+    opening = text.split(None, 1)
+    if not opening or opening[0].lower().replace("\u2019", "'").rstrip(",:") not in _LEADS:
+        return text  # the common case: no template opens the text
     flat = _SPACE.sub(" ", text.replace("\u2019", "'")).strip()
     flat = _TRAILING.sub("", _TRAILING_PLEASE.sub("", _TRAILING.sub("", flat)))
     found = _lead(flat)
