@@ -10,7 +10,7 @@ import pytest
 
 from cacheback import SemanticCache
 from cacheback.guard import canonical_question
-from cacheback.guard._templates import MAX_TEMPLATE_CHARS
+from cacheback.guard._templates import MAX_TEMPLATE_CHARS, _canonical_short
 
 
 @pytest.mark.parametrize(
@@ -73,7 +73,10 @@ def test_the_product_page_example_with_the_real_embedder(embedder: Any) -> None:
 def test_long_texts_are_left_alone() -> None:
     long = "Tell me about " + "the history of the lighthouse keepers of the north coast " * 10
     assert len(long) > MAX_TEMPLATE_CHARS
+    before = _canonical_short.cache_info()
     assert canonical_question(long) == long
+    # A long prompt is neither hashed into nor kept by the per-text cache.
+    assert _canonical_short.cache_info() == before
 
 
 def test_the_product_page_example_hits(cache_dir: Path, embedder: Any) -> None:

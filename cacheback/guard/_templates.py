@@ -57,13 +57,17 @@ def _rest(text: str, phrase: str) -> str:
     return text[len(phrase):].lstrip(" ,:")
 
 
-@lru_cache(maxsize=4096)
 def canonical_question(text: str) -> str:
     """``text`` with a request template reduced to one form (see the module docstring):
     a topic becomes "What is X?", a clause "Why X?" (its own opening word); any other
     text comes back unchanged, as does one longer than :data:`MAX_TEMPLATE_CHARS`."""
     if len(text) > MAX_TEMPLATE_CHARS:
-        return text
+        return text  # before the cache: never hash a long prompt, never keep one
+    return _canonical_short(text)
+
+
+@lru_cache(maxsize=4096)
+def _canonical_short(text: str) -> str:
     opening = text.split(None, 1)
     if not opening or opening[0].lower().replace("\u2019", "'").rstrip(",:") not in _LEADS:
         return text  # the common case: no template opens the text
