@@ -152,7 +152,7 @@ async def test_auto_picks_verbatim_synthesis_or_upstream(
         assert job.outcome is not None and job.outcome.tier is Tier.VERBATIM
         assert env.calls(CHEAP) == 0 and env.calls(UPSTREAM) == 0
 
-        job, handler = await env.ask("Explain photosynthesis")  # ~0.91: below 0.92, above 0.80
+        job, handler = await env.ask("How does photosynthesis work?")  # 0.88: below 0.92, above 0.80
         assert job.outcome is not None and job.outcome.tier is Tier.SYNTHESIS
         assert job.outcome.similarity is not None and 0.80 <= job.outcome.similarity < 0.92
         assert reply_of(job) == ("synthesis", SYNTH_TEXT)
@@ -181,7 +181,7 @@ async def test_always_synthesizes_even_over_a_verbatim_hit(
 async def test_off_never_calls_the_cheap_model(cache_dir: Path, embedder: Any, fake: FakeProvider) -> None:
     async with running(cache_dir, embedder, fake, synthesis_mode="off") as env:
         await seed_photosynthesis(env)
-        job, _ = await env.ask("Explain photosynthesis")
+        job, _ = await env.ask("How does photosynthesis work?")
         assert job.outcome is not None and job.outcome.tier is Tier.UPSTREAM
         assert env.calls(CHEAP) == 0 and env.calls(UPSTREAM) == 1
 
@@ -191,7 +191,7 @@ async def test_a_higher_synthesis_threshold_sends_related_questions_upstream(
 ) -> None:
     async with running(cache_dir, embedder, fake, synthesis_threshold=0.95) as env:
         await seed_photosynthesis(env)
-        job, _ = await env.ask("Explain photosynthesis")
+        job, _ = await env.ask("How does photosynthesis work?")
         assert job.outcome is not None and job.outcome.tier is Tier.UPSTREAM
         assert env.calls(CHEAP) == 0
 
@@ -277,7 +277,7 @@ async def test_failed_synthesis_falls_through_with_one_upstream_call(
     async with running(cache_dir, embedder, fake, synthesis_timeout_s=0.6) as env:
         await seed_photosynthesis(env)
         t0 = time.perf_counter()
-        job, handler = await env.ask("Explain photosynthesis", streaming=streaming)
+        job, handler = await env.ask("How does photosynthesis work?", streaming=streaming)
         assert job.outcome is not None and job.outcome.tier is Tier.UPSTREAM
         assert reply_of(job)[0] == "upstream"
         assert env.calls(CHEAP) == 1 and env.calls(UPSTREAM) == 1
@@ -300,7 +300,7 @@ async def test_streaming_synthesis_yields_deltas_as_the_model_produces_them(
     async with running(cache_dir, embedder, fake) as env:
         await seed_photosynthesis(env)
         t0 = time.perf_counter()
-        job, handler = await env.ask("Explain photosynthesis", streaming=True)
+        job, handler = await env.ask("How does photosynthesis work?", streaming=True)
         returned = time.perf_counter() - t0
         assert job.outcome is not None and job.outcome.tier is Tier.SYNTHESIS
         kind, stream = reply_of(job)
@@ -330,7 +330,7 @@ async def test_stream_that_starts_like_the_marker_is_still_an_answer(
     cheap_says(fake, Reply(text=text))
     async with running(cache_dir, embedder, fake) as env:
         await seed_photosynthesis(env)
-        job, _ = await env.ask("Explain photosynthesis", streaming=True)
+        job, _ = await env.ask("How does photosynthesis work?", streaming=True)
         assert job.outcome is not None and job.outcome.tier is Tier.SYNTHESIS
         assert "".join([p async for p in reply_of(job)[1]]) == text
 
@@ -341,7 +341,7 @@ async def test_abandoned_synthesis_stream_is_closed_and_accounted(
     cheap_says(fake, Reply(text=SYNTH_TEXT, chunk_delay=0.05))
     async with running(cache_dir, embedder, fake) as env:
         await seed_photosynthesis(env)
-        job, _ = await env.ask("Explain photosynthesis", streaming=True)
+        job, _ = await env.ask("How does photosynthesis work?", streaming=True)
         stream = reply_of(job)[1]
         await stream.__anext__()
         await stream.aclose()
@@ -355,7 +355,7 @@ async def test_truncated_stream_after_hand_over_is_not_stored(
     cheap_says(fake, Reply(text=SYNTH_TEXT, finish_reason="length"))
     async with running(cache_dir, embedder, fake, synthesis_store=True) as env:
         await seed_photosynthesis(env)
-        job, _ = await env.ask("Explain photosynthesis", streaming=True)
+        job, _ = await env.ask("How does photosynthesis work?", streaming=True)
         assert job.outcome is not None and job.outcome.tier is Tier.SYNTHESIS
         assert "".join([p async for p in reply_of(job)[1]]) == SYNTH_TEXT
         await anyio.sleep(0.3)
@@ -387,7 +387,7 @@ async def test_synthesized_answers_are_not_stored_by_default(
     async with running(cache_dir, embedder, fake) as env:
         await seed_photosynthesis(env)
         for _ in range(2):
-            job, _ = await env.ask("Explain photosynthesis")
+            job, _ = await env.ask("How does photosynthesis work?")
             assert job.outcome is not None and job.outcome.tier is Tier.SYNTHESIS
         await anyio.sleep(0.2)
         assert (await env.engine.admin.stats())["entries"] == 2
@@ -401,12 +401,12 @@ async def test_synthesis_store_keeps_the_answer_as_a_verbatim_entry(
     cheap_says(fake, Reply(text=SYNTH_TEXT))
     async with running(cache_dir, embedder, fake, synthesis_store=True) as env:
         await seed_photosynthesis(env)
-        job, _ = await env.ask("Explain photosynthesis", streaming=streaming)
+        job, _ = await env.ask("How does photosynthesis work?", streaming=streaming)
         assert job.outcome is not None and job.outcome.tier is Tier.SYNTHESIS
         if streaming:
             assert "".join([p async for p in reply_of(job)[1]]) == SYNTH_TEXT
         await wait_for_entries(env.engine, 3)
-        again, _ = await env.ask("Explain photosynthesis")
+        again, _ = await env.ask("How does photosynthesis work?")
         assert again.outcome is not None and again.outcome.tier is Tier.EXACT
         assert again.outcome.entry is not None and again.outcome.entry.answer == SYNTH_TEXT
         assert again.outcome.entry.metadata.get("synthesized") is True
@@ -432,7 +432,7 @@ async def test_stats_count_tokens_and_money_per_tier(
         hit, _ = await env.ask("What is photosynthesis?")
         assert hit.outcome is not None and hit.outcome.tier is Tier.EXACT
 
-        syn, handler = await env.ask("Explain photosynthesis")
+        syn, handler = await env.ask("How does photosynthesis work?")
         assert syn.outcome is not None and syn.outcome.tier is Tier.SYNTHESIS
         su = handler.synth_usage
         assert su is not None
@@ -523,7 +523,7 @@ async def test_engine_builds_the_default_llm_from_settings(
             assert engine.llm is None
             env = Env(engine, fake, upstream)
             await seed_photosynthesis(env)
-            job, _ = await env.ask("Explain photosynthesis")
+            job, _ = await env.ask("How does photosynthesis work?")
             assert job.outcome is not None and job.outcome.tier is Tier.UPSTREAM
             assert env.calls(UPSTREAM) == 1 and len(fake.requests("chat")) == 1
     finally:
@@ -542,8 +542,8 @@ async def test_synthesis_never_blocks_the_event_loop(
 
         shipped_model()
         blocking_detector.install()  # before the adapter's first call builds its HTTP client
-        job, _ = await env.ask("Explain photosynthesis")
-        streamed, _ = await env.ask("Explain photosynthesis", streaming=True)
+        job, _ = await env.ask("How does photosynthesis work?")
+        streamed, _ = await env.ask("How does photosynthesis work?", streaming=True)
         assert "".join([p async for p in reply_of(streamed)[1]]) == SYNTH_TEXT
         await env.ask("What is the boiling point of water?")
         await env.engine.admin.stats()

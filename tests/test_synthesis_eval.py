@@ -22,7 +22,7 @@ UPSTREAM = "gpt-4o"
 QUESTIONS = [
     # ~0.91 to its seed: synthesized
     {
-        "question": "Explain photosynthesis",
+        "question": "How does photosynthesis work?",
         "seed_questions": ["What is photosynthesis?"],
         "domain": "biology",
     },
