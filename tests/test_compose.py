@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from cacheback.engine._settings import Settings
+from cacheback.core._settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE_KEYS = {

@@ -79,14 +79,19 @@ class CostAccounting:
         try:
             tier = outcome.tier
             if tier.is_hit and outcome.entry is not None:
-                saved = self.prices.usage_cost(outcome.entry.metadata.get("usage"))
-                if saved:
-                    self.stats.record_saving(tier.value, saved)
+                self._saved(tier, outcome.entry.metadata.get("usage"))
             elif tier is Tier.SYNTHESIS and job.synthesis is not None:
-                saved = self.prices.usage_cost(avoided_usage(job))
-                if saved:
-                    self.stats.record_saving(tier.value, saved)
+                self._saved(tier, avoided_usage(job))
             elif tier in (Tier.UPSTREAM, Tier.BYPASS):
                 self.record_upstream(job, tier)
         except Exception as exc:  # accounting must never fail a request
             log.warning("cost accounting failed", error=repr(exc))
+
+    def _saved(self, tier: Tier, usage: Any) -> None:
+        known = clean_usage(usage) if isinstance(usage, dict) else None
+        if known is None:
+            return
+        self.stats.record_saved_tokens(tier.value, known["input_tokens"], known["output_tokens"])
+        saved = self.prices.usage_cost(known)
+        if saved:
+            self.stats.record_saving(tier.value, saved)

@@ -43,6 +43,11 @@ class Stats:
         """The estimated upstream cost a hit or a synthesis avoided."""
         self.count(f"cost.{tier}.saved_usd", usd)
 
+    def record_saved_tokens(self, tier: str, input_tokens: int, output_tokens: int) -> None:
+        """The tokens of the upstream call a hit or a synthesis stood in for."""
+        self.count(f"cost.{tier}.saved_input_tokens", float(input_tokens))
+        self.count(f"cost.{tier}.saved_output_tokens", float(output_tokens))
+
     def cost(self) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
         """Per tier: requests, provider calls, tokens, spend and savings; then the totals.
 
@@ -53,7 +58,14 @@ class Stats:
         tiers: dict[str, dict[str, Any]] = {}
         for name in _COST_TIERS:
             row: dict[str, Any] = {"requests": int(self.total(f"tier.{name}"))}
-            for key in ("llm_calls", "input_tokens", "output_tokens", "unpriced_calls"):
+            for key in (
+                "llm_calls",
+                "input_tokens",
+                "output_tokens",
+                "unpriced_calls",
+                "saved_input_tokens",
+                "saved_output_tokens",
+            ):
                 row[key] = int(self.total(f"cost.{name}.{key}"))
             for key in ("spent_usd", "saved_usd"):
                 row[key] = round(self.total(f"cost.{name}.{key}"), 6)
@@ -63,6 +75,7 @@ class Stats:
         net = saved - tiers["synthesis"]["spent_usd"]
         without = spent - tiers["synthesis"]["spent_usd"] + saved
         totals = {
+            "saved_tokens": sum(r["saved_input_tokens"] + r["saved_output_tokens"] for r in tiers.values()),
             "spent_usd": round(spent, 6),
             "saved_usd": round(saved, 6),
             "net_saved_usd": round(net, 6),

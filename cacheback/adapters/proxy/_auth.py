@@ -66,12 +66,14 @@ class Authenticator:
             "anthropic": config.anthropic_api_key,
         }
         self._shared = config.tenant_mode == "shared"
+        self._admin_key = config.admin_key.encode() if config.admin_key else None
 
     @property
     def secrets(self) -> tuple[str, ...]:
         """Every key this process knows (for scrubbing text that leaves it)."""
         server = tuple(k for k in self._server_keys.values() if k)
-        return server + tuple(k.decode() for k in self._proxy_keys)
+        admin = (self._admin_key.decode(),) if self._admin_key else ()
+        return server + tuple(k.decode() for k in self._proxy_keys) + admin
 
     def _is_proxy_key(self, credential: str) -> bool:
         given = credential.encode()
@@ -108,6 +110,34 @@ class Authenticator:
         raise ProxyError(
             401, "Missing API key: send your provider key (Bearer or x-api-key).", code="invalid_api_key"
         )
+
+    def admin(self, headers: Mapping[str, str], *, write: bool) -> None:
+        """Let an operator in (the dashboard, the negative cache), or raise a ProxyError.
+
+        The admin key if one is set, else any proxy key. With neither, figures are open as
+        ``/v1/cache/stats`` is, and changes are refused: no key would tell an operator apart
+        from any caller.
+        """
+        credential = presented_credential(headers)
+        if self._admin_key is None and not self._proxy_keys:
+            if write:
+                raise ProxyError(
+                    403,
+                    "Changing the cache from the proxy needs CACHEBACK_ADMIN_KEY (or proxy keys) to be set.",
+                    code="admin_key_required",
+                    kind="permission_error",
+                )
+            return
+        if credential is None:
+            raise ProxyError(401, "Missing admin key: send it as a Bearer token.", code="invalid_api_key")
+        if not credential.isascii():
+            raise ProxyError(401, "Invalid API key: it is not ASCII.", code="invalid_api_key")
+        given = credential.encode()
+        if self._admin_key is not None:
+            if not hmac.compare_digest(given, self._admin_key):
+                raise ProxyError(401, "Invalid admin key.", code="invalid_api_key")
+        elif not self._is_proxy_key(credential):
+            raise ProxyError(401, "Invalid proxy key.", code="invalid_api_key")
 
     def _tenant(self, credential: str) -> str:
         return SHARED_TENANT if self._shared else tenant_of(credential)

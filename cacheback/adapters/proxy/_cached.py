@@ -124,6 +124,8 @@ def _deliver(proxy: Proxy, api: Api, call: Call, job: Job) -> tuple[Response, st
         error = cache_headers(ERROR_TIER)
         return proxy.failure(api.provider, RuntimeError("no outcome"), error), ERROR_TIER
     tier = outcome.tier
+    if outcome.guard_reasons and not tier.is_hit:
+        proxy.metrics.vetoed(outcome.guard_reasons)
     headers = outcome_headers(outcome, job)
     headers.append(("x-cacheback-modality", call.key.modality))
     if tier is Tier.BLOCKED:

@@ -45,6 +45,9 @@ class ProxyConfig:
     openai_api_key: str | None = field(default=None, repr=False)
     anthropic_api_key: str | None = field(default=None, repr=False)
     proxy_keys: tuple[str, ...] = field(default=(), repr=False)
+    # The dashboard and the negative-cache routes: this key if set, else a proxy key.
+    admin_key: str | None = field(default=None, repr=False)
+    dashboard_content: bool = False  # show cached question text on the dashboard
     tenant_mode: TenantMode = "key"
     cache_dir: str | None = None
     store_url: str | None = field(default=None, repr=False)  # may carry a password
@@ -81,6 +84,8 @@ class ProxyConfig:
                 raise ConfigError(f"upstream base URL must be http(s): {url!r}")
         if any(not k for k in self.proxy_keys):
             raise ConfigError("proxy keys must not be empty")
+        if self.admin_key is not None and not (self.admin_key.isascii() and self.admin_key.strip()):
+            raise ConfigError("the admin key must be non-empty ASCII")
 
     @property
     def auth_required(self) -> bool:
@@ -140,6 +145,10 @@ def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name}={raw!r} is not an integer") from exc
+
+
+def _env_flag(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def split_keys(raw: str | None) -> tuple[str, ...]:
@@ -204,8 +213,15 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     p.add_argument(
         "--shared-cache",
         action="store_true",
-        default=env.get("CACHEBACK_SHARED_CACHE", "").lower() in ("1", "true", "yes", "on"),
+        default=_env_flag(env, "CACHEBACK_SHARED_CACHE"),
         help="all callers share one cache (default: one tenant per credential)",
+    )
+    p.add_argument(
+        "--dashboard-content",
+        action="store_true",
+        default=_env_flag(env, "CACHEBACK_DASHBOARD_CONTENT"),
+        help="show cached question text on /dashboard (default: ids and counts only; "
+        "env CACHEBACK_DASHBOARD_CONTENT)",
     )
     p.add_argument(
         "--similarity-threshold",
@@ -282,6 +298,8 @@ def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None 
         "openai_api_key": env.get("OPENAI_API_KEY") or None,
         "anthropic_api_key": env.get("ANTHROPIC_API_KEY") or None,
         "proxy_keys": keys,
+        "admin_key": env.get("CACHEBACK_ADMIN_KEY") or None,
+        "dashboard_content": ns.dashboard_content,
         "tenant_mode": "shared" if ns.shared_cache else "key",
         "cache_dir": str(Path(ns.cache_dir).expanduser()) if ns.cache_dir else None,
         "store_url": ns.store_url,

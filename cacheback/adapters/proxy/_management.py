@@ -1,5 +1,5 @@
-"""The cache's own endpoints: ``/v1/cache/stats``, ``/v1/cache/report-wrong-hit``,
-``/health`` and ``/metrics``."""
+"""The cache's own endpoints: ``/v1/cache/stats``, ``/v1/cache/report-wrong-hit``, the
+negative cache (``/v1/cache/negative``), ``/health``, ``/metrics`` and the dashboard."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ...core._errors import CachebackError
+from ._dashboard import dashboard_routes, negative_dict
 from ._errors import Provider, ProxyError, provider_for
 from ._fallback import METHODS, method_not_allowed, not_found
 from ._proxy import Endpoint, Proxy
@@ -26,23 +27,44 @@ def management_routes(proxy: Proxy) -> list[Route]:
 
         return endpoint
 
+    dashboard = dashboard_routes(proxy)
     return [
         Route("/v1/cache/stats", bound(_stats), methods=["GET"]),
         Route("/v1/cache/report-wrong-hit", bound(_report_wrong_hit), methods=["POST"]),
+        Route("/v1/cache/negative", bound(_negative_list), methods=["GET"]),
+        Route("/v1/cache/negative", bound(_negative_add), methods=["POST"]),
+        Route("/v1/cache/negative/{entry_id}", bound(_negative_remove), methods=["DELETE"]),
+        Route(
+            "/v1/cache/negative/{entry_id}/false-positive",
+            bound(_negative_false_positive),
+            methods=["POST"],
+        ),
+        *[r for r in dashboard if r.path.startswith("/v1/")],
         # The rest of /v1/cache is ours too: never relayed upstream with the caller's key.
         Route("/v1/cache", _own_fallback, methods=METHODS),
         Route("/v1/cache/{rest:path}", _own_fallback, methods=METHODS),
         Route("/health", bound(_health), methods=["GET"]),
         Route("/metrics", bound(_metrics), methods=["GET"]),
+        *[r for r in dashboard if not r.path.startswith("/v1/")],
     ]
 
 
 _MAX_ENTRY_ID = 2**63 - 1  # SQLite's largest integer
-_ALLOWED = {"/v1/cache/stats": "GET, HEAD", "/v1/cache/report-wrong-hit": "POST"}
+_ALLOWED = {
+    "/v1/cache/stats": "GET, HEAD",
+    "/v1/cache/report-wrong-hit": "POST",
+    "/v1/cache/negative": "GET, HEAD, POST",
+    "/v1/cache/dashboard": "GET, HEAD",
+}
+_MAX_NEGATIVE_QUERY = 32 * 1024
+_MAX_LABEL = 200
 
 
 async def _own_fallback(request: Request) -> Response:
-    allow = _ALLOWED.get(request.url.path)
+    path = request.url.path
+    allow = _ALLOWED.get(path)
+    if allow is None and path.startswith("/v1/cache/negative/"):
+        allow = "POST" if path.endswith("/false-positive") else "DELETE"
     return not_found(request) if allow is None else method_not_allowed(request, allow)
 
 
@@ -152,3 +174,94 @@ async def _metrics(proxy: Proxy, request: Request) -> Response:
             stats = None
     text = proxy.metrics.render(stats, queues)
     return response(200, text.encode(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+# -- the negative cache (operators only: see Authenticator.admin) ------------------------
+
+
+def _entry_id(raw: str) -> int:
+    if not raw.isdigit() or not 1 <= int(raw) <= _MAX_ENTRY_ID:
+        raise ProxyError(
+            400,
+            f"Invalid 'entry_id': expected 1 to {_MAX_ENTRY_ID}.",
+            code="invalid_value",
+            param="entry_id",
+        )
+    return int(raw)
+
+
+def _text_field(body: dict[str, Any], name: str, default: str | None, limit: int) -> str:
+    value = body.get(name, default)
+    expect(isinstance(value, str) and bool(value.strip()), name, "a non-empty string", value)
+    assert isinstance(value, str)
+    if len(value) > limit:
+        raise ProxyError(
+            400, f"Invalid '{name}': longer than {limit} characters.", code="invalid_value", param=name
+        )
+    return value
+
+
+async def _negative_list(proxy: Proxy, request: Request) -> Response:
+    provider = _provider_of(request)
+    try:
+        proxy.auth.admin(request.headers, write=False)
+        category = request.query_params.get("category") or None
+        entries = await proxy.engine.negative_list(category, None)
+    except ProxyError as err:
+        return proxy.error(provider, err)
+    return response(200, dumps({"object": "list", "data": [negative_dict(e) for e in entries]}))
+
+
+async def _negative_add(proxy: Proxy, request: Request) -> Response:
+    provider = _provider_of(request)
+    try:
+        proxy.auth.admin(request.headers, write=True)
+        body = parse_json(await read_body(request, 64 * 1024))
+        expect(isinstance(body, dict), "body", "a JSON object", body)
+        assert isinstance(body, dict)
+        query = _text_field(body, "query", None, _MAX_NEGATIVE_QUERY)
+        reason = _text_field(body, "reason", "blocked", _MAX_LABEL)
+        category = _text_field(body, "category", "general", _MAX_LABEL)
+        severity = body.get("severity", 1)
+        expect(
+            isinstance(severity, int) and not isinstance(severity, bool) and 1 <= severity <= 10,
+            "severity",
+            "an integer from 1 to 10",
+            severity,
+        )
+        assert isinstance(severity, int)
+    except ProxyError as err:
+        return proxy.error(provider, err)
+    entry_id = await proxy.engine.negative_add(query, reason=reason, category=category, severity=severity)
+    return response(200, dumps({"entry_id": entry_id}))
+
+
+async def _negative_remove(proxy: Proxy, request: Request) -> Response:
+    provider = _provider_of(request)
+    try:
+        proxy.auth.admin(request.headers, write=True)
+        entry_id = _entry_id(request.path_params["entry_id"])
+    except ProxyError as err:
+        return proxy.error(provider, err)
+    removed = await proxy.engine.negative_remove(entry_id)
+    return response(200, dumps({"entry_id": entry_id, "removed": removed}))
+
+
+async def _negative_false_positive(proxy: Proxy, request: Request) -> Response:
+    provider = _provider_of(request)
+    try:
+        proxy.auth.admin(request.headers, write=True)
+        entry_id = _entry_id(request.path_params["entry_id"])
+    except ProxyError as err:
+        return proxy.error(provider, err)
+    result = await proxy.engine.negative_report_false_positive(entry_id)
+    if not result.get("found"):
+        missing = ProxyError(
+            404,
+            f"No negative entry {entry_id}.",
+            code="entry_not_found",
+            param="entry_id",
+            kind="not_found_error",
+        )
+        return proxy.error(provider, missing)
+    return response(200, dumps(safe_json(result)))

@@ -10,8 +10,11 @@ from __future__ import annotations
 import bisect
 import math
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from ._rollup import Rollup
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -56,8 +59,11 @@ class Metrics:
         self.latency: dict[tuple[str, str], _Histogram] = {}
         self.upstream_errors: dict[tuple[str, str], int] = {}
         self.in_flight = 0
+        self.guard_vetoes: dict[str, int] = {}
+        self.rollup = Rollup()  # the dashboard's history
 
     def observe(self, endpoint: str, tier: str, status: int, seconds: float) -> None:
+        self.rollup.observe(tier, time.time())
         key = (endpoint, tier, str(status))
         self.requests[key] = self.requests.get(key, 0) + 1
         hist = self.latency.get((endpoint, tier))
@@ -68,6 +74,11 @@ class Metrics:
     def upstream_error(self, provider: str, kind: str) -> None:
         key = (provider, kind)
         self.upstream_errors[key] = self.upstream_errors.get(key, 0) + 1
+
+    def vetoed(self, reasons: Iterable[str]) -> None:
+        """A candidate close enough for a hit that the guard refused, by reason."""
+        for reason in reasons:
+            self.guard_vetoes[reason] = self.guard_vetoes.get(reason, 0) + 1
 
     def render(self, engine_stats: Mapping[str, Any] | None, queues: Mapping[str, int]) -> str:
         out: list[str] = []
@@ -99,6 +110,10 @@ class Metrics:
         head(name, "counter", "Failed provider calls, by provider and kind (HTTP status, timeout, ...).")
         for (provider, kind), n in sorted(self.upstream_errors.items()):
             sample(name, n, provider=provider, kind=kind)
+        name = "cacheback_proxy_guard_vetoes_total"
+        head(name, "counter", "Hits the guard refused (the request went on to a lower tier), by reason.")
+        for reason, n in sorted(self.guard_vetoes.items()):
+            sample(name, n, reason=reason)
         head("cacheback_proxy_in_flight_requests", "gauge", "Requests being answered now.")
         sample("cacheback_proxy_in_flight_requests", self.in_flight)
         head("cacheback_queue_depth", "gauge", "Jobs waiting in each pipeline stage's inbox.")

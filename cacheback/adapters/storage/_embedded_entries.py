@@ -14,7 +14,7 @@ from ...core._errors import StoreError
 from ...core._types import CacheEntry, NewEntry, Vector
 from ._index_files import rank_blobs
 from ._numpy_index import as_unit_vector
-from ._sqlite import MIN_KEEP_CHANGES, EntryRow, dumps_metadata
+from ._sqlite import MIN_KEEP_CHANGES, EntryHits, EntryRow, dumps_metadata
 from ._store_errors import StoreHealth, store_errors
 
 if TYPE_CHECKING:
@@ -197,6 +197,11 @@ class EmbeddedMaintenance:
     @store_errors
     async def count(self) -> int:
         return await self._s.require_db().count()
+
+    @store_errors
+    async def top_by_hits(self, limit: int = 10) -> list[EntryHits]:
+        """The most hit entries, most first (one scan of the table: for an operator's view)."""
+        return await self._s.require_db().top_entries(limit)
 
     @store_errors
     async def list(self, limit: int = 100, offset: int = 0) -> list[CacheEntry]:

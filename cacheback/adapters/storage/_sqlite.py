@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiosqlite
 import anyio
@@ -254,6 +254,16 @@ async def _connect(path: Path, *, readonly: bool = False) -> aiosqlite.Connectio
             await conn.close()
         raise
     return conn
+
+
+class EntryHits(NamedTuple):
+    """An entry's identity and use, without its answer (the dashboard's top list)."""
+
+    id: int
+    scope: str
+    query: str
+    hits: int
+    last_access: float
 
 
 class Database:
@@ -523,6 +533,14 @@ class Database:
 
     async def count(self) -> int:
         return int(await self._one("SELECT count(*) FROM entries"))
+
+    async def top_entries(self, limit: int) -> list[EntryHits]:
+        rows = await self.reader.execute_fetchall(
+            "SELECT id, scope, query, hits, last_access FROM entries WHERE hits > 0"
+            " ORDER BY hits DESC, id DESC LIMIT ?",
+            (limit,),
+        )
+        return [EntryHits(int(r[0]), str(r[1]), str(r[2]), int(r[3]), float(r[4])) for r in rows]
 
     async def entries(self, limit: int, offset: int) -> list[CacheEntry]:
         rows = await self.reader.execute_fetchall(
