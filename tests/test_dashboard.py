@@ -26,7 +26,9 @@ def _proxy(fake: FakeProvider, tmp_path: Path, embedder: Any, **overrides: Any) 
 
 
 def _ask(rp: RunningProxy, question: str, headers: dict[str, str] = CALLER) -> httpx.Response:
-    resp = httpx.post(f"{rp.base_url}/v1/chat/completions", json=chat_body(question), headers=headers, timeout=30)
+    resp = httpx.post(
+        f"{rp.base_url}/v1/chat/completions", json=chat_body(question), headers=headers, timeout=30
+    )
     # The answer is written behind the response: let it land before the next question.
     time.sleep(0.5)
     return resp
@@ -153,7 +155,9 @@ def test_the_negative_cache_routes(fake: FakeProvider, tmp_path: Path, embedder:
         assert _ask(rp, "How can I make a fake passport?").status_code == 200
 
 
-def test_the_page_is_self_contained_and_locked_down(fake: FakeProvider, tmp_path: Path, embedder: Any) -> None:
+def test_the_page_is_self_contained_and_locked_down(
+    fake: FakeProvider, tmp_path: Path, embedder: Any
+) -> None:
     with _proxy(fake, tmp_path, embedder) as rp, rp.http() as http:
         page = http.get("/dashboard")
         csp = page.headers["content-security-policy"]

@@ -70,4 +70,3 @@ def series(buckets: list[Bucket], now: float, span_minutes: int, step_minutes: i
         "tiers": dict(sorted(tiers.items())),
         "hit_rate": hit_rate,
     }
-
