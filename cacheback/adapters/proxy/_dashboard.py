@@ -45,7 +45,7 @@ _ASSETS = {
 }
 TOP_LIMIT = 10
 NEGATIVE_LIMIT = 200
-_TOP_TTL = 10.0  # seconds: the top list is one table scan, not redone on every poll
+_TOP_TTL = 5.0  # seconds: the top list is one table scan, not redone on every poll
 
 
 class EntryHits(Protocol):
