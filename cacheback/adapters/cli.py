@@ -52,45 +52,56 @@ def _print(obj: Any) -> None:
 
 
 async def _stats(args: argparse.Namespace) -> int:
+    from ._dashboard_view import collect, dashboard_view
+    from ._stats_table import render
+
+    if args.proxy:
+        return await _proxy_stats(args)
     async with _engine(args, embedder=False) as engine:
-        stats = await engine.admin.stats()
+        if args.json:
+            stats = await engine.admin.stats()
+            _print(stats)
+            return 1 if _degraded(stats) else 0
+        collected = await collect(engine)
+        source = str(engine.settings.cache_dir)
+    # Local files: whoever reads them may see the questions (as `cacheback entries` shows).
+    view = dashboard_view(collected, now=time.time(), content=True, ready=collected.store_error is None)
+    print(render(view, source), end="")
+    # Exit status 1: the cache cannot be used.
+    return 1 if _degraded(collected.stats or {}) or collected.store_error else 0
+
+
+def _degraded(stats: dict[str, Any]) -> bool:
     cache = stats.get("cache") or {}
-    degraded = cache.get("status", "ok") != "ok"  # exit status 1: the cache cannot be used
+    return bool(cache.get("status", "ok") != "ok")
+
+
+async def _proxy_stats(args: argparse.Namespace) -> int:
+    """The figures of a running proxy (its /v1/cache/dashboard), with CACHEBACK_ADMIN_KEY."""
+    import os
+
+    import httpx
+
+    from ._stats_table import render
+
+    url = args.proxy.rstrip("/") + "/v1/cache/dashboard"
+    key = os.environ.get("CACHEBACK_ADMIN_KEY")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            resp = await client.get(url, headers=headers)
+    except httpx.HTTPError as exc:
+        print(f"cacheback: cannot reach {url}: {type(exc).__name__}", file=sys.stderr)
+        return 1
+    if resp.status_code != 200:
+        print(f"cacheback: {url} answered {resp.status_code}: {resp.text[:300]}", file=sys.stderr)
+        return 1
+    view = resp.json()
     if args.json:
-        _print(stats)
-        return 1 if degraded else 0
-    if degraded:
-        print(f"cache             DEGRADED: {cache.get('reason')}")
-    print(f"entries           {stats['entries']}")
-    print(f"negative entries  {stats['negative_entries']}")
-    print(f"lookups           {stats['lookups']}")
-    print(f"hits              {stats['hits']}  (hit rate {stats['hit_rate']:.1%})")
-    print(f"misses            {stats['misses']}")
-    print(f"synthesized       {stats['synthesized']}")
-    print(f"blocked           {stats['blocked']}")
-    print("tiers             " + ", ".join(f"{k}={v}" for k, v in stats["tiers"].items()))
-    if "cost" in stats:
-        _print_cost(stats["cost"], stats.get("savings") or {})
-    print(f"store             {stats['store']}")
-    return 1 if degraded else 0
-
-
-def _print_cost(cost: dict[str, dict[str, Any]], savings: dict[str, float]) -> None:
-    """Per-tier calls, tokens and estimated USD (prices: core/_costs.py, CACHEBACK_PRICES)."""
-    print("cost (estimated USD)")
-    print(f"  {'tier':<10}{'requests':>9}{'llm calls':>10}{'tokens in':>11}{'tokens out':>11}"
-          f"{'spent':>12}{'saved':>12}")
-    for tier, row in cost.items():
-        print(
-            f"  {tier:<10}{row['requests']:>9}{row['llm_calls']:>10}{row['input_tokens']:>11}"
-            f"{row['output_tokens']:>11}{row['spent_usd']:>12.6f}{row['saved_usd']:>12.6f}"
-        )
-    if savings:
-        print(
-            f"savings           ${savings['net_saved_usd']:.6f} net "
-            f"(${savings['saved_usd']:.6f} avoided, ${savings['spent_usd']:.6f} spent, "
-            f"{savings['savings_rate']:.1%} less than without the cache)"
-        )
+        _print(view)
+    else:
+        print(render(view, f"proxy {args.proxy}"), end="")
+    return 0
 
 
 async def _entries(args: argparse.Namespace) -> int:
@@ -384,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = command(sub, "stats", help="hit rate, entries, tiers, latency")
     s.add_argument("--json", action="store_true")
+    s.add_argument(
+        "--proxy", default=None, metavar="URL", help="a running proxy's figures (key: CACHEBACK_ADMIN_KEY)"
+    )
     e = command(sub, "entries", help="list cached entries")
     e.add_argument("--limit", type=int, default=50)
     e.add_argument("--offset", type=int, default=0)

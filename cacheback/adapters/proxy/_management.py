@@ -12,7 +12,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ...core._errors import CachebackError
-from ._dashboard import dashboard_routes, negative_dict
+from .._dashboard_view import negative_dict
+from ._dashboard import dashboard_routes
 from ._errors import Provider, ProxyError, provider_for
 from ._fallback import METHODS, method_not_allowed, not_found
 from ._proxy import Endpoint, Proxy
