@@ -146,7 +146,9 @@ def test_the_negative_cache_routes(fake: FakeProvider, tmp_path: Path, embedder:
             assert resp.status_code == 400, bad
             assert resp.json()["error"]["type"] == "invalid_request_error"
         assert http.post("/v1/cache/negative", content=b"[1]").status_code == 400
-        assert http.delete("/v1/cache/negative/abc").status_code == 400
+        assert http.post("/v1/cache/negative", content=b'{"query": "a \\ud800 b"}').status_code == 400
+        for bad_id in ("abc", "\u00b2", "9" * 5000, "0", str(2**63)):
+            assert http.delete(f"/v1/cache/negative/{bad_id}").status_code == 400, bad_id
         assert http.put("/v1/cache/negative").status_code == 405
         removed = http.delete(f"/v1/cache/negative/{entry_id}")
         assert removed.json() == {"entry_id": entry_id, "removed": True}

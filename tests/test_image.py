@@ -206,6 +206,12 @@ def test_the_image_builds_serves_and_drains(
         assert second.headers["x-cacheback-tier"] in ("exact", "verbatim")
         assert second.json()["choices"][0]["message"] == first.json()["choices"][0]["message"]
         assert fake.count("chat") == 1
+        # The dashboard's files are in the installed package.
+        page = httpx.get(f"http://127.0.0.1:{port}/dashboard", timeout=30)
+        assert page.status_code == 200 and "dashboard.js" in page.text
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        script = httpx.get(f"http://127.0.0.1:{port}/dashboard/dashboard.js", timeout=30)
+        assert script.status_code == 200 and "/v1/cache/dashboard" in script.text
 
         # SIGTERM (what `docker stop` sends) while a slow upstream call is in flight.
         fake.script(Reply(delay=2.0))

@@ -17,7 +17,7 @@ from ._dashboard import dashboard_routes
 from ._errors import Provider, ProxyError, provider_for
 from ._fallback import METHODS, method_not_allowed, not_found
 from ._proxy import Endpoint, Proxy
-from ._requests import expect, parse_json, read_body
+from ._requests import _reject_lone_surrogates, expect, parse_json, read_body
 from ._wire import dumps, response, safe_json
 
 
@@ -179,9 +179,32 @@ async def _metrics(proxy: Proxy, request: Request) -> Response:
 
 # -- the negative cache (operators only: see Authenticator.admin) ------------------------
 
+Admin = Callable[[Proxy, Request], Awaitable[Response]]
+
+
+def _admin(write: bool) -> Callable[[Admin], Admin]:
+    """An operator route: the admin check first; its ProxyError, or an unusable cache
+    (503), answered in the provider's format."""
+
+    def wrap(handler: Admin) -> Admin:
+        async def endpoint(proxy: Proxy, request: Request) -> Response:
+            provider = _provider_of(request)
+            try:
+                proxy.auth.admin(request.headers, write=write)
+                return await handler(proxy, request)
+            except ProxyError as err:
+                return proxy.error(provider, err)
+            except CachebackError as exc:
+                unavailable = ProxyError(503, f"The cache is unavailable ({type(exc).__name__}).")
+                return proxy.error(provider, unavailable)
+
+        return endpoint
+
+    return wrap
+
 
 def _entry_id(raw: str) -> int:
-    if not raw.isdigit() or not 1 <= int(raw) <= _MAX_ENTRY_ID:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or not 1 <= int(raw) <= _MAX_ENTRY_ID:
         raise ProxyError(
             400,
             f"Invalid 'entry_id': expected 1 to {_MAX_ENTRY_ID}.",
@@ -202,67 +225,52 @@ def _text_field(body: dict[str, Any], name: str, default: str | None, limit: int
     return value
 
 
+@_admin(write=False)
 async def _negative_list(proxy: Proxy, request: Request) -> Response:
-    provider = _provider_of(request)
-    try:
-        proxy.auth.admin(request.headers, write=False)
-        category = request.query_params.get("category") or None
-        entries = await proxy.engine.negative_list(category, None)
-    except ProxyError as err:
-        return proxy.error(provider, err)
+    category = request.query_params.get("category") or None
+    entries = await proxy.engine.negative_list(category, None)
     return response(200, dumps({"object": "list", "data": [negative_dict(e) for e in entries]}))
 
 
+@_admin(write=True)
 async def _negative_add(proxy: Proxy, request: Request) -> Response:
-    provider = _provider_of(request)
-    try:
-        proxy.auth.admin(request.headers, write=True)
-        body = parse_json(await read_body(request, 64 * 1024))
-        expect(isinstance(body, dict), "body", "a JSON object", body)
-        assert isinstance(body, dict)
-        query = _text_field(body, "query", None, _MAX_NEGATIVE_QUERY)
-        reason = _text_field(body, "reason", "blocked", _MAX_LABEL)
-        category = _text_field(body, "category", "general", _MAX_LABEL)
-        severity = body.get("severity", 1)
-        expect(
-            isinstance(severity, int) and not isinstance(severity, bool) and 1 <= severity <= 10,
-            "severity",
-            "an integer from 1 to 10",
-            severity,
-        )
-        assert isinstance(severity, int)
-    except ProxyError as err:
-        return proxy.error(provider, err)
+    raw = await read_body(request, 64 * 1024)
+    body = parse_json(raw)
+    expect(isinstance(body, dict), "body", "a JSON object", body)
+    assert isinstance(body, dict)
+    _reject_lone_surrogates(raw, body)
+    query = _text_field(body, "query", None, _MAX_NEGATIVE_QUERY)
+    reason = _text_field(body, "reason", "blocked", _MAX_LABEL)
+    category = _text_field(body, "category", "general", _MAX_LABEL)
+    severity = body.get("severity", 1)
+    expect(
+        isinstance(severity, int) and not isinstance(severity, bool) and 1 <= severity <= 10,
+        "severity",
+        "an integer from 1 to 10",
+        severity,
+    )
+    assert isinstance(severity, int)
     entry_id = await proxy.engine.negative_add(query, reason=reason, category=category, severity=severity)
     return response(200, dumps({"entry_id": entry_id}))
 
 
+@_admin(write=True)
 async def _negative_remove(proxy: Proxy, request: Request) -> Response:
-    provider = _provider_of(request)
-    try:
-        proxy.auth.admin(request.headers, write=True)
-        entry_id = _entry_id(request.path_params["entry_id"])
-    except ProxyError as err:
-        return proxy.error(provider, err)
+    entry_id = _entry_id(request.path_params["entry_id"])
     removed = await proxy.engine.negative_remove(entry_id)
     return response(200, dumps({"entry_id": entry_id, "removed": removed}))
 
 
+@_admin(write=True)
 async def _negative_false_positive(proxy: Proxy, request: Request) -> Response:
-    provider = _provider_of(request)
-    try:
-        proxy.auth.admin(request.headers, write=True)
-        entry_id = _entry_id(request.path_params["entry_id"])
-    except ProxyError as err:
-        return proxy.error(provider, err)
+    entry_id = _entry_id(request.path_params["entry_id"])
     result = await proxy.engine.negative_report_false_positive(entry_id)
     if not result.get("found"):
-        missing = ProxyError(
+        raise ProxyError(
             404,
             f"No negative entry {entry_id}.",
             code="entry_not_found",
             param="entry_id",
             kind="not_found_error",
         )
-        return proxy.error(provider, missing)
     return response(200, dumps(safe_json(result)))
