@@ -20,7 +20,6 @@ WORKDIR /src
 # hnswlib first, as a wheel whose compile commands are checked: the build fails if
 # -march=native (or -mtune=native) is in them. The compiler's own record of its flags is
 # kept in the image (/opt/venv/hnswlib-compiler.txt) before the debug info is stripped.
-COPY pyproject.toml README.md ./
 RUN pip wheel -v --no-deps -w /wheels "hnswlib>=0.8,<0.9" > /tmp/hnswlib-build.log 2>&1 \
     || { tail -50 /tmp/hnswlib-build.log; exit 1; }; \
     grep -q -- "-O3" /tmp/hnswlib-build.log \
@@ -30,9 +29,16 @@ RUN pip wheel -v --no-deps -w /wheels "hnswlib>=0.8,<0.9" > /tmp/hnswlib-build.l
     && strings "$so" | grep "^GNU C" > /opt/venv/hnswlib-compiler.txt \
     && ! grep -q native /opt/venv/hnswlib-compiler.txt \
     && strip --strip-debug "$so"
+# The dependencies, from pyproject.toml alone (an empty package and README stand in for
+# the rest), so that a code or README change reinstalls only the project itself.
+COPY pyproject.toml ./
+RUN mkdir cacheback && touch cacheback/__init__.py README.md \
+    && pip install ".[proxy,postgres]" && pip uninstall -y -q cacheback-ai && rm -rf cacheback build README.md
+COPY README.md ./
 COPY cacheback ./cacheback
 # pip and setuptools are not needed at run time.
-RUN pip install ".[proxy,postgres]" \
+RUN pip install --no-deps . \
+    && pip check \
     && pip uninstall -y -q setuptools \
     && rm -rf /opt/venv/lib/python3*/site-packages/pip /opt/venv/bin/pip*
 
