@@ -223,6 +223,12 @@ def test_the_dashboard_in_a_browser(
         wait_for(lambda: chart_total(browser) >= 8, "the day chart")
         browser.find_element(By.ID, "range-hour").click()
         wait_for(lambda: text(browser, "t-lookups") == "8", "8 lookups")
+        # A call outside the cached APIs is relayed and charted as pass-through.
+        models = httpx.get(
+            f"{rp.base_url}/v1/models", headers={"Authorization": "Bearer sk-browser-caller"}, timeout=30
+        )
+        assert models.status_code == 200
+        wait_for(lambda: "pass-through 1" in text(browser, "legend"), "the pass-through in the legend")
         # The top list follows the hits (it is refreshed every few seconds).
         top = wait_for(
             lambda: cells(browser, "#top")[0][2] == "Who painted the Mona Lisa?" and cells(browser, "#top"),

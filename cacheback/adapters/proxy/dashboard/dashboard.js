@@ -7,10 +7,13 @@
   const POLL_MS = 2000;
   const KEY_ITEM = "cacheback-admin-key";
   const SVG = "http://www.w3.org/2000/svg";
-  const TIER_ORDER = ["exact", "verbatim", "synthesis", "upstream", "miss", "blocked", "bypass", "error"];
+  const TIER_ORDER = ["exact", "verbatim", "synthesis", "upstream", "miss", "blocked", "bypass", "error", "none"];
+  // "none": requests outside the cached APIs (pass-through to the provider).
+  const TIER_LABEL = { none: "pass-through" };
+  const label = (t) => TIER_LABEL[t] || t;
   const TIER_COLOR = {
     exact: "#1b7f5a", verbatim: "#3bb273", synthesis: "#7b61c9", upstream: "#e38b2c",
-    miss: "#a9b4c2", blocked: "#d64545", bypass: "#6b7a8f", error: "#8c2f39",
+    miss: "#a9b4c2", blocked: "#d64545", bypass: "#6b7a8f", error: "#8c2f39", none: "#cfd6de",
   };
   let range = "hour";
   let last = null;
@@ -103,7 +106,7 @@
         const y = T + plotH - ((base[i] / max) * plotH) - h;
         const rect = svg("rect", { x: L + i * bw + bw * 0.1, y, width: Math.max(1, bw * 0.8), height: h });
         const tip = svg("title");
-        tip.textContent = `${t}: ${n} at ${clock(s.start + i * s.step_s)}`;
+        tip.textContent = `${label(t)}: ${n} at ${clock(s.start + i * s.step_s)}`;
         rect.appendChild(tip);
         g.appendChild(rect);
         base[i] += n;
@@ -126,7 +129,7 @@
       const swatch = svg("svg", { width: 12, height: 12, viewBox: "0 0 12 12" });
       swatch.appendChild(svg("rect", { width: 12, height: 12, rx: 2, fill: TIER_COLOR[t] || "#999" }));
       item.appendChild(swatch);
-      item.appendChild(el("span", `${t} ${s.tiers[t].reduce((a, b) => a + b, 0)}`));
+      item.appendChild(el("span", `${label(t)} ${s.tiers[t].reduce((a, b) => a + b, 0)}`));
       return item;
     }));
   }
