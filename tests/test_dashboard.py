@@ -13,6 +13,7 @@ import pytest
 from _proxy_helpers import RunningProxy, chat_body, proxy_config, running_proxy
 from fake_provider import FakeProvider
 
+from cacheback.adapters._dashboard_view import embedders
 from cacheback.adapters.proxy._rollup import Rollup, series
 
 pytestmark = pytest.mark.slow
@@ -193,3 +194,20 @@ def test_the_rollup_keeps_a_bounded_minute_history() -> None:
     wide = series(rollup.buckets(), t0 + 4 * 60 + 30, span_minutes=4, step_minutes=2)
     assert wide["tiers"] == {"exact": [1, 0], "miss": [0, 1], "verbatim": [0, 1]}
     assert wide["hit_rate"] == [1.0, 0.5]
+
+
+def test_health_lists_the_media_embedders_by_state() -> None:
+    text = {"name": "minilm", "model": "m", "dim": 384, "compute": "int8"}
+    media = {
+        "text": {"name": "minilm", "state": "loaded"},
+        "image": {"name": "clip", "dim": None, "state": "not loaded", "loaded": False},
+        "audio": {"name": "whisper", "state": "failed", "error": "OSError: no model file"},
+        "video": {"name": None, "state": "off"},
+    }
+    listed = embedders(text, media, ready=True)
+    assert [(e["name"], e["ok"], e["compute"]) for e in listed] == [
+        ("minilm", True, "int8"),
+        ("audio whisper", False, "OSError: no model file"),
+        ("image clip", True, "not loaded"),  # loaded on first use: not a fault
+    ]
+    assert embedders(None, None, ready=False) == []

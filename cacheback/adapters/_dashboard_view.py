@@ -155,16 +155,35 @@ def dashboard_view(
                 "index": store_info.get("index"),
                 "index_size": store_info.get("index_size"),
             },
-            "embedders": []
-            if not embedder
-            else [
-                {
-                    "name": embedder.get("name"),
-                    "model": embedder.get("model"),
-                    "dim": embedder.get("dim"),
-                    "compute": embedder.get("compute"),
-                    "ok": ready,  # loaded with the engine; serving while the engine runs
-                }
-            ],
+            "embedders": embedders(embedder, s.get("embedders"), ready),
         },
     }
+
+
+def embedders(text: Mapping[str, Any] | None, by_kind: Any, ready: bool) -> list[dict[str, Any]]:
+    """The text embedder (loaded with the engine), then each configured media embedder
+    (loaded on first use: "not loaded" is no fault, "failed" is)."""
+    out: list[dict[str, Any]] = []
+    if text:
+        out.append(
+            {
+                "name": text.get("name"),
+                "model": text.get("model"),
+                "dim": text.get("dim"),
+                "compute": text.get("compute"),
+                "ok": ready,
+            }
+        )
+    for kind, slot in sorted(by_kind.items()) if isinstance(by_kind, Mapping) else ():
+        if kind == "text" or not isinstance(slot, Mapping) or slot.get("state") in (None, "off"):
+            continue
+        out.append(
+            {
+                "name": f"{kind} {slot.get('name')}",
+                "model": None,
+                "dim": slot.get("dim"),
+                "compute": slot.get("error") or slot.get("state"),
+                "ok": slot.get("state") != "failed",
+            }
+        )
+    return out
