@@ -48,8 +48,8 @@ class Collected:
 async def collect(engine: AsyncEngine, *, top: bool = True) -> Collected:
     out = Collected()
     try:
-        out.stats = await engine.get_stats()
-        out.negatives = [negative_dict(e) for e in await engine.negative_list(None, NEGATIVE_LIMIT)]
+        out.stats = await engine.admin.stats()
+        out.negatives = [negative_dict(e) for e in await engine.blocklist.list(None, NEGATIVE_LIMIT)]
         if top:
             out.top = await top_entries(engine)
         out.size_bytes = await anyio.to_thread.run_sync(store_bytes, out.stats.get("store") or {})
@@ -60,7 +60,8 @@ async def collect(engine: AsyncEngine, *, top: bool = True) -> Collected:
 
 async def top_entries(engine: AsyncEngine) -> list[EntryHits] | None:
     """The most hit entries, or None for a store that cannot rank them."""
-    finder = getattr(engine.store, "top_entries", None)
+    store = engine.store
+    finder = getattr(store.maintenance, "top_by_hits", None) if store is not None else None
     if finder is None:
         return None
     found: Sequence[EntryHits] = await finder(TOP_LIMIT)
@@ -110,6 +111,14 @@ def dashboard_view(
     savings: Mapping[str, Any] = s.get("savings") or {}
     store_info: Mapping[str, Any] = s.get("store") or {}
     embedder: Mapping[str, Any] | None = s.get("embedder")
+    # The engine's own verdict: "degraded" (with the reason) while the cache cannot be used.
+    cache: Mapping[str, Any] = s.get("cache") or {}
+    store_ok = (
+        c.stats is not None
+        and c.store_error is None
+        and cache.get("status", "ok") == "ok"
+        and bool(store_info.get("open", True))
+    )
     return {
         "generated_at": now,
         "worker": worker,
@@ -147,10 +156,10 @@ def dashboard_view(
         if vetoes is None
         else dict(sorted(vetoes.items(), key=lambda kv: (-kv[1], kv[0]))),
         "health": {
-            "ready": ready and c.store_error is None,
+            "ready": ready and store_ok,
             "store": {
-                "ok": c.store_error is None and bool(store_info.get("open", c.stats is not None)),
-                "error": c.store_error,
+                "ok": store_ok,
+                "error": c.store_error or cache.get("reason"),
                 "backend": store_info.get("backend"),
                 "index": store_info.get("index"),
                 "index_size": store_info.get("index_size"),

@@ -43,6 +43,9 @@ def render(view: Mapping[str, Any], source: str) -> str:
     out: list[str] = []
     t = view["totals"]
     out.append(f"cacheback stats ({source})")
+    store = view["health"]["store"]
+    if not store["ok"]:
+        out.append(f"cache DEGRADED: {clean(store.get('error') or 'the store cannot be used', 200)}")
     out.append(
         f"lookups {t['lookups']}  hits {t['hits']}  hit rate {t['hit_rate']:.1%}  "
         f"cache errors {t['cache_errors']}"
@@ -130,7 +133,6 @@ def render(view: Mapping[str, Any], source: str) -> str:
         out.append(f"guard vetoes: {listed}")
 
     health = view["health"]
-    store = health["store"]
     store_bits = [b for b in (store.get("backend"), store.get("index")) if b]
     if store.get("index_size") is not None:
         store_bits.append(f"{store['index_size']} vectors")

@@ -228,7 +228,7 @@ def _text_field(body: dict[str, Any], name: str, default: str | None, limit: int
 @_admin(write=False)
 async def _negative_list(proxy: Proxy, request: Request) -> Response:
     category = request.query_params.get("category") or None
-    entries = await proxy.engine.negative_list(category, None)
+    entries = await proxy.engine.blocklist.list(category, None)
     return response(200, dumps({"object": "list", "data": [negative_dict(e) for e in entries]}))
 
 
@@ -250,21 +250,21 @@ async def _negative_add(proxy: Proxy, request: Request) -> Response:
         severity,
     )
     assert isinstance(severity, int)
-    entry_id = await proxy.engine.negative_add(query, reason=reason, category=category, severity=severity)
+    entry_id = await proxy.engine.blocklist.add(query, reason=reason, category=category, severity=severity)
     return response(200, dumps({"entry_id": entry_id}))
 
 
 @_admin(write=True)
 async def _negative_remove(proxy: Proxy, request: Request) -> Response:
     entry_id = _entry_id(request.path_params["entry_id"])
-    removed = await proxy.engine.negative_remove(entry_id)
+    removed = await proxy.engine.blocklist.remove(entry_id)
     return response(200, dumps({"entry_id": entry_id, "removed": removed}))
 
 
 @_admin(write=True)
 async def _negative_false_positive(proxy: Proxy, request: Request) -> Response:
     entry_id = _entry_id(request.path_params["entry_id"])
-    result = await proxy.engine.negative_report_false_positive(entry_id)
+    result = await proxy.engine.blocklist.report_false_positive(entry_id)
     if not result.get("found"):
         raise ProxyError(
             404,
