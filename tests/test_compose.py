@@ -9,7 +9,6 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from cacheback.core._settings import Settings
@@ -69,12 +68,7 @@ def test_the_compose_file_is_well_formed() -> None:
                 if var not in known:
                     unknown.add(var)
     assert used == declared, (used, declared)
-    # The shared PostgreSQL store (and its variable) is built on another branch: until it
-    # is merged, its variable is the only one allowed to be unknown here.
-    pending = {"CACHEBACK_STORE_URL"}
-    assert not unknown - pending, f"the compose file sets {unknown - pending}, which cacheback does not read"
-    if unknown:
-        pytest.xfail(f"{sorted(unknown)}: not read until the PostgreSQL store is merged")
+    assert not unknown, f"the compose file sets {unknown}, which cacheback does not read"
 
 
 def test_the_default_proxy_keeps_its_cache_on_a_named_volume() -> None:
@@ -103,7 +97,9 @@ def test_two_replicas_share_one_postgres_store() -> None:
         (mapping,) = svc["ports"]
         host_ports.add(mapping.split(":")[0])
     assert len(host_ports) == 2 and "8080" not in host_ports
-    # Each replica has its own cache directory: two processes on one SQLite cache
-    # directory belong to one proxy (--workers), not to replicas.
-    mounts = [m for s in replicas.values() for m in s["volumes"]]
+    # No replica shares a cache directory with another: two processes on one SQLite
+    # cache directory belong to one proxy (--workers), not to replicas.
+    mounts = [m for s in replicas.values() for m in s.get("volumes", [])]
     assert len({named_volume(m) for m in mounts}) == len(mounts)
+    for svc in replicas.values():
+        assert "CACHEBACK_ADMIN_KEY" in svc["environment"]  # the dashboard on each replica
