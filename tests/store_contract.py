@@ -188,6 +188,9 @@ async def check_lru_eviction_at_max_entries(make: StoreFactory) -> None:
         await store.entries.touch([ids[0], ids[1]], NOW + 100)  # used recently: kept
         touched = await store.entries.get(ids[0])
         assert touched is not None and touched.hits == 1 and touched.last_access == NOW + 100
+        await store.entries.touch([ids[1], ids[1], ids[1]], NOW + 50)  # one hit per occurrence
+        again = await store.entries.get(ids[1])
+        assert again is not None and again.hits == 4 and again.last_access == NOW + 100
         before = store.changes.deletions
         more = await store.entries.put([new("s", f"q{i}", v[i], now=NOW + 10 + i) for i in (5, 6)])
         assert await store.maintenance.count() == 5

@@ -343,6 +343,7 @@ class AsyncEngine:
             if not self.store_usable():
                 continue
             await self._flush_counters()
+            self._write_touches()
             if self.store is not None:
                 try:
                     await self.store.changes.sync()
@@ -358,6 +359,13 @@ class AsyncEngine:
                 except Exception as exc:
                     log.warning("background sweep failed", error=repr(exc))
                 await self._catch_up_vectors()
+
+    def _write_touches(self) -> None:
+        """Have the persister write the LRU touches it gathered (it batches them)."""
+        from ..stages.persister import Barrier
+
+        if self._pipeline is not None:
+            self._pipeline.sink_nowait(Barrier(anyio.Event()))
 
     async def _flush_counters(self) -> None:
         deltas = self.stats.take_pending()

@@ -51,7 +51,9 @@ class Sink(Protocol):
     @property
     def policy(self) -> BatchPolicy: ...
 
-    async def write(self, items: Sequence[Any]) -> None: ...
+    async def write(self, items: Sequence[Any]) -> None:
+        """Consume a batch; an empty batch is the last call, when the pipeline closes."""
+        ...
 
 
 async def collect(first: T, inbox: MemoryObjectReceiveStream[T], policy: BatchPolicy) -> list[T]:
@@ -321,3 +323,8 @@ class Pipeline:
                     self.cache_failures += 1
                     log.error("persister write failed", items=len(batch), error=repr(exc))
                 self._observer.stage_done(sink.name, (), t0, time.perf_counter(), None)
+            try:
+                await sink.write(())  # the last call: what the sink gathered is written now
+            except Exception as exc:
+                self.cache_failures += 1
+                log.error("persister final write failed", error=repr(exc))

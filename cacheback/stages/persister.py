@@ -10,6 +10,7 @@ the pending set.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -44,6 +45,12 @@ class Barrier:
     done: anyio.Event
 
 
+#: LRU touches are bookkeeping, not answers: they are gathered and written at most this often
+#: (and with any batch of new answers, at a barrier, and when the pipeline closes), so a run
+#: of hits does not pay for one store write each.
+TOUCH_INTERVAL_S = 1.0
+
+
 class Persister:
     name = "persister"
 
@@ -64,18 +71,28 @@ class Persister:
         self._policy = policy
         self._on_error = on_error
         self.written = 0
+        self._touched: Counter[int] = Counter()  # entry id -> hits since the last write
+        self._touches_written_at = time.monotonic()
 
     @property
     def policy(self) -> BatchPolicy:
         return self._policy
 
     async def write(self, items: Sequence[Fill | Touch | Barrier]) -> None:
+        """Write a batch; an empty batch is the last one (the pipeline is closing)."""
         fills = [i for i in items if isinstance(i, Fill)]
-        touches = sorted({i.entry_id for i in items if isinstance(i, Touch)})
+        self._touched.update(i.entry_id for i in items if isinstance(i, Touch))
         try:
             if fills:
                 await self._put(fills)
-            if touches:
+            if self._touched and touches_due(
+                fills=bool(fills),
+                barrier=any(isinstance(i, Barrier) for i in items),
+                closing=not items,
+                since_s=time.monotonic() - self._touches_written_at,
+            ):
+                touches, self._touched = sorted(self._touched.elements()), Counter()
+                self._touches_written_at = time.monotonic()
                 await self._entries.touch(touches, time.time())
         except Exception as exc:
             self._on_error(exc)
@@ -108,3 +125,8 @@ class Persister:
             self._indexer.submit(written)
         else:
             self._pending.done(written)
+
+
+def touches_due(*, fills: bool, barrier: bool, closing: bool, since_s: float) -> bool:
+    """Whether gathered LRU touches are written now (see TOUCH_INTERVAL_S)."""
+    return fills or barrier or closing or since_s >= TOUCH_INTERVAL_S

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -488,8 +489,8 @@ class Database:
     async def touch(self, ids: Sequence[int], now: float) -> None:
         async with self._write() as w:
             await w.executemany(
-                "UPDATE entries SET last_access = max(last_access, ?), hits = hits + 1 WHERE id = ?",
-                [(now, int(i)) for i in ids],
+                "UPDATE entries SET last_access = max(last_access, ?), hits = hits + ? WHERE id = ?",
+                [(now, n, i) for i, n in sorted(Counter(int(i) for i in ids).items())],
             )
 
     async def get(self, entry_id: int) -> CacheEntry | None:

@@ -180,11 +180,13 @@ class PgEntries:
     async def touch(self, ids: Sequence[int], now: float) -> None:
         if not ids:
             return
+        # One hit per occurrence of an id (the persister gathers touches between writes).
         sql = (
-            "UPDATE entry_access SET last_access = greatest(last_access, $2), hits = hits + 1"
-            " WHERE id = ANY($1::bigint[])"
+            "UPDATE entry_access a SET last_access = greatest(a.last_access, $2), hits = a.hits + t.n"
+            " FROM (SELECT id, count(*) AS n FROM unnest($1::bigint[]) AS id GROUP BY id) t"
+            " WHERE a.id = t.id"
         )
-        await self._db.run(lambda c: c.execute(sql, sorted({int(i) for i in ids}), now), budget=self._db.slow)
+        await self._db.run(lambda c: c.execute(sql, sorted(int(i) for i in ids), now), budget=self._db.slow)
 
     async def get(self, entry_id: int) -> CacheEntry | None:
         sql = f"SELECT {_COLS} FROM {_FROM} WHERE e.id = $1"
