@@ -123,11 +123,12 @@ def test_the_real_embedder_keeps_its_session_warm_and_can_turn_it_off() -> None:
 
 def test_settings_carry_keep_warm_to_the_default_embedder() -> None:
     s = Settings()
-    assert (s.embed_keep_warm_ms, s.embed_keep_warm_for_s) == (50.0, 10.0)
-    env = Settings.from_env({"CACHEBACK_EMBED_KEEP_WARM_MS": "0"})
-    assert env.embed_keep_warm_ms == 0.0
+    assert (s.embed_keep_warm_ms, s.embed_keep_warm_for_s) == (0.0, 10.0)  # off by default
+    assert load_default_embedder(s).keep_warm is None  # type: ignore[union-attr]
+    env = Settings.from_env({"CACHEBACK_EMBED_KEEP_WARM_MS": "50"})
+    assert env.embed_keep_warm_ms == 50.0
     chosen = load_default_embedder(env)
-    assert isinstance(chosen, MiniLMEmbedder) and chosen.keep_warm is None
+    assert isinstance(chosen, MiniLMEmbedder) and chosen.keep_warm is not None
     with pytest.raises(ConfigError, match="keep_warm"):
         Settings(embed_keep_warm_ms=-1)
     with pytest.raises(ConfigError, match="keep_warm"):

@@ -61,7 +61,7 @@ class Settings:
     embed_threads: int = 1  # worker threads running inference at once
     intra_op_threads: int = 2  # onnxruntime threads inside one inference
     embed_compute: str = "int8"  # minilm: int8 kernels over its int8 weights, or "float32"
-    embed_keep_warm_ms: float = 50.0  # tiny inference this often while recently active; 0 = off
+    embed_keep_warm_ms: float = 0.0  # tiny inference this often while active; 0 = off (no gain measured)
     embed_keep_warm_for_s: float = 10.0  # ... for this long after the last real embedding
     embed_device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto" (adapters/embedders/_device.py)
     # media (docs/multimodal.md): images and audio are always keyed exactly by their bytes;

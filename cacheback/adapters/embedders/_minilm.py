@@ -66,7 +66,7 @@ CHARS_PER_TOKEN_BOUND = 16
 
 # Keep-warm (``_warmth``): a tiny inference every KEEP_WARM_MS while a real embedding
 # ran within KEEP_WARM_FOR_S; loadtests/bench_idle.py measures what it buys and costs.
-KEEP_WARM_MS = 50.0
+KEEP_WARM_MS = 0.0  # off: on a quiet machine it gained nothing measurable (docs/benchmarks.md)
 KEEP_WARM_FOR_S = 10.0
 
 _INT_TYPES: dict[str, type[np.signedinteger[Any]]] = {
