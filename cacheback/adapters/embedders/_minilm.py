@@ -239,6 +239,28 @@ def _locate_package_dir(package: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def verified_tokenizer(model: Path, tokenizer_path: Path, sha256: str | None, max_length: int) -> Tokenizer:
+    """Check the model file (present, and its sha256 when pinned) and load its tokenizer,
+    truncating at ``max_length`` and not padding (runs are padded after length grouping)."""
+    for path in (model, tokenizer_path):
+        if not path.is_file():
+            raise ModelNotFound(f"embedding model file {path} has gone missing")
+    if sha256 is not None:
+        verify_sha256(model, sha256)
+    try:
+        from tokenizers import Tokenizer
+    except ImportError as exc:
+        raise EmbedderError("tokenizers is not installed: pip install tokenizers") from exc
+    try:
+        tokenizer = Tokenizer.from_file(str(tokenizer_path))
+    except Exception as exc:
+        raise EmbedderError(f"could not read {tokenizer_path}: {exc}") from exc
+    # The shipped tokenizer.json pads every text to 128; padding is done per run instead.
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_length)
+    return tokenizer
+
+
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 sentence embeddings: mean pooling over the mask, L2 normalised.
 
@@ -420,23 +442,9 @@ class MiniLMEmbedder:
             return self._session, self._tokenizer
 
     def _load_locked(self) -> None:
-        for path in (self._model, self._tokenizer_path):
-            if not path.is_file():
-                raise ModelNotFound(f"embedding model file {path} has gone missing")
-        if self._expected_sha256 is not None:
-            verify_sha256(self._model, self._expected_sha256)
-        try:
-            from tokenizers import Tokenizer
-        except ImportError as exc:
-            raise EmbedderError("tokenizers is not installed: pip install tokenizers") from exc
-        try:
-            tokenizer = Tokenizer.from_file(str(self._tokenizer_path))
-        except Exception as exc:
-            raise EmbedderError(f"could not read {self._tokenizer_path}: {exc}") from exc
-        # The shipped tokenizer.json pads every text to 128; padding is done
-        # here per run instead, after the length grouping.
-        tokenizer.no_padding()
-        tokenizer.enable_truncation(max_length=self._max_length)
+        tokenizer = verified_tokenizer(
+            self._model, self._tokenizer_path, self._expected_sha256, self._max_length
+        )
         found = None
         if self._compute == "int8" and self._device.int8_kernels:
             found = int8_session(

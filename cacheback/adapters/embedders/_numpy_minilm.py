@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cacheback.core._errors import ConfigError, EmbedderError, ModelNotFound
+from cacheback.core._errors import ConfigError, EmbedderError
 from cacheback.core._types import Vector
 
 from ._bert_weights import F32, BertWeights, bert_weights
@@ -29,7 +29,7 @@ from ._minilm import (
     _packaged_files,
     l2_normalise,
     plan_runs,
-    verify_sha256,
+    verified_tokenizer,
 )
 from ._numpy_bert import bert_forward
 from ._onnx_reader import read_onnx
@@ -141,21 +141,9 @@ class NumpyMiniLMEmbedder:
             return self._weights, self._tokenizer
 
     def _load_locked(self) -> None:
-        for path in (self._model, self._tokenizer_path):
-            if not path.is_file():
-                raise ModelNotFound(f"embedding model file {path} has gone missing")
-        if self._expected_sha256 is not None:
-            verify_sha256(self._model, self._expected_sha256)
-        try:
-            from tokenizers import Tokenizer
-        except ImportError as exc:
-            raise EmbedderError("tokenizers is not installed: pip install tokenizers") from exc
-        try:
-            tokenizer = Tokenizer.from_file(str(self._tokenizer_path))
-        except Exception as exc:
-            raise EmbedderError(f"could not read {self._tokenizer_path}: {exc}") from exc
-        tokenizer.no_padding()  # padded per run, after the length grouping, as MiniLMEmbedder does
-        tokenizer.enable_truncation(max_length=self._max_length)
+        tokenizer = verified_tokenizer(
+            self._model, self._tokenizer_path, self._expected_sha256, self._max_length
+        )
         weights = bert_weights(read_onnx(self._model))
         if weights.params["embeddings.LayerNorm.weight"].shape != (DIM,):
             raise EmbedderError(f"{self._model} is not a {DIM}-dim model")
