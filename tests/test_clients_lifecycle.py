@@ -131,6 +131,12 @@ client.close()
 """
 
 
+@pytest.mark.xfail(
+    raises=subprocess.TimeoutExpired,
+    strict=False,
+    reason="known bug, not fixed: about 1 run in 4 a forked pool worker waits forever in SQLite's"
+    " busy handler while opening the shared store (docs/degradation.md, 'Known limits')",
+)
 def test_a_fork_pool_workers_answers_are_stored_before_they_return(
     fake: FakeProvider, tmp_path: Path
 ) -> None:

@@ -30,6 +30,7 @@ from ._core import CONTROL_KWARG, ClientCache, Prepared
 _CLOSED = "the client is closed, and its cache with it"
 
 _SYNC_SHELLS: weakref.WeakSet[SyncShell] = weakref.WeakSet()
+_FORK_ORPHANS: list[ClientCache] = []  # a forked child's copies of its parent's caches
 
 
 class SyncShell:
@@ -131,6 +132,10 @@ class SyncShell:
             self._finalizer.detach()
         self._runner, self._finalizer, self._view = None, None, None
         old = self.cache
+        # The parent's engine holds SQLite connections the child inherited: closing one here
+        # (as the garbage collector would) runs SQLite's close in the wrong process, which
+        # can leave the shared database locked for the others. Keep it, never use it.
+        _FORK_ORPHANS.append(old)
         self.cache = ClientCache(old.settings, old.options, **old.engine_args)
 
 
