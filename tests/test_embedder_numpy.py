@@ -258,3 +258,27 @@ def test_proxy_without_onnxruntime_serves_semantic_hits(
         assert stats["embedder"]["runtime"] == "numpy" and stats["embedder"]["compute"] == "float32"
     assert fake.count() == 1
     assert "embedder_fallback" in px.log()
+
+
+def test_a_huge_text_is_cut_before_the_tokenizer(numpy_embedder: NumpyMiniLMEmbedder) -> None:
+    # The model reads 256 tokens at most; what lies beyond them must never be tokenized
+    # (tokenizing megabytes takes seconds), and cannot change the vector.
+    head = "How do I reverse a linked list in place without extra memory? "
+    huge = head * 4 + "filler words that the model never sees " * 100_000  # about 4 MB
+    tokenizer = numpy_embedder._load()[1]
+    seen: list[int] = []
+    original = tokenizer.encode
+
+    class Spy:
+        def encode(self, text: str) -> Any:
+            seen.append(len(text))
+            return original(text)
+
+    numpy_embedder._tokenizer = Spy()  # type: ignore[assignment]
+    try:
+        vec = numpy_embedder.embed([huge])
+    finally:
+        numpy_embedder._tokenizer = tokenizer
+    assert seen and max(seen) < 10_000
+    again = numpy_embedder.embed([huge[: 256 * 16]])
+    assert float(vec[0] @ again[0]) > 0.9999

@@ -239,6 +239,18 @@ def _locate_package_dir(package: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def encode(tokenizer: Tokenizer, texts: Sequence[str], max_length: int) -> list[Encoding]:
+    """Tokenize ``texts``, reading at most what ``max_length`` tokens can span (a huge text is
+    cut before the tokenizer, whose cost grows with the whole input)."""
+    cut = max_length * CHARS_PER_TOKEN_BOUND
+    try:
+        # One by one: as fast as encode_batch for short queries, and it keeps the tokenizers
+        # thread pool (more threads on two cores, a warning after fork) out of the process.
+        return [tokenizer.encode(text[:cut]) for text in texts]
+    except Exception as exc:
+        raise EmbedderError(f"tokenizer failed: {exc}") from exc
+
+
 def verified_tokenizer(model: Path, tokenizer_path: Path, sha256: str | None, max_length: int) -> Tokenizer:
     """Check the model file (present, and its sha256 when pinned) and load its tokenizer,
     truncating at ``max_length`` and not padding (runs are padded after length grouping)."""
@@ -362,14 +374,7 @@ class MiniLMEmbedder:
 
     def _embed(self, texts: Sequence[str], out: Vector) -> Vector:
         session, tokenizer = self._load()
-        try:
-            # One by one: as fast as encode_batch for short queries, and it keeps
-            # the tokenizers thread pool (more threads on two cores, a warning
-            # after fork) out of the process.
-            cut = self._max_length * CHARS_PER_TOKEN_BOUND
-            encodings = [tokenizer.encode(text[:cut]) for text in texts]
-        except Exception as exc:
-            raise EmbedderError(f"tokenizer failed: {exc}") from exc
+        encodings = encode(tokenizer, texts, self._max_length)
         lengths = [len(e.ids) for e in encodings]
         for run in plan_runs(lengths, grouping=self._length_grouping, max_rows=self._device.max_run_rows):
             out[run] = self._run(session, [encodings[i] for i in run])

@@ -27,6 +27,7 @@ from ._minilm import (
     MODEL_ID,
     _directory_files,
     _packaged_files,
+    encode,
     l2_normalise,
     plan_runs,
     verified_tokenizer,
@@ -122,10 +123,7 @@ class NumpyMiniLMEmbedder:
         if not texts:
             return out
         weights, tokenizer = self._load()
-        try:
-            encodings = [tokenizer.encode(text) for text in texts]
-        except Exception as exc:
-            raise EmbedderError(f"tokenizer failed: {exc}") from exc
+        encodings = encode(tokenizer, texts, self._max_length)
         for run in plan_runs([len(e.ids) for e in encodings], grouping=self._length_grouping):
             out[run] = _pooled(weights, [encodings[i] for i in run])
         return out
