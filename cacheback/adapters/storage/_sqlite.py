@@ -25,6 +25,7 @@ import numpy as np
 
 from ...core._errors import StoreError
 from ...core._types import CacheEntry, NegativeEntry, Vector
+from ._rows import entry_from_row, loads_metadata
 
 SCHEMA_VERSION = 1
 MIN_KEEP_CHANGES = 10_000  # changes-log rows kept at least, so lagging readers can replay
@@ -187,32 +188,6 @@ def dumps_metadata(metadata: dict[str, Any]) -> str:
     return json.dumps(metadata, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def _loads_metadata(raw: object) -> dict[str, Any]:
-    if not raw:
-        return {}
-    try:
-        value = json.loads(str(raw))
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {"value": value}
-
-
-def _entry(row: Sequence[Any], vector: Vector | None = None) -> CacheEntry:
-    return CacheEntry(
-        id=int(row[0]),
-        scope=row[1],
-        query=row[2],
-        answer=row[3],
-        payload=None if row[4] is None else bytes(row[4]),
-        created_at=float(row[5]),
-        expires_at=float(row[6]),
-        last_access=float(row[7]),
-        hits=int(row[8]),
-        metadata=_loads_metadata(row[9]),
-        vector=vector,
-    )
-
-
 def _vector(blob: object, dim: int) -> Vector | None:
     """A stored float32 blob as a vector (None when absent or not ``dim`` long)."""
     if not isinstance(blob, bytes) or len(blob) != dim * 4:
@@ -229,7 +204,7 @@ def _negative(row: Sequence[Any]) -> NegativeEntry:
         severity=int(row[4]),
         false_positives=int(row[5]),
         created_at=float(row[6]),
-        metadata=_loads_metadata(row[7]),
+        metadata=loads_metadata(row[7]),
     )
 
 
@@ -453,7 +428,7 @@ class Database:
                 (scope, query_hash, now),
             )
         )
-        return _entry(rows[0], _vector(rows[0][10], dim)) if rows else None
+        return entry_from_row(rows[0], _vector(rows[0][10], dim)) if rows else None
 
     async def attach_vectors(self, pairs: Sequence[tuple[bytes, int]]) -> None:
         """Set the vector of rows that have none yet; rows gone or already set are skipped."""
@@ -465,7 +440,7 @@ class Database:
             f"SELECT {_ENTRY_COLS} FROM entries WHERE vector IS NULL AND expires_at > ? ORDER BY id LIMIT ?",
             (now, limit),
         )
-        return [_entry(r) for r in rows]
+        return [entry_from_row(r) for r in rows]
 
     async def live_entries(self, ids: Sequence[int], now: float) -> dict[int, CacheEntry]:
         out: dict[int, CacheEntry] = {}
@@ -475,7 +450,7 @@ class Database:
                 (*chunk, now),
             )
             for row in rows:
-                entry = _entry(row)
+                entry = entry_from_row(row)
                 out[entry.id] = entry
         return out
 
@@ -497,7 +472,7 @@ class Database:
         rows = list(
             await self.reader.execute_fetchall(f"SELECT {_ENTRY_COLS} FROM entries WHERE id = ?", (entry_id,))
         )
-        return _entry(rows[0]) if rows else None
+        return entry_from_row(rows[0]) if rows else None
 
     async def delete(self, ids: Sequence[int]) -> int:
         removed = 0
@@ -548,7 +523,7 @@ class Database:
             f"SELECT {_ENTRY_COLS} FROM entries ORDER BY id DESC LIMIT ? OFFSET ?",
             (limit, offset),
         )
-        return [_entry(r) for r in rows]
+        return [entry_from_row(r) for r in rows]
 
     # -- negative list ---------------------------------------------------------------------
 

@@ -6,8 +6,9 @@ from typing import Any
 
 from ....core._types import NegativeEntry, Vector
 from .._numpy_index import as_unit_vector
+from .._rows import loads_metadata
 from ._connection import Connection
-from ._entries import _loads, dumps_metadata
+from ._entries import dumps_metadata
 
 _COLS = "id, query, reason, category, severity, false_positives, created_at, metadata"
 
@@ -21,7 +22,7 @@ def _negative(row: Any) -> NegativeEntry:
         severity=int(row[4]),
         false_positives=int(row[5]),
         created_at=float(row[6]),
-        metadata=_loads(row[7]),
+        metadata=loads_metadata(row[7]),
     )
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from ....core._types import CacheEntry, NewEntry, Vector
 from .._numpy_index import as_unit_vector
+from .._rows import entry_from_row
 from . import _codec
 from ._connection import Connection
 
@@ -24,30 +25,8 @@ def dumps_metadata(metadata: dict[str, Any]) -> str:
     return json.dumps(metadata, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def _loads(raw: str | None) -> dict[str, Any]:
-    if not raw:
-        return {}
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {"value": value}
-
-
 def to_entry(row: Any) -> CacheEntry:
-    return CacheEntry(
-        id=int(row[0]),
-        scope=row[1],
-        query=row[2],
-        answer=row[3],
-        payload=None if row[4] is None else bytes(row[4]),
-        created_at=float(row[5]),
-        expires_at=float(row[6]),
-        last_access=float(row[7]),
-        hits=int(row[8]),
-        metadata=_loads(row[9]),
-        vector=row[10],
-    )
+    return entry_from_row(row, row[10])
 
 
 # The function (schema version 3) picks exact ranking or HNSW by the scope's size; with
