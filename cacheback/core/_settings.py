@@ -1,139 +1,245 @@
-"""Engine settings: defaults from the product page, overridable by arguments and env."""
+"""Engine settings: defaults from the product page, overridable by arguments and env.
+
+``Settings`` is a frozen set of sections (``_settings_sections.py``); each part of the
+cache reads only its own (the synthesizer ``settings.synthesis``, the store
+``settings.storage``, ...). The public surface stays flat: ``Settings(top_k=3)``,
+``settings.with_(top_k=3)``, ``settings.top_k`` and ``CACHEBACK_TOP_K`` all name the field
+``top_k`` of the ``matching`` section.
+"""
 
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable
+from dataclasses import Field, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Self, TypedDict, TypeVar, Unpack, overload
 
 from ._errors import ConfigError
 from ._ports import MediaEmbedder
+from ._settings_sections import (
+    DEFAULT_CACHE_DIR,
+    EMBED_COMPUTE_MODES,
+    SECTIONS,
+    EmbeddingSettings,
+    IndexKind,
+    MatchingSettings,
+    MediaSettings,
+    ObservabilitySettings,
+    PipelineSettings,
+    StorageSettings,
+    SynthesisMode,
+    SynthesisSettings,
+    default_cache_dir,
+)
 
-SynthesisMode = Literal["off", "auto", "always"]
-_MODES = ("off", "auto", "always")
+__all__ = [
+    "DEFAULT_CACHE_DIR",
+    "EMBED_COMPUTE_MODES",
+    "SECTIONS",
+    "EmbeddingSettings",
+    "MatchingSettings",
+    "MediaSettings",
+    "ObservabilitySettings",
+    "PipelineSettings",
+    "Settings",
+    "StorageSettings",
+    "SynthesisMode",
+    "SynthesisSettings",
+    "default_cache_dir",
+]
 
-DEFAULT_CACHE_DIR = "~/.cacheback"
+_T = TypeVar("_T")
+
+#: Each flat setting name -> the section that holds it (names are unique across sections).
+SECTION_OF: dict[str, str] = {f.name: section for section, cls in SECTIONS.items() for f in fields(cls)}
+_PATHS = ("cache_dir", "model_dir", "image_model_dir", "audio_model_dir")
 
 
-#: "int8": the packaged model's int8 weights on int8 kernels; "float32": what onnxruntime
-#: makes of the model file by itself (docs/storage.md, "Embedding precision").
-EMBED_COMPUTE_MODES = ("int8", "float32")
-_DEVICE = re.compile(r"cpu|auto|cuda(:\d+)?")
+class FlatSettings(TypedDict, total=False):
+    """Every setting by its flat name (``Settings(**values)``, ``with_``, the clients)."""
+
+    cache_dir: Path
+    store_url: str | None
+    store_timeout_s: float
+    index: IndexKind
+    namespace: str
+    cache_ttl: float
+    max_entries: int
+    hot_cache_size: int
+    similarity_threshold: float
+    top_k: int
+    guard_enabled: bool
+    negative_threshold: float
+    negative_false_positive_limit: int
+    synthesis_mode: SynthesisMode
+    synthesis_threshold: float
+    synthesis_top_k: int
+    synthesis_model: str | None
+    synthesis_base_url: str | None
+    synthesis_api_key: str | None
+    synthesis_timeout_s: float
+    synthesis_max_tokens: int
+    synthesis_store: bool
+    embedder: str
+    model_dir: Path | None
+    embed_max_batch: int
+    embed_max_wait_ms: float
+    embed_threads: int
+    intra_op_threads: int
+    embed_compute: str
+    embed_keep_warm_ms: float
+    embed_keep_warm_for_s: float
+    embed_device: str
+    image_embedder: str | MediaEmbedder | None
+    image_model_dir: Path | None
+    audio_embedder: str | MediaEmbedder | None
+    audio_model_dir: Path | None
+    media_similarity_threshold: float
+    queue_size: int
+    persist_batch: int
+    persist_interval_s: float
+    sweep_interval_s: float
+    log_content: bool
+    prices: dict[str, Any] | str | None
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("CACHEBACK_CACHE_DIR", DEFAULT_CACHE_DIR)).expanduser()
+class SettingsArgs(FlatSettings, total=False):
+    """Flat names, and whole sections (flat names given too are applied on top of them)."""
+
+    storage: StorageSettings
+    matching: MatchingSettings
+    synthesis: SynthesisSettings
+    embedding: EmbeddingSettings
+    media: MediaSettings
+    pipeline: PipelineSettings
+    observability: ObservabilitySettings
 
 
-@dataclass(frozen=True, slots=True)
+class _Flat(Generic[_T]):
+    """Reads a section's field under its flat name: ``settings.top_k`` is
+    ``settings.matching.top_k`` (the public, flat read access)."""
+
+    __slots__ = ("_get",)
+
+    def __init__(self, get: Callable[[Settings], _T]) -> None:
+        self._get = get
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> Self: ...
+    @overload
+    def __get__(self, obj: Settings, owner: type[Any]) -> _T: ...
+    def __get__(self, obj: Settings | None, owner: type[Any]) -> _T | Self:
+        return self if obj is None else self._get(obj)
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Settings:
-    cache_dir: Path = field(default_factory=default_cache_dir)
-    # a shared store for many replicas (docs/storage.md): "postgresql://…"; None: the
-    # embedded store in cache_dir
-    store_url: str | None = field(default=None, repr=False)  # may carry a password
-    store_timeout_s: float = 0.25  # budget of one store call on the request path (then a miss)
-    namespace: str = "default"
-    similarity_threshold: float = 0.92
-    synthesis_threshold: float = 0.80
-    synthesis_mode: SynthesisMode = "off"
-    synthesis_top_k: int = 5
-    # synthesis endpoint (docs/synthesis.md): any OpenAI-compatible chat completions API
-    synthesis_model: str | None = None
-    synthesis_base_url: str | None = None
-    synthesis_api_key: str | None = field(default=None, repr=False)  # sent only to synthesis_base_url
-    synthesis_timeout_s: float = 10.0  # whole call; for streams, until the first answer tokens
-    synthesis_max_tokens: int = 1024
-    synthesis_store: bool = False  # store synthesized answers as verbatim entries
-    prices: dict[str, Any] | str | None = None  # price overrides, or a JSON file (core/_costs.py)
-    cache_ttl: float = 86400.0
-    max_entries: int = 100_000
-    top_k: int = 5
-    guard_enabled: bool = True
-    negative_threshold: float = 0.80
-    negative_false_positive_limit: int = 5
-    # embedder / batching
-    embedder: str = "minilm"
-    model_dir: Path | None = None
-    embed_max_batch: int = 32
-    embed_max_wait_ms: float = 2.0
-    embed_threads: int = 1  # worker threads running inference at once
-    intra_op_threads: int = 2  # onnxruntime threads inside one inference
-    embed_compute: str = "int8"  # minilm: int8 kernels over its int8 weights, or "float32"
-    embed_keep_warm_ms: float = 0.0  # tiny inference this often while active; 0 = off (no gain measured)
-    embed_keep_warm_for_s: float = 10.0  # ... for this long after the last real embedding
-    embed_device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto" (adapters/embedders/_device.py)
-    # media (docs/multimodal.md): images and audio are always keyed exactly by their bytes;
-    # an embedder per modality adds the semantic media tier
-    image_embedder: str | MediaEmbedder | None = None  # "clip", a registered name, or an object
-    image_model_dir: Path | None = None
-    audio_embedder: str | MediaEmbedder | None = None  # "whisper", a registered name, or an object
-    audio_model_dir: Path | None = None
-    media_similarity_threshold: float = 0.95
-    # pipeline
-    queue_size: int = 256
-    persist_batch: int = 128
-    persist_interval_s: float = 0.005
-    sweep_interval_s: float = 300.0
-    index: Literal["auto", "hnsw", "numpy"] = "auto"
-    log_content: bool = False
-    hot_cache_size: int = 50_000
+    storage: StorageSettings
+    matching: MatchingSettings
+    synthesis: SynthesisSettings
+    embedding: EmbeddingSettings
+    media: MediaSettings
+    pipeline: PipelineSettings
+    observability: ObservabilitySettings
 
-    def __post_init__(self) -> None:
-        if not 0.0 < self.similarity_threshold <= 1.0:
-            raise ConfigError("similarity_threshold must be in (0, 1]")
-        if not 0.0 < self.synthesis_threshold <= 1.0:
-            raise ConfigError("synthesis_threshold must be in (0, 1]")
-        if self.synthesis_mode not in _MODES:
-            raise ConfigError(f"synthesis_mode must be one of {', '.join(_MODES)}")
-        if self.synthesis_timeout_s <= 0 or self.synthesis_max_tokens < 1 or self.synthesis_top_k < 1:
-            raise ConfigError("synthesis_timeout_s, synthesis_max_tokens and synthesis_top_k must be > 0")
-        if not 0.0 < self.media_similarity_threshold <= 1.0:
-            raise ConfigError("media_similarity_threshold must be in (0, 1]")
-        if self.cache_ttl <= 0:
-            raise ConfigError("cache_ttl must be positive (seconds)")
-        if self.store_timeout_s <= 0:
-            raise ConfigError("store_timeout_s must be positive (seconds)")
-        if self.store_url is not None and not self.store_url.startswith(("postgresql://", "postgres://")):
-            raise ConfigError("store_url must be a postgresql:// URL (or unset for the embedded store)")
-        if self.max_entries < 1:
-            raise ConfigError("max_entries must be at least 1")
-        if self.embed_compute not in EMBED_COMPUTE_MODES:
-            raise ConfigError(f"embed_compute must be one of {', '.join(EMBED_COMPUTE_MODES)}")
-        if not _DEVICE.fullmatch(self.embed_device.strip().lower()):
-            raise ConfigError(
-                f"embed_device must be 'cpu', 'cuda', 'cuda:N' or 'auto', not {self.embed_device!r}"
-            )
-        if self.embed_keep_warm_ms < 0 or self.embed_keep_warm_for_s < 0:
-            raise ConfigError("embed_keep_warm_ms and embed_keep_warm_for_s must be >= 0 (0 = off)")
-        if self.embed_max_batch < 1 or self.queue_size < 1 or self.top_k < 1:
-            raise ConfigError("batch, queue and top_k sizes must be at least 1")
+    def __init__(self, **values: Unpack[SettingsArgs]) -> None:
+        """Any flat setting by name, or a whole section; unknown names are a ConfigError."""
+        given: dict[str, Any] = dict(values)
+        unknown = sorted(set(given) - SECTIONS.keys() - SECTION_OF.keys())
+        if unknown:
+            raise ConfigError(f"unknown settings: {', '.join(unknown)}")
+        for section, cls in SECTIONS.items():
+            flat = {f.name: given[f.name] for f in fields(cls) if f.name in given}
+            base = given.get(section)
+            if base is None:
+                value = cls(**flat)
+            elif not isinstance(base, cls):
+                raise ConfigError(f"settings {section} must be a {cls.__name__}, not {type(base).__name__}")
+            else:
+                value = replace(base, **flat) if flat else base
+            object.__setattr__(self, section, value)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """Every flat setting name, section by section."""
+        return tuple(SECTION_OF)
+
+    @classmethod
+    def setting_fields(cls) -> tuple[Field[Any], ...]:
+        """The dataclass fields of every section, in the order of ``names()``."""
+        return tuple(f for section in SECTIONS.values() for f in fields(section))
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
-        """Settings from ``CACHEBACK_*`` variables, then explicit overrides (None = unset)."""
+        """Settings from ``CACHEBACK_*`` variables, then explicit overrides (None = unset).
+        A whole section given as an override replaces the variables of its fields."""
         env = dict(os.environ if env is None else env)
         values: dict[str, Any] = {}
-        for f in fields(cls):
+        for f in cls.setting_fields():
             raw = env.get(f"CACHEBACK_{f.name.upper()}")
             if raw is not None:
                 values[f.name] = _coerce(f.name, raw, f.type)
         if "CACHEBACK_TTL" in env:
             values["cache_ttl"] = _coerce("cache_ttl", env["CACHEBACK_TTL"], "float")
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        if "cache_dir" in values:
-            values["cache_dir"] = Path(values["cache_dir"]).expanduser()
-        for name in ("model_dir", "image_model_dir", "audio_model_dir"):
+        explicit = {k: v for k, v in overrides.items() if v is not None}
+        for section in SECTIONS.keys() & explicit.keys():
+            values = {k: v for k, v in values.items() if SECTION_OF.get(k) != section}
+        values.update(explicit)
+        for name in _PATHS:
             if values.get(name) is not None:
                 values[name] = Path(values[name]).expanduser()
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
         return cls(**values)
 
-    def with_(self, **changes: Any) -> Settings:
-        return replace(self, **changes)
+    def with_(self, **changes: Unpack[SettingsArgs]) -> Settings:
+        """A copy with some settings (flat names or whole sections) changed."""
+        current: dict[str, Any] = {section: getattr(self, section) for section in SECTIONS}
+        return Settings(**{**current, **changes})
+
+    # -- flat read access (public): every setting under its own name -----------------
+    cache_dir = _Flat(lambda s: s.storage.cache_dir)
+    store_url = _Flat(lambda s: s.storage.store_url)
+    store_timeout_s = _Flat(lambda s: s.storage.store_timeout_s)
+    index = _Flat(lambda s: s.storage.index)
+    namespace = _Flat(lambda s: s.storage.namespace)
+    cache_ttl = _Flat(lambda s: s.storage.cache_ttl)
+    max_entries = _Flat(lambda s: s.storage.max_entries)
+    hot_cache_size = _Flat(lambda s: s.storage.hot_cache_size)
+    similarity_threshold = _Flat(lambda s: s.matching.similarity_threshold)
+    top_k = _Flat(lambda s: s.matching.top_k)
+    guard_enabled = _Flat(lambda s: s.matching.guard_enabled)
+    negative_threshold = _Flat(lambda s: s.matching.negative_threshold)
+    negative_false_positive_limit = _Flat(lambda s: s.matching.negative_false_positive_limit)
+    synthesis_mode = _Flat(lambda s: s.synthesis.synthesis_mode)
+    synthesis_threshold = _Flat(lambda s: s.synthesis.synthesis_threshold)
+    synthesis_top_k = _Flat(lambda s: s.synthesis.synthesis_top_k)
+    synthesis_model = _Flat(lambda s: s.synthesis.synthesis_model)
+    synthesis_base_url = _Flat(lambda s: s.synthesis.synthesis_base_url)
+    synthesis_api_key = _Flat(lambda s: s.synthesis.synthesis_api_key)
+    synthesis_timeout_s = _Flat(lambda s: s.synthesis.synthesis_timeout_s)
+    synthesis_max_tokens = _Flat(lambda s: s.synthesis.synthesis_max_tokens)
+    synthesis_store = _Flat(lambda s: s.synthesis.synthesis_store)
+    embedder = _Flat(lambda s: s.embedding.embedder)
+    model_dir = _Flat(lambda s: s.embedding.model_dir)
+    embed_max_batch = _Flat(lambda s: s.embedding.embed_max_batch)
+    embed_max_wait_ms = _Flat(lambda s: s.embedding.embed_max_wait_ms)
+    embed_threads = _Flat(lambda s: s.embedding.embed_threads)
+    intra_op_threads = _Flat(lambda s: s.embedding.intra_op_threads)
+    embed_compute = _Flat(lambda s: s.embedding.embed_compute)
+    embed_keep_warm_ms = _Flat(lambda s: s.embedding.embed_keep_warm_ms)
+    embed_keep_warm_for_s = _Flat(lambda s: s.embedding.embed_keep_warm_for_s)
+    embed_device = _Flat(lambda s: s.embedding.embed_device)
+    image_embedder = _Flat(lambda s: s.media.image_embedder)
+    image_model_dir = _Flat(lambda s: s.media.image_model_dir)
+    audio_embedder = _Flat(lambda s: s.media.audio_embedder)
+    audio_model_dir = _Flat(lambda s: s.media.audio_model_dir)
+    media_similarity_threshold = _Flat(lambda s: s.media.media_similarity_threshold)
+    queue_size = _Flat(lambda s: s.pipeline.queue_size)
+    persist_batch = _Flat(lambda s: s.pipeline.persist_batch)
+    persist_interval_s = _Flat(lambda s: s.pipeline.persist_interval_s)
+    sweep_interval_s = _Flat(lambda s: s.pipeline.sweep_interval_s)
+    log_content = _Flat(lambda s: s.observability.log_content)
+    prices = _Flat(lambda s: s.observability.prices)
 
 
 def _coerce(name: str, raw: str, typ: Any) -> Any:

@@ -1,0 +1,217 @@
+"""The sections of the engine settings: one small frozen dataclass per concern, each
+checking its own values. ``Settings`` (``_settings.py``) holds one of each.
+
+A field keeps its flat name inside its section (``matching.similarity_threshold``), so the
+flat keyword arguments and ``CACHEBACK_<NAME>`` variables map onto sections one to one.
+Defaults are those of the product page.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ._errors import ConfigError
+from ._ports import MediaEmbedder
+
+SynthesisMode = Literal["off", "auto", "always"]
+SYNTHESIS_MODES = ("off", "auto", "always")
+IndexKind = Literal["auto", "hnsw", "numpy"]
+INDEX_KINDS = ("auto", "hnsw", "numpy")
+
+DEFAULT_CACHE_DIR = "~/.cacheback"
+
+#: "int8": the packaged model's int8 weights on int8 kernels; "float32": what onnxruntime
+#: makes of the model file by itself (docs/storage.md, "Embedding precision").
+EMBED_COMPUTE_MODES = ("int8", "float32")
+_DEVICE = re.compile(r"cpu|auto|cuda(:\d+)?")
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("CACHEBACK_CACHE_DIR", DEFAULT_CACHE_DIR)).expanduser()
+
+
+def _check(ok: bool, section: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"settings {section}: {message}")
+
+
+def _fraction(section: str, name: str, value: float) -> None:
+    _check(0.0 < value <= 1.0, section, f"{name} must be in (0, 1], not {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """Where entries live, for how long and how many (the store, the hot cache)."""
+
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    # a shared store for many replicas (docs/storage.md): "postgresql://…"; None: the
+    # embedded store in cache_dir
+    store_url: str | None = field(default=None, repr=False)  # may carry a password
+    store_timeout_s: float = 0.25  # budget of one store call on the request path (then a miss)
+    index: IndexKind = "auto"
+    namespace: str = "default"
+    cache_ttl: float = 86400.0
+    max_entries: int = 100_000
+    hot_cache_size: int = 50_000
+
+    def __post_init__(self) -> None:
+        s = "storage"
+        _check(self.cache_ttl > 0, s, f"cache_ttl must be positive (seconds), not {self.cache_ttl!r}")
+        _check(
+            self.store_timeout_s > 0, s, f"store_timeout_s must be positive (seconds), not {self.store_timeout_s!r}"
+        )
+        _check(
+            self.store_url is None or self.store_url.startswith(("postgresql://", "postgres://")),
+            s,
+            "store_url must be a postgresql:// URL (or unset for the embedded store)",
+        )
+        _check(self.index in INDEX_KINDS, s, f"index must be one of {', '.join(INDEX_KINDS)}, not {self.index!r}")
+        _check(self.max_entries >= 1, s, f"max_entries must be at least 1, not {self.max_entries!r}")
+        _check(self.hot_cache_size >= 0, s, f"hot_cache_size must be >= 0, not {self.hot_cache_size!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class MatchingSettings:
+    """When a stored answer counts as a hit: threshold, candidates, hit guard, blocklist."""
+
+    similarity_threshold: float = 0.92
+    top_k: int = 5
+    guard_enabled: bool = True
+    negative_threshold: float = 0.80
+    negative_false_positive_limit: int = 5
+
+    def __post_init__(self) -> None:
+        s = "matching"
+        _fraction(s, "similarity_threshold", self.similarity_threshold)
+        _fraction(s, "negative_threshold", self.negative_threshold)
+        _check(self.top_k >= 1, s, f"top_k must be at least 1, not {self.top_k!r}")
+        _check(
+            self.negative_false_positive_limit >= 1,
+            s,
+            f"negative_false_positive_limit must be at least 1, not {self.negative_false_positive_limit!r}",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SynthesisSettings:
+    """The synthesis tier and its endpoint (docs/synthesis.md): any OpenAI-compatible chat
+    completions API."""
+
+    synthesis_mode: SynthesisMode = "off"
+    synthesis_threshold: float = 0.80
+    synthesis_top_k: int = 5
+    synthesis_model: str | None = None
+    synthesis_base_url: str | None = None
+    synthesis_api_key: str | None = field(default=None, repr=False)  # sent only to synthesis_base_url
+    synthesis_timeout_s: float = 10.0  # whole call; for streams, until the first answer tokens
+    synthesis_max_tokens: int = 1024
+    synthesis_store: bool = False  # store synthesized answers as verbatim entries
+
+    def __post_init__(self) -> None:
+        s = "synthesis"
+        _check(
+            self.synthesis_mode in SYNTHESIS_MODES,
+            s,
+            f"synthesis_mode must be one of {', '.join(SYNTHESIS_MODES)}, not {self.synthesis_mode!r}",
+        )
+        _fraction(s, "synthesis_threshold", self.synthesis_threshold)
+        for name in ("synthesis_timeout_s", "synthesis_max_tokens", "synthesis_top_k"):
+            value = getattr(self, name)
+            _check(value > 0, s, f"{name} must be > 0, not {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingSettings:
+    """The text embedder and how its inferences are batched and run."""
+
+    embedder: str = "minilm"
+    model_dir: Path | None = None
+    embed_max_batch: int = 32
+    embed_max_wait_ms: float = 2.0
+    embed_threads: int = 1  # worker threads running inference at once
+    intra_op_threads: int = 2  # onnxruntime threads inside one inference
+    embed_compute: str = "int8"  # minilm: int8 kernels over its int8 weights, or "float32"
+    embed_keep_warm_ms: float = 0.0  # tiny inference this often while active; 0 = off (no gain measured)
+    embed_keep_warm_for_s: float = 10.0  # ... for this long after the last real embedding
+    embed_device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto" (adapters/embedders/_device.py)
+
+    def __post_init__(self) -> None:
+        s = "embedding"
+        _check(
+            self.embed_compute in EMBED_COMPUTE_MODES,
+            s,
+            f"embed_compute must be one of {', '.join(EMBED_COMPUTE_MODES)}, not {self.embed_compute!r}",
+        )
+        _check(
+            bool(_DEVICE.fullmatch(self.embed_device.strip().lower())),
+            s,
+            f"embed_device must be 'cpu', 'cuda', 'cuda:N' or 'auto', not {self.embed_device!r}",
+        )
+        _check(
+            self.embed_keep_warm_ms >= 0 and self.embed_keep_warm_for_s >= 0,
+            s,
+            "embed_keep_warm_ms and embed_keep_warm_for_s must be >= 0 (0 = off)",
+        )
+        for name in ("embed_max_batch", "embed_threads", "intra_op_threads"):
+            value = getattr(self, name)
+            _check(value >= 1, s, f"{name} must be at least 1, not {value!r}")
+        _check(self.embed_max_wait_ms >= 0, s, f"embed_max_wait_ms must be >= 0, not {self.embed_max_wait_ms!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSettings:
+    """Images and audio (docs/multimodal.md): always keyed exactly by their bytes; an
+    embedder per modality adds the semantic media tier."""
+
+    image_embedder: str | MediaEmbedder | None = None  # "clip", a registered name, or an object
+    image_model_dir: Path | None = None
+    audio_embedder: str | MediaEmbedder | None = None  # "whisper", a registered name, or an object
+    audio_model_dir: Path | None = None
+    media_similarity_threshold: float = 0.95
+
+    def __post_init__(self) -> None:
+        _fraction("media", "media_similarity_threshold", self.media_similarity_threshold)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSettings:
+    """The stages' inboxes and the write path: group commit and the TTL sweep."""
+
+    queue_size: int = 256  # bound of each stage's inbox (backpressure)
+    persist_batch: int = 128
+    persist_interval_s: float = 0.005
+    sweep_interval_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        s = "pipeline"
+        for name in ("queue_size", "persist_batch"):
+            value = getattr(self, name)
+            _check(value >= 1, s, f"{name} must be at least 1, not {value!r}")
+        _check(
+            self.persist_interval_s >= 0, s, f"persist_interval_s must be >= 0, not {self.persist_interval_s!r}"
+        )
+        _check(self.sweep_interval_s > 0, s, f"sweep_interval_s must be positive, not {self.sweep_interval_s!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class ObservabilitySettings:
+    """What the cache reports: the content of its logs, the prices savings are counted at."""
+
+    log_content: bool = False  # put query text in logs
+    prices: dict[str, Any] | str | None = None  # price overrides, or a JSON file (core/_costs.py)
+
+
+#: The sections under their attribute names on ``Settings``, in the order the docs list them.
+SECTIONS: dict[str, type[Any]] = {
+    "storage": StorageSettings,
+    "matching": MatchingSettings,
+    "synthesis": SynthesisSettings,
+    "embedding": EmbeddingSettings,
+    "media": MediaSettings,
+    "pipeline": PipelineSettings,
+    "observability": ObservabilitySettings,
+}
