@@ -78,7 +78,10 @@ async def test_router_judges_short_texts_inline_and_large_ones_off_the_loop() ->
         threads.append(threading.get_ident())
         return s >= t, ()
 
-    router = tier_router.TierRouter(Settings.from_env, lambda: rule, can_synthesize=False)
+    settings = Settings()
+    router = tier_router.TierRouter(
+        lambda: settings.matching, lambda: settings.synthesis, lambda: rule, can_synthesize=False
+    )
 
     def job(query: str, candidate: str) -> Job:
         j = Job(request=LookupRequest(query=query), namespace="n", scope="s", query_hash="h",

@@ -21,32 +21,32 @@ def load_embedder(settings: Settings) -> Embedder | None:
     from .embedders import load_default_embedder
     from .embedders._minilm import model_cache_dir
 
+    e = settings.embedding
     return load_default_embedder(
-        model_dir=settings.model_dir,
-        intra_op_threads=settings.intra_op_threads,
-        compute=settings.embed_compute,
-        device=settings.embed_device,
-        keep_warm_ms=settings.embed_keep_warm_ms,
-        keep_warm_for_s=settings.embed_keep_warm_for_s,
-        model_cache=model_cache_dir("auto", cache_dir=settings.cache_dir),
+        model_dir=e.model_dir,
+        intra_op_threads=e.intra_op_threads,
+        compute=e.embed_compute,
+        device=e.embed_device,
+        keep_warm_ms=e.embed_keep_warm_ms,
+        keep_warm_for_s=e.embed_keep_warm_for_s,
+        model_cache=model_cache_dir("auto", cache_dir=settings.storage.cache_dir),
         load=True,  # ready means ready: the first lookup does not pay for loading the model
     )
 
 
 def default_store(settings: Settings, dim: int) -> Store:
-    if settings.store_url:
+    s = settings.storage
+    if s.store_url:
         from .storage.postgres import PostgresStore
 
-        return PostgresStore(
-            settings.store_url, dim, max_entries=settings.max_entries, timeout=settings.store_timeout_s
-        )
+        return PostgresStore(s.store_url, dim, max_entries=s.max_entries, timeout=s.store_timeout_s)
     from .storage import EmbeddedStore
 
     # The directory is made when the store opens: a failure there degrades, never raises here.
-    return EmbeddedStore(settings.cache_dir, dim, max_entries=settings.max_entries, index=settings.index)
+    return EmbeddedStore(s.cache_dir, dim, max_entries=s.max_entries, index=s.index)
 
 
 def default_llm(settings: Settings) -> LLM | None:
     from .llm import llm_from_settings
 
-    return llm_from_settings(settings)
+    return llm_from_settings(settings.synthesis)

@@ -41,7 +41,8 @@ _parents: list[_Load] = []  # a forked child's inherited loads (see _forget_afte
 
 def _key(settings: Settings) -> tuple[Any, ...]:
     """What the default embedder is built from (``_defaults.default_embedder``)."""
-    return (settings.model_dir, settings.intra_op_threads, settings.embed_compute, settings.cache_dir)
+    e = settings.embedding
+    return (e.model_dir, e.intra_op_threads, e.embed_compute, settings.storage.cache_dir)
 
 
 def start(settings: Settings, load: Callable[[Settings], Embedder | None]) -> bool:

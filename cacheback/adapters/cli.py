@@ -63,7 +63,7 @@ async def _stats(args: argparse.Namespace) -> int:
             _print(stats)
             return 1 if _degraded(stats) else 0
         collected = await collect(engine)
-        source = str(engine.settings.cache_dir)
+        source = str(engine.settings.storage.cache_dir)
     # Local files: whoever reads them may see the questions (as `cacheback entries` shows).
     view = dashboard_view(collected, now=time.time(), content=True, ready=collected.store_error is None)
     print(render(view, source), end="")
@@ -303,10 +303,10 @@ async def _import(args: argparse.Namespace) -> int:
             vecs = await engine.embed([r["query"] for r in chunk])
             entries = []
             for i, r in enumerate(chunk):
-                target = import_scope(r, args.namespace, engine.settings.namespace)
+                target = import_scope(r, args.namespace, engine.settings.storage.namespace)
                 assert target is not None  # checked above
                 scope, namespace = target
-                expires = float(r.get("expires_at") or now + engine.settings.cache_ttl)
+                expires = float(r.get("expires_at") or now + engine.settings.storage.cache_ttl)
                 if expires <= now:
                     continue
                 entries.append(
@@ -333,7 +333,7 @@ async def _import(args: argparse.Namespace) -> int:
 async def _migrate(args: argparse.Namespace) -> int:
     from .storage.postgres._migrate import migrate_directory
 
-    source = str(args.source or args.cache_dir or Settings.from_env().cache_dir)
+    source = str(args.source or args.cache_dir or Settings.from_env().storage.cache_dir)
     report = await migrate_directory(
         source, args.to, progress=lambda done, total: _progress(done, total, sys.stderr, "migrate")
     )

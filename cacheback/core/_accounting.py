@@ -15,7 +15,7 @@ from ._costs import PriceTable, average_usage, clean_usage, load_price_table
 from ._errors import ConfigError
 from ._job import Job
 from ._ports import LLMReply
-from ._settings import Settings
+from ._settings_sections import ObservabilitySettings
 from ._stats import Stats
 from ._types import Tier
 
@@ -32,7 +32,7 @@ def avoided_usage(job: Job) -> dict[str, Any] | None:
     return average_usage([c.entry.metadata.get("usage") for c in cands])
 
 
-def price_table(s: Settings) -> PriceTable:
+def price_table(s: ObservabilitySettings) -> PriceTable:
     try:
         return load_price_table(s.prices)
     except ConfigError as exc:  # a bad price file must not take the cache down

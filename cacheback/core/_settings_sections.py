@@ -39,8 +39,22 @@ def _check(ok: bool, section: str, message: str) -> None:
         raise ConfigError(f"settings {section}: {message}")
 
 
-def _fraction(section: str, name: str, value: float) -> None:
-    _check(0.0 < value <= 1.0, section, f"{name} must be in (0, 1], not {value!r}")
+def _fraction(section: str, obj: object, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _check(0.0 < value <= 1.0, section, f"{name} must be in (0, 1], not {value!r}")
+
+
+def _positive(section: str, obj: object, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _check(value > 0, section, f"{name} must be positive, not {value!r}")
+
+
+def _at_least(low: int, section: str, obj: object, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _check(value >= low, section, f"{name} must be at least {low}, not {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,18 +74,16 @@ class StorageSettings:
 
     def __post_init__(self) -> None:
         s = "storage"
-        _check(self.cache_ttl > 0, s, f"cache_ttl must be positive (seconds), not {self.cache_ttl!r}")
-        _check(
-            self.store_timeout_s > 0, s, f"store_timeout_s must be positive (seconds), not {self.store_timeout_s!r}"
-        )
+        _positive(s, self, "cache_ttl", "store_timeout_s")  # seconds
         _check(
             self.store_url is None or self.store_url.startswith(("postgresql://", "postgres://")),
             s,
             "store_url must be a postgresql:// URL (or unset for the embedded store)",
         )
-        _check(self.index in INDEX_KINDS, s, f"index must be one of {', '.join(INDEX_KINDS)}, not {self.index!r}")
-        _check(self.max_entries >= 1, s, f"max_entries must be at least 1, not {self.max_entries!r}")
-        _check(self.hot_cache_size >= 0, s, f"hot_cache_size must be >= 0, not {self.hot_cache_size!r}")
+        kinds = ", ".join(INDEX_KINDS)
+        _check(self.index in INDEX_KINDS, s, f"index must be one of {kinds}, not {self.index!r}")
+        _at_least(1, s, self, "max_entries")
+        _at_least(0, s, self, "hot_cache_size")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +98,8 @@ class MatchingSettings:
 
     def __post_init__(self) -> None:
         s = "matching"
-        _fraction(s, "similarity_threshold", self.similarity_threshold)
-        _fraction(s, "negative_threshold", self.negative_threshold)
-        _check(self.top_k >= 1, s, f"top_k must be at least 1, not {self.top_k!r}")
-        _check(
-            self.negative_false_positive_limit >= 1,
-            s,
-            f"negative_false_positive_limit must be at least 1, not {self.negative_false_positive_limit!r}",
-        )
+        _fraction(s, self, "similarity_threshold", "negative_threshold")
+        _at_least(1, s, self, "top_k", "negative_false_positive_limit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +124,9 @@ class SynthesisSettings:
             s,
             f"synthesis_mode must be one of {', '.join(SYNTHESIS_MODES)}, not {self.synthesis_mode!r}",
         )
-        _fraction(s, "synthesis_threshold", self.synthesis_threshold)
-        for name in ("synthesis_timeout_s", "synthesis_max_tokens", "synthesis_top_k"):
-            value = getattr(self, name)
-            _check(value > 0, s, f"{name} must be > 0, not {value!r}")
+        _fraction(s, self, "synthesis_threshold")
+        _positive(s, self, "synthesis_timeout_s")
+        _at_least(1, s, self, "synthesis_max_tokens", "synthesis_top_k")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,10 +161,8 @@ class EmbeddingSettings:
             s,
             "embed_keep_warm_ms and embed_keep_warm_for_s must be >= 0 (0 = off)",
         )
-        for name in ("embed_max_batch", "embed_threads", "intra_op_threads"):
-            value = getattr(self, name)
-            _check(value >= 1, s, f"{name} must be at least 1, not {value!r}")
-        _check(self.embed_max_wait_ms >= 0, s, f"embed_max_wait_ms must be >= 0, not {self.embed_max_wait_ms!r}")
+        _at_least(1, s, self, "embed_max_batch", "embed_threads", "intra_op_threads")
+        _at_least(0, s, self, "embed_max_wait_ms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +177,7 @@ class MediaSettings:
     media_similarity_threshold: float = 0.95
 
     def __post_init__(self) -> None:
-        _fraction("media", "media_similarity_threshold", self.media_similarity_threshold)
+        _fraction("media", self, "media_similarity_threshold")
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,13 +191,9 @@ class PipelineSettings:
 
     def __post_init__(self) -> None:
         s = "pipeline"
-        for name in ("queue_size", "persist_batch"):
-            value = getattr(self, name)
-            _check(value >= 1, s, f"{name} must be at least 1, not {value!r}")
-        _check(
-            self.persist_interval_s >= 0, s, f"persist_interval_s must be >= 0, not {self.persist_interval_s!r}"
-        )
-        _check(self.sweep_interval_s > 0, s, f"sweep_interval_s must be positive, not {self.sweep_interval_s!r}")
+        _at_least(1, s, self, "queue_size", "persist_batch")
+        _at_least(0, s, self, "persist_interval_s")
+        _positive(s, self, "sweep_interval_s")
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,12 +101,12 @@ class EngineAdmin:
         }
         s = engine.settings
         out["settings"] = {
-            "similarity_threshold": s.similarity_threshold,
-            "synthesis_threshold": s.synthesis_threshold,
-            "synthesis_mode": s.synthesis_mode,
-            "cache_ttl": s.cache_ttl,
-            "max_entries": s.max_entries,
-            "guard_enabled": s.guard_enabled,
+            "similarity_threshold": s.matching.similarity_threshold,
+            "synthesis_threshold": s.synthesis.synthesis_threshold,
+            "synthesis_mode": s.synthesis.synthesis_mode,
+            "cache_ttl": s.storage.cache_ttl,
+            "max_entries": s.storage.max_entries,
+            "guard_enabled": s.matching.guard_enabled,
         }
         for section, describe in engine.describers.items():  # sections the surfaces add
             out[section] = describe()

@@ -77,7 +77,7 @@ class EngineBlocklist:
         if vecs is None:
             return None
         found = await store.search(vecs[0], 1)
-        if found and found[0][1] >= self._engine.settings.negative_threshold:
+        if found and found[0][1] >= self._engine.settings.matching.negative_threshold:
             neg, sim = found[0]
             return NegativeMatch(neg.id, neg.query, neg.reason, neg.category, neg.severity, sim)
         return None
@@ -88,7 +88,7 @@ class EngineBlocklist:
         if count < 0:
             return {"entry_id": entry_id, "found": False, "false_positives": 0, "removed": False}
         removed = False
-        if count >= self._engine.settings.negative_false_positive_limit:
+        if count >= self._engine.settings.matching.negative_false_positive_limit:
             removed = await store.remove(entry_id)
             self.size = await store.count()
         return {"entry_id": entry_id, "found": True, "false_positives": count, "removed": removed}

@@ -104,7 +104,7 @@ class AsyncEngine:
         self._rule_arg = verbatim_rule
         self.stats = Stats()
         self.accounting = CostAccounting(self.stats)
-        self.hot = HotCache(self.settings.hot_cache_size)
+        self.hot = HotCache(self.settings.storage.hot_cache_size)
         self.pending = PendingEntries()  # answers returned but not yet indexed by the store
         self.indexer: Indexer | None = None
         self.blocklist = EngineBlocklist(self, self._state)
@@ -116,7 +116,7 @@ class AsyncEngine:
         self._host: asyncio.Task[None] | None = None
         self._stop: anyio.Event | None = None
         self._open_lock: anyio.Lock | None = None
-        self._limiter = anyio.CapacityLimiter(max(1, self.settings.embed_threads))
+        self._limiter = anyio.CapacityLimiter(max(1, self.settings.embedding.embed_threads))
         self._stages: dict[str, Stage] = {}
         self._loop_token: Any = None
         self._loop_thread = 0
@@ -198,9 +198,10 @@ class AsyncEngine:
         if self._rule_arg is not None:
             self._state.verbatim_rule = self._rule_arg
         else:  # the guard's factory reads its scorer file
-            self._state.verbatim_rule = await anyio.to_thread.run_sync(default_verbatim_rule, s.guard_enabled)
-        self.accounting.prices = await anyio.to_thread.run_sync(price_table, s)
-        if self.llm is None and s.synthesis_mode != "off":
+            guard = s.matching.guard_enabled
+            self._state.verbatim_rule = await anyio.to_thread.run_sync(default_verbatim_rule, guard)
+        self.accounting.prices = await anyio.to_thread.run_sync(price_table, s.observability)
+        if self.llm is None and s.synthesis.synthesis_mode != "off":
             self.llm = defaults.llm(s)
             self._owns_llm = self.llm is not None
 
@@ -226,9 +227,9 @@ class AsyncEngine:
         pipeline = Pipeline(
             stages,
             edges=edges,
-            observer=TracingObserver(self.stats, log_content=s.log_content),
+            observer=TracingObserver(self.stats, log_content=s.observability.log_content),
             sink=persister,
-            queue_size=s.queue_size,
+            queue_size=s.pipeline.queue_size,
         )
         # The pipeline's task groups live in a host task of their own, so the engine can be
         # opened lazily from any request task and closed from any other.
@@ -352,7 +353,7 @@ class AsyncEngine:
                     await self.blocklist.refresh()
                 except Exception as exc:
                     log.warning("store sync failed", error=repr(exc))
-            if time.monotonic() - last_sweep >= self.settings.sweep_interval_s:
+            if time.monotonic() - last_sweep >= self.settings.pipeline.sweep_interval_s:
                 last_sweep = time.monotonic()
                 try:
                     await self.admin.evict_expired()
@@ -392,7 +393,7 @@ class AsyncEngine:
     def make_job(
         self, request: LookupRequest, call: UpstreamCall | None = None, *, query_hash: str | None = None
     ) -> Job:
-        ns = request.namespace or self.settings.namespace
+        ns = request.namespace or self.settings.storage.namespace
         return Job(
             request=request,
             namespace=ns,
@@ -493,8 +494,8 @@ class AsyncEngine:
         metadata: dict[str, Any] | None = None,
     ) -> NewEntry:
         now = time.time()
-        ttl = request.ttl if request.ttl is not None else self.settings.cache_ttl
-        meta: dict[str, Any] = {"namespace": request.namespace or self.settings.namespace}
+        ttl = request.ttl if request.ttl is not None else self.settings.storage.cache_ttl
+        meta: dict[str, Any] = {"namespace": request.namespace or self.settings.storage.namespace}
         if request.scope:  # kept so that `cacheback import --namespace` can re-scope an export
             meta["scope_key"] = request.scope
         meta.update(metadata or {})

@@ -47,7 +47,7 @@ def _normalize(ctx: StageContext) -> Stage:
         has_embedder=has_embedder,
         negatives=lambda: state.negatives,
         pending=ctx.pending,
-        negative_threshold=lambda: state.settings.negative_threshold,
+        negative_threshold=lambda: state.settings.matching.negative_threshold,
         usable=ctx.store_usable,
     )
 
@@ -55,17 +55,22 @@ def _normalize(ctx: StageContext) -> Stage:
 def _negative_gate(ctx: StageContext) -> Stage:
     state = ctx.state
     return NegativeGate(
-        ctx.store.blocklist, lambda: state.settings.negative_threshold, lambda: state.negatives
+        ctx.store.blocklist, lambda: state.settings.matching.negative_threshold, lambda: state.negatives
     )
 
 
 def _vector_search(ctx: StageContext) -> Stage:
-    return VectorSearch(ctx.store.entries, ctx.state.settings.top_k, ctx.pending)
+    return VectorSearch(ctx.store.entries, ctx.state.settings.matching.top_k, ctx.pending)
 
 
 def _tier_router(ctx: StageContext) -> Stage:
     state = ctx.state
-    return TierRouter(lambda: state.settings, lambda: state.verbatim_rule, can_synthesize=ctx.llm is not None)
+    return TierRouter(
+        lambda: state.settings.matching,
+        lambda: state.settings.synthesis,
+        lambda: state.verbatim_rule,
+        can_synthesize=ctx.llm is not None,
+    )
 
 
 #: The graph. Without an embedder there is no embedding or negative gate, and without a
@@ -97,7 +102,7 @@ def build_indexer(ctx: StageContext) -> Indexer | None:
 
 
 def build_persister(ctx: StageContext, indexer: Indexer | None) -> Persister:
-    s, stats = ctx.state.settings, ctx.stats
+    s, stats = ctx.state.settings.pipeline, ctx.stats
     return Persister(
         ctx.store.entries,
         ctx.hot,

@@ -26,7 +26,7 @@ class EmbedBatcher(Stage):
 
     def __init__(self, ctx: StageContext) -> None:
         assert ctx.embedder is not None
-        s = ctx.state.settings
+        s = ctx.state.settings.embedding
         self._ctx = ctx
         self._embedder = ctx.embedder
         self._policy = BatchPolicy(s.embed_max_batch, s.embed_max_wait_ms / 1000.0)

@@ -29,7 +29,7 @@ from ..core._call import Text
 from ..core._costs import estimate_tokens
 from ..core._job import Job
 from ..core._ports import LLMReply
-from ..core._settings import Settings
+from ..core._settings_sections import SynthesisSettings
 from ..core._stage import Stage, StageContext
 from ..core._synthesis import (
     Verdict,
@@ -64,8 +64,8 @@ class Synthesizer(Stage):
         self._store = ctx.store_answer
         self.events: dict[str, int] = {}
 
-    def _settings(self) -> Settings:
-        return self._state.settings
+    def _settings(self) -> SynthesisSettings:
+        return self._state.settings.synthesis
 
     async def process(self, jobs: Sequence[Job]) -> None:
         for job in jobs:
@@ -135,7 +135,7 @@ class Synthesizer(Stage):
             await self._whole(job, s, cands, messages)
 
     async def _whole(
-        self, job: Job, s: Settings, cands: list[Candidate], messages: list[dict[str, str]]
+        self, job: Job, s: SynthesisSettings, cands: list[Candidate], messages: list[dict[str, str]]
     ) -> None:
         try:
             with anyio.fail_after(s.synthesis_timeout_s):
@@ -169,7 +169,7 @@ class Synthesizer(Stage):
         self._commit(job, reply.text)
 
     async def _streamed(
-        self, job: Job, s: Settings, cands: list[Candidate], messages: list[dict[str, str]]
+        self, job: Job, s: SynthesisSettings, cands: list[Candidate], messages: list[dict[str, str]]
     ) -> None:
         held: list[str] = []
         ended = False

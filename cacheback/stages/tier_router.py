@@ -10,7 +10,7 @@ import anyio.to_thread
 from ..core._batching import BatchPolicy
 from ..core._job import Job
 from ..core._routing import RouteDecision, VerbatimRule, route
-from ..core._settings import Settings
+from ..core._settings_sections import MatchingSettings, SynthesisSettings
 from ..core._stage import Stage
 from ..core._types import Candidate, Tier
 
@@ -30,9 +30,15 @@ class TierRouter(Stage):
     name = "tier_router"
 
     def __init__(
-        self, settings: Callable[[], Settings], rule: Callable[[], VerbatimRule], *, can_synthesize: bool
+        self,
+        matching: Callable[[], MatchingSettings],
+        synthesis: Callable[[], SynthesisSettings],
+        rule: Callable[[], VerbatimRule],
+        *,
+        can_synthesize: bool,
     ) -> None:
-        self._settings = settings
+        self._matching = matching
+        self._synthesis = synthesis
         self._rule = rule
         self._can_synthesize = can_synthesize
         # Large texts are judged one or two at a time, so they leave the loop and the
@@ -40,7 +46,7 @@ class TierRouter(Stage):
         self._limiter = anyio.CapacityLimiter(2)
 
     async def process(self, jobs: Sequence[Job]) -> None:
-        s = self._settings()
+        m, s = self._matching(), self._synthesis()
         rule = self._rule()
         for job in jobs:
             # Engine-only lookups report synthesis candidates; clients must ask for the tier.
@@ -54,7 +60,7 @@ class TierRouter(Stage):
                 return route(
                     query,
                     candidates,
-                    similarity_threshold=s.similarity_threshold,
+                    similarity_threshold=m.similarity_threshold,
                     synthesis_threshold=s.synthesis_threshold,
                     synthesis_mode=s.synthesis_mode if wants else "off",
                     verbatim_rule=rule,

@@ -138,7 +138,7 @@ class ClientCache:
             store=not controls.get("bypass", False) and not controls.get("no_store", False),
             ttl=controls.get("ttl"),
             check_negative=self.options.on_negative_hit != "skip",
-            want_synthesis=self.settings.synthesis_mode != "off",
+            want_synthesis=self.settings.synthesis.synthesis_mode != "off",
         )
         if controls.get("bypass"):
             request.cacheable = False

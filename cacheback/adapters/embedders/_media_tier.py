@@ -130,15 +130,13 @@ class MediaTier:
         *,
         path: Path | None = None,
     ) -> None:
-        chosen: dict[str, Any] = {"image": settings.image_embedder, "audio": settings.audio_embedder}
+        media, threads = settings.media, settings.embedding.intra_op_threads
+        chosen: dict[str, Any] = {"image": media.image_embedder, "audio": media.audio_embedder}
         chosen.update(embedders or {})
-        dirs = {"image": settings.image_model_dir, "audio": settings.audio_model_dir}
-        self.threshold = settings.media_similarity_threshold
-        self.slots = {
-            kind: _Slot(kind, chosen.get(kind) or None, dirs[kind], settings.intra_op_threads)
-            for kind in MEDIA_KINDS
-        }
-        self.path = path if path is not None else Path(settings.cache_dir) / KEYS_FILE
+        dirs = {"image": media.image_model_dir, "audio": media.audio_model_dir}
+        self.threshold = media.media_similarity_threshold
+        self.slots = {k: _Slot(k, chosen.get(k) or None, dirs[k], threads) for k in MEDIA_KINDS}
+        self.path = path if path is not None else Path(settings.storage.cache_dir) / KEYS_FILE
         self._lock = threading.Lock()
         self._ids: dict[tuple[str, str], str] = {}  # (model, digest) → id
         self._known: dict[str, _Known] = {}  # model → its known media

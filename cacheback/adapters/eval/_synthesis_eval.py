@@ -307,7 +307,7 @@ async def run_synthesis_eval(
         **dict(config.settings_overrides),
     )
     if prices is None:
-        prices = await anyio.to_thread.run_sync(load_price_table, settings.prices)
+        prices = await anyio.to_thread.run_sync(load_price_table, settings.observability.prices)
     spend = {"seed": _Spend(), "reference": _Spend(), "judge": _Spend()}
     limiter = anyio.CapacityLimiter(max(1, config.concurrency))
     scope = "eval"

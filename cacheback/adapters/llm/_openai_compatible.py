@@ -30,7 +30,7 @@ from cacheback._logging import get_logger
 from ...core._costs import estimate_tokens
 from ...core._errors import CachebackError, ConfigError
 from ...core._ports import LLM, LLMReply
-from ...core._settings import Settings
+from ...core._settings import Settings, SynthesisSettings
 
 log = get_logger("cacheback.synthesis")
 
@@ -385,7 +385,7 @@ async def _sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str | No
 
 
 def llm_from_settings(
-    settings: Settings,
+    settings: Settings | SynthesisSettings,
     *,
     proxy_address: str | None = None,
     env: Mapping[str, str] | None = None,
@@ -403,11 +403,12 @@ def llm_from_settings(
     ``proxy_address`` is where the cacheback proxy running this engine listens: a base
     URL reaching it raises ConfigError (synthesis would loop through the proxy).
     """
-    if settings.synthesis_mode == "off":
+    s = settings.synthesis if isinstance(settings, Settings) else settings
+    if s.synthesis_mode == "off":
         return None
     env = os.environ if env is None else env
-    base = settings.synthesis_base_url
-    key = settings.synthesis_api_key
+    base = s.synthesis_base_url
+    key = s.synthesis_api_key
     if base:
         host = _host(base)
         if not host or urlsplit(base).scheme not in ("http", "https"):
@@ -428,7 +429,7 @@ def llm_from_settings(
                 hint="set synthesis_api_key (CACHEBACK_SYNTHESIS_API_KEY)",
             )
             return None
-        model = settings.synthesis_model or (DEFAULT_OPENROUTER_MODEL if is_openrouter_host(host) else None)
+        model = s.synthesis_model or (DEFAULT_OPENROUTER_MODEL if is_openrouter_host(host) else None)
         if not model:
             log.warning(
                 "synthesis disabled: no synthesis_model for the synthesis endpoint",
@@ -447,12 +448,12 @@ def llm_from_settings(
         return OpenAICompatibleLLM(
             base_url=OPENROUTER_BASE_URL,
             api_key=router_key,
-            model=settings.synthesis_model or DEFAULT_OPENROUTER_MODEL,
+            model=s.synthesis_model or DEFAULT_OPENROUTER_MODEL,
             headers={"x-title": "cacheback"},
         )
     log.warning(
         "synthesis disabled: no synthesis endpoint configured",
-        synthesis_mode=settings.synthesis_mode,
+        synthesis_mode=s.synthesis_mode,
         hint="set OPENROUTER_API_KEY, or synthesis_base_url and synthesis_api_key",
     )
     return None

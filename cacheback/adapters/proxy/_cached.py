@@ -97,7 +97,7 @@ def _lookup(
         read=not controls.bypass,
         store=not (controls.bypass or controls.no_store),
         ttl=controls.ttl,
-        want_synthesis=proxy.settings.synthesis_mode != "off",
+        want_synthesis=proxy.settings.synthesis.synthesis_mode != "off",
     )
     if controls.bypass:
         lookup.cacheable = False

@@ -91,13 +91,13 @@ class Proxy:
             engine = self._engine_arg
             if engine is None:
                 llm = self._llm
-                if llm is None and self.settings.synthesis_mode != "off":
+                if llm is None and self.settings.synthesis.synthesis_mode != "off":
                     from ..llm import llm_from_settings
 
                     # Built here rather than by the engine: this refuses a synthesis
                     # endpoint that is the proxy itself (every synthesis would loop).
                     address = f"http://{self.config.host}:{self.config.port}"
-                    llm = llm_from_settings(self.settings, proxy_address=address)
+                    llm = llm_from_settings(self.settings.synthesis, proxy_address=address)
                 if llm is not None:
                     stack.push_async_callback(aclose_if_closable, llm)
                 engine = AsyncEngine(self.settings, store=self._store, embedder=self._embedder, llm=llm)
