@@ -28,6 +28,15 @@ from .core._errors import (
     StoreError,
 )
 from .core._settings import Settings
+from .core._settings_sections import (
+    EmbeddingSettings,
+    MatchingSettings,
+    MediaSettings,
+    ObservabilitySettings,
+    PipelineSettings,
+    StorageSettings,
+    SynthesisSettings,
+)
 from .core._types import Tier
 from .engine._defaults import Defaults, install_defaults
 from .engine._engine import AsyncEngine
@@ -68,14 +77,21 @@ __all__ = [
     "CachedOpenAI",
     "ConfigError",
     "EmbedderError",
+    "EmbeddingSettings",
     "EngineClosed",
     "LookupResult",
+    "MatchingSettings",
+    "MediaSettings",
     "ModelNotFound",
     "NegativeCache",
+    "ObservabilitySettings",
+    "PipelineSettings",
     "SemanticCache",
     "Settings",
+    "StorageSettings",
     "StoreCorrupt",
     "StoreError",
+    "SynthesisSettings",
     "Tier",
     "__version__",
 ]

@@ -8,7 +8,7 @@ import inspect
 import json
 import subprocess
 import sys
-from dataclasses import MISSING, fields
+from dataclasses import MISSING
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.anyio
 def _defaults() -> dict[str, Any]:
     """Every Settings field at its default (``embedder`` is the client's own argument)."""
     out: dict[str, Any] = {}
-    for f in fields(Settings):
+    for f in Settings.setting_fields():
         if f.name in ("embedder", "cache_dir"):
             continue
         out[f.name] = f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
@@ -41,7 +41,7 @@ def _defaults() -> dict[str, Any]:
 
 
 def test_no_setting_shadows_an_sdk_argument() -> None:
-    names = {f.name for f in fields(Settings)}
+    names = set(Settings.names())
     for sdk in (openai.OpenAI, openai.AsyncOpenAI, anthropic.Anthropic, anthropic.AsyncAnthropic):
         assert not names & set(inspect.signature(sdk.__init__).parameters), sdk
 

@@ -5,7 +5,6 @@ and the services are wired as documented (the proxy on a named volume; with the
 from __future__ import annotations
 
 import re
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ def known_variables() -> set[str]:
     quoted in its source (the proxy's own flags)."""
     source = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "cacheback").rglob("*.py"))
     quoted = set(re.findall(r'"(CACHEBACK_[A-Z0-9_]+)"', source))
-    return quoted | {f"CACHEBACK_{f.name.upper()}" for f in fields(Settings)}
+    return quoted | {f"CACHEBACK_{name.upper()}" for name in Settings.names()}
 
 
 def named_volume(mount: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import Field, dataclass, fields, replace
+from dataclasses import Field, FrozenInstanceError, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Generic, Self, TypedDict, TypeVar, Unpack, overload
 
@@ -240,6 +240,16 @@ class Settings:
     sweep_interval_s = _Flat(lambda s: s.pipeline.sweep_interval_s)
     log_content = _Flat(lambda s: s.observability.log_content)
     prices = _Flat(lambda s: s.observability.prices)
+
+
+def _refuse(self: Settings, name: str, *value: object) -> None:
+    raise FrozenInstanceError(f"cannot assign to field {name!r}: use settings.with_({name}=...)")
+
+
+# Frozen for the flat names too: the dataclass's own check raises a confusing TypeError for
+# them on a slotted class (Python 3.11), so assigning or deleting any attribute says this.
+setattr(Settings, "__setattr__", _refuse)  # noqa: B010
+setattr(Settings, "__delattr__", _refuse)  # noqa: B010
 
 
 def _coerce(name: str, raw: str, typ: Any) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields
 from typing import Any
 
 from ...core._errors import ConfigError
@@ -35,7 +34,7 @@ def build_cache(
     if unknown:
         raise ConfigError(
             f"unknown cache settings: {', '.join(unknown)} (the settings are the fields of "
-            "cacheback.Settings, given as client arguments or in cache_settings={...})"
+            "cacheback.Settings by flat name, given as client arguments or in cache_settings={...})"
         )
     options = ClientOptions(on_negative_hit, cache_enabled, tuple(ignore_params))
     resolved = Settings.from_env(**merged)
@@ -48,7 +47,7 @@ def build_cache(
 
 #: Every engine setting is also a client argument (``CachedOpenAI(synthesis_mode="auto")``).
 #: ``embedder`` is the client's own argument (an object or a name), not the setting's name.
-SETTING_NAMES = frozenset(f.name for f in fields(Settings))
+SETTING_NAMES = frozenset(Settings.names())
 CLIENT_ARGS = frozenset(
     {"on_negative_hit", "cache_enabled", "ignore_params", "embedder", "store", "llm", "cache_settings"}
 )
