@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
+from ..core._embedder_status import NoEmbedder
 from ..core._ports import LLM, Embedder, Store
 from ..core._settings import Settings
 
 
-def default_embedder(settings: Settings) -> Embedder | None:
-    """MiniLM on onnxruntime (in NumPy when onnxruntime cannot run), loaded, or None
-    (exact-match only) with a warning if neither can run here."""
+def default_embedder(settings: Settings) -> Embedder | NoEmbedder:
+    """MiniLM on onnxruntime (in NumPy when onnxruntime cannot run), loaded, or
+    ``NoEmbedder(reason)`` (exact-match only) with a warning if neither can run here."""
     from . import _preload
 
     ready, embedder = _preload.take(settings)  # loaded ahead as the client was constructed
-    if ready:
+    if ready and embedder is not None:
         return embedder
     return load_embedder(settings)
 
 
-def load_embedder(settings: Settings) -> Embedder | None:
-    from .embedders import load_default_embedder
+def load_embedder(settings: Settings) -> Embedder | NoEmbedder:
+    from .embedders import choose_default_embedder
     from .embedders._minilm import model_cache_dir
 
     e = settings.embedding
-    return load_default_embedder(
+    return choose_default_embedder(
         model_dir=e.model_dir,
         intra_op_threads=e.intra_op_threads,
         compute=e.embed_compute,

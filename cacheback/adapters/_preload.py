@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core._embedder_status import NoEmbedder
 from ..core._ports import Embedder
 from ..core._settings import Settings
 
@@ -28,7 +29,7 @@ from ..core._settings import Settings
 class _Load:
     pid: int
     done: threading.Event = field(default_factory=threading.Event)
-    result: Embedder | None = None
+    result: Embedder | NoEmbedder | None = None
     failed: bool = False
 
 
@@ -45,7 +46,7 @@ def _key(settings: Settings) -> tuple[Any, ...]:
     return (e.model_dir, e.intra_op_threads, e.embed_compute, settings.storage.cache_dir)
 
 
-def start(settings: Settings, load: Callable[[Settings], Embedder | None]) -> bool:
+def start(settings: Settings, load: Callable[[Settings], Embedder | NoEmbedder]) -> bool:
     """Begin ``load(settings)`` on a daemon thread, unless one is already pending here."""
     key, pid = _key(settings), os.getpid()
     with _lock:
@@ -66,7 +67,7 @@ def start(settings: Settings, load: Callable[[Settings], Embedder | None]) -> bo
     return True
 
 
-def take(settings: Settings) -> tuple[bool, Embedder | None]:
+def take(settings: Settings) -> tuple[bool, Embedder | NoEmbedder | None]:
     """``(True, embedder)`` from a load this process started (waiting for it to end), or
     ``(False, None)``: none pending here, or it failed (then the caller loads itself)."""
     with _lock:

@@ -88,6 +88,8 @@ class EngineAdmin:
                 log.warning("stats could not read the store", error=repr(exc))
         out["latency_ms"] = engine.stats.latency()
         out["embedder"] = engine.embedder.describe() if engine.embedder is not None else None
+        # why none runs (exact matches only) or why it is a fallback; None when all is well
+        out["embedder_reason"] = engine.embedder_reason()
         out["store"] = store.describe()
         out["cache"] = engine.health()
         out.update(engine.runtime_stats())

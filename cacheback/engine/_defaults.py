@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..core._embedder_status import NoEmbedder
 from ..core._errors import ConfigError
 from ..core._ports import LLM, Embedder, Store
 from ..core._settings import Settings
@@ -17,7 +18,8 @@ from ..core._settings import Settings
 
 @dataclass(frozen=True, slots=True)
 class Defaults:
-    embedder: Callable[[Settings], Embedder | None]  # run on a worker thread: it may load a model
+    # run on a worker thread (it may load a model); NoEmbedder says why none can run
+    embedder: Callable[[Settings], Embedder | NoEmbedder | None]
     store: Callable[[Settings, int], Store]  # settings, vector dimension
     llm: Callable[[Settings], LLM | None]  # the cheap model for synthesis, if configured
 

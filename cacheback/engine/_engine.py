@@ -21,6 +21,7 @@ from cacheback._logging import get_logger
 
 from ..core._accounting import CostAccounting, price_table, synthesized
 from ..core._call import Answer, UpstreamCall
+from ..core._embedder_status import NOT_GIVEN, NoEmbedder, embedder_reason
 from ..core._errors import CachebackError, ConfigError, EngineClosed, StoreError
 from ..core._hotcache import HotCache
 from ..core._job import Job
@@ -53,6 +54,9 @@ from ._recovery import StoreRecovery
 from ._wiring import build_graph, build_indexer, build_persister
 
 log = get_logger("cacheback.engine")
+
+#: Why no embedder runs when the installed default factory returned a bare None.
+_UNSAID = "the default embedder factory returned none (it gave no reason): exact matches only"
 
 
 def default_verbatim_rule(guard: bool) -> VerbatimRule:
@@ -112,6 +116,7 @@ class AsyncEngine:
         self.recovery = StoreRecovery(self._store_reopened)
         self.store: Store | None = None
         self.embedder: Embedder | None = None
+        self._embedder_absent: str | None = "not loaded yet: the engine has not opened"
         self._pipeline: Pipeline | None = None
         self._host: asyncio.Task[None] | None = None
         self._stop: anyio.Event | None = None
@@ -176,11 +181,13 @@ class AsyncEngine:
         self._loop_thread = threading.get_ident()
         defaults = self._defaults or installed_defaults()
         if self._embedder_arg == "auto":
-            self.embedder = await anyio.to_thread.run_sync(defaults.embedder, s)
+            loaded = await anyio.to_thread.run_sync(defaults.embedder, s)
+            self.embedder = None if isinstance(loaded, NoEmbedder) else loaded
+            self._embedder_absent = loaded.reason if isinstance(loaded, NoEmbedder) else _UNSAID
         elif isinstance(self._embedder_arg, str):
             raise ConfigError("embedder must be 'auto', None or an Embedder")
         else:
-            self.embedder = self._embedder_arg
+            self.embedder, self._embedder_absent = self._embedder_arg, NOT_GIVEN
         if self._store_arg is None:
             dim = self.embedder.dim if self.embedder is not None else 384
             self.store = defaults.store(s, dim)
@@ -247,6 +254,7 @@ class AsyncEngine:
             "engine opened",
             seconds=round(self.opened_in_s, 3),
             embedder=self.embedder.name if self.embedder else None,
+            embedder_reason=self.embedder_reason(),
         )
 
     async def _host_main(self, pipeline: Pipeline, indexer: Indexer | None, started: anyio.Event) -> None:
@@ -564,6 +572,11 @@ class AsyncEngine:
         """Entries were deleted: nothing remembered in memory may be replayed any more."""
         self.hot.bump()
         self.pending.clear()
+
+    def embedder_reason(self) -> str | None:
+        """Why no text embedder runs (then exact matches only), or why the one that runs is
+        a fallback (the NumPy MiniLM); None when the configured one runs (stats, /health)."""
+        return embedder_reason(self.embedder, self._embedder_absent)
 
     def health(self) -> dict[str, Any]:
         """Whether the cache works: ``ok``, or ``degraded`` with the reason (never raises)."""

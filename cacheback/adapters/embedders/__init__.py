@@ -11,6 +11,7 @@ from ._minilm import MiniLMEmbedder
 from ._registry import (
     EmbedderFactory,
     available,
+    choose_default_embedder,
     create,
     create_media,
     load_default_embedder,
@@ -26,6 +27,7 @@ __all__ = [
     "MiniLMEmbedder",
     "WhisperAudioEmbedder",
     "available",
+    "choose_default_embedder",
     "create",
     "create_media",
     "load_default_embedder",

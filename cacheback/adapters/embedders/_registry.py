@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from cacheback._logging import get_logger
-from cacheback.core._errors import ConfigError, EmbedderError
+from cacheback.core._embedder_status import NoEmbedder
+from cacheback.core._errors import ConfigError, EmbedderError, ModelNotFound
 from cacheback.core._ports import Embedder, MediaEmbedder, is_media_embedder
 
 __all__ = [
     "EmbedderFactory",
     "available",
+    "choose_default_embedder",
     "create",
     "create_media",
     "load_default_embedder",
@@ -112,14 +114,46 @@ def load_default_embedder(
     model_cache: Path | str | None = "auto",
     load: bool = False,
 ) -> Embedder | None:
-    """The configured embedder, or None (with a warning) when it cannot run here.
+    """The configured embedder, or None (with a warning) when it cannot run here: see
+    ``choose_default_embedder``, which says why instead of None."""
+    chosen = choose_default_embedder(
+        settings,
+        embedder=embedder,
+        model_dir=model_dir,
+        intra_op_threads=intra_op_threads,
+        compute=compute,
+        device=device,
+        keep_warm_ms=keep_warm_ms,
+        keep_warm_for_s=keep_warm_for_s,
+        model_cache=model_cache,
+        load=load,
+    )
+    return None if isinstance(chosen, NoEmbedder) else chosen
+
+
+def choose_default_embedder(
+    settings: object | None = None,
+    /,
+    *,
+    embedder: str | None = None,
+    model_dir: Path | str | None = None,
+    intra_op_threads: int | None = None,
+    compute: str | None = None,
+    device: str | None = None,
+    keep_warm_ms: float | None = None,
+    keep_warm_for_s: float | None = None,
+    model_cache: Path | str | None = "auto",
+    load: bool = False,
+) -> Embedder | NoEmbedder:
+    """The configured embedder, or ``NoEmbedder(reason)`` (with a warning) when it cannot
+    run here (the reason goes to stats and ``/health``).
 
     Values come from ``settings`` (anything with ``embedder``, ``model_dir`` and
     ``intra_op_threads`` attributes, such as engine Settings), overridden by
     the keyword arguments. ``load=True`` also loads the model now, so a corrupt
     file is found at start-up rather than on the first query. When onnxruntime cannot
     be imported or cannot load it, ``minilm`` runs in NumPy instead (``_numpy_minilm``,
-    same weights and vectors; ``describe()`` gives the reason). None means the
+    same weights and vectors; ``describe()`` gives the reason). No embedder means the
     engine runs exact-match only; an unknown embedder name still raises
     ConfigError, since that is a mistake rather than a missing capability.
     The factory is called with the keywords ``model_dir`` (None: its default
@@ -162,7 +196,7 @@ def load_default_embedder(
         if factory is MiniLMEmbedder:
             return _numpy_fallback(model_dir, reason, load=load)
         _log.warning("embedder_unavailable", embedder=name, reason=reason, fallback="exact-match only")
-        return None
+        return NoEmbedder(f"{name}: {reason}")
     try:
         instance = factory(
             model_dir=Path(model_dir).expanduser() if model_dir is not None else None,
@@ -176,7 +210,9 @@ def load_default_embedder(
             else:
                 instance.embed(["warm-up"])
     except EmbedderError as exc:
-        if factory is MiniLMEmbedder:  # e.g. onnxruntime fails to load the model
+        # e.g. onnxruntime fails to load the model; missing model files the NumPy fallback
+        # would miss just the same, so they are the reason as they are
+        if factory is MiniLMEmbedder and not isinstance(exc, ModelNotFound):
             return _numpy_fallback(model_dir, f"onnxruntime failed: {exc}", load=load)
         _log.warning(
             "embedder_unavailable",
@@ -185,13 +221,13 @@ def load_default_embedder(
             error=type(exc).__name__,
             fallback="exact-match only",
         )
-        return None
+        return NoEmbedder(f"{name}: {type(exc).__name__}: {exc}")
     if not isinstance(instance, Embedder):
         raise ConfigError(f"the factory of embedder {name!r} did not return an Embedder")
     return instance
 
 
-def _numpy_fallback(model_dir: Path | str | None, reason: str, *, load: bool) -> Embedder | None:
+def _numpy_fallback(model_dir: Path | str | None, reason: str, *, load: bool) -> Embedder | NoEmbedder:
     """The MiniLM forward pass in NumPy (same weights and vectors), or None if that fails too."""
     from ._numpy_minilm import NumpyMiniLMEmbedder
 
@@ -202,12 +238,8 @@ def _numpy_fallback(model_dir: Path | str | None, reason: str, *, load: bool) ->
         if load:
             instance.load()
     except EmbedderError as exc:
-        _log.warning(
-            "embedder_unavailable",
-            embedder="minilm",
-            reason=f"{reason}; the NumPy fallback failed too: {exc}",
-            fallback="exact-match only",
-        )
-        return None
+        both = f"{reason}; the NumPy fallback failed too: {exc}"
+        _log.warning("embedder_unavailable", embedder="minilm", reason=both, fallback="exact-match only")
+        return NoEmbedder(f"minilm: {both}")
     _log.warning("embedder_fallback", embedder="minilm", runtime="numpy", reason=reason)
     return instance

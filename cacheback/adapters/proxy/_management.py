@@ -145,6 +145,7 @@ async def _health(proxy: Proxy, request: Request) -> Response:
     if engine is not None:
         body["cache"] = cache
         body["embedder"] = _embedder_summary(engine.embedder)
+        body["embedder_reason"] = engine.embedder_reason()  # why none, or why a fallback
         body["embedders"] = proxy.media.embedders(engine.embedder)
         body["store"] = type(engine.store).__name__ if engine.store is not None else None
     return response(200 if ready else 503, dumps(body))

@@ -122,6 +122,7 @@ class Proxy:
                 worker=os.getpid(),
                 auth=self.config.auth_mode,
                 embedder=engine.embedder.name if engine.embedder is not None else None,
+                embedder_reason=engine.embedder_reason(),
             )
             try:
                 yield
