@@ -205,6 +205,7 @@ def test_fallback_when_onnxruntime_is_not_importable(
         assert hit.hit and hit.tier == "verbatim" and hit.answer == "git reset --soft HEAD~1"
         assert not cache.lookup_detailed("What is the population of Iceland?").hit
         assert cache.stats["embedder"]["runtime"] == "numpy"
+        assert cache.stats["embedder_reason"] == described["reason"]  # why the fallback runs
 
 
 def test_fallback_when_onnxruntime_cannot_load_the_model(
@@ -242,6 +243,7 @@ def test_proxy_without_onnxruntime_serves_semantic_hits(
         health = http.get("/health").json()
         assert health["embedder"]["name"] == "minilm" and health["embedder"]["runtime"] == "numpy"
         assert health["embedder"]["reason"].startswith("onnxruntime not importable")
+        assert health["embedder_reason"] == health["embedder"]["reason"]
         first = http.post("/v1/chat/completions", json=chat_body("What is the speed of light?"))
         assert first.status_code == 200 and first.headers["x-cacheback-tier"] == "upstream"
         deadline = time.monotonic() + 20
