@@ -16,6 +16,7 @@ from _proxy_helpers import proxy_config, running_proxy
 from fake_provider import FakeProvider
 
 from cacheback import AsyncSemanticCache, CachedOpenAI
+from cacheback.adapters._dashboard_view import embedders
 from cacheback.core._embedder_status import NOT_GIVEN
 
 pytestmark = pytest.mark.anyio
@@ -102,3 +103,12 @@ def test_the_proxy_says_why_in_health_and_stats(
         assert first.status_code == 200 and first.headers["x-cacheback-tier"] == "upstream"
         stats = http.get("/v1/cache/stats", headers={"authorization": "Bearer sk-x"}).json()
         assert stats["embedder"] is None and stats["embedder_reason"] == body["embedder_reason"]
+
+
+def test_the_dashboard_and_cacheback_stats_show_the_reason_as_a_fault() -> None:
+    reason = "minilm: ModelNotFound: no embedding model in models: missing model.onnx"
+    rows = embedders(None, {}, True, reason)
+    assert rows == [{"name": "text", "model": None, "dim": None, "compute": reason, "ok": False}]
+    assert embedders(None, {}, True, NOT_GIVEN) == []  # none wanted: no fault
+    running = {"name": "minilm", "model": "m", "dim": 384, "compute": "int8"}
+    assert [r["name"] for r in embedders(running, {}, True, None)] == ["minilm"]

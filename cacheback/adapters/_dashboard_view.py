@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
+from ..core._embedder_status import NOT_GIVEN
 from ..core._errors import CachebackError
 
 if TYPE_CHECKING:
@@ -164,15 +165,20 @@ def dashboard_view(
                 "index": store_info.get("index"),
                 "index_size": store_info.get("index_size"),
             },
-            "embedders": embedders(embedder, s.get("embedders"), ready),
+            "embedders": embedders(embedder, s.get("embedders"), ready, s.get("embedder_reason")),
         },
     }
 
 
-def embedders(text: Mapping[str, Any] | None, by_kind: Any, ready: bool) -> list[dict[str, Any]]:
+def embedders(
+    text: Mapping[str, Any] | None, by_kind: Any, ready: bool, reason: Any = None
+) -> list[dict[str, Any]]:
     """The text embedder (loaded with the engine), then each configured media embedder
-    (loaded on first use: "not loaded" is no fault, "failed" is)."""
+    (loaded on first use: "not loaded" is no fault, "failed" is). With no text embedder,
+    ``reason`` (stats' ``embedder_reason``) says why: a fault unless none was wanted."""
     out: list[dict[str, Any]] = []
+    if not text and isinstance(reason, str) and reason != NOT_GIVEN:
+        out.append({"name": "text", "model": None, "dim": None, "compute": reason, "ok": False})
     if text:
         out.append(
             {
