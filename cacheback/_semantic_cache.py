@@ -231,9 +231,16 @@ class AsyncSemanticCache:
         engine = await self._engine_open()
         return await engine.admin.delete([entry_id]) > 0
 
-    async def report_wrong_hit(self, entry_id: int) -> bool:
+    async def report_wrong_hit(self, entry_id: int, similarity: float | None = None) -> bool:
+        """The entry served a wrong answer (``similarity``: the hit's, if known): it is not
+        served again for that question or a near paraphrase (docs/hit-safety.md#feedback)."""
         engine = await self._engine_open()
-        return await engine.admin.report_wrong_hit(entry_id)
+        return await engine.admin.report_wrong_hit(entry_id, similarity=similarity)
+
+    async def report_correct_hit(self, entry_id: int) -> bool:
+        """The entry served a right answer: a threshold raised by reports relaxes a step."""
+        engine = await self._engine_open()
+        return await engine.admin.report_correct_hit(entry_id)
 
 
 class NegativeCache:
@@ -340,8 +347,11 @@ class SemanticCache:
     def delete(self, entry_id: int) -> bool:
         return bool(self._call(lambda: self._async.delete(entry_id)))
 
-    def report_wrong_hit(self, entry_id: int) -> bool:
-        return bool(self._call(lambda: self._async.report_wrong_hit(entry_id)))
+    def report_wrong_hit(self, entry_id: int, similarity: float | None = None) -> bool:
+        return bool(self._call(lambda: self._async.report_wrong_hit(entry_id, similarity)))
+
+    def report_correct_hit(self, entry_id: int) -> bool:
+        return bool(self._call(lambda: self._async.report_correct_hit(entry_id)))
 
     def close(self) -> None:
         if not self._owns_runner:

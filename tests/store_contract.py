@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 import numpy as np
+import pytest
 
 from cacheback.core._store_ports import Blocklist, ChangeFeed, Counters, Entries, Maintenance, Store
 from cacheback.core._types import NewEntry, Vector, text_hash
@@ -359,3 +360,35 @@ async def check_scope_size_counts_searchable_entries(make: StoreFactory) -> None
         assert size is None or size == 1
         empty = store.entries.scope_size("never-used")
         assert empty is None or empty == 0
+
+
+@check
+async def check_hit_threshold_is_stored_with_the_entry(make: StoreFactory) -> None:
+    """An entry's own verbatim threshold (feedback) is read back by every read, survives a
+    restart, can be cleared, and goes with its entry."""
+    v = unit(40, 2)
+    async with make() as store:
+        first, second = await store.entries.put(
+            [new("s", "how do I water a cactus", v[0]), new("s", "how tall do sunflowers grow", v[1])]
+        )
+        assert (await store.entries.get(first)).hit_threshold is None  # type: ignore[union-attr]
+        assert await store.maintenance.set_hit_threshold(first, 0.9713)
+        assert not await store.maintenance.set_hit_threshold(10**9, 0.95)  # no such entry
+    async with make() as store:  # a restart: it was stored, not remembered
+        got = await store.entries.get(first)
+        assert got is not None and got.hit_threshold == pytest.approx(0.9713)
+        found = dict((e.id, e) for e, _ in await store.entries.search("s", v[0], 2, NOW))
+        assert found[first].hit_threshold == pytest.approx(0.9713)
+        assert found[second].hit_threshold is None  # the other entry is untouched
+        exact = await store.entries.find_exact("s", text_hash("how do I water a cactus"), NOW)
+        assert exact is not None and exact.hit_threshold == pytest.approx(0.9713)
+        listed = {e.id: e.hit_threshold for e in await store.maintenance.list()}
+        assert listed[first] == pytest.approx(0.9713) and listed[second] is None
+        assert await store.maintenance.set_hit_threshold(first, None)
+        assert (await store.entries.get(first)).hit_threshold is None  # type: ignore[union-attr]
+        await store.maintenance.set_hit_threshold(second, 1.01)
+        # A replaced answer is a new entry: it starts from the global threshold again.
+        (replaced,) = await store.entries.put([new("s", "how tall do sunflowers grow", v[1])])
+        assert replaced != second and await store.entries.get(second) is None
+        assert (await store.entries.get(replaced)).hit_threshold is None  # type: ignore[union-attr]
+        assert not await store.maintenance.set_hit_threshold(second, 0.95)  # deleted with it

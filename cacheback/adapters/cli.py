@@ -18,6 +18,7 @@ import anyio
 
 from .._logging import log_to_stderr
 from ..core._errors import CachebackError
+from ..core._feedback import Verdict
 from ..core._settings import Settings
 from ..core._types import NewEntry, scope_id, text_hash
 from ..engine._engine import AsyncEngine
@@ -144,14 +145,28 @@ async def _lookup(args: argparse.Namespace) -> int:
     return 0 if r.hit else 1
 
 
-async def _report_wrong_hit(args: argparse.Namespace) -> int:
+async def _report_hit(args: argparse.Namespace, verdict: Verdict) -> int:
     async with _engine(args, embedder=False) as engine:
-        removed = await engine.admin.report_wrong_hit(args.entry_id)
-    if not removed:
+        similarity = getattr(args, "similarity", None)
+        result = await engine.admin.feedback(args.entry_id, verdict, similarity=similarity)
+    if not result.found:
         print(f"no entry {args.entry_id}", file=sys.stderr)
         return 1
-    print(f"entry {args.entry_id} removed: it will not be served again")
+    if result.removed:
+        print(f"entry {args.entry_id} removed: it will not be served again")
+    elif result.hit_threshold is None:
+        print(f"entry {args.entry_id}: the global similarity threshold applies")
+    else:
+        print(f"entry {args.entry_id}: its own threshold is now {result.hit_threshold:.4f}")
     return 0
+
+
+async def _report_wrong_hit(args: argparse.Namespace) -> int:
+    return await _report_hit(args, Verdict.WRONG)
+
+
+async def _report_correct_hit(args: argparse.Namespace) -> int:
+    return await _report_hit(args, Verdict.CORRECT)
 
 
 async def _evict(args: argparse.Namespace) -> int:
@@ -407,8 +422,15 @@ def build_parser() -> argparse.ArgumentParser:
     lk.add_argument("--threshold", type=float, default=None)
     lk.add_argument("--json", action="store_true")
     command(sub, "evict", help="remove expired entries")
-    wr = command(sub, "report-wrong-hit", help="remove an entry that served a wrong answer")
+    wr = command(sub, "report-wrong-hit", help="an entry served a wrong answer: not again for that question")
     wr.add_argument("entry_id", type=int)
+    wr.add_argument(
+        "--similarity", type=float, default=None,
+        help="the wrong hit's similarity: the entry then needs it plus feedback_margin for a"
+        " paraphrase hit (without it the entry is removed)",
+    )  # fmt: skip
+    rc = command(sub, "report-correct-hit", help="an entry served a right answer: relax its threshold a step")
+    rc.add_argument("entry_id", type=int)
     c = command(sub, "clear", help="remove all entries (or one namespace's)")
     c.add_argument("--namespace", default=None)
     c.add_argument("--yes", action="store_true", help="really clear")
@@ -450,6 +472,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "clear": _clear,
     "negative": _negative,
     "report-wrong-hit": _report_wrong_hit,
+    "report-correct-hit": _report_correct_hit,
     "export": _export,
     "import": _import,
     "migrate": _migrate,

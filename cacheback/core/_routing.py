@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from ._feedback import FEEDBACK_REASON, passes_entry_threshold
 from ._types import Candidate, Tier
 
 # (query, candidate query, similarity, threshold) -> (hit, reasons)
@@ -49,7 +50,9 @@ def route(
 ) -> RouteDecision:
     """Choose the tier for a query given its scoped candidates (best first).
 
-    - verbatim: the first candidate (by similarity) that the verbatim rule accepts; unless
+    - verbatim: the first candidate (by similarity) that passes its entry's own threshold
+      (learned from feedback, :mod:`._feedback`; failing it is the reason
+      ``feedback``) and that the verbatim rule accepts; unless
       the rule is :func:`cosine_rule`, an accepted candidate within :data:`TIE_MARGIN` of
       it may win instead on similarity plus :data:`TIE_WORD_WEIGHT` times its word
       overlap with the query (exact ties keep the nearer one); the overlap is the rule's
@@ -66,7 +69,10 @@ def route(
         if cand.similarity < min(similarity_threshold, synthesis_threshold):
             checked.append(cand)
             continue
-        hit, reasons = verbatim_rule(query, cand.entry.query, cand.similarity, similarity_threshold)
+        if passes_entry_threshold(cand.similarity, cand.entry.hit_threshold):
+            hit, reasons = verbatim_rule(query, cand.entry.query, cand.similarity, similarity_threshold)
+        else:  # the rule's text analysis is not needed: this entry is ruled out here
+            hit, reasons = False, (FEEDBACK_REASON,)
         cand = Candidate(cand.entry, cand.similarity, reasons)
         checked.append(cand)
         if hit:

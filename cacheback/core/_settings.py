@@ -72,6 +72,8 @@ class FlatSettings(TypedDict, total=False):
     guard_enabled: bool
     negative_threshold: float
     negative_false_positive_limit: int
+    feedback_margin: float
+    feedback_relax_step: float
     synthesis_mode: SynthesisMode
     synthesis_threshold: float
     synthesis_top_k: int
@@ -210,6 +212,8 @@ class Settings:
     guard_enabled = _Flat(lambda s: s.matching.guard_enabled)
     negative_threshold = _Flat(lambda s: s.matching.negative_threshold)
     negative_false_positive_limit = _Flat(lambda s: s.matching.negative_false_positive_limit)
+    feedback_margin = _Flat(lambda s: s.matching.feedback_margin)
+    feedback_relax_step = _Flat(lambda s: s.matching.feedback_relax_step)
     synthesis_mode = _Flat(lambda s: s.synthesis.synthesis_mode)
     synthesis_threshold = _Flat(lambda s: s.synthesis.synthesis_threshold)
     synthesis_top_k = _Flat(lambda s: s.synthesis.synthesis_top_k)

@@ -95,11 +95,18 @@ class MatchingSettings:
     guard_enabled: bool = True
     negative_threshold: float = 0.80
     negative_false_positive_limit: int = 5
+    # per-entry thresholds from feedback (docs/hit-safety.md#feedback, core/_feedback.py)
+    feedback_margin: float = 0.02  # a wrong hit at s: that entry then needs s + margin
+    feedback_relax_step: float = 0.002  # a confirmed correct hit lowers it by this much
 
     def __post_init__(self) -> None:
         s = "matching"
         _fraction(s, self, "similarity_threshold", "negative_threshold")
         _at_least(1, s, self, "top_k", "negative_false_positive_limit")
+        _check(0.0 <= self.feedback_margin <= 0.2, s,
+               f"feedback_margin must be in [0, 0.2], not {self.feedback_margin!r}")  # fmt: skip
+        _check(0.0 <= self.feedback_relax_step <= 0.1, s,
+               f"feedback_relax_step must be in [0, 0.1], not {self.feedback_relax_step!r}")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,7 +61,7 @@ class Entries(Protocol):
 
 @runtime_checkable
 class Maintenance(Protocol):
-    """Operator actions over all entries."""
+    """Operator actions over all entries, and the feedback on one."""
 
     async def evict_expired(self, now: float) -> int: ...
 
@@ -70,6 +70,11 @@ class Maintenance(Protocol):
     async def count(self) -> int: ...
 
     async def list(self, limit: int = 100, offset: int = 0) -> list[CacheEntry]: ...
+
+    async def set_hit_threshold(self, entry_id: int, threshold: float | None) -> bool:
+        """Store the entry's own verbatim threshold (None: none, the global one alone), read
+        back with the entry by every read; False if the entry does not exist."""
+        ...
 
 
 @runtime_checkable

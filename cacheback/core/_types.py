@@ -160,6 +160,9 @@ class CacheEntry:
     # The stored query vector, when the read had it at hand (``find_exact``): an exact
     # repeat checks the blocklist with it instead of embedding the text again.
     vector: Vector | None = field(default=None, compare=False, repr=False)
+    # The entry's own verbatim threshold, learned from feedback (core/_feedback.py); None:
+    # the global similarity_threshold alone.
+    hit_threshold: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

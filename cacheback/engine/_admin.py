@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from cacheback._logging import get_logger
 
 from ..core._errors import CachebackError, EngineClosed
+from ..core._feedback import FeedbackPolicy, FeedbackResult, Verdict, after_feedback
 from ..core._ports import LLM
 from ..core._store_ports import Store
 from ..core._types import CacheEntry
@@ -57,11 +58,55 @@ class EngineAdmin:
         self._engine.forget_all()
         return n
 
-    async def report_wrong_hit(self, entry_id: int) -> bool:
-        """Remove an entry that served a wrong answer, so the mistake is not repeated."""
-        n = await self.delete([entry_id])
-        self._engine.stats.count("wrong_hits_reported")
-        return n > 0
+    async def report_wrong_hit(self, entry_id: int, *, similarity: float | None = None) -> bool:
+        """An entry served a wrong answer: it is not served again for that question or a
+        near paraphrase of it (see :meth:`feedback`). True if the entry exists."""
+        return (await self.feedback(entry_id, Verdict.WRONG, similarity=similarity)).found
+
+    async def report_correct_hit(self, entry_id: int) -> bool:
+        """An entry served a right answer: its own threshold, if a report raised it, comes
+        back down a step toward the global one. True if the entry exists."""
+        return (await self.feedback(entry_id, Verdict.CORRECT)).found
+
+    async def feedback(
+        self, entry_id: int, verdict: Verdict, *, similarity: float | None = None
+    ) -> FeedbackResult:
+        """Apply one verdict on a hit ``entry_id`` served (``core/_feedback.py``).
+
+        A wrong paraphrase hit raises the entry's own threshold above the similarity it was
+        served at (``similarity``, or the highest this process served it at recently); a
+        wrong hit that was an exact one, or one this process has no record of and no
+        similarity for, removes the entry (its answer is wrong for its own question, or
+        the similarity is unknown). A wrong verdict also makes memory forget its hits.
+        """
+        engine = self._engine
+        store = self._store()
+        entry = await store.entries.get(entry_id)
+        if entry is None:
+            return FeedbackResult(entry_id, found=False)
+        if verdict is Verdict.WRONG:
+            engine.stats.count("wrong_hits_reported")
+            served = engine.served.get(entry_id)
+            engine.served.forget(entry_id)
+            if similarity is None and served is not None and served.last_tier == "verbatim":
+                similarity = served.top_similarity
+            if similarity is None:
+                removed = await self.delete([entry_id]) > 0
+                return FeedbackResult(entry_id, found=removed, removed=removed)
+        else:
+            engine.stats.count("correct_hits_reported")
+        s = engine.settings
+        policy = FeedbackPolicy(s.feedback_margin, s.feedback_relax_step)
+        threshold = after_feedback(
+            entry.hit_threshold, verdict, global_threshold=s.similarity_threshold,
+            similarity=similarity, policy=policy,
+        )  # fmt: skip
+        found = True
+        if threshold != entry.hit_threshold:
+            found = await store.maintenance.set_hit_threshold(entry_id, threshold)
+        if verdict is Verdict.WRONG:
+            engine.forget_all()  # no remembered paraphrase hit on it may be replayed
+        return FeedbackResult(entry_id, found=found, hit_threshold=threshold if found else None)
 
     async def entries(self, limit: int = 100, offset: int = 0) -> list[CacheEntry]:
         """Stored entries, newest first (expired ones included)."""

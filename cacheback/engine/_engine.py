@@ -23,6 +23,7 @@ from ..core._accounting import CostAccounting, price_table, synthesized
 from ..core._call import Answer, UpstreamCall
 from ..core._embedder_status import NOT_GIVEN, NoEmbedder, embedder_reason
 from ..core._errors import CachebackError, ConfigError, EngineClosed, StoreError
+from ..core._feedback import ServedHits
 from ..core._hotcache import HotCache
 from ..core._job import Job
 from ..core._pending import PendingEntries
@@ -110,6 +111,7 @@ class AsyncEngine:
         self.accounting = CostAccounting(self.stats)
         self.hot = HotCache(self.settings.storage.hot_cache_size)
         self.pending = PendingEntries()  # answers returned but not yet indexed by the store
+        self.served = ServedHits()  # the latest hits per entry, for feedback that names only the entry
         self.indexer: Indexer | None = None
         self.blocklist = EngineBlocklist(self, self._state)
         self.admin = EngineAdmin(self)
@@ -434,6 +436,7 @@ class AsyncEngine:
             )
         if outcome is not None and outcome.entry is not None and outcome.hit and outcome.entry.id > 0:
             pipeline.sink_nowait(_touch(outcome.entry.id))
+            self.served.record(outcome.entry.id, outcome.tier.value, outcome.similarity)
         return job
 
     async def lookup(self, request: LookupRequest) -> Outcome:

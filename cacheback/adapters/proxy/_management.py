@@ -1,4 +1,5 @@
-"""The cache's own endpoints: ``/v1/cache/stats``, ``/v1/cache/report-wrong-hit``, the
+"""The cache's own endpoints: ``/v1/cache/stats``, ``/v1/cache/report-wrong-hit`` (and
+``report-correct-hit``), the
 negative cache (``/v1/cache/negative``), ``/health``, ``/metrics`` and the dashboard."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ...core._errors import CachebackError
+from ...core._feedback import Verdict
 from .._dashboard_view import negative_dict
 from ._dashboard import dashboard_routes
 from ._errors import Provider, ProxyError, provider_for
@@ -32,6 +34,7 @@ def management_routes(proxy: Proxy) -> list[Route]:
     return [
         Route("/v1/cache/stats", bound(_stats), methods=["GET"]),
         Route("/v1/cache/report-wrong-hit", bound(_report_wrong_hit), methods=["POST"]),
+        Route("/v1/cache/report-correct-hit", bound(_report_correct_hit), methods=["POST"]),
         Route("/v1/cache/negative", bound(_negative_list), methods=["GET"]),
         Route("/v1/cache/negative", bound(_negative_add), methods=["POST"]),
         Route("/v1/cache/negative/{entry_id}", bound(_negative_remove), methods=["DELETE"]),
@@ -91,7 +94,17 @@ async def _stats(proxy: Proxy, request: Request) -> Response:
 
 
 async def _report_wrong_hit(proxy: Proxy, request: Request) -> Response:
-    """Remove an entry that served a wrong answer (only entries of the caller's tenant)."""
+    """An entry served a wrong answer: not again for that question or a near paraphrase
+    (only entries of the caller's tenant; ``similarity``, optional, is the hit's)."""
+    return await _report_hit(proxy, request, Verdict.WRONG)
+
+
+async def _report_correct_hit(proxy: Proxy, request: Request) -> Response:
+    """An entry served a right answer: a threshold raised by reports relaxes a step."""
+    return await _report_hit(proxy, request, Verdict.CORRECT)
+
+
+async def _report_hit(proxy: Proxy, request: Request, verdict: Verdict) -> Response:
     provider = _provider_of(request)
     try:
         caller = proxy.auth.authenticate(request.headers, provider)
@@ -111,6 +124,7 @@ async def _report_wrong_hit(proxy: Proxy, request: Request) -> Response:
                 code="invalid_value",
                 param="entry_id",
             )
+        similarity = _similarity(body) if verdict is Verdict.WRONG else None
     except ProxyError as err:
         return proxy.error(provider, err)
     engine = proxy.engine
@@ -126,8 +140,26 @@ async def _report_wrong_hit(proxy: Proxy, request: Request) -> Response:
             kind="not_found_error",
         )
         return proxy.error(provider, missing)
-    removed = await engine.admin.report_wrong_hit(entry_id)
-    return response(200, dumps({"entry_id": entry_id, "removed": removed}))
+    result = await engine.admin.feedback(entry_id, verdict, similarity=similarity)
+    return response(
+        200,
+        dumps({"entry_id": entry_id, "removed": result.removed, "hit_threshold": result.hit_threshold}),
+    )
+
+
+def _similarity(body: dict[str, Any]) -> float | None:
+    """The optional ``similarity`` of a wrong hit (the ``X-Cacheback-Similarity`` it came with)."""
+    value = body.get("similarity")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
+        raise ProxyError(
+            400,
+            f"Invalid 'similarity': expected a number in (0, 1], but got {value!r} instead.",
+            code="invalid_value",
+            param="similarity",
+        )
+    return float(value)
 
 
 async def _health(proxy: Proxy, request: Request) -> Response:

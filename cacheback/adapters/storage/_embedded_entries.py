@@ -208,6 +208,10 @@ class EmbeddedMaintenance:
         """Stored entries, newest first, expired ones included (for inspection)."""
         return await self._s.require_db().entries(limit, offset)
 
+    @store_errors
+    async def set_hit_threshold(self, entry_id: int, threshold: float | None) -> bool:
+        return await self._s.require_db().set_hit_threshold(int(entry_id), threshold)
+
 
 if TYPE_CHECKING:
     _entries: type[Entries] = EmbeddedEntries  # mypy checks the parts against the ports

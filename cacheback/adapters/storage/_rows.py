@@ -21,7 +21,8 @@ def loads_metadata(raw: object) -> dict[str, Any]:
 
 
 def entry_from_row(row: Sequence[Any], vector: Vector | None = None) -> CacheEntry:
-    """id, scope, query, answer, payload, created_at, expires_at, last_access, hits, metadata."""
+    """id, scope, query, answer, payload, created_at, expires_at, last_access, hits, metadata,
+    hit_threshold (the entry's own verbatim threshold, NULL when it has none)."""
     return CacheEntry(
         id=int(row[0]),
         scope=row[1],
@@ -34,4 +35,5 @@ def entry_from_row(row: Sequence[Any], vector: Vector | None = None) -> CacheEnt
         hits=int(row[8]),
         metadata=loads_metadata(row[9]),
         vector=vector,
+        hit_threshold=None if row[10] is None else float(row[10]),
     )

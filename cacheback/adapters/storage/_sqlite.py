@@ -27,7 +27,10 @@ from ...core._errors import StoreError
 from ...core._types import CacheEntry, NegativeEntry, Vector
 from ._rows import entry_from_row, loads_metadata
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Columns added after version 1, with their definitions (ALTER TABLE on open, see
+# Database._migrate). 2: the entry's own verbatim threshold, learned from feedback.
+_ADDED_COLUMNS = (("entries", "hit_threshold", "REAL", 2),)
 MIN_KEEP_CHANGES = 10_000  # changes-log rows kept at least, so lagging readers can replay
 _CHUNK = 500  # ids per IN (...) list: far below SQLite's variable limit on every version
 
@@ -55,7 +58,8 @@ CREATE TABLE IF NOT EXISTS entries (
     query TEXT NOT NULL,
     answer TEXT NOT NULL,
     payload BLOB,
-    metadata TEXT NOT NULL DEFAULT '{{}}'
+    metadata TEXT NOT NULL DEFAULT '{{}}',
+    hit_threshold REAL  -- NULL: the global similarity threshold alone (core/_feedback.py)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS entries_scope_hash ON entries (scope, query_hash);
 CREATE INDEX IF NOT EXISTS entries_last_access ON entries (last_access);
@@ -111,14 +115,16 @@ CREATE TRIGGER IF NOT EXISTS negatives_bump_upd AFTER UPDATE ON negatives BEGIN
 END;
 
 INSERT OR IGNORE INTO store_meta (key, value) VALUES
-    ('schema_version', {SCHEMA_VERSION}),
+    ('schema_version', {SCHEMA_VERSION}),  -- an older file is brought up by Database._migrate
     ('db_id', lower(hex(randomblob(16)))),
     ('pruned_through', 0),
     ('negatives_version', 0);
 COMMIT;
 """
 
-_ENTRY_COLS = "id, scope, query, answer, payload, created_at, expires_at, last_access, hits, metadata"
+_ENTRY_COLS = (
+    "id, scope, query, answer, payload, created_at, expires_at, last_access, hits, metadata, hit_threshold"
+)
 _NEG_COLS = "id, query, reason, category, severity, false_positives, created_at, metadata"
 
 _INSERT_ENTRY = (
@@ -265,10 +271,28 @@ class Database:
                     f"{self.path} has schema version {version}; this cacheback reads "
                     f"{SCHEMA_VERSION} (upgrade cacheback or use another cache_dir)"
                 )
+            if version < SCHEMA_VERSION:
+                await self._migrate(version)
             self._r = await _connect(self.path, readonly=True)
         except BaseException:
             await self.close()
             raise
+
+    async def _migrate(self, version: int) -> None:
+        """Bring a file of an older schema version to SCHEMA_VERSION, in one transaction.
+        Another process may be doing the same: the version is re-read under the write lock,
+        and a column already there is not added twice."""
+        async with self._write() as w:
+            rows = await w.execute_fetchall("SELECT value FROM store_meta WHERE key = 'schema_version'")
+            version = int(next(iter(rows))[0])
+            for table, column, definition, since in _ADDED_COLUMNS:
+                have = {str(r[1]) for r in await w.execute_fetchall(f"PRAGMA table_info({table})")}
+                if version < since and column not in have:
+                    await w.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+            await w.execute(
+                "UPDATE store_meta SET value = ? WHERE key = 'schema_version' AND value < ?",
+                (SCHEMA_VERSION, SCHEMA_VERSION),
+            )
 
     async def close(self) -> None:
         with anyio.CancelScope(shield=True):
@@ -428,7 +452,7 @@ class Database:
                 (scope, query_hash, now),
             )
         )
-        return entry_from_row(rows[0], _vector(rows[0][10], dim)) if rows else None
+        return entry_from_row(rows[0], _vector(rows[0][11], dim)) if rows else None
 
     async def attach_vectors(self, pairs: Sequence[tuple[bytes, int]]) -> None:
         """Set the vector of rows that have none yet; rows gone or already set are skipped."""
@@ -473,6 +497,11 @@ class Database:
             await self.reader.execute_fetchall(f"SELECT {_ENTRY_COLS} FROM entries WHERE id = ?", (entry_id,))
         )
         return entry_from_row(rows[0]) if rows else None
+
+    async def set_hit_threshold(self, entry_id: int, threshold: float | None) -> bool:
+        async with self._write() as w:
+            cur = await w.execute("UPDATE entries SET hit_threshold = ? WHERE id = ?", (threshold, entry_id))
+            return cur.rowcount > 0
 
     async def delete(self, ids: Sequence[int]) -> int:
         removed = 0

@@ -16,7 +16,7 @@ from ._connection import Connection
 
 _COLS = (
     "e.id, e.scope, e.query, e.answer, e.payload, e.created_at, e.expires_at,"
-    " a.last_access, a.hits, e.metadata, e.vector"
+    " a.last_access, a.hits, e.metadata, a.hit_threshold, e.vector"
 )
 _FROM = "entries AS e JOIN entry_access AS a ON a.id = e.id"
 
@@ -26,7 +26,7 @@ def dumps_metadata(metadata: dict[str, Any]) -> str:
 
 
 def to_entry(row: Any) -> CacheEntry:
-    return entry_from_row(row, row[10])
+    return entry_from_row(row, row[11])
 
 
 # The function (schema version 3) picks exact ranking or HNSW by the scope's size; with
@@ -59,11 +59,11 @@ class PgEntries:
         query = as_unit_vector(vector, self._db.dim)
         known = scope in self._big
         rows = await self._db.run(lambda c: c.fetch(_SEARCH, query, scope, now, k, known))
-        if rows and rows[0][12] and not known:
+        if rows and rows[0][13] and not known:
             if len(self._big) >= _KNOWN_BIG:
                 self._big.clear()
             self._big.add(scope)
-        out = [(to_entry(r), 1.0 - float(r[11])) for r in rows]
+        out = [(to_entry(r), 1.0 - float(r[12])) for r in rows]
         out.sort(key=lambda pair: -pair[1])
         return out
 
@@ -228,3 +228,8 @@ class PgMaintenance:
         sql = f"SELECT {_COLS} FROM {_FROM} ORDER BY e.id DESC LIMIT $1 OFFSET $2"
         rows = await self._db.run(lambda c: c.fetch(sql, limit, offset), budget=self._db.slow)
         return [to_entry(r) for r in rows]
+
+    async def set_hit_threshold(self, entry_id: int, threshold: float | None) -> bool:
+        sql = "UPDATE entry_access SET hit_threshold = $2 WHERE id = $1"
+        status = await self._db.run(lambda c: c.execute(sql, int(entry_id), threshold), budget=self._db.slow)
+        return str(status).endswith(" 1")

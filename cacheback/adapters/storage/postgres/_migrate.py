@@ -44,6 +44,9 @@ class _Source:
             raise ConfigError(f"no cache database at {path}")
         self._conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, check_same_thread=False)
         self._conn.execute("PRAGMA busy_timeout = 10000")
+        columns = {str(r[1]) for r in self._conn.execute("PRAGMA table_info(entries)")}
+        # A file written before schema version 2 has no per-entry thresholds.
+        self._threshold = "hit_threshold" if "hit_threshold" in columns else "NULL"
 
     def meta(self, key: str) -> Any:
         row = self._conn.execute("SELECT value FROM store_meta WHERE key = ?", (key,)).fetchone()
@@ -56,7 +59,8 @@ class _Source:
     def entries(self, after: int, now: float, limit: int) -> list[tuple[Any, ...]]:
         return self._conn.execute(
             "SELECT id, scope, query_hash, created_at, expires_at, last_access, hits, vector, query,"
-            " answer, payload, metadata FROM entries WHERE id > ? AND expires_at > ? ORDER BY id LIMIT ?",
+            f" answer, payload, metadata, {self._threshold} FROM entries"
+            " WHERE id > ? AND expires_at > ? ORDER BY id LIMIT ?",
             (after, now, limit),
         ).fetchall()
 
@@ -134,9 +138,12 @@ async def _copy(
                 [None if r[10] is None else bytes(r[10]) for r in rows],
                 [r[11] or "{}" for r in rows],
             )
-            access = {(r[1], r[2]): (float(r[5]), int(r[6])) for r in rows}
+            access = {
+                (r[1], r[2]): (float(r[5]), int(r[6]), None if r[12] is None else float(r[12])) for r in rows
+            }
             await c.executemany(
-                "INSERT INTO entry_access (id, last_access, hits) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                "INSERT INTO entry_access (id, last_access, hits, hit_threshold) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT DO NOTHING",
                 [(r[0], *access[(r[1], r[2])]) for r in inserted],
             )
             await c.execute(

@@ -176,9 +176,16 @@ END $$;
 """
 
 
+def _v5(s: str) -> str:
+    """The entry's own verbatim threshold, learned from feedback (NULL: none). In
+    ``entry_access``, like the hit counts: setting it never rewrites a row that carries a
+    vector. (Version 4 is the blocklist notification, written on another branch.)"""
+    return f"ALTER TABLE {s}.entry_access ADD COLUMN hit_threshold double precision;"
+
+
 def migrations(schema: str, dim: int) -> list[tuple[int, str]]:
     """(version, SQL) in order. Append new versions; never edit an applied one."""
-    return [(1, _v1(schema, dim)), (2, _v2(schema)), (3, _v3(schema))]
+    return [(1, _v1(schema, dim)), (2, _v2(schema)), (3, _v3(schema)), (5, _v5(schema))]
 
 
 async def migrate(conn: Any, schema: str, dim: int) -> int:
