@@ -348,7 +348,7 @@ def test_report_wrong_hit_removes_the_entry(proxy: RunningProxy, fake: FakeProvi
         hit = client.chat.completions.with_raw_response.create(**chat_body("What is 2 + 2?"))
         entry_id = int(hit.headers["x-cacheback-entry-id"])
         result = client.post("/cache/report-wrong-hit", body={"entry_id": entry_id}, cast_to=object)
-        assert result == {"entry_id": entry_id, "removed": True}
+        assert result == {"entry_id": entry_id, "removed": True, "hit_threshold": None}  # an exact hit
         again = client.chat.completions.with_raw_response.create(**chat_body("What is 2 + 2?"))
         assert tier_of(again) == "upstream"
         with pytest.raises(openai.BadRequestError):

@@ -86,28 +86,26 @@ def after_feedback(
 
 @dataclass(frozen=True, slots=True)
 class Served:
-    """What this process last served from one entry: the tier of the latest hit, and the
-    highest similarity of its recent paraphrase hits (None: none)."""
+    """The latest hit this process served from one entry: its tier and similarity."""
 
-    last_tier: str
-    top_similarity: float | None
+    tier: str
+    similarity: float | None
 
 
 class ServedHits:
-    """A bounded memory of the hits served per entry, so a report that names only the
-    entry can tell a wrong paraphrase hit (raise the entry's threshold above the highest
-    similarity it was served at) from a wrong exact hit (the answer itself is wrong)."""
+    """A bounded memory of the latest hit served per entry, so a report that names only the
+    entry can tell a wrong paraphrase hit (raise the entry's threshold above the similarity
+    it was served at) from a wrong exact hit (the answer itself is wrong). Under concurrent
+    traffic the latest hit may be another caller's: a report that gives the similarity of
+    its own hit does not depend on this."""
 
     def __init__(self, capacity: int = 10_000) -> None:
         self._capacity = capacity
         self._items: OrderedDict[int, Served] = OrderedDict()
 
     def record(self, entry_id: int, tier: str, similarity: float | None) -> None:
-        old = self._items.pop(entry_id, None)
-        top = old.top_similarity if old is not None else None
-        if tier == "verbatim" and similarity is not None:
-            top = similarity if top is None else max(top, similarity)
-        self._items[entry_id] = Served(tier, top)
+        self._items.pop(entry_id, None)
+        self._items[entry_id] = Served(tier, similarity)
         while len(self._items) > self._capacity:
             self._items.popitem(last=False)
 

@@ -74,7 +74,7 @@ class EngineAdmin:
         """Apply one verdict on a hit ``entry_id`` served (``core/_feedback.py``).
 
         A wrong paraphrase hit raises the entry's own threshold above the similarity it was
-        served at (``similarity``, or the highest this process served it at recently); a
+        served at (``similarity``, or that of the latest hit this process served from it); a
         wrong hit that was an exact one, or one this process has no record of and no
         similarity for, removes the entry (its answer is wrong for its own question, or
         the similarity is unknown). A wrong verdict also makes memory forget its hits.
@@ -88,8 +88,8 @@ class EngineAdmin:
             engine.stats.count("wrong_hits_reported")
             served = engine.served.get(entry_id)
             engine.served.forget(entry_id)
-            if similarity is None and served is not None and served.last_tier == "verbatim":
-                similarity = served.top_similarity
+            if similarity is None and served is not None and served.tier == "verbatim":
+                similarity = served.similarity
             if similarity is None:
                 removed = await self.delete([entry_id]) > 0
                 return FeedbackResult(entry_id, found=removed, removed=removed)
@@ -131,6 +131,9 @@ class EngineAdmin:
                 out["negative_entries"] = await store.blocklist.count()
             except CachebackError as exc:
                 log.warning("stats could not read the store", error=repr(exc))
+        out["feedback"] = {  # reports on hits (per-entry thresholds, core/_feedback.py)
+            k: int(engine.stats.total(k)) for k in ("wrong_hits_reported", "correct_hits_reported")
+        }
         out["latency_ms"] = engine.stats.latency()
         out["embedder"] = engine.embedder.describe() if engine.embedder is not None else None
         # why none runs (exact matches only) or why it is a fallback; None when all is well
