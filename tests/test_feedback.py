@@ -104,12 +104,18 @@ def _candidate(entry_id: int, text: str, similarity: float, threshold: float | N
     return Candidate(entry, similarity)
 
 
-def test_the_router_skips_an_entry_below_its_own_threshold_for_the_next_one() -> None:
+def test_an_entry_below_its_own_threshold_fences_off_the_less_similar_ones() -> None:
+    # The query is where a reported wrong hit was: the next candidate is not served either.
     candidates = [_candidate(1, "a", 0.95, threshold=0.96), _candidate(2, "b", 0.94)]
     d = route("q", candidates, similarity_threshold=0.92, synthesis_threshold=0.8,
               synthesis_mode="off", verbatim_rule=cosine_rule)  # fmt: skip
-    assert d.tier is Tier.VERBATIM and d.best is not None and d.best.entry.id == 2
-    assert d.candidates[0].guard_reasons == ("feedback",)
+    assert d.tier is Tier.MISS
+    assert [c.guard_reasons for c in d.candidates] == [("feedback",), ("feedback",)]
+    # A more similar candidate that passes is served as before.
+    ahead = [_candidate(3, "c", 0.97), *candidates]
+    d = route("q", ahead, similarity_threshold=0.92, synthesis_threshold=0.8,
+              synthesis_mode="off", verbatim_rule=cosine_rule)  # fmt: skip
+    assert d.tier is Tier.VERBATIM and d.best is not None and d.best.entry.id == 3
 
 
 def test_the_router_reports_feedback_as_the_reason_of_a_miss() -> None:

@@ -51,8 +51,10 @@ def route(
     """Choose the tier for a query given its scoped candidates (best first).
 
     - verbatim: the first candidate (by similarity) that passes its entry's own threshold
-      (learned from feedback, :mod:`._feedback`; failing it is the reason
-      ``feedback``) and that the verbatim rule accepts; unless
+      (learned from feedback, :mod:`._feedback`) and that the verbatim rule accepts; a
+      candidate at or above the threshold that fails its entry's own threshold ends the
+      search (the query is where a reported wrong hit was: a less similar entry is not
+      served there either), with the reason ``feedback`` for it and those after it; unless
       the rule is :func:`cosine_rule`, an accepted candidate within :data:`TIE_MARGIN` of
       it may win instead on similarity plus :data:`TIE_WORD_WEIGHT` times its word
       overlap with the query (exact ties keep the nearer one); the overlap is the rule's
@@ -65,14 +67,20 @@ def route(
     checked: list[Candidate] = []
     accepted: list[Candidate] = []
     first_reasons: tuple[str, ...] = ()
+    fenced = False
     for cand in candidates:
         if cand.similarity < min(similarity_threshold, synthesis_threshold):
             checked.append(cand)
             continue
-        if passes_entry_threshold(cand.similarity, cand.entry.hit_threshold):
+        if fenced:
+            hit, reasons = False, (FEEDBACK_REASON,)
+        elif passes_entry_threshold(cand.similarity, cand.entry.hit_threshold):
             hit, reasons = verbatim_rule(query, cand.entry.query, cand.similarity, similarity_threshold)
         else:  # the rule's text analysis is not needed: this entry is ruled out here
             hit, reasons = False, (FEEDBACK_REASON,)
+            # Falling through to the next candidate served more wrong hits in the replay
+            # of the development sets (loadtests/sim_feedback.py) than stopping here.
+            fenced = cand.similarity >= similarity_threshold
         cand = Candidate(cand.entry, cand.similarity, reasons)
         checked.append(cand)
         if hit:

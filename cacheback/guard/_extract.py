@@ -51,7 +51,10 @@ from ._lexicon_words import (
     _STOPWORDS,
     _SYMMETRIC,
     _SYMMETRIC_MARK,
+    _WH_DETERMINERS,
     _WH_LEADS,
+    _WH_OF_NOUN,
+    _WH_PHRASE_LEADS,
     _WH_WORDS,
     _participle,
 )
@@ -333,6 +336,15 @@ class _Builder(_QuantityBuilder):
                 ):
                     # "When is X?" asks for a time; "When you access X, ..." does not.
                     self.asks.add(low)
+                elif (
+                    low in _WH_DETERMINERS
+                    and (i == 0 or (i == 1 and toks[0].low in _WH_PHRASE_LEADS))
+                    and i + 2 < len(toks)
+                    and toks[i + 1].low in _WH_OF_NOUN
+                    and toks[i + 2].low in _AUXILIARIES
+                ):
+                    # "In what year was X built?" asks what "When was X built?" asks.
+                    self.asks.add(_WH_OF_NOUN[toks[i + 1].low])
                 if _FLAGS.get(low, 0) & _F_SPECIAL:
                     self.special_word(i, tok)
                 if tok.text[:1].isupper() or not tok.text.islower():

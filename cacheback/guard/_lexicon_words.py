@@ -26,6 +26,11 @@ _WH_WORDS: dict[str, frozenset[str]] = {
     k: frozenset(v.split()) for k, v in mapping("question_words").items()
 }
 _WH_LEADS = words("question_leads")
+# "What year" / "in which year" ask what "when" asks: the nouns of a question word's list,
+# after an opening "what"/"which" (and a preposition), name that question word.
+_WH_OF_NOUN: dict[str, str] = {noun: wh for wh, nouns in _WH_WORDS.items() for noun in nouns}
+_WH_DETERMINERS = frozenset({"what", "which"})
+_WH_PHRASE_LEADS = words("question_phrase_leads")
 _AUXILIARIES = words("auxiliaries")
 _BE = words("passive_auxiliaries")
 _COPULAS = words("copulas")

@@ -1,0 +1,45 @@
+"""Veto rule for a narrowed group: one text qualifies the group of people it asks about
+("used by the community" / "used by the design community", "popular among developers" /
+"popular among game developers"), the other does not."""
+
+from __future__ import annotations
+
+from ._features import _Features
+from ._lexicon_words import _STOPWORDS
+from ._wordlists import words
+
+_GROUP_NOUNS = words("group_nouns")
+_GROUP_PREPOSITIONS = words("group_prepositions")
+_DETERMINERS = frozenset({"the", "a", "an", "most", "many", "some", "all"})
+
+
+def _groups(words_: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """Each group noun after a group preposition, with the content words before it in
+    that phrase ("by the design community": {"community": ("design",)})."""
+    out: dict[str, tuple[str, ...]] = {}
+    for i, w in enumerate(words_):
+        if w not in _GROUP_PREPOSITIONS:
+            continue
+        j = i + 1
+        while j < len(words_) and words_[j] in _DETERMINERS:
+            j += 1
+        start = j
+        while j < len(words_) and j - start < 3 and words_[j] not in _GROUP_NOUNS:
+            if words_[j] in _STOPWORDS:
+                break
+            j += 1
+        if j < len(words_) and words_[j] in _GROUP_NOUNS:
+            out[words_[j]] = words_[start:j]
+    return out
+
+
+def _qualifier_reasons(qf: _Features, cf: _Features, close: bool) -> list[str]:
+    if not close:
+        return []
+    q_groups, c_groups = _groups(qf.words), _groups(cf.words)
+    for noun in q_groups.keys() & c_groups.keys():
+        q_extra = [w for w in q_groups[noun] if w not in cf.word_set]
+        c_extra = [w for w in c_groups[noun] if w not in qf.word_set]
+        if bool(q_extra) != bool(c_extra):
+            return [f"qualifier:{'+'.join(q_extra) or '-'}!={'+'.join(c_extra) or '-'}"]
+    return []
