@@ -131,6 +131,15 @@ VETOES = [
     # "and" makes order meaningless, so the swap does not cancel the opposite
     ("How do baroque and rococo differ?", "How are rococo and baroque similar?", "opposite"),
     ("Why is remote schooling a good idea?", "Is remote schooling a good idea?", "question"),
+    # "what year" asks what "when" asks, and not what "who" asks
+    ("Who first climbed the Matterhorn?", "In what year was the Matterhorn first climbed?", "question"),
+    ("Who built the lighthouse at Alexandria?", "What year was the lighthouse at Alexandria built?",
+     "question"),
+    # a group narrowed by a qualifier one text adds
+    ("Which keyboards are used by writers?", "Which keyboards are used by the fantasy writers?",
+     "qualifier"),
+    ("Which mics are popular among podcasters?", "Which mics are popular among amateur podcasters?",
+     "qualifier"),
 ]
 
 
@@ -157,6 +166,8 @@ PARAPHRASES = [
     ("Set an alarm for 7am", "set an alarm for 7 am"),
     ("Who won the World Cup in 2018?", "who won the 2018 world cup"),
     ("When did World War 2 end?", "When did the 2nd World War end?"),
+    ("When was the Matterhorn first climbed?", "In which year was the Matterhorn first climbed?"),
+    ("Which keyboards are used by writers?", "Which keyboards are used by most writers?"),
     ("Can I lose 5 kg in one month?", "Can I lose 5 kg in 1 month?"),
     ("Best laptop under 30k", "Best laptop under 30,000"),
     ("How do I get a visa for Canada?", "How can I get a Canadian visa?"),

@@ -68,6 +68,7 @@ def route(
     accepted: list[Candidate] = []
     first_reasons: tuple[str, ...] = ()
     fenced = False
+    reasons: tuple[str, ...]
     for cand in candidates:
         if cand.similarity < min(similarity_threshold, synthesis_threshold):
             checked.append(cand)

@@ -31,6 +31,9 @@ _WH_LEADS = words("question_leads")
 _WH_OF_NOUN: dict[str, str] = {noun: wh for wh, nouns in _WH_WORDS.items() for noun in nouns}
 _WH_DETERMINERS = frozenset({"what", "which"})
 _WH_PHRASE_LEADS = words("question_phrase_leads")
+# Groups of people a question may be about, after the prepositions that introduce them.
+_GROUP_NOUNS = words("group_nouns")
+_GROUP_PREPOSITIONS = words("group_prepositions")
 _AUXILIARIES = words("auxiliaries")
 _BE = words("passive_auxiliaries")
 _COPULAS = words("copulas")

@@ -5,12 +5,15 @@
 from __future__ import annotations
 
 from ._features import _Features
-from ._lexicon_words import _STOPWORDS
-from ._wordlists import words
+from ._lexicon_words import _GROUP_NOUNS, _GROUP_PREPOSITIONS, _STOPWORDS
 
-_GROUP_NOUNS = words("group_nouns")
-_GROUP_PREPOSITIONS = words("group_prepositions")
 _DETERMINERS = frozenset({"the", "a", "an", "most", "many", "some", "all"})
+# Plural agent nouns name groups of people too ("writers", "editors", "artists", "musicians").
+_AGENT_PLURALS = ("ers", "ors", "ists", "ians")
+
+
+def _is_group(word: str) -> bool:
+    return word in _GROUP_NOUNS or (len(word) > 5 and word.endswith(_AGENT_PLURALS))
 
 
 def _groups(words_: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
@@ -24,11 +27,11 @@ def _groups(words_: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
         while j < len(words_) and words_[j] in _DETERMINERS:
             j += 1
         start = j
-        while j < len(words_) and j - start < 3 and words_[j] not in _GROUP_NOUNS:
+        while j < len(words_) and j - start < 3 and not _is_group(words_[j]):
             if words_[j] in _STOPWORDS:
                 break
             j += 1
-        if j < len(words_) and words_[j] in _GROUP_NOUNS:
+        if j < len(words_) and _is_group(words_[j]):
             out[words_[j]] = words_[start:j]
     return out
 

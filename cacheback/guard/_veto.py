@@ -8,6 +8,7 @@ from ._extract import _features
 from ._features import _Features
 from ._rules_direction import _direction_reasons, _flips, _opposite_reasons
 from ._rules_names import _name_reasons
+from ._rules_qualifiers import _qualifier_reasons
 from ._rules_quantities import _quantity_reasons
 from ._sets import _jaccard
 from ._word_order import _direction
@@ -27,6 +28,7 @@ def _guard(qf: _Features, cf: _Features) -> list[str]:
         *_quantity_reasons(qf, cf),
         *_direction_reasons(qf, cf, close, flips, swapped),
         *_name_reasons(qf, cf, close),
+        *_qualifier_reasons(qf, cf, close),
         *_opposite_reasons(qf, cf, flips, swapped),
     ]
 
