@@ -19,7 +19,10 @@ from cacheback.core._feedback import (
     Verdict,
     after_feedback,
     effective_threshold,
+    parse_verdict,
     passes_entry_threshold,
+    should_verify,
+    verify_messages,
 )
 from cacheback.core._routing import cosine_rule, route
 from cacheback.core._types import CacheEntry, Candidate, Tier
@@ -141,6 +144,26 @@ def test_served_hits_remember_the_latest_hit_per_entry() -> None:
     assert served.get(3) is None
 
 
+def test_the_judges_reply_reads_as_a_verdict() -> None:
+    assert parse_verdict("Yes.") is Verdict.CORRECT
+    assert parse_verdict("  no, it answers another question") is Verdict.WRONG
+    assert parse_verdict("**No**") is Verdict.WRONG
+    assert parse_verdict("Maybe") is None and parse_verdict("") is None
+
+
+def test_the_judge_sees_the_question_and_a_bounded_answer() -> None:
+    messages = verify_messages("How deep is Loch Ness?", "About 230 metres." + "x" * 10_000)
+    prompt = messages[-1]["content"]
+    assert "How deep is Loch Ness?" in prompt and "About 230 metres." in prompt
+    assert len(prompt) < 4200 and prompt.rstrip().endswith("yes or no?")
+
+
+def test_a_share_of_hits_is_sampled() -> None:
+    assert not should_verify(0.0, 0.0)
+    assert should_verify(0.25, 0.2) and not should_verify(0.25, 0.3)
+    assert should_verify(1.0, 0.999)
+
+
 # --- the engine, with real embeddings -------------------------------------------------------------
 
 
@@ -165,7 +188,8 @@ async def test_a_reported_wrong_paraphrase_hit_is_not_served_again_to_its_neighb
         for query in RIGHT_PARAPHRASES:  # nearer paraphrases of the stored question still hit
             assert (await cache.lookup_detailed(query)).tier == "verbatim", query
         assert (await cache.lookup_detailed(STORED)).tier == "exact"
-        assert (await cache.stats())["feedback"] == {"wrong_hits_reported": 1, "correct_hits_reported": 0}
+        counts = (await cache.stats())["feedback"]
+        assert counts["wrong_hits_reported"] == 1 and counts["correct_hits_reported"] == 0
     # Stored with the entry: a restarted cache does not serve it either.
     async with AsyncSemanticCache(cache_dir=cache_dir, embedder=embedder) as cache:
         assert (await cache.lookup_detailed(WRONG)).tier == "miss"
@@ -246,3 +270,101 @@ def test_the_proxy_takes_the_hits_similarity_and_reports_the_new_threshold(
         assert again.headers["x-cacheback-tier"] == "upstream"
         relaxed = http.post("/v1/cache/report-correct-hit", json={"entry_id": entry_id})
         assert relaxed.json()["hit_threshold"] == pytest.approx(similarity + 0.018)
+
+
+# --- sampled verification by the cheap model ---------------------------------------------------
+
+
+async def _entry_threshold(engine: Any, entry_id: int, *, changed_from: float | None) -> float | None:
+    """The entry's own threshold once the background check changed it (or after 10 s)."""
+    import anyio
+
+    with anyio.move_on_after(10):
+        while True:
+            entry = await engine.admin.get(entry_id)
+            if entry is not None and entry.hit_threshold != changed_from:
+                return entry.hit_threshold  # type: ignore[no-any-return]
+            await anyio.sleep(0.02)
+    entry = await engine.admin.get(entry_id)
+    return None if entry is None else entry.hit_threshold  # type: ignore[no-any-return]
+
+
+@pytest.mark.anyio
+async def test_a_sampled_check_that_says_no_raises_the_entrys_threshold(
+    fake: FakeProvider, cache_dir: Path, embedder: Any
+) -> None:
+    from cacheback.adapters.llm import OpenAICompatibleLLM
+
+    judge = OpenAICompatibleLLM(base_url=fake.openai_base_url, api_key="sk-fake", model="judge-mini")
+    try:
+        await _check_no_then_yes(judge, fake, cache_dir, embedder)
+    finally:
+        await judge.aclose()
+
+
+async def _check_no_then_yes(judge: Any, fake: FakeProvider, cache_dir: Path, embedder: Any) -> None:
+    from fake_provider import Reply
+
+    from cacheback.core._settings import Settings
+    from cacheback.core._types import LookupRequest
+    from cacheback.engine._engine import AsyncEngine
+
+    settings = Settings(cache_dir=cache_dir, feedback_verify_rate=1.0)
+    async with AsyncEngine(settings, embedder=embedder, llm=judge) as engine:
+        entry_id = await engine.populate(LookupRequest(query=STORED), "Hold the reset button for 30 seconds.")
+        fake.script(Reply(text="No."), endpoint="chat")
+        hit = await engine.lookup(LookupRequest(query=WRONG))
+        assert hit.tier is Tier.VERBATIM and hit.similarity is not None  # served at once
+        threshold = await _entry_threshold(engine, entry_id, changed_from=None)
+        assert threshold == pytest.approx(hit.similarity + 0.02, abs=1e-4)
+        judged = fake.last_request("chat")
+        assert judged.model == "judge-mini" and WRONG in str(judged.body)
+        assert (await engine.lookup(LookupRequest(query=WRONG))).tier is Tier.MISS
+        # A check that says yes relaxes it a step.
+        fake.script(Reply(text="Yes"), endpoint="chat")
+        right = await engine.lookup(LookupRequest(query=RIGHT_PARAPHRASES[0]))
+        assert right.tier is Tier.VERBATIM
+        relaxed = await _entry_threshold(engine, entry_id, changed_from=threshold)
+        assert relaxed == pytest.approx(threshold - 0.002)
+        counts = (await engine.admin.stats())["feedback"]
+        assert counts["verify_wrong"] == 1 and counts["verify_correct"] == 1
+        assert counts["wrong_hits_reported"] == 0  # a check is not a user's report
+
+
+@pytest.mark.anyio
+async def test_verification_is_off_by_default_and_a_failed_check_changes_nothing(
+    fake: FakeProvider, cache_dir: Path, embedder: Any
+) -> None:
+    from cacheback.adapters.llm import OpenAICompatibleLLM
+
+    judge = OpenAICompatibleLLM(base_url=fake.openai_base_url, api_key="sk-fake", model="judge-mini")
+    try:
+        await _off_then_failing(judge, fake, cache_dir, embedder)
+    finally:
+        await judge.aclose()
+
+
+async def _off_then_failing(judge: Any, fake: FakeProvider, cache_dir: Path, embedder: Any) -> None:
+    import anyio
+
+    from cacheback.core._settings import Settings
+    from cacheback.core._types import LookupRequest
+    from cacheback.engine._engine import AsyncEngine
+
+    async with AsyncEngine(Settings(cache_dir=cache_dir), embedder=embedder, llm=judge) as engine:
+        await engine.populate(LookupRequest(query=STORED), "Hold the reset button for 30 seconds.")
+        assert (await engine.lookup(LookupRequest(query=WRONG))).tier is Tier.VERBATIM
+        await anyio.sleep(0.2)
+        assert fake.count("chat") == 0
+    settings = Settings(cache_dir=cache_dir, feedback_verify_rate=1.0)
+    async with AsyncEngine(settings, embedder=embedder, llm=judge) as engine:
+        fake.fail_next(500, endpoint="chat")
+        hit = await engine.lookup(LookupRequest(query=WRONG))
+        assert hit.tier is Tier.VERBATIM and hit.entry is not None
+        for _ in range(500):  # the check runs in the background: up to 10 s
+            if (await engine.admin.stats())["feedback"]["verify_failed"]:
+                break
+            await anyio.sleep(0.02)
+        entry = await engine.admin.get(hit.entry.id)
+        assert entry is not None and entry.hit_threshold is None
+        assert (await engine.admin.stats())["feedback"]["verify_failed"] == 1

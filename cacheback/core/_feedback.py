@@ -125,3 +125,34 @@ class FeedbackResult:
     found: bool  # the entry existed
     removed: bool = False  # it was deleted (a wrong exact hit, or no similarity known)
     hit_threshold: float | None = None  # its own threshold now (None: the global one alone)
+
+
+# -- sampled verification: the cheap model judges a served hit --------------------------------
+
+#: Characters of the cached answer shown to the judge (an answer is cut there).
+VERIFY_ANSWER_CHARS = 4000
+
+
+def should_verify(rate: float, draw: float) -> bool:
+    """Whether a hit is checked, given ``feedback_verify_rate`` and a uniform draw in [0, 1)."""
+    return draw < rate
+
+
+def verify_messages(question: str, answer: str) -> list[dict[str, str]]:
+    """The judge's prompt: does the cached answer answer this question (yes or no)?"""
+    shown = answer if len(answer) <= VERIFY_ANSWER_CHARS else answer[:VERIFY_ANSWER_CHARS] + " [...]"
+    return [
+        {
+            "role": "system",
+            "content": "You check a cache. Reply with one word: yes if the answer given answers "
+            "the question asked (the same question, not a similar or a related one), otherwise no.",
+        },
+        {"role": "user", "content": f"Question:\n{question}\n\nAnswer given:\n{shown}\n\nyes or no?"},
+    ]
+
+
+def parse_verdict(reply: str) -> Verdict | None:
+    """The judge's verdict from its reply ("Yes.", "no"), or None when it is neither."""
+    words = reply.strip().lower().split()
+    first = words[0].strip(".,!:;\"'*") if words else ""
+    return Verdict.CORRECT if first == "yes" else Verdict.WRONG if first == "no" else None

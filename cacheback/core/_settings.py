@@ -74,6 +74,7 @@ class FlatSettings(TypedDict, total=False):
     negative_false_positive_limit: int
     feedback_margin: float
     feedback_relax_step: float
+    feedback_verify_rate: float
     synthesis_mode: SynthesisMode
     synthesis_threshold: float
     synthesis_top_k: int
@@ -214,6 +215,7 @@ class Settings:
     negative_false_positive_limit = _Flat(lambda s: s.matching.negative_false_positive_limit)
     feedback_margin = _Flat(lambda s: s.matching.feedback_margin)
     feedback_relax_step = _Flat(lambda s: s.matching.feedback_relax_step)
+    feedback_verify_rate = _Flat(lambda s: s.matching.feedback_verify_rate)
     synthesis_mode = _Flat(lambda s: s.synthesis.synthesis_mode)
     synthesis_threshold = _Flat(lambda s: s.synthesis.synthesis_threshold)
     synthesis_top_k = _Flat(lambda s: s.synthesis.synthesis_top_k)

@@ -98,6 +98,7 @@ class MatchingSettings:
     # per-entry thresholds from feedback (docs/hit-safety.md#feedback, core/_feedback.py)
     feedback_margin: float = 0.02  # a wrong hit at s: that entry then needs s + margin
     feedback_relax_step: float = 0.002  # a confirmed correct hit lowers it by this much
+    feedback_verify_rate: float = 0.0  # share of paraphrase hits the cheap model checks afterwards
 
     def __post_init__(self) -> None:
         s = "matching"
@@ -107,6 +108,8 @@ class MatchingSettings:
                f"feedback_margin must be in [0, 0.2], not {self.feedback_margin!r}")  # fmt: skip
         _check(0.0 <= self.feedback_relax_step <= 0.1, s,
                f"feedback_relax_step must be in [0, 0.1], not {self.feedback_relax_step!r}")  # fmt: skip
+        _check(0.0 <= self.feedback_verify_rate <= 1.0, s,
+               f"feedback_verify_rate must be in [0, 1], not {self.feedback_verify_rate!r}")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,7 +69,7 @@ class EngineAdmin:
         return (await self.feedback(entry_id, Verdict.CORRECT)).found
 
     async def feedback(
-        self, entry_id: int, verdict: Verdict, *, similarity: float | None = None
+        self, entry_id: int, verdict: Verdict, *, similarity: float | None = None, counted: bool = True
     ) -> FeedbackResult:
         """Apply one verdict on a hit ``entry_id`` served (``core/_feedback.py``).
 
@@ -78,6 +78,7 @@ class EngineAdmin:
         wrong hit that was an exact one, or one this process has no record of and no
         similarity for, removes the entry (its answer is wrong for its own question, or
         the similarity is unknown). A wrong verdict also makes memory forget its hits.
+        ``counted``: a report (counted in stats), not a sampled verification (counted apart).
         """
         engine = self._engine
         store = self._store()
@@ -85,7 +86,8 @@ class EngineAdmin:
         if entry is None:
             return FeedbackResult(entry_id, found=False)
         if verdict is Verdict.WRONG:
-            engine.stats.count("wrong_hits_reported")
+            if counted:
+                engine.stats.count("wrong_hits_reported")
             served = engine.served.get(entry_id)
             engine.served.forget(entry_id)
             if similarity is None and served is not None and served.tier == "verbatim":
@@ -93,7 +95,7 @@ class EngineAdmin:
             if similarity is None:
                 removed = await self.delete([entry_id]) > 0
                 return FeedbackResult(entry_id, found=removed, removed=removed)
-        else:
+        elif counted:
             engine.stats.count("correct_hits_reported")
         s = engine.settings
         policy = FeedbackPolicy(s.feedback_margin, s.feedback_relax_step)
@@ -131,9 +133,11 @@ class EngineAdmin:
                 out["negative_entries"] = await store.blocklist.count()
             except CachebackError as exc:
                 log.warning("stats could not read the store", error=repr(exc))
-        out["feedback"] = {  # reports on hits (per-entry thresholds, core/_feedback.py)
-            k: int(engine.stats.total(k)) for k in ("wrong_hits_reported", "correct_hits_reported")
-        }
+        out["feedback"] = {  # reports on hits and sampled verifications (core/_feedback.py)
+            k.replace(".", "_"): int(engine.stats.total(k))
+            for k in ("wrong_hits_reported", "correct_hits_reported", "verify.wrong", "verify.correct",
+                      "verify.unclear", "verify.failed", "verify.dropped")
+        }  # fmt: skip
         out["latency_ms"] = engine.stats.latency()
         out["embedder"] = engine.embedder.describe() if engine.embedder is not None else None
         # why none runs (exact matches only) or why it is a fallback; None when all is well

@@ -52,6 +52,7 @@ from ._blocklist import EngineBlocklist
 from ._defaults import Defaults, installed_defaults
 from ._pipeline import Pipeline
 from ._recovery import StoreRecovery
+from ._verifier import HitVerifier
 from ._wiring import build_graph, build_indexer, build_persister
 
 log = get_logger("cacheback.engine")
@@ -112,6 +113,7 @@ class AsyncEngine:
         self.hot = HotCache(self.settings.storage.hot_cache_size)
         self.pending = PendingEntries()  # answers returned but not yet indexed by the store
         self.served = ServedHits()  # the latest hits per entry, for feedback that names only the entry
+        self.verifier = HitVerifier(self)  # sampled checks of paraphrase hits (feedback_verify_rate)
         self.indexer: Indexer | None = None
         self.blocklist = EngineBlocklist(self, self._state)
         self.admin = EngineAdmin(self)
@@ -266,6 +268,7 @@ class AsyncEngine:
                     outer.start_soon(indexer.run)
                 async with pipeline, anyio.create_task_group() as tg:
                     tg.start_soon(self._background)
+                    tg.start_soon(self.verifier.run)
                     started.set()
                     assert self._stop is not None
                     await self._stop.wait()
@@ -437,6 +440,8 @@ class AsyncEngine:
         if outcome is not None and outcome.entry is not None and outcome.hit and outcome.entry.id > 0:
             pipeline.sink_nowait(_touch(outcome.entry.id))
             self.served.record(outcome.entry.id, outcome.tier.value, outcome.similarity)
+            if outcome.tier is Tier.VERBATIM:
+                self.verifier.offer(outcome.entry, job.request.query, outcome.similarity)
         return job
 
     async def lookup(self, request: LookupRequest) -> Outcome:
