@@ -47,7 +47,7 @@ _SCHEDSTAT = "/proc/thread-self/schedstat"
 def runqueue_wait_s() -> float:
     """Seconds this thread has spent runnable but not running (0.0 where not reported)."""
     try:
-        with open(_SCHEDSTAT) as f:  # noqa: ASYNC230 - a tiny procfs read, the monitor's own cost
+        with open(_SCHEDSTAT) as f:
             return int(f.read().split()[1]) / 1e9
     except (OSError, IndexError, ValueError):
         return 0.0
