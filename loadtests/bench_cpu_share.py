@@ -222,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--spy", action="store_true", help="also profile the window with py-spy")
     ap.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
     ap.add_argument("--top", type=int, default=20)
+    ap.add_argument("--raw", type=Path, default=None, help="keep py-spy's raw output here")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as d:
         if not args.spy:
@@ -247,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(proc.stdout.read().strip())
         if spied.returncode != 0 or not raw.exists():
             raise SystemExit(f"py-spy failed:\n{spied.stderr[-2000:]}")
+        if args.raw is not None:
+            shutil.copyfile(raw, args.raw)
         busy, outside, areas = spy_breakdown(raw)
         print(f"spy_busy_samples {busy}")
         print(f"spy_share_outside_onnxruntime {sum(outside.values()) / max(1, busy):.3f}")
