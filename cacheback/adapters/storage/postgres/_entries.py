@@ -19,6 +19,7 @@ _COLS = (
     "e.id, e.scope, e.query, e.answer, e.payload, e.created_at, e.expires_at,"
     " a.last_access, a.hits, e.metadata, a.hit_threshold, e.vector"
 )
+_N_COLS = _COLS.count(",") + 1
 _FROM = "entries AS e JOIN entry_access AS a ON a.id = e.id"
 
 
@@ -87,10 +88,10 @@ class PgEntries:
         known = [scope in self._big for scope in scopes]
         at = [float(q.now) for q in queries]
         rows = await self._db.run(lambda c: c.fetch(_SEARCH_MANY, vectors, scopes, known, at, k))
-        for r in rows:
+        for r in rows:  # q.n, the entry's columns, distance, big
             i = int(r[0]) - 1
-            results[i].append((to_entry(r[1:]), 1.0 - float(r[12])))
-            if r[13]:
+            results[i].append((to_entry(r[1:]), 1.0 - float(r[_N_COLS + 1])))
+            if r[_N_COLS + 2]:
                 self._remember_big(scopes[i])
         for out in results:
             out.sort(key=lambda pair: -pair[1])
