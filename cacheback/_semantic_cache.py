@@ -200,8 +200,9 @@ class AsyncSemanticCache:
 
     async def lookup(self, query: str, *, namespace: str | None = None, scope: str = "") -> str | None:
         """The cached answer to ``query`` or a paraphrase of it, or None."""
-        result = await self.lookup_detailed(query, namespace=namespace, scope=scope)
-        return result.answer if result.hit else None
+        engine = await self._engine_open()
+        outcome = await engine.lookup(self._request(query, namespace, scope))
+        return outcome.answer if outcome.hit else None  # no detailed result to build
 
     async def lookup_detailed(
         self, query: str, *, namespace: str | None = None, scope: str = ""

@@ -15,7 +15,15 @@ from typing import Any, Protocol
 import numpy as np
 import pytest
 
-from cacheback.core._store_ports import Blocklist, ChangeFeed, Counters, Entries, Maintenance, Store
+from cacheback.core._store_ports import (
+    Blocklist,
+    ChangeFeed,
+    Counters,
+    Entries,
+    Maintenance,
+    SearchQuery,
+    Store,
+)
 from cacheback.core._types import NewEntry, Vector, text_hash
 
 DIM = 16
@@ -159,6 +167,37 @@ async def check_top_k_within_a_scope_best_first(make: StoreFactory) -> None:
         expected = np.argsort(-(base @ (query / np.linalg.norm(query))))[:3].tolist()
         assert [e.id for e, _ in found[:3]] == [ids[i] for i in expected]
         assert await store.entries.search("s", query, 0, NOW) == []
+
+
+@check
+async def check_search_many_answers_as_one_search_each(make: StoreFactory) -> None:
+    base = unit(40, 40)
+    async with make() as store:
+        ids = await store.entries.put(
+            [new("a", f"a{i}", base[i], ttl=100 if i % 5 == 0 else 3600) for i in range(25)]
+            + [new("b", f"b{i}", base[i]) for i in range(25, 40)]
+        )
+        await store.entries.delete([ids[3], ids[11]])  # gaps in the rankings
+        asked = [
+            SearchQuery("a", near(base[3], 41), NOW),
+            SearchQuery("b", near(base[30], 42), NOW),
+            SearchQuery("a", near(base[10], 43), NOW + 200),  # every fifth row expired by now
+            SearchQuery("nowhere", base[0], NOW),
+            SearchQuery("a", near(base[10], 43), NOW),
+            SearchQuery("b", near(base[2], 44), NOW),
+        ]
+        many = await store.entries.search_many(asked, 6)
+        assert len(many) == len(asked)
+        for q, found in zip(asked, many, strict=True):
+            alone = await store.entries.search(q.scope, q.vector, 6, q.now)
+            assert [(e.id, round(s, 5)) for e, s in found] == [(e.id, round(s, 5)) for e, s in alone]
+        assert many[3] == []
+        assert {e.scope for e, _ in many[1]} == {"b"} and many[1][0][0].id == ids[30]
+        assert ids[3] not in {e.id for e, _ in many[0]}
+        assert all(e.expires_at > NOW + 200 for e, _ in many[2]) and len(many[2]) == 6
+        assert {e.id for e, _ in many[4]} != {e.id for e, _ in many[2]}  # NOW: those still live
+        assert await store.entries.search_many(asked, 0) == [[] for _ in asked]
+        assert await store.entries.search_many([], 5) == []
 
 
 @check

@@ -13,9 +13,17 @@ a restart embeds and indexes what a crash left behind.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from ._types import CacheEntry, NegativeEntry, NewEntry, Vector
+
+
+class SearchQuery(NamedTuple):
+    """One lookup's ``search`` arguments (its ``now`` decides which entries are live)."""
+
+    scope: str
+    vector: Vector
+    now: float
 
 
 @runtime_checkable
@@ -29,6 +37,13 @@ class Entries(Protocol):
     async def search(self, scope: str, vector: Vector, k: int, now: float) -> list[tuple[CacheEntry, float]]:
         """Live entries of ``scope`` nearest to ``vector`` (cosine), best first; never an
         expired, evicted or deleted one."""
+        ...
+
+    async def search_many(
+        self, queries: Sequence[SearchQuery], k: int
+    ) -> list[list[tuple[CacheEntry, float]]]:
+        """``search`` for each query of a micro-batch of lookups, in order, with the same
+        answers, in fewer round trips than one search each."""
         ...
 
     async def put(self, entries: Sequence[NewEntry]) -> list[int]:

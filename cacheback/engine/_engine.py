@@ -46,6 +46,7 @@ from ..core._types import (
     text_hash,
 )
 from ..stages.indexer import Indexer
+from ..stages.persister import Touch
 from ..stages.upstream import Upstream as UpstreamStage
 from ._admin import EngineAdmin
 from ._blocklist import EngineBlocklist
@@ -609,9 +610,7 @@ class AsyncEngine:
         return self._pipeline.queue_depth(stage) if self._pipeline is not None else 0
 
 
-def _touch(entry_id: int) -> Any:
-    from ..stages.persister import Touch
-
+def _touch(entry_id: int) -> Touch:
     return Touch(entry_id)
 
 

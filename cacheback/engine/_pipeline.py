@@ -299,7 +299,12 @@ class Pipeline:
             self._complete(job)
             return
         try:
-            await out.send(job)
+            try:
+                # Room in the inbox: hand it over without a trip through the event loop
+                # (send() yields first), so a batch moves on in one go.
+                out.send_nowait(job)
+            except anyio.WouldBlock:
+                await out.send(job)  # full: wait for room (backpressure)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             job.error = EngineClosed("the cache engine closed during the request")
             self._complete(job)

@@ -83,6 +83,12 @@ class GuardRule:
     def __call__(
         self, query: str, candidate: str, similarity: float, threshold: float
     ) -> tuple[bool, tuple[str, ...]]:
+        if query != candidate and (self.model is None or type(self.model) is GuardModel):
+            reasons = guard_reasons(query, candidate)
+            # The shipped scorer only ever lowers the cosine: a vetoed pair or one below the
+            # threshold is no hit whatever its score, so the score is not computed for it.
+            if reasons or float(similarity) < threshold:
+                return False, reasons
         d = verbatim_decision(query, candidate, similarity, threshold, model=self.model)
         return d.hit, d.reasons
 

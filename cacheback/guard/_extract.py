@@ -369,9 +369,15 @@ class _Builder(_QuantityBuilder):
         if self.neg_pending:
             self.neg_heads.add(_UNSCOPED)
         words = tuple(self.words)
+        word_set = frozenset(words)
+        by_prefix: dict[str, tuple[str, ...]] = {}
+        for w in word_set:
+            by_prefix[w[:3]] = (*by_prefix.get(w[:3], ()), w)
         return _Features(
             words=words,
-            word_set=frozenset(words),
+            word_set=word_set,
+            by_prefix=by_prefix,
+            demonym_of=frozenset(_DEMONYMS[w] for w in word_set if w in _DEMONYMS),
             title_case=self.title_case,
             order=tuple(self.order),
             initials="".join(w[0] for w in words if not _FLAGS.get(w, 0) & _F_STOP),
@@ -452,6 +458,23 @@ class _Builder(_QuantityBuilder):
                         out.add((a, b))
         return frozenset(out)
 
-@lru_cache(maxsize=16384)
-def _features(text: str) -> _Features:
+def _analyse(text: str) -> _Features:
     return _Builder(_tokenise(_normalise(text))).build()
+
+
+# Two caches, one per side of a pair. A lookup's question is analysed once and judged
+# against all of its candidates; the cached questions (the candidates) are judged again on
+# lookup after lookup, so they keep an analysis of their own that a stream of new questions
+# cannot push out. Both are bounded (texts are at most MAX_ANALYSED_CHARS long here).
+
+
+@lru_cache(maxsize=2048)
+def _features(text: str) -> _Features:
+    """A new question's analysis (the query side of a pair)."""
+    return _analyse(text)
+
+
+@lru_cache(maxsize=16384)
+def _entry_features(text: str) -> _Features:
+    """A cached question's analysis (the candidate side of a pair)."""
+    return _analyse(text)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 # A negation with no content word close after it (see ``_Features.neg_heads``).
 _UNSCOPED = "*"
@@ -47,3 +48,8 @@ class _Features:
     mentions: frozenset[str]  # every format or shape named, asked for or not
     styles: frozenset[str]
     opposites: frozenset[str]
+    # Derived once here, so comparing two texts does not rebuild them for every pair: the
+    # words by their first three letters (name matching compares within a prefix only) and
+    # the places or languages the words are demonyms of ("chinese": "china").
+    by_prefix: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+    demonym_of: frozenset[str] = frozenset()

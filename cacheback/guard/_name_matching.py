@@ -8,6 +8,7 @@ from ._lexicon_names import _DEMONYMS
 from ._text import _stem
 
 _NAME_SUFFIXES = ("n", "an", "ian", "ese", "ish", "ans", "ns", "s", "es", "i", "ic")
+_DEMONYM_TARGETS = frozenset(_DEMONYMS.values())
 
 
 def _close_spelling(a: str, b: str) -> bool:
@@ -33,9 +34,7 @@ def _present(name: str, feats: _Features) -> bool:
         return all(part in feats.word_set for part in name.split())
     if 2 <= len(name) <= 5 and name.isalpha() and name in feats.initials:
         return True  # "ML" / "machine learning"
-    for other in feats.word_set:
-        if other[:3] != name[:3]:
-            continue
+    for other in feats.by_prefix.get(name[:3], ()):  # the words with the same first letters
         if other.startswith(name) and other[len(name) :] in _NAME_SUFFIXES:
             return True
         if name.startswith(other) and len(other) >= 4 and name[len(other) :] in _NAME_SUFFIXES:
@@ -58,8 +57,8 @@ def _language_present(lang: str, feats: _Features) -> bool:
     if lang in feats.languages or _present(lang, feats):
         return True
     # "Chinese" matches "China" and the other way round.
-    return any(_DEMONYMS.get(w) == lang for w in feats.word_set) or (
-        lang in _DEMONYMS.values() and lang in feats.word_set
+    return lang in feats.demonym_of or (
+        lang in _DEMONYM_TARGETS and lang in feats.word_set
     )
 
 

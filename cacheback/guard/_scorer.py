@@ -9,7 +9,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from ._extract import _features
+from ._extract import _entry_features, _features
 from ._name_matching import _entity_present
 from ._veto import bounded
 
@@ -31,7 +31,7 @@ def pair_features(query: str, candidate: str, similarity: float) -> tuple[float,
     text pins down and the other does not mention: one-sided, so no veto ("in Delhi,
     India" / "in India"), but less trust.
     """
-    qf, cf = _features(bounded(query)), _features(bounded(candidate))
+    qf, cf = _features(bounded(query)), _entry_features(bounded(candidate))
     names = sum(1 for e in qf.entities if not _entity_present(e, qf, cf)) + sum(
         1 for e in cf.entities if not _entity_present(e, cf, qf)
     )

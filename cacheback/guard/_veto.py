@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from ._extract import _features
+from ._extract import _entry_features, _features
 from ._features import _Features
 from ._rules_direction import _direction_reasons, _flips, _opposite_reasons
 from ._rules_names import _name_reasons
@@ -77,7 +77,7 @@ def guard_reasons(query: str, candidate: str) -> tuple[str, ...]:
 
 @lru_cache(maxsize=16384)
 def _guard_reasons(query: str, candidate: str) -> tuple[str, ...]:
-    return tuple(_guard(_features(query), _features(candidate)))
+    return tuple(_guard(_features(query), _entry_features(candidate)))
 
 
 def word_overlap(query: str, candidate: str) -> float:
@@ -87,10 +87,11 @@ def word_overlap(query: str, candidate: str) -> float:
     The router's tie-break: when two accepted candidates are equally near by the
     embedding, the one worded most like the query is most likely the same question.
     """
-    return _jaccard(_features(bounded(query)).word_set, _features(bounded(candidate)).word_set)
+    return _jaccard(_features(bounded(query)).word_set, _entry_features(bounded(candidate)).word_set)
 
 
 def clear_caches() -> None:
     """Forget every memoised text analysis and pair verdict (benchmarks time a cold call)."""
     _guard_reasons.cache_clear()
     _features.cache_clear()
+    _entry_features.cache_clear()

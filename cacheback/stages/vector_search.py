@@ -13,8 +13,8 @@ from ..core._batching import BatchPolicy
 from ..core._job import Job
 from ..core._pending import PendingEntries, merge
 from ..core._stage import Stage
-from ..core._store_ports import Entries
-from ..core._types import Candidate, text_hash
+from ..core._store_ports import Entries, SearchQuery
+from ..core._types import CacheEntry, Candidate, text_hash
 
 _DRAIN = BatchPolicy(max_batch=64, max_wait_s=0.0)
 _SAME_TEXT = 0.999  # only a candidate this close can be the very same text
@@ -34,31 +34,37 @@ class VectorSearch(Stage):
         return _DRAIN
 
     async def process(self, jobs: Sequence[Job]) -> None:
-        if len(jobs) == 1:
-            await self._one(jobs[0])
+        reads = [job for job in jobs if job.request.read]
+        unchecked = [job for job in reads if not job.exact_checked]
+        if len(unchecked) == 1:
+            await self._exact(unchecked[0])
+        elif unchecked:
+            # Concurrent: the store's I/O round trips overlap instead of queueing one by one.
+            async with anyio.create_task_group() as tg:
+                for job in unchecked:
+                    tg.start_soon(self._exact, job)
+        semantic = [j for j in reads if j.outcome is None and j.request.semantic and j.vector is not None]
+        if not semantic:
             return
-        # Concurrent: the store's I/O round trips overlap instead of queueing one by one.
-        async with anyio.create_task_group() as tg:
-            for job in jobs:
-                tg.start_soon(self._one, job)
+        k = self._top_k
+        # One store call for the micro-batch: one catch-up and one read of the candidates.
+        queries = [SearchQuery(job.scope, job.vector, job.now) for job in semantic if job.vector is not None]
+        found_all = await self._entries.search_many(queries, k)
+        for job, query, found in zip(semantic, queries, found_all, strict=True):
+            if self._pending.size(job.scope):
+                found = merge(found, await self._pending.search(job.scope, query.vector, k, job.now), k)
+            self._settle(job, found)
 
-    async def _one(self, job: Job) -> None:
-        req = job.request
-        if not req.read:
-            return
-        if not job.exact_checked:
-            entry = await self._entries.find_exact(job.scope, job.query_hash, job.now)
-            if entry is not None:
+    async def _exact(self, job: Job) -> None:
+        entry = await self._entries.find_exact(job.scope, job.query_hash, job.now)
+        if entry is not None:
+            job.settle_exact(entry)
+
+    @staticmethod
+    def _settle(job: Job, found: list[tuple[CacheEntry, float]]) -> None:
+        for entry, sim in found:
+            # Stored while this job was embedding (after its exact check): still exact.
+            if sim >= _SAME_TEXT and text_hash(entry.query) == job.query_hash:
                 job.settle_exact(entry)
                 return
-        if req.semantic and job.vector is not None:
-            k = self._top_k
-            found = await self._entries.search(job.scope, job.vector, k, job.now)
-            if self._pending.size(job.scope):
-                found = merge(found, await self._pending.search(job.scope, job.vector, k, job.now), k)
-            for entry, sim in found:
-                # Stored while this job was embedding (after its exact check): still exact.
-                if sim >= _SAME_TEXT and text_hash(entry.query) == job.query_hash:
-                    job.settle_exact(entry)
-                    return
-            job.candidates = [Candidate(e, s) for e, s in found]
+        job.candidates = [Candidate(e, s) for e, s in found]

@@ -11,9 +11,10 @@ import anyio
 import anyio.to_thread
 
 from ...core._errors import StoreError
+from ...core._store_ports import SearchQuery
 from ...core._types import CacheEntry, NewEntry, Vector
-from ._index_files import rank_blobs
 from ._numpy_index import as_unit_vector
+from ._ranking import Ranking, rank_scopes, search_each
 from ._sqlite import MIN_KEEP_CHANGES, EntryHits, EntryRow, dumps_metadata
 from ._store_errors import StoreHealth, store_errors
 
@@ -27,6 +28,18 @@ INLINE_ROWS = 512  # below this many vectors numpy scoring is cheaper than a thr
 def vector_blob(vector: Vector, dim: int) -> bytes:
     """A vector as stored: unit length, float32 little-endian."""
     return as_unit_vector(vector, dim).astype("<f4").tobytes()
+
+
+def _live(
+    found: dict[int, CacheEntry], ranked: Sequence[tuple[int, float]], now: float
+) -> list[tuple[CacheEntry, float]]:
+    """The ranked ids that were read and are not expired at ``now``, with their entries."""
+    out: list[tuple[CacheEntry, float]] = []
+    for label, sim in ranked:
+        entry = found.get(label)
+        if entry is not None and entry.expires_at > now:
+            out.append((entry, sim))
+    return out
 
 
 class EmbeddedEntries:
@@ -47,45 +60,116 @@ class EmbeddedEntries:
     @store_errors
     async def search(self, scope: str, vector: Vector, k: int, now: float) -> list[tuple[CacheEntry, float]]:
         """Live entries of ``scope`` nearest to ``vector``, best first (never stale ones)."""
-        if k <= 0:
-            return []
-        await self._s.refresh()
-        query = as_unit_vector(vector, self._s.dim)
-        size = self._s.scope_size(scope) or 0
-        if size == 0:
-            return []
-        if size <= self._s.exact_limit():
-            return await self._search_exact(scope, query, k, now)
-        return await self._search_index(scope, query, k, now, size)
+        return (await self._search_many([SearchQuery(scope, vector, now)], k))[0]
 
-    async def _search_exact(
-        self, scope: str, query: Vector, k: int, now: float
+    @store_errors
+    async def search_many(
+        self, queries: Sequence[SearchQuery], k: int
+    ) -> list[list[tuple[CacheEntry, float]]]:
+        """:meth:`search` for each query, in order: one catch-up, one read of each small
+        scope's vectors, one thread hop for the index and one read of the candidates for all
+        of them (a query whose first candidates were deleted or expired reads again)."""
+        return await self._search_many(queries, k)
+
+    async def _search_many(
+        self, queries: Sequence[SearchQuery], k: int
+    ) -> list[list[tuple[CacheEntry, float]]]:
+        results: list[list[tuple[CacheEntry, float]]] = [[] for _ in queries]
+        if k <= 0 or not queries:
+            return results
+        await self._s.refresh()
+        dim = self._s.dim
+        units = [as_unit_vector(q.vector, dim) for q in queries]
+        sizes = [self._s.scope_size(q.scope) or 0 for q in queries]
+        limit = self._s.exact_limit()
+        scanned: dict[str, list[int]] = {}  # small scope -> positions of its queries
+        indexed: list[int] = []
+        for i, (q, size) in enumerate(zip(queries, sizes, strict=True)):
+            if size > limit:
+                indexed.append(i)
+            elif size > 0:
+                scanned.setdefault(q.scope, []).append(i)
+        # Rows live at the earliest query's time are read; each query then drops those
+        # expired at its own time, as its own search would.
+        earliest = min(q.now for q in queries)
+        rankings = await self._rank_scanned(scanned, units, earliest)
+        hits, fetches = await self._search_indexed(queries, indexed, units, sizes, k)
+        # The first window of every query's ranking, read in one go.
+        windows = {i: ranking.window(0, k + 8) for i, ranking in rankings.items()}
+        wanted = {label for window in (*windows.values(), *hits.values()) for label, _ in window}
+        found = await self._s.require_db().live_entries(sorted(wanted), earliest) if wanted else {}
+        for i, window in windows.items():
+            now = queries[i].now
+            out = _live(found, window, now)
+            if len(out) < k and len(rankings[i]) > k + 8:  # rows deleted since the scan
+                out = await self._exact_rest(rankings[i], out, k, now)
+            results[i] = out[:k]
+        for i, found_hits in hits.items():
+            now = queries[i].now
+            out = _live(found, found_hits, now)
+            fetch, size = fetches[i], sizes[i]
+            if len(out) < k and len(found_hits) >= fetch and fetch < size:
+                out = await self._search_index(queries[i].scope, units[i], k, now, size, min(size, fetch * 4))
+            results[i] = out[:k]
+        return results
+
+    async def _rank_scanned(
+        self, scanned: dict[str, list[int]], units: Sequence[Vector], now: float
+    ) -> dict[int, Ranking]:
+        """Small scopes are scored exactly from SQLite: each scope's vectors read once for all
+        of its queries."""
+        if not scanned:
+            return {}
+        rows = await self._s.require_db().scopes_vectors(list(scanned), now)
+        jobs = [(rows.get(scope, []), [units[i] for i in at]) for scope, at in scanned.items()]
+        dim = self._s.dim
+        work = sum(len(r) * len(q) for r, q in jobs)
+        if work > INLINE_ROWS:
+            ranked = await anyio.to_thread.run_sync(rank_scopes, jobs, dim)
+        else:
+            ranked = rank_scopes(jobs, dim)
+        out: dict[int, Ranking] = {}
+        for at, rankings in zip(scanned.values(), ranked, strict=True):
+            out.update(zip(at, rankings, strict=True))
+        return out
+
+    async def _search_indexed(
+        self,
+        queries: Sequence[SearchQuery],
+        indexed: Sequence[int],
+        units: Sequence[Vector],
+        sizes: Sequence[int],
+        k: int,
+    ) -> tuple[dict[int, list[tuple[int, float]]], dict[int, int]]:
+        """Large scopes go through the index: all of them in one thread hop."""
+        if not indexed:
+            return {}, {}
+        index = self._s.require_index()
+        fetches = {i: min(sizes[i], max(2 * k, k + 16)) for i in indexed}
+        requests = [(units[i], fetches[i], self._s.allowed(queries[i].scope, sizes[i])) for i in indexed]
+        found = await anyio.to_thread.run_sync(search_each, index, requests)
+        return dict(zip(indexed, found, strict=True)), fetches
+
+    async def _exact_rest(
+        self, ranking: Ranking, out: list[tuple[CacheEntry, float]], k: int, now: float
     ) -> list[tuple[CacheEntry, float]]:
         db = self._s.require_db()
-        rows = await db.scope_vectors(scope, now)
-        dim = self._s.dim
-        if len(rows) > INLINE_ROWS:
-            ranked = await anyio.to_thread.run_sync(rank_blobs, rows, query, dim)
-        else:
-            ranked = rank_blobs(rows, query, dim)
-        out: list[tuple[CacheEntry, float]] = []
-        start, step = 0, k + 8
+        start, step = k + 8, 4 * (k + 8)
         # Rows deleted since the scan are skipped; read further down the ranking for them.
-        while len(out) < k and start < len(ranked):
-            window = ranked[start : start + step]
+        while len(out) < k and start < len(ranking):
+            window = ranking.window(start, start + step)
             found = await db.live_entries([i for i, _ in window], now)
             out.extend((found[i], sim) for i, sim in window if i in found)
             start += step
             step *= 4
-        return out[:k]
+        return out
 
     async def _search_index(
-        self, scope: str, query: Vector, k: int, now: float, size: int
+        self, scope: str, query: Vector, k: int, now: float, size: int, fetch: int
     ) -> list[tuple[CacheEntry, float]]:
         db = self._s.require_db()
         index = self._s.require_index()
         allowed = self._s.allowed(scope, size)
-        fetch = min(size, max(2 * k, k + 16))
         while True:
             hits = await anyio.to_thread.run_sync(index.search, query, fetch, allowed)
             found = await db.live_entries([i for i, _ in hits], now)

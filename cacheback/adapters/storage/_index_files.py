@@ -26,7 +26,7 @@ from cacheback._logging import get_logger
 from ...core._errors import CachebackError, ConfigError
 from ...core._types import Vector
 from ._hnsw_index import HnswIndex, hnsw_available
-from ._numpy_index import NumpyIndex, as_unit_rows
+from ._numpy_index import NumpyIndex
 from ._sqlite import is_corruption
 
 log = get_logger("cacheback.store")
@@ -267,15 +267,3 @@ def matrix(blobs: Sequence[bytes], dim: int) -> Vector:
 
 def add_blobs(index: AnyIndex, ids: Sequence[int], blobs: Sequence[bytes], dim: int) -> None:
     index.add(ids, matrix(blobs, dim))
-
-
-def rank_blobs(rows: Sequence[tuple[int, bytes]], query: Vector, dim: int) -> list[tuple[int, float]]:
-    """Exact cosine ranking of (id, vector blob) rows, best first."""
-    nbytes = dim * 4
-    good = [r for r in rows if len(r[1]) == nbytes]
-    if not good:
-        return []
-    mat = as_unit_rows(matrix([r[1] for r in good], dim), dim)
-    sims = mat @ query
-    order = np.argsort(-sims, kind="stable")
-    return [(good[i][0], float(sims[i])) for i in order.tolist()]

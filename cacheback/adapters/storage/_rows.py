@@ -11,7 +11,7 @@ from ...core._types import CacheEntry, Vector
 
 def loads_metadata(raw: object) -> dict[str, Any]:
     """An entry's metadata column: a JSON object ({} when empty or unreadable)."""
-    if not raw:
+    if not raw or raw == "{}":  # most entries carry none: no parse for them
         return {}
     try:
         value = json.loads(str(raw))

@@ -478,12 +478,21 @@ class Database:
                 out[entry.id] = entry
         return out
 
-    async def scope_vectors(self, scope: str, now: float) -> list[tuple[int, bytes]]:
-        rows = await self.reader.execute_fetchall(
-            "SELECT id, vector FROM entries WHERE scope = ? AND vector IS NOT NULL AND expires_at > ?",
-            (scope, now),
-        )
-        return [(int(r[0]), bytes(r[1])) for r in rows]
+    async def scopes_vectors(self, scopes: Sequence[str], now: float) -> dict[str, list[tuple[int, bytes]]]:
+        """(id, vector) of the live rows of each scope, by id; one query for up to 500 scopes."""
+        out: dict[str, list[tuple[int, bytes]]] = {}
+        for chunk in _chunks(scopes):
+            where = "scope = ?" if len(chunk) == 1 else f"scope IN ({_marks(len(chunk))})"
+            rows = await self.reader.execute_fetchall(
+                f"SELECT scope, id, vector FROM entries WHERE {where} AND vector IS NOT NULL"
+                " AND expires_at > ?",
+                (*chunk, now),
+            )
+            for r in rows:
+                out.setdefault(str(r[0]), []).append((int(r[1]), bytes(r[2])))
+        for found in out.values():
+            found.sort()  # already in id order through the scope index: a linear pass
+        return out
 
     async def touch(self, ids: Sequence[int], now: float) -> None:
         async with self._write() as w:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ....core._store_ports import SearchQuery
 from ....core._types import CacheEntry, NewEntry, Vector
 from .._numpy_index import as_unit_vector
 from .._rows import entry_from_row
@@ -18,6 +19,7 @@ _COLS = (
     "e.id, e.scope, e.query, e.answer, e.payload, e.created_at, e.expires_at,"
     " a.last_access, a.hits, e.metadata, a.hit_threshold, e.vector"
 )
+_N_COLS = _COLS.count(",") + 1
 _FROM = "entries AS e JOIN entry_access AS a ON a.id = e.id"
 
 
@@ -34,6 +36,14 @@ def to_entry(row: Any) -> CacheEntry:
 # scope, possibly slightly out of order: re-sorted here.
 _SEARCH = f"""
 SELECT {_COLS}, s.distance, s.big FROM search($1, $2, $3, $4, $5) AS s
+JOIN entries AS e ON e.id = s.id JOIN entry_access AS a ON a.id = e.id
+"""
+# The same for a micro-batch of (vector, scope, known, now) in one statement; q.n numbers them.
+_SEARCH_MANY = f"""
+SELECT q.n, {_COLS}, s.distance, s.big
+FROM unnest($1::vector[], $2::text[], $3::boolean[], $4::float8[])
+    WITH ORDINALITY AS q(v, scope, known, at, n)
+CROSS JOIN LATERAL search(q.v, q.scope, q.at, $5, q.known) AS s
 JOIN entries AS e ON e.id = s.id JOIN entry_access AS a ON a.id = e.id
 """
 _KNOWN_BIG = 65_536  # scopes remembered as large (a scope that shrinks is still searched right)
@@ -60,12 +70,39 @@ class PgEntries:
         known = scope in self._big
         rows = await self._db.run(lambda c: c.fetch(_SEARCH, query, scope, now, k, known))
         if rows and rows[0][13] and not known:
-            if len(self._big) >= _KNOWN_BIG:
-                self._big.clear()
-            self._big.add(scope)
+            self._remember_big(scope)
         out = [(to_entry(r), 1.0 - float(r[12])) for r in rows]
         out.sort(key=lambda pair: -pair[1])
         return out
+
+    async def search_many(
+        self, queries: Sequence[SearchQuery], k: int
+    ) -> list[list[tuple[CacheEntry, float]]]:
+        """One statement for the whole micro-batch: the search function once per query."""
+        results: list[list[tuple[CacheEntry, float]]] = [[] for _ in queries]
+        if k <= 0 or not queries:
+            return results
+        dim = self._db.dim
+        vectors = [_codec.encode(as_unit_vector(q.vector, dim)) for q in queries]
+        scopes = [q.scope for q in queries]
+        known = [scope in self._big for scope in scopes]
+        at = [float(q.now) for q in queries]
+        rows = await self._db.run(lambda c: c.fetch(_SEARCH_MANY, vectors, scopes, known, at, k))
+        for r in rows:  # q.n, the entry's columns, distance, big
+            i = int(r[0]) - 1
+            results[i].append((to_entry(r[1:]), 1.0 - float(r[_N_COLS + 1])))
+            if r[_N_COLS + 2]:
+                self._remember_big(scopes[i])
+        for out in results:
+            out.sort(key=lambda pair: -pair[1])
+        return results
+
+    def _remember_big(self, scope: str) -> None:
+        if scope in self._big:
+            return
+        if len(self._big) >= _KNOWN_BIG:
+            self._big.clear()
+        self._big.add(scope)
 
     async def put(self, entries: Sequence[NewEntry]) -> list[int]:
         if not entries:
