@@ -18,6 +18,10 @@ from ..core._types import CacheEntry, Candidate, text_hash
 
 _DRAIN = BatchPolicy(max_batch=64, max_wait_s=0.0)
 _SAME_TEXT = 0.999  # only a candidate this close can be the very same text
+# A candidate's text longer than this is hashed on a worker thread: folding and hashing
+# take about 20 ms a megabyte, and a stored prompt can be many megabytes.
+_HASH_INLINE_CHARS = 64 * 1024
+_HASH_LIMITER = anyio.CapacityLimiter(1)  # one big text at a time keeps the GIL for the loop
 
 
 class VectorSearch(Stage):
@@ -53,7 +57,7 @@ class VectorSearch(Stage):
         for job, query, found in zip(semantic, queries, found_all, strict=True):
             if self._pending.size(job.scope):
                 found = merge(found, await self._pending.search(job.scope, query.vector, k, job.now), k)
-            self._settle(job, found)
+            await self._settle(job, found)
 
     async def _exact(self, job: Job) -> None:
         entry = await self._entries.find_exact(job.scope, job.query_hash, job.now)
@@ -61,10 +65,16 @@ class VectorSearch(Stage):
             job.settle_exact(entry)
 
     @staticmethod
-    def _settle(job: Job, found: list[tuple[CacheEntry, float]]) -> None:
+    async def _settle(job: Job, found: list[tuple[CacheEntry, float]]) -> None:
         for entry, sim in found:
             # Stored while this job was embedding (after its exact check): still exact.
-            if sim >= _SAME_TEXT and text_hash(entry.query) == job.query_hash:
+            if sim >= _SAME_TEXT and await _hash_of(entry.query) == job.query_hash:
                 job.settle_exact(entry)
                 return
         job.candidates = [Candidate(e, s) for e, s in found]
+
+
+async def _hash_of(text: str) -> str:
+    if len(text) <= _HASH_INLINE_CHARS:
+        return text_hash(text)
+    return await anyio.to_thread.run_sync(text_hash, text, limiter=_HASH_LIMITER)
