@@ -35,10 +35,11 @@ The cure, in two halves:
    closed the child's inode list is empty, and the child's own connections take real locks,
    exactly as in a process started afresh.
 
-Should the fork not become quiet in time (a fork made from the very event loop that holds a
-transaction open), nothing is closed in the child (closing a connection inside a write
-transaction would roll it back into the WAL index the parent is using): the connections are kept
-referenced for good, and the child's store may then stay busy, as before this module.
+Should the fork not become quiet in time, or be made on a thread that has work open itself (the
+very event loop that holds a transaction open: waiting would be in vain), it goes on, and nothing
+is closed in the child (closing a connection inside a write transaction would roll it back into
+the WAL index the parent is using): the connections are kept referenced for good, and the child's
+store may then stay busy, as before this module.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import os
 import sqlite3
 import threading
 import weakref
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -64,30 +66,49 @@ FORK_WAIT_S = 10.0  # a fork waits at most this long for SQLite work in progress
 
 
 class _Gate:
-    """Counts SQLite work in progress; a fork waits for none and holds new work back."""
+    """Counts SQLite work in progress; a fork waits for none and holds new work back.
+
+    Work is counted per thread that runs it (an event loop's thread for async work), so that
+    a fork made on a thread that has work open itself does not wait for it in vain.
+    """
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
-        self.busy = 0
+        self.busy: Counter[int] = Counter()
         self.forking = False
 
-    def try_enter(self) -> bool:
+    def try_enter(self, thread: int) -> bool:
         with self.cond:
             if self.forking:
                 return False
-            self.busy += 1
+            self.busy[thread] += 1
             return True
 
-    def enter(self) -> None:
+    def enter(self, thread: int) -> None:
         with self.cond:
             self.cond.wait_for(lambda: not self.forking)
-            self.busy += 1
+            self.busy[thread] += 1
 
-    def leave(self) -> None:
+    def leave(self, thread: int) -> None:
         with self.cond:
-            self.busy -= 1
-            if self.busy == 0:
+            self.busy[thread] -= 1
+            if self.busy[thread] <= 0:
+                del self.busy[thread]
+            if not self.busy:
                 self.cond.notify_all()
+
+    def quiesce(self, timeout: float) -> bool:
+        """Hold new work back; True once none is in progress (False: gave up waiting)."""
+        with self.cond:
+            self.forking = True
+            if threading.get_ident() in self.busy:
+                return False  # this very thread has work open: it cannot end while we wait
+            return self.cond.wait_for(lambda: not self.busy, timeout)
+
+    def release(self) -> None:
+        with self.cond:
+            self.forking = False
+            self.cond.notify_all()
 
 
 _gate = _Gate()
@@ -105,29 +126,27 @@ class _Registered(sqlite3.Connection):
         _OPENED.add(self)
 
 
-async def _enter() -> None:
-    if not _gate.try_enter():  # a fork is under way: wait for it off the event loop
-        await anyio.to_thread.run_sync(_gate.enter)
-
-
 @asynccontextmanager
 async def sqlite_work() -> AsyncIterator[None]:
     """Hold back a fork while the block runs (one statement, or a whole transaction)."""
-    await _enter()
+    thread = threading.get_ident()  # the event loop's: the work runs from it
+    if not _gate.try_enter(thread):  # a fork is under way: wait for it off the event loop
+        await anyio.to_thread.run_sync(_gate.enter, thread)
     try:
         yield
     finally:
-        _gate.leave()
+        _gate.leave(thread)
 
 
 @contextmanager
 def sqlite_work_sync() -> Iterator[None]:
     """The same for a blocking SQLite user on a worker thread (open, use and close inside)."""
-    _gate.enter()
+    thread = threading.get_ident()
+    _gate.enter(thread)
     try:
         yield
     finally:
-        _gate.leave()
+        _gate.leave(thread)
 
 
 class GatedConnection:
@@ -193,15 +212,11 @@ async def connect(path: Path) -> GatedConnection:
 
 def _before_fork() -> None:
     global _quiet_at_fork
-    with _gate.cond:
-        _gate.forking = True
-        _quiet_at_fork = _gate.cond.wait_for(lambda: _gate.busy == 0, FORK_WAIT_S)
+    _quiet_at_fork = _gate.quiesce(FORK_WAIT_S)
 
 
 def _after_in_parent() -> None:
-    with _gate.cond:
-        _gate.forking = False
-        _gate.cond.notify_all()
+    _gate.release()
 
 
 def _after_in_child() -> None:
