@@ -132,9 +132,9 @@ class SyncShell:
             self._finalizer.detach()
         self._runner, self._finalizer, self._view = None, None, None
         old = self.cache
-        # The parent's engine holds SQLite connections the child inherited: closing one here
-        # (as the garbage collector would) runs SQLite's close in the wrong process, which
-        # can leave the shared database locked for the others. Keep it, never use it.
+        # Keep the parent's cache, never use it: its SQLite connections were already closed at
+        # the fork (storage/_sqlite_fork), but the rest (aiosqlite connections whose threads
+        # did not come along, an onnxruntime session) must not be freed in this process.
         _FORK_ORPHANS.append(old)
         self.cache = ClientCache(old.settings, old.options, **old.engine_args)
 

@@ -28,9 +28,14 @@ async def run_blocking(fn: Callable[[], Any], limiter: anyio.CapacityLimiter) ->
     """
     lock = threading.Lock()
     state: dict[str, Any] = {"dropped": False, "result": None}
+    # The worker thread keeps ``work`` referenced a moment after reporting its result
+    # (anyio drops its locals only then): ``work`` must not keep the SDK call, which holds
+    # the client, or a client dropped right after its last call survives the collection
+    # meant to close it (and then waits for the next full one).
+    calls = [fn]
 
     def work() -> Any:
-        result = fn()
+        result = calls.pop()()
         with lock:
             if not state["dropped"]:
                 state["result"] = result

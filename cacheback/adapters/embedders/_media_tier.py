@@ -33,6 +33,7 @@ from cacheback.core._types import Vector
 
 from ..providers._media import MediaPart
 from ..providers._scope import RequestKey
+from ..storage._sqlite_fork import sqlite_work_sync
 
 __all__ = ["MEDIA_KINDS", "MediaTier"]
 
@@ -222,11 +223,12 @@ class MediaTier:
             return
         known = _Known(dim)
         try:
-            with self._connect() as conn:
-                rows = conn.execute(
-                    "SELECT digest, media_id, vector FROM media_keys WHERE model = ?", (model,)
-                ).fetchall()
-            conn.close()
+            with sqlite_work_sync():  # no fork while it is open (storage/_sqlite_fork)
+                with self._connect() as conn:
+                    rows = conn.execute(
+                        "SELECT digest, media_id, vector FROM media_keys WHERE model = ?", (model,)
+                    ).fetchall()
+                conn.close()
         except sqlite3.Error as exc:
             _log.warning("media_keys_unreadable", path=str(self.path), error=str(exc))
             rows = []
@@ -244,11 +246,13 @@ class MediaTier:
     def _save(self, model: str, digest: str, media_id: str, vector: Vector | None) -> None:
         blob = None if vector is None else np.asarray(vector, dtype=np.float32).tobytes()
         try:
-            with self._connect() as conn:
-                conn.execute(
-                    "INSERT OR IGNORE INTO media_keys (model, digest, media_id, vector) VALUES (?, ?, ?, ?)",
-                    (model, digest, media_id, blob),
-                )
-            conn.close()
+            with sqlite_work_sync():
+                with self._connect() as conn:
+                    conn.execute(
+                        "INSERT OR IGNORE INTO media_keys (model, digest, media_id, vector)"
+                        " VALUES (?, ?, ?, ?)",
+                        (model, digest, media_id, blob),
+                    )
+                conn.close()
         except sqlite3.Error as exc:  # the tier still works in memory
             _log.warning("media_keys_unwritable", path=str(self.path), error=str(exc))

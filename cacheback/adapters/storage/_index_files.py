@@ -28,6 +28,7 @@ from ...core._types import Vector
 from ._hnsw_index import HnswIndex, hnsw_available
 from ._numpy_index import NumpyIndex
 from ._sqlite import is_corruption
+from ._sqlite_fork import sqlite_work_sync
 
 log = get_logger("cacheback.store")
 
@@ -133,11 +134,12 @@ def passes_quick_check(db_path: Path) -> bool:
     if not db_path.is_file():
         return True
     try:
-        conn = sqlite3.connect(str(db_path), timeout=10)
-        try:
-            rows = conn.execute("PRAGMA quick_check").fetchall()
-        finally:
-            conn.close()
+        with sqlite_work_sync():  # no fork while this connection is open (see _sqlite_fork)
+            conn = sqlite3.connect(str(db_path), timeout=10)
+            try:
+                rows = conn.execute("PRAGMA quick_check").fetchall()
+            finally:
+                conn.close()
     except sqlite3.DatabaseError as exc:
         return not is_corruption(exc)
     return rows == [("ok",)]

@@ -19,13 +19,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import aiosqlite
 import anyio
 import numpy as np
 
 from ...core._errors import StoreError
 from ...core._types import CacheEntry, NegativeEntry, Vector
 from ._rows import entry_from_row, loads_metadata
+from ._sqlite_fork import GatedConnection, connect
 
 SCHEMA_VERSION = 2
 # Columns added after version 1, with their definitions (ALTER TABLE on open, see
@@ -223,9 +223,8 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-async def _connect(path: Path, *, readonly: bool = False) -> aiosqlite.Connection:
-    # isolation_level=None: autocommit; every write transaction is an explicit BEGIN IMMEDIATE.
-    conn = await aiosqlite.connect(str(path), isolation_level=None)
+async def _connect(path: Path, *, readonly: bool = False) -> GatedConnection:
+    conn = await connect(path)  # safe across os.fork(): see _sqlite_fork
     try:
         for pragma in _CONNECTION_PRAGMAS:
             await conn.execute(pragma)
@@ -253,8 +252,8 @@ class Database:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._w: aiosqlite.Connection | None = None
-        self._r: aiosqlite.Connection | None = None
+        self._w: GatedConnection | None = None
+        self._r: GatedConnection | None = None
         self._wlock = anyio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -302,18 +301,17 @@ class Database:
         self._r = self._w = None
 
     @property
-    def reader(self) -> aiosqlite.Connection:
+    def reader(self) -> GatedConnection:
         if self._r is None:
             raise StoreError("the store is not open")
         return self._r
 
     @asynccontextmanager
-    async def _write(self, *, durable: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+    async def _write(self, *, durable: bool = False) -> AsyncIterator[GatedConnection]:
         """One write transaction on the writer connection (serialised in this process)."""
         if self._w is None:
             raise StoreError("the store is not open")
-        async with self._wlock:
-            w = self._w
+        async with self._wlock, self._w.transaction() as w:  # no fork inside a transaction
             if durable:  # fsync this commit (the negative list must survive a power cut)
                 await w.execute("PRAGMA synchronous = FULL")
             try:
@@ -332,7 +330,7 @@ class Database:
                     with anyio.CancelScope(shield=True):
                         await w.execute("PRAGMA synchronous = NORMAL")
 
-    async def snapshot(self) -> aiosqlite.Connection:
+    async def snapshot(self) -> GatedConnection:
         """A separate connection holding one read transaction (for a consistent full scan)."""
         conn = await _connect(self.path, readonly=True)
         try:
@@ -387,7 +385,7 @@ class Database:
         return cut
 
     @staticmethod
-    async def _last_seq(conn: aiosqlite.Connection) -> int:
+    async def _last_seq(conn: GatedConnection) -> int:
         rows = list(await conn.execute_fetchall("SELECT seq FROM sqlite_sequence WHERE name = 'changes'"))
         return int(rows[0][0]) if rows else 0
 
@@ -397,7 +395,7 @@ class Database:
         return [(int(r[0]), str(r[1])) for r in rows]
 
     @classmethod
-    async def snapshot_head(cls, snap: aiosqlite.Connection) -> tuple[int, int]:
+    async def snapshot_head(cls, snap: GatedConnection) -> tuple[int, int]:
         """(last changes seq, number of entries with a vector) inside a snapshot."""
         seq = await cls._last_seq(snap)
         rows = list(await snap.execute_fetchall("SELECT count(*) FROM entries WHERE vector IS NOT NULL"))
@@ -405,7 +403,7 @@ class Database:
 
     @staticmethod
     async def snapshot_vectors(
-        snap: aiosqlite.Connection, after_id: int, limit: int
+        snap: GatedConnection, after_id: int, limit: int
     ) -> list[tuple[int, str, bytes]]:
         rows = await snap.execute_fetchall(
             "SELECT id, scope, vector FROM entries WHERE vector IS NOT NULL AND id > ? ORDER BY id LIMIT ?",
