@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from cacheback import AsyncSemanticCache, SemanticCache
@@ -272,3 +273,49 @@ async def test_a_new_scope_skips_embedding_but_stores_a_vector(cache_dir: Path, 
         await cache.flush()  # the persister embedded the answer when storing it
         hit = await cache.lookup_detailed("How fast is the speed of light?", scope="new")
         assert hit.tier == "verbatim" and hit.answer == "Light travels at about 300,000 km/s."
+
+
+async def test_a_repeat_from_memory_is_answered_in_the_callers_task(cache_dir: Path, embedder: Any) -> None:
+    async with make(cache_dir, embedder) as cache:
+        await cache.populate("How many moons does Mars have?", "Two.")
+        await cache.lookup("How many moons does Mars have?")  # now in memory
+        normalize = cache.engine._stages["normalize"]
+        processed: list[int] = []
+        original = normalize.process
+
+        async def counting(jobs: Any) -> None:
+            processed.append(len(jobs))
+            await original(jobs)
+
+        normalize.process = counting  # type: ignore[method-assign]
+        hit = await cache.lookup_detailed("How many moons does Mars have?")
+        assert hit.tier == "exact" and hit.answer == "Two."
+        assert processed == []  # settled without the hop to the stage's task
+        assert (await cache.lookup_detailed("How many moons does Jupiter have?")).tier == "miss"
+        assert processed == [1]
+
+
+async def test_a_loop_of_memory_hits_lets_other_tasks_run_and_can_be_cancelled(
+    cache_dir: Path, embedder: Any
+) -> None:
+    async with make(cache_dir, embedder) as cache:
+        await cache.populate("What colour is the sky on a clear day?", "Blue.")
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await anyio.lowlevel.checkpoint()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ticker)
+            for _ in range(50):
+                assert await cache.lookup("What colour is the sky on a clear day?") == "Blue."
+            assert ticks >= 40  # each hit is a checkpoint: the ticker ran in between
+            tg.cancel_scope.cancel()
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await cache.lookup("What colour is the sky on a clear day?")
+            raise AssertionError("a cancelled caller must stop at the hit's checkpoint")
+        assert scope.cancelled_caught

@@ -100,12 +100,13 @@ class Job:
     def settle_exact(self, entry: CacheEntry) -> Outcome:
         return self.settle(Tier.EXACT, similarity=1.0, entry=entry)
 
-    def settle_from_memory(self, hot: HotCache, now: float) -> bool:
+    def settle_from_memory(self, hot: HotCache, now: float, *, written_only: bool = False) -> bool:
         """Settle from a decision the hot cache remembers for this question, if it serves
         this request; replayed as it was made (a repeat of a paraphrase is still a verbatim
-        hit, at its original similarity, not an exact one). False: nothing remembered."""
+        hit, at its original similarity, not an exact one). False: nothing remembered (or,
+        ``written_only``, an answer whose row is still being written)."""
         hit = hot.get(self.scope, self.query_hash, now)
-        if hit is None or not hit.serves(self.request):
+        if hit is None or not hit.serves(self.request) or (written_only and hit.entry.id <= 0):
             return False
         self.guard_reasons = hit.guard_reasons
         self.settle(hit.tier, similarity=hit.similarity, entry=hit.entry)

@@ -41,6 +41,12 @@ class Stage(ABC):
     @abstractmethod
     async def process(self, jobs: Sequence[Job]) -> None: ...
 
+    def settle_now(self, job: Job) -> bool:
+        """Finish ``job`` at once if that needs no waiting (the first stage only): the
+        runner calls it in the submitting task, saving the hop to this stage's task.
+        False: the job goes through ``process`` as usual."""
+        return False
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most stages hold nothing
         """Release resources after the pipeline has drained."""
 

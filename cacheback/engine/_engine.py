@@ -46,7 +46,7 @@ from ..core._types import (
     text_hash,
 )
 from ..stages.indexer import Indexer
-from ..stages.persister import Touch
+from ..stages.persister import Barrier, Fill, Persister
 from ..stages.upstream import Upstream as UpstreamStage
 from ._admin import EngineAdmin
 from ._blocklist import EngineBlocklist
@@ -116,6 +116,7 @@ class AsyncEngine:
         self.served = ServedHits()  # the latest hits per entry, for feedback that names only the entry
         self.verifier = HitVerifier(self)  # sampled checks of paraphrase hits (feedback_verify_rate)
         self.indexer: Indexer | None = None
+        self._persister: Persister | None = None
         self.blocklist = EngineBlocklist(self, self._state)
         self.admin = EngineAdmin(self)
         self.recovery = StoreRecovery(self._store_reopened)
@@ -233,7 +234,7 @@ class AsyncEngine:
             store_usable=self.store_usable,
         )
         self.indexer = build_indexer(ctx)
-        persister = build_persister(ctx, self.indexer)
+        persister = self._persister = build_persister(ctx, self.indexer)
         stages, edges = build_graph(ctx)
         self._stages = {st.name: st for st in stages}
         pipeline = Pipeline(
@@ -377,8 +378,6 @@ class AsyncEngine:
 
     def _write_touches(self) -> None:
         """Have the persister write the LRU touches it gathered (it batches them)."""
-        from ..stages.persister import Barrier
-
         if self._pipeline is not None:
             self._pipeline.sink_nowait(Barrier(anyio.Event()))
 
@@ -439,7 +438,8 @@ class AsyncEngine:
                 guard_reasons=outcome.guard_reasons,
             )
         if outcome is not None and outcome.entry is not None and outcome.hit and outcome.entry.id > 0:
-            pipeline.sink_nowait(_touch(outcome.entry.id))
+            if self._persister is not None:
+                self._persister.touch(outcome.entry.id)
             self.served.record(outcome.entry.id, outcome.tier.value, outcome.similarity)
             if outcome.tier is Tier.VERBATIM:
                 self.verifier.offer(outcome.entry, job.request.query, outcome.similarity)
@@ -472,8 +472,6 @@ class AsyncEngine:
             )
 
         def send() -> None:
-            from ..stages.persister import Fill
-
             if not synthesized(job):  # a stream's usage is complete by now
                 self.accounting.record_upstream(job, Tier.UPSTREAM if job.request.cacheable else Tier.BYPASS)
             if entry is None:
@@ -545,8 +543,6 @@ class AsyncEngine:
         metadata: dict[str, Any] | None = None,
     ) -> int:
         """Store an answer now (written through, visible to the next lookup)."""
-        from ..stages.persister import Fill
-
         if has_lone_surrogate(answer):
             raise ConfigError("the answer contains lone surrogates (invalid Unicode) and cannot be stored")
 
@@ -568,8 +564,6 @@ class AsyncEngine:
 
     async def flush(self) -> None:
         """Wait until every answer queued for writing so far is in the store."""
-        from ..stages.persister import Barrier
-
         pipeline, _ = self._require()
         barrier = Barrier(anyio.Event())
         await pipeline.sink(barrier)
@@ -608,10 +602,6 @@ class AsyncEngine:
     def queue_depth(self, stage: str) -> int:
         """Jobs waiting in one stage's inbox (0 when the engine is not running)."""
         return self._pipeline.queue_depth(stage) if self._pipeline is not None else 0
-
-
-def _touch(entry_id: int) -> Touch:
-    return Touch(entry_id)
 
 
 def _with_latency(outcome: Outcome, latency_ms: float) -> Outcome:

@@ -52,20 +52,34 @@ class Normalize(Stage):
     def policy(self) -> BatchPolicy:
         return _DRAIN
 
+    def settle_now(self, job: Job) -> bool:
+        """A repeat whose answer memory holds (its row written): settled in the caller's
+        task, as ``process`` would settle it."""
+        req = job.request
+        if not (req.cacheable and req.read) or not self._usable():
+            return False
+        self._forget_deleted()
+        return job.settle_from_memory(self._hot, job.now, written_only=True)
+
+    def _forget_deleted(self) -> None:
+        """Entries deleted or evicted since the last look are dropped from memory first."""
+        changes = self._changes
+        if changes.deletions == self._seen:
+            return
+        gone = changes.deleted_since(self._seen)
+        self._seen = changes.deletions
+        if gone is None:
+            self._hot.bump()
+            self._pending.clear()
+        else:
+            self._hot.discard_ids(set(gone))
+            self._pending.discard_ids(set(gone))
+
     async def process(self, jobs: Sequence[Job]) -> None:
         if not self._usable():
             around_the_cache(jobs)
             return
-        changes = self._changes
-        if changes.deletions != self._seen:  # deleted or evicted: drop them from memory
-            gone = changes.deleted_since(self._seen)
-            self._seen = changes.deletions
-            if gone is None:
-                self._hot.bump()
-                self._pending.clear()
-            else:
-                self._hot.discard_ids(set(gone))
-                self._pending.discard_ids(set(gone))
+        self._forget_deleted()
         waiting: list[Job] = []
         to_check: list[Job] = []
         for job in jobs:

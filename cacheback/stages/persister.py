@@ -33,11 +33,6 @@ class Fill:
     pending: PendingEntry | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Touch:
-    entry_id: int
-
-
 @dataclass(eq=False, slots=True)
 class Barrier:
     """Set once everything queued before it has been written (``engine.flush()``)."""
@@ -78,10 +73,14 @@ class Persister:
     def policy(self) -> BatchPolicy:
         return self._policy
 
-    async def write(self, items: Sequence[Fill | Touch | Barrier]) -> None:
+    def touch(self, entry_id: int) -> None:
+        """Count a hit on ``entry_id`` for the LRU, written with the next batch that is due
+        (see TOUCH_INTERVAL_S): no item in the queue, so a hit wakes nothing."""
+        self._touched[entry_id] += 1
+
+    async def write(self, items: Sequence[Fill | Barrier]) -> None:
         """Write a batch; an empty batch is the last one (the pipeline is closing)."""
         fills = [i for i in items if isinstance(i, Fill)]
-        self._touched.update(i.entry_id for i in items if isinstance(i, Touch))
         try:
             if fills:
                 await self._put(fills)

@@ -27,6 +27,7 @@ from anthropic.types import Message, RawMessageStreamEvent
 
 from . import anthropic_messages
 from ._common import discriminator_table, no_request
+from ._construct_memo import REPLAYS
 from ._stream_replay import Ready
 
 _T = TypeVar("_T")
@@ -57,6 +58,8 @@ def rebuild_message(
     """A ``Message`` serving ``text`` (from its stored payload when it has one;
     ``keep_ids``: with the provider's message id). ``_request_id`` is None."""
     data = anthropic_messages.message_dict(text, payload, model, request, keep_ids=keep_ids)
+    if keep_ids:  # a stored response replayed: the same object each time (_construct_memo)
+        return no_request(REPLAYS.build(Message.construct, data), *_PER_REQUEST)
     return no_request(Message.construct(**data), *_PER_REQUEST)
 
 

@@ -137,6 +137,11 @@ def get(obj: object, key: str, default: Any = None) -> Any:
 
 def to_wire(obj: object) -> Any:
     """An SDK model (or a mapping of them) as the JSON-able dict the API sent."""
+    kind = type(obj)
+    if kind is str or kind is int or kind is bool or kind is float or obj is None:
+        return obj  # the common leaves first: they have nothing to dump
+    if kind is dict:
+        return {k: to_wire(v) for k, v in obj.items()}  # type: ignore[attr-defined]
     dump = getattr(obj, "model_dump", None)
     if dump is not None and _is_pydantic(obj):
         # warnings=False: models built with construct() may hold values pydantic's
@@ -216,6 +221,11 @@ def canonical(value: Any) -> Any:
     as "not set"), turns SDK models into their wire dicts, tuples into lists and
     integral floats into ints (``temperature=1`` and ``1.0`` are the same request).
     """
+    kind = type(value)
+    if kind is str or kind is int or kind is bool:  # the common cases first (same rules)
+        return value
+    if kind is dict:
+        return _canonical_mapping(value)
     if value is None or _is_sentinel(value):
         return None
     if isinstance(value, bool | str | int):
@@ -227,14 +237,7 @@ def canonical(value: Any) -> Any:
     if _is_pydantic(value):
         return canonical(to_wire(value))
     if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise Unkeyable(f"non-string key {k!r}")
-            c = canonical(v)
-            if c is not None:
-                out[k] = c
-        return out or None
+        return _canonical_mapping(value)
     if isinstance(value, list | tuple):
         items = [canonical(v) for v in value]
         return items or None
@@ -242,6 +245,17 @@ def canonical(value: Any) -> Any:
         # Raw bytes (e.g. file uploads) are keyed by content hash, not inlined.
         return {"$bytes": hashlib.blake2b(value, digest_size=16).hexdigest()}
     raise Unkeyable(f"cannot key a value of type {type(value).__name__}")
+
+
+def _canonical_mapping(value: Mapping[Any, Any]) -> dict[str, Any] | None:
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        if not isinstance(k, str):
+            raise Unkeyable(f"non-string key {k!r}")
+        c = canonical(v)
+        if c is not None:
+            out[k] = c
+    return out or None
 
 
 def canonical_json(value: Any) -> str:

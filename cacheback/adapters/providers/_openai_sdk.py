@@ -20,6 +20,7 @@ from openai.types.responses import Response, ResponseStreamEvent
 
 from . import openai_chat, openai_responses
 from ._common import discriminator_table, no_request
+from ._construct_memo import REPLAYS
 from ._stream_replay import Ready
 
 _CHAT = openai_chat.CODEC
@@ -55,6 +56,8 @@ def rebuild_chat_completion(
     """A ``ChatCompletion`` serving ``text`` (from its stored payload when it has one;
     ``keep_ids``: as the provider sent it, id included). ``_request_id`` is None."""
     data = openai_chat.chat_completion_dict(text, payload, model, request, keep_ids=keep_ids)
+    if keep_ids:  # a stored response replayed: the same object each time (_construct_memo)
+        return no_request(REPLAYS.build(ChatCompletion.construct, data))
     return no_request(ChatCompletion.construct(**data))
 
 
@@ -116,6 +119,8 @@ def rebuild_response(
 ) -> Response:
     """A Responses-API ``Response`` serving ``text`` (see ``rebuild_chat_completion``)."""
     data = openai_responses.response_dict(text, payload, model, request, keep_ids=keep_ids)
+    if keep_ids:  # see rebuild_chat_completion
+        return no_request(REPLAYS.build(Response.construct, data))
     return no_request(Response.construct(**data))
 
 
