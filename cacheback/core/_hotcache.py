@@ -7,10 +7,15 @@ on a paraphrase with its similarity), so a repeat is reported as what it is.
 A decision is only served while the negative list and the store's deletions are at the
 generation it was recorded under, so a blocklisted or deleted answer is never replayed
 from memory.
+
+The engine's loop writes it; a sync client's caller reads it on its own thread (a repeat
+answered without a hop to the loop), so every operation holds a lock (uncontended: a few
+hundred nanoseconds).
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -46,24 +51,27 @@ class HotCache:
         # questions (its own text and the paraphrases it was a verbatim hit for).
         self._keys: dict[int, set[_Key]] = {}
         self.generation = 0
+        self._lock = threading.Lock()
 
     def bump(self) -> None:
         """Invalidate everything (a delete, a clear or a new negative entry happened)."""
-        self.generation += 1
-        self._items.clear()
-        self._keys.clear()
+        with self._lock:
+            self.generation += 1
+            self._items.clear()
+            self._keys.clear()
 
     def get(self, scope: str, query_hash: str, now: float) -> Remembered | None:
         key = (scope, query_hash)
-        item = self._items.get(key)
-        if item is None:
-            return None
-        hit, gen = item
-        if gen != self.generation or hit.entry.expires_at <= now:
-            self._drop(key)
-            return None
-        self._items.move_to_end(key)
-        return hit
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            hit, gen = item
+            if gen != self.generation or hit.entry.expires_at <= now:
+                self._drop(key)
+                return None
+            self._items.move_to_end(key)
+            return hit
 
     def put(
         self,
@@ -79,17 +87,20 @@ class HotCache:
     ) -> None:
         """Remember that ``entry`` answers the question hashed ``query_hash``, matched as
         ``tier`` (exact: that very text; verbatim: a paraphrase, at ``similarity``)."""
-        if self._capacity <= 0 or generation != self.generation:
-            return
+        remembered = Remembered(entry, tier, similarity, guard_reasons, pending)
         key = (scope, query_hash)
-        self._drop(key)
-        self._items[key] = (Remembered(entry, tier, similarity, guard_reasons, pending), generation)
-        if entry.id > 0:
-            self._keys.setdefault(entry.id, set()).add(key)
-        while len(self._items) > self._capacity:
-            self._drop(next(iter(self._items)))
+        with self._lock:
+            if self._capacity <= 0 or generation != self.generation:
+                return
+            self._drop(key)
+            self._items[key] = (remembered, generation)
+            if entry.id > 0:
+                self._keys.setdefault(entry.id, set()).add(key)
+            while len(self._items) > self._capacity:
+                self._drop(next(iter(self._items)))
 
     def _drop(self, key: _Key) -> None:
+        """Forget ``key`` (the lock is held)."""
         item = self._items.pop(key, None)
         if item is None:
             return
@@ -100,9 +111,10 @@ class HotCache:
                 del self._keys[item[0].entry.id]
 
     def discard_ids(self, ids: set[int]) -> None:
-        for entry_id in ids:
-            for key in list(self._keys.get(entry_id, ())):
-                self._drop(key)
+        with self._lock:
+            for entry_id in ids:
+                for key in list(self._keys.get(entry_id, ())):
+                    self._drop(key)
 
     def __len__(self) -> int:
         return len(self._items)

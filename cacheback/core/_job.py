@@ -41,6 +41,7 @@ class Job:
     # only if nothing was invalidated (deleted, blocklisted) while it was on its way.
     generation: int = 0
     started: float = field(default_factory=time.perf_counter)
+    ended: float = 0.0  # when it was settled, if it was finished later (on another thread)
     now: float = field(default_factory=time.time)
     vector: Vector | None = None
     exact_checked: bool = False  # the store had no entry under this exact key (normalize looked)
@@ -71,7 +72,7 @@ class Job:
         return self.done.is_set()
 
     def elapsed_ms(self) -> float:
-        return (time.perf_counter() - self.started) * 1000.0
+        return ((self.ended or time.perf_counter()) - self.started) * 1000.0
 
     def settle(
         self,

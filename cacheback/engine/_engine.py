@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -131,6 +132,10 @@ class AsyncEngine:
         self._stages: dict[str, Stage] = {}
         self._loop_token: Any = None
         self._loop_thread = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Jobs answered from memory on other threads, whose bookkeeping the loop does.
+        self._settled_elsewhere: deque[Job] = deque()
+        self._drain_posted = False
         self.opened_in_s = 0.0
         # Extra sections of admin.stats() the surfaces add (the media embedders), by name.
         self.describers: dict[str, Callable[[], Any]] = {}
@@ -185,6 +190,7 @@ class AsyncEngine:
         s = self.settings
         self._loop_token = anyio.lowlevel.current_token()
         self._loop_thread = threading.get_ident()
+        self._loop = asyncio.get_running_loop()
         defaults = self._defaults or installed_defaults()
         if self._embedder_arg == "auto":
             loaded = await anyio.to_thread.run_sync(defaults.embedder, s)
@@ -297,6 +303,7 @@ class AsyncEngine:
         (their callers get ``UpstreamCancelled``), so a hung provider cannot hold the close."""
         if self._pipeline is None or self._host is None:
             return
+        self._drain_settled()  # the bookkeeping of hits answered on other threads
         if grace_s is not None:
             with anyio.move_on_after(grace_s):
                 await self._pipeline.idle()
@@ -422,6 +429,42 @@ class AsyncEngine:
         pipeline, _ = self._require()
         job = self.make_job(request, call, query_hash=await _large_text_hash(request.query))
         await pipeline.submit(job)
+        self._finished(job)
+        return job
+
+    def answer_from_memory(self, request: LookupRequest, call: UpstreamCall | None = None) -> Job | None:
+        """The finished job of a repeat whose answer memory holds, settled on the calling
+        thread (a sync client's caller: no hop to the engine's loop and back); None: ``run``
+        decides. The same settling as ``run``'s; its bookkeeping (metrics, cost savings,
+        the LRU touch) is handed to the loop without waiting for it."""
+        pipeline = self._pipeline
+        loop = self._loop
+        if pipeline is None or loop is None:
+            return None
+        job = self.make_job(request, call)
+        if not pipeline.settle_now(job):
+            return None
+        job.ended = time.perf_counter()
+        self._settled_elsewhere.append(job)
+        if not self._drain_posted:  # one wake-up of the loop for a burst of such hits
+            self._drain_posted = True
+            try:
+                loop.call_soon_threadsafe(self._drain_settled)
+            except RuntimeError:  # the loop is gone (closing): only the bookkeeping is lost
+                self._settled_elsewhere.clear()
+        return job
+
+    def _drain_settled(self) -> None:
+        self._drain_posted = False  # first: a job appended from now on posts a drain again
+        pipeline = self._pipeline
+        while self._settled_elsewhere:
+            job = self._settled_elsewhere.popleft()
+            if pipeline is not None:
+                pipeline.complete(job)
+            self._finished(job)
+
+    def _finished(self, job: Job) -> None:
+        """After a job: its costs, the decision to remember, the LRU touch of its entry."""
         self.accounting.account(job)
         outcome = job.outcome
         if outcome is not None and outcome.tier is Tier.VERBATIM and outcome.entry is not None:
@@ -443,7 +486,6 @@ class AsyncEngine:
             self.served.record(outcome.entry.id, outcome.tier.value, outcome.similarity)
             if outcome.tier is Tier.VERBATIM:
                 self.verifier.offer(outcome.entry, job.request.query, outcome.similarity)
-        return job
 
     async def lookup(self, request: LookupRequest) -> Outcome:
         job = await self.run(request)

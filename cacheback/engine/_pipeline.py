@@ -160,14 +160,15 @@ class Pipeline:
         """Queue a job (waits while the first inbox is full) and wait until it is done."""
         if not self._open:
             raise EngineClosed("the cache engine is closed")
+        if self.settle_now(job):
+            self.complete(job)
+            # Still a checkpoint, as every await of the engine: other tasks get their turn
+            # (a loop of hits cannot starve them) and a cancelled caller stops here.
+            await anyio.lowlevel.checkpoint()
+            return
         self._observer.job_started(job)
         self._active += 1
         try:
-            if self._settle_inline(job):
-                # Still a checkpoint, as every await of the engine: other tasks get their
-                # turn (a loop of hits cannot starve them) and a cancelled caller stops here.
-                await anyio.lowlevel.checkpoint()
-                return
             try:
                 await self._lanes[self._order[0]].send.send(job)
             except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
@@ -182,9 +183,10 @@ class Pipeline:
             if self._active == 0 and self._idle is not None:
                 self._idle.set()
 
-    def _settle_inline(self, job: Job) -> bool:
-        """The first stage's answer when it needs no waiting (a repeat from memory), given
-        in the submitting task: no hop to the stage's task and back. Traced as that stage."""
+    def settle_now(self, job: Job) -> bool:
+        """The first stage's answer when it needs no waiting (a repeat from memory), in the
+        submitting task or on any thread: no hop to the stage's task. Traced as that stage;
+        ``complete`` (on the loop) finishes the job."""
         stage = self._stages[self._order[0]]
         t0 = time.perf_counter()
         try:
@@ -194,9 +196,13 @@ class Pipeline:
             return False
         if not settled:
             return False
+        self._observer.job_started(job)
         self._observer.stage_done(stage.name, (job,), t0, time.perf_counter(), None)
-        self._complete(job)
         return True
+
+    def complete(self, job: Job) -> None:
+        """Finish a job ``settle_now`` settled (metrics, the request's span); on the loop."""
+        self._complete(job)
 
     async def idle(self) -> None:
         """Wait until no submitted job is waiting for its answer."""

@@ -53,12 +53,15 @@ class Normalize(Stage):
         return _DRAIN
 
     def settle_now(self, job: Job) -> bool:
-        """A repeat whose answer memory holds (its row written): settled in the caller's
-        task, as ``process`` would settle it."""
+        """A repeat whose answer memory holds (its row written), settled as ``process``
+        would settle it, on the caller's task or thread (safe on any thread: it only reads,
+        and the hot cache locks). Entries deleted since the last batch: ``process`` drops
+        them from memory first, so the request goes that way."""
         req = job.request
-        if not (req.cacheable and req.read) or not self._usable():
+        if not (req.cacheable and req.read) or self._changes.deletions != self._seen:
             return False
-        self._forget_deleted()
+        if not self._usable():
+            return False
         return job.settle_from_memory(self._hot, job.now, written_only=True)
 
     def _forget_deleted(self) -> None:

@@ -293,6 +293,18 @@ class ClientCache:
                     return None
         return self.engine
 
+    def answer_from_memory(self, prep: Prepared, call: UpstreamCall) -> Job | None:
+        """A repeat whose answer the engine's memory holds, answered on the calling thread
+        (a sync client's caller: no hop to the engine's loop); None: ``run`` it. Questions
+        with media go to ``run``: the media tier decides their scope first."""
+        engine = self.engine
+        if prep.request is None or not engine.running or (prep.key is not None and prep.key.media):
+            return None
+        try:
+            return engine.answer_from_memory(prep.request, call)
+        except CachebackError:  # the full path decides (and degrades) as it does
+            return None
+
     async def run(self, prep: Prepared, call: UpstreamCall) -> Job | None:
         """The engine's finished job, or None: go around the cache. A caller that leaves
         (cancelled, Ctrl-C) takes the upstream call nobody else waits for with it."""

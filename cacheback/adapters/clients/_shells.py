@@ -83,8 +83,10 @@ class SyncShell:
         if prep.request is None:
             return self.cache.passthrough(_direct(prep, call, direct), prep)
         upstream = self.cache.upstream_call(prep, call, blocking=True)
-        try:
-            job = self.runner().call(self.cache.run, prep, upstream)
+        try:  # a repeat from memory is answered on this thread, without the portal hop
+            job = self.cache.answer_from_memory(prep, upstream) or self.runner().call(
+                self.cache.run, prep, upstream
+            )
         except EngineClosed:  # closed by another thread meanwhile
             return _direct(prep, call, direct)
         if job is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -99,6 +100,11 @@ class ConstructMemo:
     def __len__(self) -> int:
         return len(self._items)
 
+    def _forked(self) -> None:
+        # A parent's thread may have held the lock at the fork: the child's must be free.
+        self._lock = threading.Lock()
+
 
 #: The templates of the replayed hits of every client in this process.
 REPLAYS = ConstructMemo()
+os.register_at_fork(after_in_child=REPLAYS._forked)
