@@ -152,6 +152,11 @@ def sync_calls(base: str, emb: Any, trace: bool) -> None:
         with rec:
             call(model="gpt-4o", messages=msg("How do I reverse a list in Python?"))
         report("sync exact hit (memory)", rec, trace)
+        c._cacheback.cache.engine.hot.bump()  # memory forgets it (as after a restart)
+        time.sleep(1.2)
+        with rec:
+            call(model="gpt-4o", messages=msg("How do I reverse a list in Python?"))
+        report("sync exact hit (store)", rec, trace)
         time.sleep(1.2)
         with rec:
             call(model="gpt-4o", messages=msg("A question about volcanoes nobody asked before"))
@@ -174,6 +179,11 @@ async def async_calls(base: str, emb: Any, trace: bool) -> None:
             with rec:
                 await call(model="gpt-4o", messages=msg("How do I reverse a list in Python?"))
             report("async exact hit (memory)", rec, trace)
+            c._cacheback.cache.engine.hot.bump()  # memory forgets it (as after a restart)
+            await anyio.sleep(1.2)
+            with rec:
+                await call(model="gpt-4o", messages=msg("How do I reverse a list in Python?"))
+            report("async exact hit (store)", rec, trace)
             await anyio.sleep(1.2)
             with rec:
                 await call(model="gpt-4o", messages=msg("A question about volcanoes nobody asked before"))
