@@ -452,6 +452,7 @@ class AsyncEngine:
                 loop.call_soon_threadsafe(self._drain_settled)
             except RuntimeError:  # the loop is gone (closing): only the bookkeeping is lost
                 self._settled_elsewhere.clear()
+                self._drain_posted = False
         return job
 
     def _drain_settled(self) -> None:
