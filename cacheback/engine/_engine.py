@@ -439,7 +439,8 @@ class AsyncEngine:
         the LRU touch) is handed to the loop without waiting for it."""
         pipeline = self._pipeline
         loop = self._loop
-        if pipeline is None or loop is None:
+        # A large text is hashed once, by ``run`` (off the loop), not here and there again.
+        if pipeline is None or loop is None or len(request.query) > LARGE_TEXT_CHARS:
             return None
         job = self.make_job(request, call)
         if not pipeline.settle_now(job):
