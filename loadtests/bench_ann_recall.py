@@ -153,6 +153,8 @@ def child(args: argparse.Namespace) -> None:
     for start in range(0, args.size, ADD_BATCH):
         stop = min(args.size, start + ADD_BATCH)
         index.add(list(range(start, stop)), base[start:stop])
+        if stop % 100_000 == 0:  # progress, shown if the build is stopped by --timeout
+            print(f"{stop} added in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     build_s = time.perf_counter() - t0
     index_mb = rss_mb() - before
     with tempfile.TemporaryDirectory() as d:
@@ -211,8 +213,10 @@ def run_build(args: argparse.Namespace, size: int, kind: str, build: str, anchor
     label = f"{kind:>9s} {size:8d} {build:>7s}"
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, check=True)
-    except subprocess.TimeoutExpired:
-        say(f"{label} stopped after {args.timeout:.0f} s (build not finished)")
+    except subprocess.TimeoutExpired as exc:
+        err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else exc.stderr or ""
+        progress = (err.strip().splitlines() or ["nothing added"])[-1]
+        say(f"{label} stopped after {args.timeout:.0f} s, unfinished ({progress})")
         return
     except subprocess.CalledProcessError as exc:
         say(f"{label} failed: {exc.stderr[-400:]}")

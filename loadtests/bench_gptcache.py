@@ -211,6 +211,8 @@ def plot(path: Path, results: dict[str, list[dict[str, float | str]]]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    plt.rcParams["svg.fonttype"] = "none"  # text stays text: a small, diff-able file
+
     systems = ["cacheback", "gptcache"]
     colours = {"cacheback": "#2b6cb0", "gptcache": "#a0aec0"}
     panels = [

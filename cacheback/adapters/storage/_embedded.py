@@ -79,6 +79,8 @@ class EmbeddedStore:
 
     ``path`` is the cache directory (created if missing). Several processes may share it.
     ``index``: "hnsw" (hnswlib), "numpy" (exact brute force) or "auto" (hnsw when installed).
+    ``ef_search``: the HNSW search breadth; None adapts it to the index size (see
+    ``auto_ef`` in ``_hnsw_index.py``).
     ``exact_scan_limit``: scopes with at most this many vectors are scored exactly from SQLite
     instead of through the index; None adapts it to the index size.
     """
@@ -90,7 +92,7 @@ class EmbeddedStore:
         *,
         max_entries: int = 100_000,
         index: IndexKind = "auto",
-        ef_search: int = 64,
+        ef_search: int | None = None,
         exact_scan_limit: int | None = None,
     ) -> None:
         if dim < 1:
@@ -424,7 +426,7 @@ class EmbeddedStore:
             "index_size": len(index) if index is not None else 0,
             "dim": self._dim,
             "max_entries": self._max_entries,
-            "ef_search": self._ef_search,
+            "ef_search": self._ef_search if self._ef_search is not None else "auto",
             "watermark": self._watermark,
             "open": self._db is not None,
         }

@@ -9,6 +9,7 @@ code, so searches and inserts run on worker threads; one lock serialises them be
 from __future__ import annotations
 
 import importlib
+import math
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +24,27 @@ from ._numpy_index import as_unit_rows, as_unit_vector, dedupe_last
 _FILE = "index.hnsw"
 _LABELS = "index.hnsw.labels.npy"  # live labels: hnswlib keeps deleted ones in its label table
 _PARALLEL_MIN = 256  # below this many new vectors, thread start-up costs more than it saves
+
+M_DEFAULT = 16
+EF_CONSTRUCTION_DEFAULT = 100
+# The search breadth (ef) that finds the nearest entry of a planted near-duplicate (cosine
+# >= 0.92) in >= 99 % of lookups, by index size; in between, log-linear. Measured with
+# loadtests/bench_ann_recall.py on isotropic random vectors, the hardest case (MiniLM-like
+# vectors reach 0.99 at ef = 32): see docs/benchmarks.md#ann-recall.
+EF_STEPS: tuple[tuple[int, int], ...] = ((20_000, 64), (100_000, 256), (1_000_000, 1024))
+
+
+def auto_ef(size: int) -> int:
+    """ef_search for an index of ``size`` vectors: EF_STEPS, interpolated on log(size)."""
+    (n0, ef0), *rest = EF_STEPS
+    if size <= n0:
+        return ef0
+    for n1, ef1 in rest:
+        if size <= n1:
+            t = math.log(size / n0) / math.log(n1 / n0)
+            return round(ef0 * math.exp(t * math.log(ef1 / ef0)))
+        n0, ef0 = n1, ef1
+    return ef0
 
 
 def _import_hnswlib() -> Any:
@@ -40,7 +62,12 @@ def hnsw_available() -> bool:
 
 
 class HnswIndex:
-    """hnswlib HNSW graph (M=16, ef_construction=100) with deleted slots reused on insert."""
+    """hnswlib HNSW graph with deleted slots reused on insert.
+
+    ``ef_search`` None (the default) adapts the search breadth to the index size
+    (:func:`auto_ef`); a number fixes it. A loaded index keeps the M and ef_construction
+    it was built with (hnswlib stores them in the file).
+    """
 
     kind: ClassVar[str] = "hnsw"
 
@@ -49,9 +76,9 @@ class HnswIndex:
         dim: int,
         *,
         capacity: int = 1024,
-        M: int = 16,
-        ef_construction: int = 100,
-        ef_search: int = 64,
+        M: int = M_DEFAULT,
+        ef_construction: int = EF_CONSTRUCTION_DEFAULT,
+        ef_search: int | None = None,
     ) -> None:
         if _hnswlib is None:
             raise ConfigError("hnswlib is not installed; use index='numpy'")
@@ -66,10 +93,12 @@ class HnswIndex:
         )
         self._setup(index, dim, ef_search, live=set(), max_label=-1)
 
-    def _setup(self, index: Any, dim: int, ef_search: int, *, live: set[int], max_label: int) -> None:
+    def _setup(
+        self, index: Any, dim: int, ef_search: int | None, *, live: set[int], max_label: int
+    ) -> None:
         self._index = index
         self._dim = dim
-        self._ef = max(1, ef_search)
+        self._ef = None if ef_search is None else max(1, ef_search)
         self._lock = threading.Lock()
         self._live = live
         # Labels above this were never in the graph, so they need no "was it deleted?" probe.
@@ -81,11 +110,12 @@ class HnswIndex:
 
     @property
     def ef_search(self) -> int:
-        return self._ef
+        """The search breadth in use now (adapted to the size unless fixed)."""
+        return auto_ef(len(self._live)) if self._ef is None else self._ef
 
     @ef_search.setter
-    def ef_search(self, value: int) -> None:
-        self._ef = max(1, int(value))
+    def ef_search(self, value: int | None) -> None:
+        self._ef = None if value is None else max(1, int(value))
 
     def __len__(self) -> int:
         return len(self._live)
@@ -131,7 +161,7 @@ class HnswIndex:
         with self._lock:
             kk = min(k, len(self._live))
             while kk > 0:
-                self._index.set_ef(max(self._ef, kk))
+                self._index.set_ef(max(self.ef_search, kk))
                 try:
                     labels, dists = self._index.knn_query(q, k=kk, num_threads=1, filter=allowed)
                 except RuntimeError:
@@ -153,7 +183,8 @@ class HnswIndex:
                 "slots_used": int(self._index.get_current_count()),
                 "M": int(self._index.M),
                 "ef_construction": int(self._index.ef_construction),
-                "ef_search": self._ef,
+                "ef_search": self.ef_search,
+                "ef_search_auto": self._ef is None,
             }
 
     def save(self, directory: Path) -> list[str]:
@@ -165,7 +196,7 @@ class HnswIndex:
         return [_FILE, _LABELS]
 
     @classmethod
-    def load(cls, directory: Path, dim: int, *, ef_search: int = 64) -> HnswIndex:
+    def load(cls, directory: Path, dim: int, *, ef_search: int | None = None) -> HnswIndex:
         if _hnswlib is None:
             raise ConfigError("hnswlib is not installed; use index='numpy'")
         index = _hnswlib.Index(space="ip", dim=dim)

@@ -57,14 +57,16 @@ def resolve_kind(kind: str) -> Literal["hnsw", "numpy"]:
     raise ConfigError(f"index must be 'auto', 'hnsw' or 'numpy', not {kind!r}")
 
 
-def open_index(kind: IndexKind, dim: int, *, capacity: int = 1024, ef_search: int = 64) -> AnyIndex:
+def open_index(
+    kind: IndexKind, dim: int, *, capacity: int = 1024, ef_search: int | None = None
+) -> AnyIndex:
     """A new empty index: hnswlib for "hnsw" (and "auto" when installed), else numpy."""
     if resolve_kind(kind) == "hnsw":
         return HnswIndex(dim, capacity=capacity, ef_search=ef_search)
     return NumpyIndex(dim, capacity=capacity)
 
 
-def load_index(kind: str, directory: Path, dim: int, ef_search: int) -> AnyIndex:
+def load_index(kind: str, directory: Path, dim: int, ef_search: int | None) -> AnyIndex:
     if kind == "hnsw":
         return HnswIndex.load(directory, dim, ef_search=ef_search)
     return NumpyIndex.load(directory, dim)
@@ -170,7 +172,7 @@ _KIND_FILES = {"hnsw": ("index.hnsw", "index.hnsw.labels.npy"), "numpy": ("index
 
 
 def read_bundle(
-    directory: Path, kind: str, dim: int, db_id: str, ef_search: int
+    directory: Path, kind: str, dim: int, db_id: str, ef_search: int | None
 ) -> tuple[AnyIndex | None, int, str]:
     """Load the saved index if it belongs to this database: (index, watermark, status).
 
