@@ -219,7 +219,7 @@ def summary(runs: list[dict[str, float | str]]) -> dict[str, tuple[float, float,
     return out
 
 
-def plot(path: Path, results: dict[str, list[dict[str, float | str]]]) -> None:
+def plot(path: Path, results: dict[str, list[dict[str, float | str]]], note: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -255,8 +255,8 @@ def plot(path: Path, results: dict[str, list[dict[str, float | str]]]) -> None:
     for ax in axes:
         ax.spines[["top", "right"]].set_visible(False)
     fig.suptitle(
-        "cacheback vs GPTCache (SQLite + FAISS), same MiniLM embedder, cosine >= 0.92;"
-        " median of rounds, bars: min-max",
+        f"cacheback vs GPTCache (SQLite + FAISS), same MiniLM embedder, cosine >= 0.92; {note}\n"
+        "median of rounds, bars: min-max; GPTCache's misses include its failed lookups",
         fontsize=9,
     )
     fig.tight_layout()
@@ -270,9 +270,14 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=0.92, help="cosine, for both systems")
     ap.add_argument("--sequential", type=int, default=300, help="lookups timed one at a time per round")
     ap.add_argument("--plot", type=Path, default=None, help="write a figure (matplotlib) here")
+    ap.add_argument("--note", default="", help="a remark for the figure's title (e.g. the machine)")
+    ap.add_argument("--from-log", type=Path, default=None, help="summarise a saved run's output instead")
     args = ap.parse_args()
     pairs: list[dict[str, str]] = json.loads(args.data.read_text(encoding="utf-8"))
     runners: dict[str, Runner] = {"cacheback": run_cacheback, "gptcache": run_gptcache}
+    if args.from_log is not None:
+        report(pairs, args, rounds_from_log(args.from_log))
+        return
     embedders = {name: MiniLMEmbedder(keep_warm_ms=0) for name in runners}
     for emb in embedders.values():
         emb.embed(["load the model before timing"])
@@ -285,23 +290,36 @@ def main() -> None:
         for name in names:
             res = runners[name](pairs, order, args.sequential, args.threshold, embedders[name])
             results[name].append(res)
-            print(
-                f"# round {r + 1} {name}: " + json.dumps({k: round(float(res[k]), 2) for k in FIGURES}),
-                flush=True,
-            )
-    print(
-        f"\n{len(pairs)} pairs, cosine threshold {args.threshold}, {args.rounds} rounds (min / median / max)"
-    )
+            figures = json.dumps({k: round(float(res[k]), 2) for k in FIGURES})
+            print(f"# round {r + 1} {name}: {figures}", flush=True)
+    report(pairs, args, results)
+
+
+def rounds_from_log(path: Path) -> dict[str, list[dict[str, float | str]]]:
+    """The per-round lines ("# round N system: {...}") of an earlier run's output."""
+    results: dict[str, list[dict[str, float | str]]] = {"cacheback": [], "gptcache": []}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# round "):
+            head, _, figures = line.partition(": ")
+            results[head.split()[-1]].append(json.loads(figures))
+    return results
+
+
+def report(
+    pairs: list[dict[str, str]], args: argparse.Namespace, results: dict[str, list[dict[str, float | str]]]
+) -> None:
+    rounds = len(results["cacheback"])
+    print(f"\n{len(pairs)} pairs, cosine threshold {args.threshold}, {rounds} rounds (min / median / max)")
     sums = {name: summary(runs) for name, runs in results.items()}
     print(f"{'figure':16s} {'cacheback':>26s} {'gptcache':>26s}")
     for key in FIGURES:
-        cells = [f"{lo:8.2f} {med:8.2f} {hi:8.2f}" for lo, med, hi in (sums[n][key] for n in runners)]
+        cells = [f"{lo:8.2f} {med:8.2f} {hi:8.2f}" for lo, med, hi in (sums[n][key] for n in results)]
         print(f"{key:16s} {cells[0]:>26s} {cells[1]:>26s}")
     cb, gc = sums["cacheback"], sums["gptcache"]
     print(f"throughput_ratio  {cb['throughput_c64'][1] / gc['throughput_c64'][1]:.3f}")
     print(f"seq_p50_ratio     {cb['seq_p50_ms'][1] / gc['seq_p50_ms'][1]:.3f}")
     if args.plot is not None:
-        plot(args.plot, results)
+        plot(args.plot, results, args.note)
         print(f"# plot written to {args.plot}")
 
 
