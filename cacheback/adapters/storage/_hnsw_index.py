@@ -27,12 +27,14 @@ _PARALLEL_MIN = 256  # below this many new vectors, thread start-up costs more t
 
 M_DEFAULT = 16
 EF_CONSTRUCTION_DEFAULT = 100
-# The search breadth (ef) that finds the nearest entry of a planted near-duplicate (cosine
-# >= 0.92) in >= 99 % of lookups, by index size; in between, log-linear. Measured with
-# loadtests/bench_ann_recall.py on isotropic random vectors, the hardest case (MiniLM-like
-# vectors reach 0.99 at ef = 32): see docs/benchmarks.md#ann-recall.
-EF_STEPS: tuple[tuple[int, int], ...] = ((20_000, 64), (100_000, 256), (1_000_000, 1024))
-
+# The search breadth (ef) by index size, log-linear in between: the smallest that found the
+# nearest entry of a planted near-duplicate (cosine >= 0.92) in >= 99 % of lookups among
+# isotropic random vectors, the hardest case (loadtests/bench_ann_recall.py, M = 16: 0.998
+# at 20k with 64, 0.995 at 100k with 256, 0.986 / 1.0 at 300k with 512 / 1024). MiniLM-like
+# vectors need far less (1.0 at 100k with ef = 64). 1M is a cap chosen for latency, not a
+# measurement (the 1M build did not finish on the development VM): random vectors there
+# would need more. See docs/benchmarks.md#ann-recall.
+EF_STEPS: tuple[tuple[int, int], ...] = ((20_000, 64), (100_000, 256), (300_000, 640), (1_000_000, 1024))
 
 def auto_ef(size: int) -> int:
     """ef_search for an index of ``size`` vectors: EF_STEPS, interpolated on log(size)."""
