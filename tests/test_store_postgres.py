@@ -381,3 +381,55 @@ async def test_replicas_writing_the_same_questions_at_once_never_fail(pg_url: st
                 tg.start_soon(writer, store, seed)
         assert await one.maintenance.count() == 30  # the cap held across both replicas
         assert len(await one.maintenance.list(100)) == 30
+
+
+async def _copy_current(store: PostgresStore, count: int) -> None:
+    with anyio.fail_after(5.0):
+        while store.blocklist.known_count() != count:  # noqa: ASYNC110 - the reload runs in the background
+            await anyio.sleep(0.005)
+
+
+async def test_the_blocklist_is_searched_in_memory_and_follows_other_replicas(
+    pg_url: str, pg_server: Any
+) -> None:
+    rng = np.random.default_rng(13)
+    vecs = unit(rng, 2)
+    async with opened(pg_url, timeout=0.3) as one, opened(pg_url, timeout=0.3) as two:
+        first = await one.blocklist.add("a forbidden question", vecs[0], "policy", "abuse", 2, {}, NOW)
+        await _copy_current(two, 1)
+        # With the table locked, a database search would time out: the copy answers.
+        schema = pg_url.rsplit("schema=", 1)[1]
+        blocker = await asyncpg.connect(pg_server.url("postgres"))
+        try:
+            async with blocker.transaction():
+                await blocker.execute(f"LOCK TABLE {schema}.negatives IN ACCESS EXCLUSIVE MODE")
+                before = two.blocklist.searched_in_memory
+                [(hit, sim)] = await two.blocklist.search(near(vecs[0], rng), 1)
+                assert hit.id == first and sim > 0.9
+                assert two.blocklist.searched_in_memory == before + 1
+                assert await two.blocklist.count() == 1  # from memory too
+        finally:
+            await blocker.close()
+        # A change made behind every replica's back (psql) still reaches the copies.
+        conn = await asyncpg.connect(pg_server.url("postgres"))
+        try:
+            await conn.execute(f"DELETE FROM {schema}.negatives WHERE id = $1", first)
+        finally:
+            await conn.close()
+        await _copy_current(two, 0)
+        await _copy_current(one, 0)
+        assert await two.blocklist.search(vecs[0], 1) == []
+        assert two.describe()["blocklist_in_memory"] is True
+
+
+async def test_the_blocklist_copy_is_not_trusted_while_nobody_listens(pg_url: str) -> None:
+    rng = np.random.default_rng(14)
+    vecs = unit(rng, 1)
+    async with opened(pg_url) as one:
+        await one.blocklist.add("another forbidden question", vecs[0], "policy", "abuse", 2, {}, NOW)
+        await _copy_current(one, 1)
+        await one.changes.stop()  # notices would be missed now
+        assert one.blocklist.known_count() is None
+        before = one.blocklist.searched_in_memory
+        assert len(await one.blocklist.search(vecs[0], 1)) == 1  # asked the database
+        assert one.blocklist.searched_in_memory == before

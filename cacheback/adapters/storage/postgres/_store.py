@@ -55,7 +55,7 @@ class PostgresStore:
         self._changes = PgChangeFeed(self._db)
         self._entries = PgEntries(self._db, max_entries, self._changes.record)
         self._maintenance = PgMaintenance(self._db, self._changes.record)
-        self._blocklist = PgBlocklist(self._db)
+        self._blocklist = PgBlocklist(self._db, self._changes)
         self._counters = PgCounters(self._db)
 
     @property
@@ -101,6 +101,7 @@ class PostgresStore:
             self._db.lost(exc)
 
     async def close(self) -> None:
+        await self._blocklist.stop()
         await self._changes.stop()
         await self._db.close()
 
@@ -113,6 +114,9 @@ class PostgresStore:
             "max_entries": self._max_entries,
             "timeout_s": self._db.timeout,
             "listening": self._changes.listening,
+            # the negative gate searches this copy without a round trip while it is current
+            "blocklist_in_memory": self._blocklist.known_count() is not None,
+            "blocklist_reloads": self._blocklist.reloads,
             "degraded_for_s": elapsed_since(self._db.degraded_since),
             **self._db.describe(),
         }
