@@ -210,4 +210,4 @@ async def test_blocklist_additions_and_removals_reach_the_other_replica_within_a
             return (await two.lookup_detailed(question)).tier == "exact"
 
         removed = await _until(served, 1.0)
-        print(f"blocklist seen by the other replica: added {added * 1e3:.1f} ms, removed {removed * 1e3:.1f} ms")
+        print(f"blocklist seen by the other replica: + {added * 1e3:.1f} ms, - {removed * 1e3:.1f} ms")
