@@ -433,3 +433,29 @@ async def test_the_blocklist_copy_is_not_trusted_while_nobody_listens(pg_url: st
         before = one.blocklist.searched_in_memory
         assert len(await one.blocklist.search(vecs[0], 1)) == 1  # asked the database
         assert one.blocklist.searched_in_memory == before
+
+
+async def test_a_write_the_server_fails_goes_to_the_retry_buffer(pg_server: Any) -> None:
+    from cacheback.core._batching import BatchPolicy
+    from cacheback.core._hotcache import HotCache
+    from cacheback.core._retry_buffer import RetryBuffer
+    from cacheback.stages.persister import Fill, Persister
+
+    rng = np.random.default_rng(15)
+    buffer = RetryBuffer(10)
+    errors: list[BaseException] = []
+    async with opened(pg_server.fresh_url(), timeout=0.5) as store:
+        persister = Persister(
+            store.entries, HotCache(10), BatchPolicy(8, 0.0), errors.append, retry=buffer.add
+        )
+        await persister.write([Fill(entry("s", "written before", unit(rng, 1)[0]), 0)])
+        await anyio.to_thread.run_sync(pg_server.stop, "immediate")
+        try:
+            lost = Fill(entry("s", "answered during the outage", None), 0, attempts=1)
+            with pytest.raises(StoreError):
+                await persister.write([lost])
+        finally:
+            await anyio.to_thread.run_sync(pg_server.start)
+    assert len(errors) == 1
+    [kept] = buffer.take(NOW, 10)
+    assert kept.entry is lost.entry and kept.attempts == 2

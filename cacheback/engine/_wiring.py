@@ -123,4 +123,5 @@ def build_persister(ctx: StageContext, indexer: Indexer | None) -> Persister:
         on_error=lambda exc: stats.count("cache_errors"),
         pending=ctx.pending,
         indexer=indexer,
+        retry=ctx.retry_write,
     )
