@@ -408,6 +408,10 @@ class AsyncEngine:
                     self.unwritten.put_back(items[n:])
                     return
                 await anyio.sleep(0.005)
+            entry = item.entry  # an exact hit at once, as a fresh answer is
+            self.hot.put(
+                entry.scope, entry.query_hash, pending.cache_entry(), fill.generation, pending=pending
+            )
 
     def _write_touches(self) -> None:
         """Have the persister write the LRU touches it gathered (it batches them)."""
