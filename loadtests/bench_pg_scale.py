@@ -376,7 +376,8 @@ def worker(args: argparse.Namespace) -> None:
                 for _ in range(args.concurrency):
                     tg.start_soon(caller)
             took = time.perf_counter() - t0
-        print(json.dumps({"seconds": took, "tiers": tiers}))
+            timeouts = (await cache.stats())["store"].get("timeouts", 0)
+        print(json.dumps({"seconds": took, "tiers": tiers, "store_timeouts": timeouts}))
 
     anyio.run(main)
 
@@ -442,9 +443,11 @@ def engine_figures(
         done = sum(sum(len(v) for v in r["tiers"].values()) for r in results)
         hits = sum(len(r["tiers"].get("verbatim", [])) + len(r["tiers"].get("exact", [])) for r in results)
         took = max(r["seconds"] for r in results)
+        timeouts = sum(r["store_timeouts"] for r in results)
         print(
             f"{name:9s} engine: {done / took:6.0f} lookups/s at concurrency 64 with {procs} process(es)"
-            f" ({done} distinct paraphrases, {hits} hits, {took:.1f} s; each lookup embeds: on two"
+            f" ({done} distinct paraphrases, {hits} hits, {timeouts} store calls over the time budget,"
+            f" {took:.1f} s; each lookup embeds: on two"
             " cores the model bounds every process, so this shows what the store adds, not scale-out)",
             flush=True,
         )
@@ -463,56 +466,51 @@ async def run(args: argparse.Namespace, url: str, tmp: Path) -> None:
         f" planted), {int(0.8 * data.n)} in the engine's scope; built in {data.built_s:.1f} s",
         flush=True,
     )
-    pg = await load_pg(url, data, args)
-    build = "did NOT finish" if pg["build_s"] is None else f"{pg['build_s']:.1f} s"
-    print(
-        f"postgres  load (binary COPY, index dropped) {pg['load_s']:.1f} s | HNSW build {build}"
-        f" (m={args.m}, ef_construction={args.ef_construction},"
-        f" maintenance_work_mem={args.maintenance_work_mem},"
-        f" 1 parallel worker, cap {args.build_cap:.0f} s) | {pg['bytes'] / data.n:.0f} bytes/entry in all,"
-        f" HNSW {pg['index_bytes'] / data.n:.0f}",
-        flush=True,
-    )
+    use_pg = "postgres" in args.stores
+    if use_pg:
+        pg = await load_pg(url, data, args)
+        build = "did NOT finish" if pg["build_s"] is None else f"{pg['build_s']:.1f} s"
+        print(
+            f"postgres  load (binary COPY, index dropped) {pg['load_s']:.1f} s | HNSW build {build}"
+            f" (m={args.m}, ef_construction={args.ef_construction},"
+            f" maintenance_work_mem={args.maintenance_work_mem},"
+            f" 1 parallel worker, cap {args.build_cap:.0f} s)"
+            f" | {pg['bytes'] / data.n:.0f} bytes/entry in all,"
+            f" HNSW {pg['index_bytes'] / data.n:.0f}",
+            flush=True,
+        )
+        if pg["build_s"] is None:
+            print("postgres  no index: the PostgreSQL figures below are skipped", flush=True)
+            use_pg = False
+    use_emb = "embedded" in args.stores
     emb_dir = tmp / "embedded"
-    emb = await load_embedded(emb_dir, data)
-    print(
-        f"embedded  load (one SQLite transaction) {emb['load_s']:.1f} s"
-        f" | HNSW build on open {emb['build_s']:.1f} s"
-        f" (hnswlib M=16, ef_construction=100) | {emb['bytes'] / data.n:.0f} bytes/entry in all,"
-        f" index files {emb['index_bytes'] / data.n:.0f}",
-        flush=True,
-    )
-    if pg["build_s"] is None:
-        print("postgres  no index: the PostgreSQL figures below are skipped", flush=True)
+    if use_emb:
+        emb = await load_embedded(emb_dir, data)
+        print(
+            f"embedded  load (one SQLite transaction) {emb['load_s']:.1f} s"
+            f" | HNSW build on open {emb['build_s']:.1f} s"
+            f" (hnswlib M=16, ef_construction=100) | {emb['bytes'] / data.n:.0f} bytes/entry in all,"
+            f" index files {emb['index_bytes'] / data.n:.0f}",
+            flush=True,
+        )
 
-    async with EmbeddedStore(emb_dir, DIM, max_entries=10**9) as store:
-        await store_figures("embedded", store, data, args.seconds)
-    if pg["build_s"] is not None:
-        async with PostgresStore(url, DIM, max_entries=10**9, timeout=30.0) as store:
-            await store_figures("postgres", store, data, args.seconds)
-
-    def open_emb(ef: int) -> Any:
+    def open_emb(ef: int = 64) -> Any:
         return EmbeddedStore(emb_dir, DIM, max_entries=10**9, ef_search=ef)
 
-    def open_pg(ef: int) -> Any:
+    def open_pg(ef: int = 64) -> Any:
         return PostgresStore(url, DIM, max_entries=10**9, timeout=30.0, ef_search=ef)
 
+    stores = [("embedded", open_emb)] if use_emb else []
+    stores += [("postgres", open_pg)] if use_pg else []
+    for name, opener in stores:
+        async with opener() as store:
+            await store_figures(name, store, data, args.seconds)
     efs = [int(x) for x in args.ef_search.split(",")]
-    await recall_sweep("embedded", open_emb, data, efs)
-    if pg["build_s"] is not None:
-        await recall_sweep("postgres", open_pg, data, efs)
-
-    async with (
-        EmbeddedStore(emb_dir, DIM, max_entries=10**9) as one,
-        EmbeddedStore(emb_dir, DIM, max_entries=10**9) as two,
-    ):
-        await visibility("embedded", one, two)
-    if pg["build_s"] is not None:
-        async with (
-            PostgresStore(url, DIM, max_entries=10**9) as one,
-            PostgresStore(url, DIM, max_entries=10**9) as two,
-        ):
-            await visibility("postgres", one, two)
+    for name, opener in stores:
+        await recall_sweep(name, opener, data, efs)
+    for name, opener in stores:
+        async with opener() as one, opener() as two:
+            await visibility(name, one, two)
     if args.no_engine:
         return
     texts = await anyio.to_thread.run_sync(
@@ -523,12 +521,11 @@ async def run(args: argparse.Namespace, url: str, tmp: Path) -> None:
     order = rng.permutation(len(texts))
     texts = [texts[int(i)] for i in order]
     print(f"{len(texts)} distinct paraphrases for the engine runs", flush=True)
-    await anyio.to_thread.run_sync(
-        engine_figures, "embedded", {"dir": str(emb_dir)}, data, texts, exact_texts, args.seconds, tmp
-    )
-    if pg["build_s"] is not None:
+    targets = [("embedded", {"dir": str(emb_dir)})] if use_emb else []
+    targets += [("postgres", {"url": url})] if use_pg else []
+    for name, target in targets:
         await anyio.to_thread.run_sync(
-            engine_figures, "postgres", {"url": url}, data, texts, exact_texts, args.seconds, tmp
+            engine_figures, name, target, data, texts, exact_texts, args.seconds, tmp
         )
 
 
@@ -544,6 +541,7 @@ def main() -> None:
     ap.add_argument("--ef-search", default="40,64,100")
     ap.add_argument("--maintenance-work-mem", default="2GB")
     ap.add_argument("--no-engine", action="store_true")
+    ap.add_argument("--stores", default="embedded,postgres")
     # one engine process (run by the benchmark itself)
     ap.add_argument("--worker", action="store_true")
     ap.add_argument("--texts")
