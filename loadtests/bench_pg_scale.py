@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -557,6 +558,8 @@ def main() -> None:
         return
     from tests._pg_server import PgServer
 
+    # `timeout` sends SIGTERM: exit through the finally below, which stops the server
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp = Path(tempfile.mkdtemp(prefix="cb-bench-pg-scale-"))
     server = PgServer(tmp, settings={"shared_buffers": "1GB"})
     try:
