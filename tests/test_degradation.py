@@ -122,6 +122,7 @@ def test_the_proxy_starts_in_pass_through_when_its_cache_dir_is_unusable(
         assert http.get("/v1/cache/stats").json()["cache"]["status"] == "degraded"
         metrics = http.get("/metrics")
         assert metrics.status_code == 200 and gauge(metrics.text, "cacheback_cache_degraded") == "1"
+        assert gauge(metrics.text, "cacheback_unwritten_answers") == "1"
         assert "PASS-THROUGH" in px.log()
         assert http.get("/v1/cache/stats").json()["unwritten"]["waiting"] == 1  # kept in memory
         # Fixed while it runs: the cache comes back without a restart, and the answer given
@@ -132,7 +133,9 @@ def test_the_proxy_starts_in_pass_through_when_its_cache_dir_is_unusable(
             assert time.monotonic() < deadline, http.get("/health").json()
             time.sleep(0.2)
         assert http.post("/v1/chat/completions", json=body).headers["x-cacheback-tier"] == "exact"
-        assert gauge(http.get("/metrics").text, "cacheback_cache_degraded") == "0"
+        metrics = http.get("/metrics")
+        assert gauge(metrics.text, "cacheback_cache_degraded") == "0"
+        assert gauge(metrics.text, "cacheback_unwritten_answers") == "0"
     assert fake.count("chat") == 2
 
 
