@@ -558,7 +558,7 @@ class AsyncEngine:
             fill = Fill(entry, job.generation, pending=pending)
             if self._pipeline is None or not self._pipeline.sink_nowait(fill):
                 self.pending.done([pending])
-                self.stats.count("fills_dropped")
+                self.unwritten.add(entry)  # the write queue is full (a slow store): next second
                 return
             self.hot.put(
                 entry.scope, entry.query_hash, pending.cache_entry(), job.generation, pending=pending
