@@ -25,6 +25,8 @@ not scale-out. Prints figures; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -169,6 +171,8 @@ async def load_pg(url: str, data: Data, args: argparse.Namespace) -> dict[str, A
         await conn.execute("SET max_parallel_maintenance_workers = 1")  # two cores: leader + one
         await conn.execute(f"SET statement_timeout = {int(args.build_cap * 1000)}")
         t = time.perf_counter()
+        progress: list[str] = []
+        watcher = asyncio.get_running_loop().create_task(watch_build(url, progress, t))
         try:
             await conn.execute(
                 "CREATE INDEX entries_vector ON entries USING hnsw (vector vector_cosine_ops)"
@@ -177,6 +181,11 @@ async def load_pg(url: str, data: Data, args: argparse.Namespace) -> dict[str, A
             build_s: float | None = time.perf_counter() - t
         except asyncpg.QueryCanceledError:
             build_s = None
+            print(f"postgres  HNSW build cancelled at the cap; last progress: {progress[-1:]}", flush=True)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         await conn.execute("SET statement_timeout = 0")
         await conn.execute("ANALYZE entries")
         await conn.execute("ANALYZE entry_access")
@@ -187,6 +196,26 @@ async def load_pg(url: str, data: Data, args: argparse.Namespace) -> dict[str, A
     finally:
         await conn.close()
     return {"load_s": load_s, "build_s": build_s, "bytes": total, "index_bytes": hnsw}
+
+
+async def watch_build(url: str, progress: list[str], started: float) -> None:
+    """Print the index build's progress (pgvector reports the tuples it has inserted)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url.split("?")[0])
+    try:
+        while True:
+            await anyio.sleep(60.0)
+            row = await conn.fetchrow(
+                "SELECT phase, tuples_done, tuples_total FROM pg_stat_progress_create_index LIMIT 1"
+            )
+            if row is not None:
+                line = f"{time.perf_counter() - started:.0f} s: {row[0]}, {row[1]} of {row[2]} tuples"
+                progress.append(line)
+                print(f"postgres  HNSW build {line}", flush=True)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await conn.close()
 
 
 def bulk_sqlite(path: Path, data: Data) -> float:
