@@ -459,3 +459,34 @@ async def test_a_write_the_server_fails_goes_to_the_retry_buffer(pg_server: Any)
     assert len(errors) == 1
     [kept] = buffer.take(NOW, 10)
     assert kept.entry is lost.entry and kept.attempts == 2
+
+
+async def test_a_schema_migrated_without_version_4_gets_it_later(
+    pg_url: str, pg_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 4 (blocklist notices) was released after version 5: a schema that a release
+    without it migrated to 5 still gets it, and its blocklist copies then follow changes."""
+    from cacheback.adapters.storage.postgres import _schema
+
+    schema = pg_url.rsplit("schema=", 1)[1]
+    conn = await asyncpg.connect(pg_server.url("postgres"))
+    try:
+        real = _schema.migrations
+        with monkeypatch.context() as patch:
+            patch.setattr(_schema, "migrations", lambda s, d: [m for m in real(s, d) if m[0] != 4])
+            await _schema.migrate(conn, schema, DIM)
+        versions = await conn.fetch(f"SELECT version FROM {schema}.schema_migrations ORDER BY version")
+        assert [r[0] for r in versions] == [1, 2, 3, 5]
+    finally:
+        await conn.close()
+    rng = np.random.default_rng(16)
+    async with opened(pg_url) as one, opened(pg_url) as two:
+        await _copy_current(two, 0)  # loaded: only a notice can tell it of the addition now
+        await one.blocklist.add("a question added after the upgrade", unit(rng, 1)[0], "p", "c", 1, {}, NOW)
+        await _copy_current(two, 1)
+    conn = await asyncpg.connect(pg_server.url("postgres"))
+    try:
+        versions = await conn.fetch(f"SELECT version FROM {schema}.schema_migrations ORDER BY version")
+        assert [r[0] for r in versions] == [1, 2, 3, 4, 5]
+    finally:
+        await conn.close()
