@@ -490,3 +490,11 @@ async def test_a_schema_migrated_without_version_4_gets_it_later(
         assert [r[0] for r in versions] == [1, 2, 3, 4, 5]
     finally:
         await conn.close()
+
+
+async def test_ef_search_is_taken_from_the_store_url(pg_url: str) -> None:
+    async with opened(pg_url + "&ef_search=200") as store:
+        shown = await store.connection.run(lambda c: c.fetchval("SHOW hnsw.ef_search"))
+        assert shown == "200" and store.describe()["ef_search"] == 200
+    with pytest.raises(ConfigError):
+        PostgresStore(pg_url + "&ef_search=5000", DIM)
