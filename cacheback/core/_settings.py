@@ -62,6 +62,7 @@ class FlatSettings(TypedDict, total=False):
     cache_dir: Path
     store_url: str | None
     store_timeout_s: float
+    write_retry_buffer: int
     index: IndexKind
     namespace: str
     cache_ttl: float
@@ -203,6 +204,7 @@ class Settings:
     cache_dir = _Flat(lambda s: s.storage.cache_dir)
     store_url = _Flat(lambda s: s.storage.store_url)
     store_timeout_s = _Flat(lambda s: s.storage.store_timeout_s)
+    write_retry_buffer = _Flat(lambda s: s.storage.write_retry_buffer)
     index = _Flat(lambda s: s.storage.index)
     namespace = _Flat(lambda s: s.storage.namespace)
     cache_ttl = _Flat(lambda s: s.storage.cache_ttl)

@@ -66,6 +66,9 @@ class StorageSettings:
     # embedded store in cache_dir
     store_url: str | None = field(default=None, repr=False)  # may carry a password
     store_timeout_s: float = 0.25  # budget of one store call on the request path (then a miss)
+    # answers kept in memory while the store is unreachable, written when it is back (the
+    # oldest dropped past this; 0: none kept)
+    write_retry_buffer: int = 5000
     index: IndexKind = "auto"
     namespace: str = "default"
     cache_ttl: float = 86400.0
@@ -83,7 +86,7 @@ class StorageSettings:
         kinds = ", ".join(INDEX_KINDS)
         _check(self.index in INDEX_KINDS, s, f"index must be one of {kinds}, not {self.index!r}")
         _at_least(1, s, self, "max_entries")
-        _at_least(0, s, self, "hot_cache_size")
+        _at_least(0, s, self, "hot_cache_size", "write_retry_buffer")
 
 
 @dataclass(frozen=True, slots=True)

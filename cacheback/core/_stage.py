@@ -25,6 +25,7 @@ from ._ports import LLM, Embedder, Store
 from ._routing import VerbatimRule
 from ._settings import Settings
 from ._stats import Stats
+from ._types import NewEntry
 
 
 class Stage(ABC):
@@ -80,3 +81,5 @@ class StageContext:
     pending: PendingEntries = field(default_factory=PendingEntries)
     #: False while the store is broken or unopened: requests then go around the cache.
     store_usable: Callable[[], bool] = lambda: True
+    #: Keeps an answer the store could not take (entry, failed writes) for a later write.
+    retry_write: Callable[[NewEntry, int], None] | None = None

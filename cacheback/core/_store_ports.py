@@ -139,6 +139,12 @@ class Blocklist(Protocol):
 
     async def count(self) -> int: ...
 
+    def known_count(self) -> int | None:
+        """Entries in an in-memory copy known to be current without asking the database
+        (None: there is none now; ``count`` asks). The negative gate reads this on every
+        request, so it never costs a round trip."""
+        ...
+
 
 @runtime_checkable
 class Counters(Protocol):

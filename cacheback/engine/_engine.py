@@ -29,6 +29,7 @@ from ..core._hotcache import HotCache
 from ..core._job import Job
 from ..core._pending import PendingEntries
 from ..core._ports import LLM, Embedder, Store
+from ..core._retry_buffer import RetryBuffer
 from ..core._routing import VerbatimRule, cosine_rule
 from ..core._settings import Settings
 from ..core._stage import EngineState, Stage, StageContext
@@ -79,6 +80,7 @@ LARGE_TEXT_CHARS = 64 * 1024
 # One large text at a time: several threads folding text would keep the GIL from the
 # event loop's thread for several switch intervals in a row.
 _LARGE_TEXT_LIMITER = anyio.CapacityLimiter(1)
+_RETRY_SLICE_S = 0.5  # of each background second, at most this long handing kept answers on
 
 
 async def _large_text_hash(text: str) -> str | None:
@@ -116,6 +118,7 @@ class AsyncEngine:
         self.pending = PendingEntries()  # answers returned but not yet indexed by the store
         self.served = ServedHits()  # the latest hits per entry, for feedback that names only the entry
         self.verifier = HitVerifier(self)  # sampled checks of paraphrase hits (feedback_verify_rate)
+        self.unwritten = RetryBuffer(self.settings.storage.write_retry_buffer)  # kept through an outage
         self.indexer: Indexer | None = None
         self._persister: Persister | None = None
         self.blocklist = EngineBlocklist(self, self._state)
@@ -238,6 +241,7 @@ class AsyncEngine:
             queue_depth=self.queue_depth,
             pending=self.pending,
             store_usable=self.store_usable,
+            retry_write=self.unwritten.add,
         )
         self.indexer = build_indexer(ctx)
         persister = self._persister = build_persister(ctx, self.indexer)
@@ -366,6 +370,7 @@ class AsyncEngine:
             if not self.store_usable():
                 continue
             await self._flush_counters()
+            await self._write_unwritten()
             self._write_touches()
             if self.store is not None:
                 try:
@@ -382,6 +387,31 @@ class AsyncEngine:
                 except Exception as exc:
                     log.warning("background sweep failed", error=repr(exc))
                 await self._catch_up_vectors()
+
+    async def _write_unwritten(self) -> None:
+        """Queue the answers kept through an outage for writing, now the store is back: as
+        fast as the persister takes them for up to ``_RETRY_SLICE_S``, the rest next time."""
+        from ..stages.persister import Fill
+
+        pipeline = self._pipeline
+        if pipeline is None or not len(self.unwritten):
+            return
+        items = self.unwritten.take(time.time(), len(self.unwritten))
+        log.info("writing answers kept through a store outage", count=len(items))
+        give_up_at = time.monotonic() + _RETRY_SLICE_S
+        for n, item in enumerate(items):
+            pending = self.pending.add(item.entry)
+            fill = Fill(item.entry, self.hot.generation, pending=pending, attempts=item.attempts)
+            while not pipeline.sink_nowait(fill):  # the write queue is full: let it drain
+                if time.monotonic() > give_up_at or not self.store_usable() or self._pipeline is None:
+                    self.pending.done([pending])
+                    self.unwritten.put_back(items[n:])
+                    return
+                await anyio.sleep(0.005)
+            entry = item.entry  # an exact hit at once, as a fresh answer is
+            self.hot.put(
+                entry.scope, entry.query_hash, pending.cache_entry(), fill.generation, pending=pending
+            )
 
     def _write_touches(self) -> None:
         """Have the persister write the LRU touches it gathered (it batches them)."""
@@ -520,15 +550,15 @@ class AsyncEngine:
                 self.accounting.record_upstream(job, Tier.UPSTREAM if job.request.cacheable else Tier.BYPASS)
             if entry is None:
                 return
-            if not self.store_usable():  # degraded: nothing could be written
-                self.stats.count("fills_dropped")
+            if not self.store_usable():  # degraded: written when the store is back
+                self.unwritten.add(entry)
                 return
             # Searchable at once: exact through memory, semantic through the pending set.
             pending = self.pending.add(entry)
             fill = Fill(entry, job.generation, pending=pending)
             if self._pipeline is None or not self._pipeline.sink_nowait(fill):
                 self.pending.done([pending])
-                self.stats.count("fills_dropped")
+                self.unwritten.add(entry)  # the write queue is full (a slow store): next second
                 return
             self.hot.put(
                 entry.scope, entry.query_hash, pending.cache_entry(), job.generation, pending=pending
@@ -637,6 +667,8 @@ class AsyncEngine:
             "queues": pipeline.queue_depths() if pipeline is not None else {},
             "cache_failures": pipeline.cache_failures if pipeline is not None else 0,
             "coalesced": getattr(up, "coalesced", 0),
+            # answers the store could not take (an outage), written when it is back
+            "unwritten": self.unwritten.describe(),
         }
 
     def queue_depths(self) -> dict[str, int]:

@@ -38,6 +38,19 @@ class StageSpec:
     present: Callable[[StageContext], bool] = _always
 
 
+def _negatives(ctx: StageContext) -> Callable[[], int]:
+    """How many blocklist entries exist, as cheaply as it can be known: the store's
+    in-memory copy when it is current (it follows other replicas within milliseconds), else
+    the count the engine re-reads about once a second."""
+    state, blocklist = ctx.state, ctx.store.blocklist
+
+    def negatives() -> int:
+        known = blocklist.known_count()
+        return state.negatives if known is None else known
+
+    return negatives
+
+
 def _normalize(ctx: StageContext) -> Stage:
     state = ctx.state
     has_embedder = ctx.embedder is not None
@@ -45,7 +58,7 @@ def _normalize(ctx: StageContext) -> Stage:
         ctx.hot,
         ctx.store,
         has_embedder=has_embedder,
-        negatives=lambda: state.negatives,
+        negatives=_negatives(ctx),
         pending=ctx.pending,
         negative_threshold=lambda: state.settings.matching.negative_threshold,
         usable=ctx.store_usable,
@@ -55,7 +68,7 @@ def _normalize(ctx: StageContext) -> Stage:
 def _negative_gate(ctx: StageContext) -> Stage:
     state = ctx.state
     return NegativeGate(
-        ctx.store.blocklist, lambda: state.settings.matching.negative_threshold, lambda: state.negatives
+        ctx.store.blocklist, lambda: state.settings.matching.negative_threshold, _negatives(ctx)
     )
 
 
@@ -110,4 +123,5 @@ def build_persister(ctx: StageContext, indexer: Indexer | None) -> Persister:
         on_error=lambda exc: stats.count("cache_errors"),
         pending=ctx.pending,
         indexer=indexer,
+        retry=ctx.retry_write,
     )

@@ -31,6 +31,7 @@ class Fill:
     done: anyio.Event | None = None
     ids: list[int] = field(default_factory=list)
     pending: PendingEntry | None = None
+    attempts: int = 0  # earlier writes of this answer that failed (the retry buffer's count)
 
 
 @dataclass(eq=False, slots=True)
@@ -58,6 +59,7 @@ class Persister:
         *,
         pending: PendingEntries | None = None,
         indexer: Indexer | None = None,
+        retry: Callable[[NewEntry, int], None] | None = None,
     ) -> None:
         self._entries = entries
         self._hot = hot
@@ -65,6 +67,7 @@ class Persister:
         self._indexer = indexer
         self._policy = policy
         self._on_error = on_error
+        self._retry = retry
         self.written = 0
         self._touched: Counter[int] = Counter()  # entry id -> hits since the last write
         self._touches_written_at = time.monotonic()
@@ -95,6 +98,10 @@ class Persister:
                 await self._entries.touch(touches, time.time())
         except Exception as exc:
             self._on_error(exc)
+            if self._retry is not None:
+                for fill in fills:  # answers nobody waits on (populate() tells its caller)
+                    if not fill.ids and fill.done is None:
+                        self._retry(fill.entry, fill.attempts + 1)
             raise
         finally:
             for fill in fills:

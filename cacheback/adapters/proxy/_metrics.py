@@ -135,4 +135,11 @@ class Metrics:
                 sample("cacheback_tier_total", int(n), tier=tier)
             head("cacheback_cache_errors_total", "counter", "Cache failures that fell back to upstream.")
             sample("cacheback_cache_errors_total", int(engine_stats.get("cache_errors", 0)))
+            unwritten = engine_stats.get("unwritten") or {}
+            name = "cacheback_unwritten_answers"
+            head(name, "gauge", "Answers kept in memory while the store could not take them.")
+            sample(name, int(unwritten.get("waiting", 0)))
+            name = "cacheback_unwritten_dropped_total"
+            head(name, "counter", "Answers dropped from that buffer (full, or refused by the store).")
+            sample(name, int(unwritten.get("dropped", 0)))
         return "\n".join(out) + "\n"

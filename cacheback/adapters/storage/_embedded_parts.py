@@ -144,6 +144,11 @@ class EmbeddedBlocklist:
     async def count(self) -> int:
         return await self._s.require_db().negative_count()
 
+    def known_count(self) -> int | None:
+        """None: the copy is checked against SQLite's data version on each search (a local
+        read, no network), not known current without it."""
+        return None
+
 
 class EmbeddedCounters:
     """Cumulative counters in one SQLite table, added to by every process."""

@@ -5,6 +5,10 @@ dedicated connection per process listens, so a replica's in-process exact-hit ma
 them within milliseconds. Deletions this process makes are recorded at once (not only when
 their notification comes back). While the listening connection is down nothing is known:
 ``deleted_since`` answers None for that span and the engine drops its whole map.
+
+Blocklist changes come on the same channel (``NEGATIVES_CHANGED``) and go to the callbacks
+registered with ``on_negatives``, which are also called whenever listening (re)starts:
+what changed while nobody listened is unknown.
 """
 
 from __future__ import annotations
@@ -13,14 +17,14 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import asyncpg
 import structlog
 
 from ._connection import LOST, Connection
-from ._schema import channel
+from ._schema import NEGATIVES_CHANGED, channel
 
 log = structlog.get_logger("cacheback.store.postgres")
 
@@ -37,6 +41,15 @@ class PgChangeFeed:
         self._conn: Any = None
         self._lock = asyncio.Lock()  # one query at a time on the listening connection
         self.last_notice_at: float | None = None
+        self._negatives_listeners: list[Callable[[], None]] = []
+
+    def on_negatives(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the loop) whenever the blocklist may have changed."""
+        self._negatives_listeners.append(callback)
+
+    def _negatives_changed(self) -> None:
+        for callback in self._negatives_listeners:
+            callback()
 
     @property
     def deletions(self) -> int:
@@ -72,6 +85,9 @@ class PgChangeFeed:
         if payload == "*":
             self.forget_everything()
             return
+        if payload == NEGATIVES_CHANGED:
+            self._negatives_changed()
+            return
         self.record(int(part) for part in payload.split(",") if part)
 
     def _terminated(self, _conn: Any) -> None:
@@ -92,6 +108,7 @@ class PgChangeFeed:
         conn.add_termination_listener(self._terminated)
         self._conn = conn
         self.forget_everything()
+        self._negatives_changed()
 
     async def stop(self) -> None:
         conn, self._conn = self._conn, None

@@ -44,20 +44,29 @@ LOST = (
 )
 
 
+#: Options of the store URL that are the store's own (never passed to the driver).
+_OWN_OPTIONS = ("schema", "ef_search")
+
+
 def split_url(url: str) -> tuple[str, str]:
     """(URL for the driver, schema name): ``?schema=name`` picks the PostgreSQL schema."""
     parts = urlsplit(url)
     if parts.scheme not in ("postgresql", "postgres"):
         raise ConfigError(f"not a PostgreSQL URL: {parts.scheme}://…")
     query = parse_qsl(parts.query, keep_blank_values=True)
-    schema = "cacheback"
-    rest = []
-    for key, value in query:
-        if key == "schema":
-            schema = value
-        else:
-            rest.append((key, value))
+    schema = dict(query).get("schema", "cacheback")
+    rest = [(key, value) for key, value in query if key not in _OWN_OPTIONS]
     return urlunsplit(parts._replace(query=urlencode(rest))), check_schema_name(schema)
+
+
+def url_ef_search(url: str) -> int | None:
+    """``?ef_search=N`` in the store URL: HNSW candidates per search (None: not given)."""
+    raw = dict(parse_qsl(urlsplit(url).query)).get("ef_search")
+    if raw is None:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise ConfigError(f"ef_search={raw!r} in the store URL: a whole number from 1 to 1000")
+    return int(raw)
 
 
 def redact(url: str) -> str:
@@ -90,7 +99,7 @@ class Connection:
         self.write_lock = int.from_bytes(digest, "big", signed=True)
         self.slow = max(timeout, 30.0)  # writes and maintenance, off the request path
         self._pool_size = pool_size
-        self._ef_search = ef_search
+        self.ef_search = ef_search
         self._on_up = on_up
         self._pool: asyncpg.Pool | None = None
         self._healthy = False
@@ -142,7 +151,7 @@ class Connection:
     def server_settings(self) -> dict[str, str]:
         return {
             "search_path": f"{self.schema}, public",
-            "hnsw.ef_search": str(self._ef_search),
+            "hnsw.ef_search": str(self.ef_search),
             # Filtered (per-scope) HNSW search keeps walking the graph until it has enough
             # rows of the scope, instead of returning what the first ef_search candidates hold.
             "hnsw.iterative_scan": "relaxed_order",

@@ -15,7 +15,8 @@ Table layout (one PostgreSQL schema per cache, ``cacheback`` unless the URL says
 
 Deletions (removal, replacement, eviction, expiry sweep, clear) NOTIFY the store's channel
 with the deleted ids, delivered at commit to every replica listening; a blocklist addition
-notifies "*" (forget everything remembered).
+notifies "*" (forget everything remembered), and any blocklist change notifies
+``NEGATIVES_CHANGED`` (each replica reloads its in-memory copy of the blocklist).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ EXACT_SCOPE_ROWS = 1000
 
 #: Largest id list one notification carries; bigger deletions say "*" (drop everything).
 NOTIFY_MAX_IDS = 400
+
+#: The notification every change to the blocklist sends (never an id list, never "*").
+NEGATIVES_CHANGED = "negatives"
 
 
 def check_schema_name(name: str) -> str:
@@ -176,16 +180,39 @@ END $$;
 """
 
 
+def _v4(s: str) -> str:
+    """Every blocklist change (addition, removal, a false-positive report) tells the
+    replicas to reload their in-memory copy, which the negative gate searches without a
+    round trip."""
+    return f"""
+CREATE FUNCTION {s}.negatives_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{channel(s)}', '{NEGATIVES_CHANGED}');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER negatives_changed AFTER INSERT OR UPDATE OR DELETE ON {s}.negatives
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.negatives_changed();
+"""
+
+
 def _v5(s: str) -> str:
     """The entry's own verbatim threshold, learned from feedback (NULL: none). In
     ``entry_access``, like the hit counts: setting it never rewrites a row that carries a
-    vector. (Version 4 is the blocklist notification, written on another branch.)"""
+    vector."""
     return f"ALTER TABLE {s}.entry_access ADD COLUMN hit_threshold double precision;"
 
 
 def migrations(schema: str, dim: int) -> list[tuple[int, str]]:
-    """(version, SQL) in order. Append new versions; never edit an applied one."""
-    return [(1, _v1(schema, dim)), (2, _v2(schema)), (3, _v3(schema)), (5, _v5(schema))]
+    """(version, SQL) in order. Append new versions; never edit an applied one. Each
+    version missing from a schema is applied, whatever its place: version 4 was released
+    after version 5, so a schema at 1, 2, 3 and 5 gets 4 next."""
+    return [
+        (1, _v1(schema, dim)),
+        (2, _v2(schema)),
+        (3, _v3(schema)),
+        (4, _v4(schema)),
+        (5, _v5(schema)),
+    ]
 
 
 async def migrate(conn: Any, schema: str, dim: int) -> int:

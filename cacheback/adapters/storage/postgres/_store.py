@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from ....core._errors import ConfigError
 from ._blocklist import PgBlocklist, PgCounters
 from ._changes import PgChangeFeed
-from ._connection import LOST, Connection, elapsed_since, redact, split_url
+from ._connection import LOST, Connection, elapsed_since, redact, split_url, url_ef_search
 from ._entries import PgEntries, PgMaintenance
 
 if TYPE_CHECKING:
@@ -18,7 +18,9 @@ class PostgresStore:
     """Implements the ``Store`` port on one PostgreSQL database shared by every replica.
 
     ``url``: ``postgresql://user:password@host:port/database`` (``?schema=name`` picks the
-    PostgreSQL schema, ``cacheback`` by default). ``timeout``: the budget of one lookup
+    PostgreSQL schema, ``cacheback`` by default; ``?ef_search=N`` the HNSW candidates a
+    search considers, 64 by default: more finds more of the true neighbours in a large
+    index, at a cost in time, docs/storage.md). ``timeout``: the budget of one lookup
     call in seconds (a slower database makes the call a miss). The schema is created and
     migrated on open. An unreachable server makes ``open`` raise StoreError; the store then
     reports itself degraded and reconnects in the background with backoff.
@@ -41,6 +43,7 @@ class PostgresStore:
         if timeout <= 0:
             raise ConfigError("the store timeout must be positive (seconds)")
         driver_url, schema = split_url(url)
+        ef_search = url_ef_search(url) or ef_search
         self._url = url
         self._max_entries = max_entries
         self._db = Connection(
@@ -55,7 +58,7 @@ class PostgresStore:
         self._changes = PgChangeFeed(self._db)
         self._entries = PgEntries(self._db, max_entries, self._changes.record)
         self._maintenance = PgMaintenance(self._db, self._changes.record)
-        self._blocklist = PgBlocklist(self._db)
+        self._blocklist = PgBlocklist(self._db, self._changes)
         self._counters = PgCounters(self._db)
 
     @property
@@ -101,6 +104,7 @@ class PostgresStore:
             self._db.lost(exc)
 
     async def close(self) -> None:
+        await self._blocklist.stop()
         await self._changes.stop()
         await self._db.close()
 
@@ -112,7 +116,11 @@ class PostgresStore:
             "dim": self._db.dim,
             "max_entries": self._max_entries,
             "timeout_s": self._db.timeout,
+            "ef_search": self._db.ef_search,
             "listening": self._changes.listening,
+            # the negative gate searches this copy without a round trip while it is current
+            "blocklist_in_memory": self._blocklist.known_count() is not None,
+            "blocklist_reloads": self._blocklist.reloads,
             "degraded_for_s": elapsed_since(self._db.degraded_since),
             **self._db.describe(),
         }
