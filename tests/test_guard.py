@@ -99,6 +99,12 @@ VETOES = [
     ("Dog parks in Franklin County OH", "Dog parks in Franklin County PA", "entity"),
     # title case hides names by their capitals: one word swapped in the same sentence
     ("Who Is The Mayor Of Leeds", "Who Is The Mayor Of Bristol", "entity"),
+    # ... or a run of words: a two-word name for another
+    ("Who Was Ada Lovelace?", "Who Was Grace Hopper?", "entity"),
+    ("Books Written By Jane Austen", "Books Written By Charlotte Bronte", "entity"),
+    # a short question that is mostly a name reads as title case: the swap still shows
+    ("Who was Ada Lovelace?", "Who was Grace Hopper?", "entity"),
+    ("Did Alan Turing know John von Neumann?", "Did Alan Turing know Kurt Godel?", "entity"),
     ("Where Was Marie Curie Born", "Where Was Pierre Curie Born", "entity"),
     # a name added to the same words narrows the question
     ("Where can I buy a Kindle in Canada?", "Where can I buy a Kindle in Toronto, Canada?",
@@ -151,6 +157,9 @@ def test_guard_vetoes(query: str, candidate: str, kind: str) -> None:
 
 
 PARAPHRASES = [
+    # title case, but only function words differ; the same name written twice
+    ("How Do I Learn Python", "How Can I Learn Python"),
+    ("Who was Ada Lovelace?", "who was Ada Lovelace"),
     ("What is machine learning?", "What's machine learning?"),
     ("How do I center a div in CSS?", "how can I center a div in css"),
     ("Why is my code not working?", "Why isn't my code working?"),

@@ -9,6 +9,8 @@ from ._lexicon_words import _STOPWORDS
 from ._name_matching import _code_present, _entity_present, _language_present
 from ._sets import _fmt
 
+_MAX_SWAPPED = 3  # the longest run of words a name swap replaces ("Niels Henrik Bohr")
+
 
 def _name_reasons(qf: _Features, cf: _Features, close: bool) -> list[str]:
     reasons: list[str] = []
@@ -40,10 +42,11 @@ def _name_reasons(qf: _Features, cf: _Features, close: bool) -> list[str]:
     q_ent = {e for e in qf.entities if not _entity_present(e, qf, cf)}
     c_ent = {e for e in cf.entities if not _entity_present(e, cf, qf)}
     if qf.title_case and cf.title_case and not (q_ent or c_ent):
-        # Title Case Hides Names: two texts the same but for one word each ("The Mayor Of
-        # Leeds" / "The Mayor Of Bristol") name two different things. A synonym swapped in
-        # title case ("Fix" / "Repair") is vetoed too: the price of not knowing names.
-        swap = _one_word_swapped(qf.words, cf.words)
+        # Title Case Hides Names: two texts the same but for one word, or a short run of
+        # words, each ("The Mayor Of Leeds" / "The Mayor Of Bristol") name two different
+        # things. A synonym swapped in title case ("Fix" / "Repair") is vetoed too: the
+        # price of not knowing names.
+        swap = _span_swapped(qf.words, cf.words)
         if swap is not None:
             q_ent, c_ent = {swap[0]}, {swap[1]}
     # Another name, or a name added to the same words, a restrictive modifier ("work at
@@ -55,15 +58,22 @@ def _name_reasons(qf: _Features, cf: _Features, close: bool) -> list[str]:
 
 
 
-def _one_word_swapped(qw: tuple[str, ...], cw: tuple[str, ...]) -> tuple[str, str] | None:
-    """The two words that differ, if the texts are the same words but for one content
-    word each, in the same place."""
-    if len(qw) != len(cw):
+def _span_swapped(qw: tuple[str, ...], cw: tuple[str, ...]) -> tuple[str, str] | None:
+    """The two runs of words that differ, if the texts are the same words but for one run
+    of one to three words each, in the same place ("Who Was Albert Einstein" / "Who Was
+    Niels Bohr"), each run holding a content word."""
+    p = 0
+    while p < min(len(qw), len(cw)) and qw[p] == cw[p]:
+        p += 1
+    s = 0
+    while s < min(len(qw), len(cw)) - p and qw[-1 - s] == cw[-1 - s]:
+        s += 1
+    a, b = qw[p : len(qw) - s], cw[p : len(cw) - s]
+    if not (1 <= len(a) <= _MAX_SWAPPED and 1 <= len(b) <= _MAX_SWAPPED):
         return None
-    diff = [(a, b) for a, b in zip(qw, cw, strict=True) if a != b]
-    if len(diff) != 1:
-        return None
-    a, b = diff[0]
-    if a in _STOPWORDS or b in _STOPWORDS or not a.isalpha() or not b.isalpha():
-        return None
-    return a, b
+    if sorted(a) == sorted(b):
+        return None  # the same words reordered: the direction rule's case, not a swap
+    for run in (a, b):
+        if not all(w.isalpha() for w in run) or all(w in _STOPWORDS for w in run):
+            return None
+    return " ".join(a), " ".join(b)
