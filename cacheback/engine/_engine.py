@@ -35,6 +35,7 @@ from ..core._settings import Settings
 from ..core._stage import EngineState, Stage, StageContext
 from ..core._stats import Stats
 from ..core._telemetry import TracingObserver
+from ..core._text_hash import LARGE_TEXT_CHARS, large_text_hash
 from ..core._types import (
     LookupRequest,
     NewEntry,
@@ -72,22 +73,7 @@ def default_verbatim_rule(guard: bool) -> VerbatimRule:
     return verbatim_rule()  # reads the guard's scorer file: called on a worker thread
 
 
-#: A query longer than this is hashed on a worker thread (folding its whitespace takes
-#: about 17 ms a megabyte); shorter ones inline, cheaper than the thread hop.
-LARGE_TEXT_CHARS = 64 * 1024
-
-
-# One large text at a time: several threads folding text would keep the GIL from the
-# event loop's thread for several switch intervals in a row.
-_LARGE_TEXT_LIMITER = anyio.CapacityLimiter(1)
 _RETRY_SLICE_S = 0.5  # of each background second, at most this long handing kept answers on
-
-
-async def _large_text_hash(text: str) -> str | None:
-    """The exact-hit key of a large text, computed off the event loop; None for a short one."""
-    if len(text) <= LARGE_TEXT_CHARS:
-        return None
-    return await anyio.to_thread.run_sync(text_hash, text, limiter=_LARGE_TEXT_LIMITER)
 
 
 class AsyncEngine:
@@ -457,7 +443,7 @@ class AsyncEngine:
         """Send a request through the pipeline; returns the finished job. ``call`` is how
         to ask the provider on a miss (None: a lookup only)."""
         pipeline, _ = self._require()
-        job = self.make_job(request, call, query_hash=await _large_text_hash(request.query))
+        job = self.make_job(request, call, query_hash=await large_text_hash(request.query))
         await pipeline.submit(job)
         self._finished(job)
         return job
@@ -621,7 +607,7 @@ class AsyncEngine:
             raise ConfigError("the answer contains lone surrogates (invalid Unicode) and cannot be stored")
 
         pipeline, _ = self._require()
-        job = self.make_job(request, query_hash=await _large_text_hash(request.query))
+        job = self.make_job(request, query_hash=await large_text_hash(request.query))
         vecs = await self.embed([request.query])
         vector = vecs[0] if vecs is not None else None
         fill = Fill(

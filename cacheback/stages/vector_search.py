@@ -14,14 +14,11 @@ from ..core._job import Job
 from ..core._pending import PendingEntries, merge
 from ..core._stage import Stage
 from ..core._store_ports import Entries, SearchQuery
-from ..core._types import CacheEntry, Candidate, text_hash
+from ..core._text_hash import text_hash_off_loop
+from ..core._types import CacheEntry, Candidate
 
 _DRAIN = BatchPolicy(max_batch=64, max_wait_s=0.0)
 _SAME_TEXT = 0.999  # only a candidate this close can be the very same text
-# A candidate's text longer than this is hashed on a worker thread: folding and hashing
-# take about 20 ms a megabyte, and a stored prompt can be many megabytes.
-_HASH_INLINE_CHARS = 64 * 1024
-_HASH_LIMITER = anyio.CapacityLimiter(1)  # one big text at a time keeps the GIL for the loop
 
 
 class VectorSearch(Stage):
@@ -68,13 +65,8 @@ class VectorSearch(Stage):
     async def _settle(job: Job, found: list[tuple[CacheEntry, float]]) -> None:
         for entry, sim in found:
             # Stored while this job was embedding (after its exact check): still exact.
-            if sim >= _SAME_TEXT and await _hash_of(entry.query) == job.query_hash:
+            if sim >= _SAME_TEXT and await text_hash_off_loop(entry.query) == job.query_hash:
                 job.settle_exact(entry)
                 return
         job.candidates = [Candidate(e, s) for e, s in found]
 
-
-async def _hash_of(text: str) -> str:
-    if len(text) <= _HASH_INLINE_CHARS:
-        return text_hash(text)
-    return await anyio.to_thread.run_sync(text_hash, text, limiter=_HASH_LIMITER)

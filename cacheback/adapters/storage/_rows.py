@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ...core._types import CacheEntry, Vector
+from ...core._types import CacheEntry, NegativeEntry, Vector
 
 
 def loads_metadata(raw: object) -> dict[str, Any]:
@@ -36,4 +36,18 @@ def entry_from_row(row: Sequence[Any], vector: Vector | None = None) -> CacheEnt
         metadata=loads_metadata(row[9]),
         vector=vector,
         hit_threshold=None if row[10] is None else float(row[10]),
+    )
+
+
+def negative_from_row(row: Sequence[Any]) -> NegativeEntry:
+    """id, query, reason, category, severity, false_positives, created_at, metadata."""
+    return NegativeEntry(
+        id=int(row[0]),
+        query=row[1],
+        reason=row[2],
+        category=row[3],
+        severity=int(row[4]),
+        false_positives=int(row[5]),
+        created_at=float(row[6]),
+        metadata=loads_metadata(row[7]),
     )

@@ -24,7 +24,7 @@ import numpy as np
 
 from ...core._errors import StoreError
 from ...core._types import CacheEntry, NegativeEntry, Vector
-from ._rows import entry_from_row, loads_metadata
+from ._rows import entry_from_row, negative_from_row
 from ._sqlite_fork import GatedConnection, connect
 
 SCHEMA_VERSION = 2
@@ -199,19 +199,6 @@ def _vector(blob: object, dim: int) -> Vector | None:
     if not isinstance(blob, bytes) or len(blob) != dim * 4:
         return None
     return np.frombuffer(blob, dtype="<f4").astype(np.float32)
-
-
-def _negative(row: Sequence[Any]) -> NegativeEntry:
-    return NegativeEntry(
-        id=int(row[0]),
-        query=row[1],
-        reason=row[2],
-        category=row[3],
-        severity=int(row[4]),
-        false_positives=int(row[5]),
-        created_at=float(row[6]),
-        metadata=loads_metadata(row[7]),
-    )
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
@@ -568,7 +555,7 @@ class Database:
 
     async def negatives_all(self) -> list[tuple[NegativeEntry, bytes]]:
         rows = await self.reader.execute_fetchall(f"SELECT {_NEG_COLS}, vector FROM negatives ORDER BY id")
-        return [(_negative(r), bytes(r[8])) for r in rows]
+        return [(negative_from_row(r), bytes(r[8])) for r in rows]
 
     async def negative_add(
         self,
@@ -595,7 +582,7 @@ class Database:
         rows = list(
             await self.reader.execute_fetchall(f"SELECT {_NEG_COLS} FROM negatives WHERE id = ?", (entry_id,))
         )
-        return _negative(rows[0]) if rows else None
+        return negative_from_row(rows[0]) if rows else None
 
     async def negative_list(self, category: str | None, limit: int | None) -> list[NegativeEntry]:
         where, params = ("WHERE category = ?", [category]) if category is not None else ("", [])
@@ -603,7 +590,7 @@ class Database:
             f"SELECT {_NEG_COLS} FROM negatives {where} ORDER BY id LIMIT ?",
             (*params, -1 if limit is None else limit),
         )
-        return [_negative(r) for r in rows]
+        return [negative_from_row(r) for r in rows]
 
     async def negative_remove(self, entry_id: int) -> bool:
         async with self._write(durable=True) as w:

@@ -21,7 +21,7 @@ import structlog
 from ....core._errors import StoreError
 from ....core._types import NegativeEntry, Vector
 from .._numpy_index import as_unit_vector
-from .._rows import loads_metadata
+from .._rows import negative_from_row
 from ._changes import PgChangeFeed
 from ._connection import Connection
 from ._entries import dumps_metadata
@@ -29,19 +29,6 @@ from ._entries import dumps_metadata
 log = structlog.get_logger("cacheback.store.postgres")
 
 _COLS = "id, query, reason, category, severity, false_positives, created_at, metadata"
-
-
-def _negative(row: Any) -> NegativeEntry:
-    return NegativeEntry(
-        id=int(row[0]),
-        query=row[1],
-        reason=row[2],
-        category=row[3],
-        severity=int(row[4]),
-        false_positives=int(row[5]),
-        created_at=float(row[6]),
-        metadata=loads_metadata(row[7]),
-    )
 
 
 _ALL = f"SELECT {_COLS}, vector FROM negatives ORDER BY id"
@@ -83,7 +70,7 @@ class PgBlocklist:
                 log.warning("store.postgres_blocklist_reload_failed", error=str(exc))
                 return
             dim = self._db.dim
-            entries = [_negative(r) for r in rows]
+            entries = [negative_from_row(r) for r in rows]
             vectors = np.stack([r[8] for r in rows]) if rows else np.empty((0, dim), dtype=np.float32)
             self._copy = _Copy(version, entries, vectors.astype(np.float32, copy=False))
             self.reloads += 1
@@ -138,17 +125,17 @@ class PgBlocklist:
             return await _rank(copy, vec, k)
         sql = f"SELECT {_COLS}, vector <=> $1 FROM negatives ORDER BY vector <=> $1, id LIMIT $2"
         rows = await self._db.run(lambda c: c.fetch(sql, vec, k))
-        return [(_negative(r), 1.0 - float(r[8])) for r in rows]
+        return [(negative_from_row(r), 1.0 - float(r[8])) for r in rows]
 
     async def get(self, entry_id: int) -> NegativeEntry | None:
         sql = f"SELECT {_COLS} FROM negatives WHERE id = $1"
         row = await self._db.run(lambda c: c.fetchrow(sql, int(entry_id)), budget=self._db.slow)
-        return None if row is None else _negative(row)
+        return None if row is None else negative_from_row(row)
 
     async def list(self, category: str | None = None, limit: int | None = None) -> list[NegativeEntry]:
         sql = f"SELECT {_COLS} FROM negatives WHERE ($1::text IS NULL OR category = $1) ORDER BY id LIMIT $2"
         rows = await self._db.run(lambda c: c.fetch(sql, category, limit), budget=self._db.slow)
-        return [_negative(r) for r in rows]
+        return [negative_from_row(r) for r in rows]
 
     async def remove(self, entry_id: int) -> bool:
         sql = "DELETE FROM negatives WHERE id = $1 RETURNING id"
