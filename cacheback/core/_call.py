@@ -64,6 +64,9 @@ class UpstreamCall:
     a plain answer (what to cache, or None, and its usage); ``reader()`` makes a stream's
     :class:`EventReader`. ``early``: ``send`` waits at the parked gate (``_early``) before
     anything goes out, so the engine may start it while it still looks the request up.
+    ``abortable``: cancelling ``send`` aborts the request on the wire (an async HTTP call),
+    so the engine may send it before its lookup ends (``speculative_upstream``) and take
+    it back on a hit; a call run on a worker thread is not (it would run to its end).
     """
 
     send: Callable[[], Awaitable[Any]]
@@ -71,3 +74,4 @@ class UpstreamCall:
     extract: Callable[[Any], tuple[Answer | None, Usage]]
     reader: Callable[[], EventReader]
     early: bool = False
+    abortable: bool = False

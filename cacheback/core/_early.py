@@ -7,12 +7,18 @@ the gate (the cached clients do, in the SDK's last hook before sending). A miss 
 gate and the same call goes on to send; anything else (a hit, a block, a synthesized
 answer, a coalesced waiter) abandons it: it ends with :class:`Abandoned`, having sent
 nothing.
+
+A speculative call (``launch``: the setting ``speculative_upstream``) opens its gate before
+the decision, so a clear miss's request is on the wire while the question still embeds.
+Should the lookup find an answer after all, abandoning it cancels the call (an abortable
+call: the request is aborted on the wire) and closes whatever it already returned.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -72,12 +78,23 @@ PARKED: contextvars.ContextVar[Gate | None] = contextvars.ContextVar("cacheback_
 class Early:
     """One upstream call started ahead of the cache's decision."""
 
-    __slots__ = ("_gate", "_task", "taken")
+    __slots__ = ("_gate", "_on_wasted", "_task", "launched", "taken")
 
     def __init__(self, gate: Gate, task: asyncio.Task[Any]) -> None:
         self._gate = gate
         self._task = task
         self.taken = False
+        self.launched = False
+        self._on_wasted: Callable[[], None] | None = None
+
+    def launch(self, on_wasted: Callable[[], None] | None = None) -> None:
+        """Send now, before the decision (a speculative call); ``on_wasted`` runs if the
+        cache answers after all and the call is taken back."""
+        if self.launched or self.taken:
+            return
+        self.launched = True
+        self._on_wasted = on_wasted
+        self._gate.open()
 
     async def send(self) -> Any:
         """Let the call go out; returns what ``send()`` returns (or raises what it raises)."""
@@ -86,18 +103,51 @@ class Early:
         return await self._task  # cancelling the waiter cancels the call too
 
     def abandon(self) -> None:
-        """The cache answered: end the call before it sends (no-op once taken)."""
+        """The cache answered: end the call before it sends, or (launched) abort it and
+        close what it returned (no-op once taken)."""
         if self.taken:
             return
         self._gate.abandon()
         self._task.cancel()
-        self._task.add_done_callback(_consume)
+        self._task.add_done_callback(_discard if self.launched else _consume)
+        if self.launched and self._on_wasted is not None:
+            self._on_wasted()
 
 
 def _consume(task: asyncio.Task[Any]) -> None:
     # Retrieve the outcome so that an abandoned call never logs "exception never retrieved".
     if not task.cancelled():
         task.exception()
+
+
+def _discard(task: asyncio.Task[Any]) -> None:
+    """A speculative call taken back after it returned: close its open stream, if any."""
+    if task.cancelled() or task.exception() is not None:
+        return
+    result = task.result()
+    for part in (getattr(result, "events", None), getattr(result, "response", None)):
+        close = getattr(part, "aclose", None) or getattr(part, "close", None)
+        if close is None:
+            continue
+        try:
+            closing = close()
+        except Exception:  # best effort: the answer is dropped anyway
+            continue
+        if inspect.isawaitable(closing):
+            pending = asyncio.get_running_loop().create_task(_quietly(closing))
+            _CLOSING.add(pending)
+            pending.add_done_callback(_CLOSING.discard)
+
+
+#: Closes in progress (a task must be referenced until it ends).
+_CLOSING: set[asyncio.Task[None]] = set()
+
+
+async def _quietly(closing: Awaitable[Any]) -> None:
+    try:
+        await closing
+    except Exception:  # best effort: the answer is dropped anyway
+        pass
 
 
 def start_early(send: Callable[[], Awaitable[Any]]) -> Early:

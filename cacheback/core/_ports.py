@@ -23,6 +23,8 @@ __all__ = [
     "Entries",
     "LLMReply",
     "Maintenance",
+    "MissPredictor",
+    "PredictsMisses",
     "Store",
     "VectorIndex",
 ]
@@ -43,6 +45,33 @@ class Embedder(Protocol):
         ...
 
     def describe(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class MissPredictor(Protocol):
+    """A cheap test, before inference, that a question cannot reach a similarity in its
+    scope (``engine/_speculation.py``). Thread-safe: it runs on the embedding worker.
+
+    Only speed depends on it, never an answer: a question it calls a clear miss is still
+    looked up in full; its upstream call just starts at once."""
+
+    def clear_misses(self, scopes: Sequence[str], texts: Sequence[str], threshold: float) -> list[bool]:
+        """Blocking. True for each text (a match text, as embedded) that nothing stored in
+        its scope can reach at ``threshold``."""
+        ...
+
+    def learn(self, scope: str, text: str) -> None:
+        """A question stored in ``scope``, as stored: cheap (queued), on any thread."""
+        ...
+
+
+@runtime_checkable
+class PredictsMisses(Protocol):
+    """An embedder that offers a :class:`MissPredictor` consistent with its vectors."""
+
+    def miss_predictor(self, margin: float | None = None) -> MissPredictor:
+        """Blocking (it may load a table); called on a worker thread."""
+        ...
 
 
 @runtime_checkable

@@ -76,6 +76,8 @@ class FlatSettings(TypedDict, total=False):
     feedback_margin: float
     feedback_relax_step: float
     feedback_verify_rate: float
+    speculative_upstream: bool
+    speculation_margin: float | None
     synthesis_mode: SynthesisMode
     synthesis_threshold: float
     synthesis_top_k: int
@@ -218,6 +220,8 @@ class Settings:
     feedback_margin = _Flat(lambda s: s.matching.feedback_margin)
     feedback_relax_step = _Flat(lambda s: s.matching.feedback_relax_step)
     feedback_verify_rate = _Flat(lambda s: s.matching.feedback_verify_rate)
+    speculative_upstream = _Flat(lambda s: s.matching.speculative_upstream)
+    speculation_margin = _Flat(lambda s: s.matching.speculation_margin)
     synthesis_mode = _Flat(lambda s: s.synthesis.synthesis_mode)
     synthesis_threshold = _Flat(lambda s: s.synthesis.synthesis_threshold)
     synthesis_top_k = _Flat(lambda s: s.synthesis.synthesis_top_k)

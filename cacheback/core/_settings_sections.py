@@ -102,6 +102,9 @@ class MatchingSettings:
     feedback_margin: float = 0.02  # a wrong hit at s: that entry then needs s + margin
     feedback_relax_step: float = 0.002  # a confirmed correct hit lowers it by this much
     feedback_verify_rate: float = 0.0  # share of paraphrase hits the cheap model checks afterwards
+    # a clear miss (by the miss probe) sends upstream before it embeds; a late hit takes it back
+    speculative_upstream: bool = False
+    speculation_margin: float | None = None  # the probe's cut below the threshold; None: calibrated
 
     def __post_init__(self) -> None:
         s = "matching"
@@ -113,6 +116,9 @@ class MatchingSettings:
                f"feedback_relax_step must be in [0, 0.1], not {self.feedback_relax_step!r}")  # fmt: skip
         _check(0.0 <= self.feedback_verify_rate <= 1.0, s,
                f"feedback_verify_rate must be in [0, 1], not {self.feedback_verify_rate!r}")  # fmt: skip
+        margin = self.speculation_margin
+        _check(margin is None or 0.0 <= margin <= 1.0, s,
+               f"speculation_margin must be in [0, 1] or None, not {margin!r}")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from ._call import Answer
 from ._hotcache import HotCache
 from ._job import Job
 from ._pending import PendingEntries
-from ._ports import LLM, Embedder, Store
+from ._ports import LLM, Embedder, MissPredictor, Store
 from ._routing import VerbatimRule
 from ._settings import Settings
 from ._stats import Stats
@@ -83,3 +83,5 @@ class StageContext:
     store_usable: Callable[[], bool] = lambda: True
     #: Keeps an answer the store could not take (entry, failed writes) for a later write.
     retry_write: Callable[[NewEntry, int], None] | None = None
+    #: Sends a clear miss's upstream call before its lookup ends (``speculative_upstream``).
+    miss_predictor: MissPredictor | None = None

@@ -119,6 +119,12 @@ class Stats:
             "hit_rate": round(hits / lookups, 4) if lookups else 0.0,
             "tiers": tiers,
             "cache_errors": int(self.total("cache_errors")),
+            # speculative_upstream: calls sent before their lookup ended, and those a hit
+            # then took back (each one a request the provider may bill: docs/engine.md)
+            "speculation": {
+                "sent": int(self.total("speculated")),
+                "taken_back": int(self.total("speculation_wasted")),
+            },
             "cost": cost,
             "savings": savings,
         }

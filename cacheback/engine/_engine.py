@@ -28,7 +28,7 @@ from ..core._feedback import ServedHits
 from ..core._hotcache import HotCache
 from ..core._job import Job
 from ..core._pending import PendingEntries
-from ..core._ports import LLM, Embedder, Store
+from ..core._ports import LLM, Embedder, MissPredictor, Store
 from ..core._retry_buffer import RetryBuffer
 from ..core._routing import VerbatimRule, cosine_rule
 from ..core._settings import Settings
@@ -56,6 +56,7 @@ from ._blocklist import EngineBlocklist
 from ._defaults import Defaults, installed_defaults
 from ._pipeline import Pipeline
 from ._recovery import StoreRecovery
+from ._speculation import build_predictor, teach_stored
 from ._verifier import HitVerifier
 from ._wiring import build_graph, build_indexer, build_persister
 
@@ -112,6 +113,7 @@ class AsyncEngine:
         self.recovery = StoreRecovery(self._store_reopened)
         self.store: Store | None = None
         self.embedder: Embedder | None = None
+        self.miss_predictor: MissPredictor | None = None  # speculative_upstream
         self._embedder_absent: str | None = "not loaded yet: the engine has not opened"
         self._pipeline: Pipeline | None = None
         self._host: asyncio.Task[None] | None = None
@@ -213,6 +215,7 @@ class AsyncEngine:
             self.llm = defaults.llm(s)
             self._owns_llm = self.llm is not None
 
+        self.miss_predictor = await build_predictor(s, self.embedder)
         store = self.store
         ctx = StageContext(
             state=self._state,
@@ -228,6 +231,7 @@ class AsyncEngine:
             pending=self.pending,
             store_usable=self.store_usable,
             retry_write=self.unwritten.add,
+            miss_predictor=self.miss_predictor,
         )
         self.indexer = build_indexer(ctx)
         persister = self._persister = build_persister(ctx, self.indexer)
@@ -267,6 +271,8 @@ class AsyncEngine:
                 async with pipeline, anyio.create_task_group() as tg:
                     tg.start_soon(self._background)
                     tg.start_soon(self.verifier.run)
+                    if self.miss_predictor is not None:
+                        tg.start_soon(self._teach_predictor, self.miss_predictor)
                     started.set()
                     assert self._stop is not None
                     await self._stop.wait()
@@ -285,6 +291,14 @@ class AsyncEngine:
             raise
         finally:
             started.set()
+
+    async def _teach_predictor(self, predictor: MissPredictor) -> None:
+        if self.store is None:
+            return
+        try:
+            await teach_stored(predictor, self.store.maintenance)
+        except Exception as exc:  # only speed depends on it: never fail the engine for it
+            log.warning("could not teach the miss predictor the stored questions", error=repr(exc))
 
     async def aclose(self, *, grace_s: float | None = None) -> None:
         """Drain in-flight requests, flush the persister and counters, close the store.
@@ -521,6 +535,8 @@ class AsyncEngine:
         # An answer SQLite cannot encode is not stored: replaying it altered would not
         # be the provider's answer, and one bad row would fail its whole write batch.
         if answer is not None and storable and not has_lone_surrogate(answer.text):
+            if self.miss_predictor is not None:
+                self.miss_predictor.learn(job.scope, job.request.query)
             entry = self._new_entry(
                 job.request,
                 job.scope,

@@ -261,6 +261,7 @@ class ClientCache:
             extract=lambda response: (spec.answer(response), spec.usage(response)),
             reader=lambda: _SDKStreamReader(spec.accumulator(), spec.usage),
             early=True,
+            abortable=not blocking,  # a call on a worker thread runs to its end if cancelled
         )
 
     def passthrough(self, response: Any, prep: Prepared) -> Any:

@@ -27,7 +27,7 @@ from cacheback.core._types import Vector
 
 from ._device import CPU_PROVIDER, available_providers, check_session_providers, parse_device, plan_device
 from ._hashing import sha256_file
-from ._miss_probe import MissProbe
+from ._miss_probe import MissProbe, ProbePredictor
 from ._warmth import KeepWarm
 
 if TYPE_CHECKING:
@@ -385,6 +385,10 @@ class MiniLMEmbedder:
         the tokenizer (and the model) if needed."""
         _, tokenizer = self._load()
         return MissProbe.load(tokenizer)
+
+    def miss_predictor(self, margin: float | None = None) -> ProbePredictor:
+        """The engine's miss predictor (``speculative_upstream``) over :meth:`miss_probe`."""
+        return ProbePredictor(self.miss_probe(), margin=margin)
 
     @property
     def keep_warm(self) -> KeepWarm | None:

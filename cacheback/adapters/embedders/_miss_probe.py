@@ -12,13 +12,16 @@ over the probe vectors kept with its entries (:class:`ScopeProbes`).
 :func:`can_skip` is the decision: skip inference (go upstream at once, embed for storage
 afterwards) only when no entry's probe similarity reaches ``threshold - margin``. How
 much it skips for how many lost hits is measured by ``loadtests/bench_miss_probe.py``
-and written in docs/benchmarks.md; it is off by default (setting ``miss_probe``) because
-the measured trade-off misses the targets (docs/engine.md, "Miss probe").
+and written in docs/benchmarks.md. It never decides an answer: with the setting
+``speculative_upstream`` (off by default) a clear miss's upstream call is sent before the
+question embeds, the lookup still runs in full, and a hit it finds takes the call back
+(:class:`ProbePredictor`; docs/engine.md, "Speculative upstream calls").
 """
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,11 +30,20 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cacheback.core._errors import EmbedderError
+from cacheback.core._types import match_text
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-__all__ = ["DEFAULT_MARGIN", "TABLE_FILE", "MissProbe", "ScopeProbes", "can_skip", "clear_miss"]
+__all__ = [
+    "DEFAULT_MARGIN",
+    "TABLE_FILE",
+    "MissProbe",
+    "ProbePredictor",
+    "ScopeProbes",
+    "can_skip",
+    "clear_miss",
+]
 
 TABLE_FILE = Path(__file__).with_name("_miss_probe_table.npz")
 
@@ -108,22 +120,30 @@ class ScopeProbes:
 
     Filled as entries are stored (and from the stored texts when the engine opens:
     a probe vector costs no inference, so nothing needs persisting); a lookup's probe
-    search is one matrix product over its scope's rows. Thread-safe.
+    search is one matrix product over its scope's rows. Rows grow by doubling, so adding
+    one costs amortised constant time. Thread-safe.
     """
 
     def __init__(self, dim: int) -> None:
         self._dim = dim
         self._lock = threading.Lock()
-        self._rows: dict[str, NDArray[np.float32]] = {}
+        self._rows: dict[str, NDArray[np.float32]] = {}  # capacity rows; the first n used
         self._ids: dict[str, list[int]] = {}
 
     def add(self, scope: str, entry_ids: Sequence[int], vectors: NDArray[np.float32]) -> None:
         if vectors.shape != (len(entry_ids), self._dim):
             raise ValueError(f"expected {len(entry_ids)} probe vectors of {self._dim} dims: {vectors.shape}")
         with self._lock:
-            old = self._rows.get(scope)
-            self._rows[scope] = vectors.copy() if old is None else np.vstack([old, vectors])
-            self._ids.setdefault(scope, []).extend(int(i) for i in entry_ids)
+            ids = self._ids.setdefault(scope, [])
+            rows = self._rows.get(scope)
+            used, need = len(ids), len(ids) + len(entry_ids)
+            if rows is None or rows.shape[0] < need:
+                grown = np.empty((max(need, 2 * used, 16), self._dim), dtype=np.float32)
+                if rows is not None:
+                    grown[:used] = rows[:used]
+                rows = self._rows[scope] = grown
+            rows[used:need] = vectors
+            ids.extend(int(i) for i in entry_ids)
 
     def remove(self, entry_ids: Iterable[int]) -> int:
         """Drop entries (evicted, expired, deleted) from every scope; how many were found."""
@@ -143,10 +163,16 @@ class ScopeProbes:
                     del self._rows[scope], self._ids[scope]
         return removed
 
+    def size(self, scope: str) -> int:
+        with self._lock:
+            return len(self._ids.get(scope, ()))
+
     def similarities(self, scope: str, probe: NDArray[np.float32]) -> NDArray[np.float32]:
         """The probe similarity of ``probe`` (one unit vector) to every entry of ``scope``."""
         with self._lock:
             rows = self._rows.get(scope)
+            used = len(self._ids.get(scope, ()))
+            rows = None if rows is None else rows[:used]  # rows only ever appended past `used`
         if rows is None:
             return np.zeros(0, dtype=np.float32)
         sims: NDArray[np.float32] = rows @ probe.astype(np.float32, copy=False)
@@ -155,6 +181,56 @@ class ScopeProbes:
     def __len__(self) -> int:
         with self._lock:
             return sum(len(ids) for ids in self._ids.values())
+
+
+#: Scopes with more entries than this are never called a clear miss: the probe's search
+#: would cost about what the inference it saves does, and among that many entries some
+#: probe similarity nearly always reaches the cut anyway.
+MAX_SCOPE_ROWS = 20_000
+#: Only the start of a long question is probed (the cost must not grow with the input).
+MAX_PROBE_CHARS = 2_000
+
+
+class ProbePredictor:
+    """The engine's miss predictor (``core._ports.MissPredictor``) over the static probe:
+    a question is a clear miss when no entry of its scope reaches ``floor - margin``."""
+
+    def __init__(
+        self, probe: MissProbe, *, margin: float | None = None, max_scope: int = MAX_SCOPE_ROWS
+    ) -> None:
+        self._probe = probe
+        self.margin = probe.margin if margin is None else margin
+        self._max_scope = max_scope
+        self._scopes = ScopeProbes(probe.dim)
+        self._learned: deque[tuple[str, str]] = deque()  # appended on any thread
+
+    def learn(self, scope: str, text: str) -> None:
+        """A stored question, as stored: its match text is derived (and probed) on the next
+        worker call, never on the caller's thread."""
+        self._learned.append((scope, text[:MAX_PROBE_CHARS]))
+
+    def known(self) -> int:
+        """Questions in the table (those learned but not yet probed excluded)."""
+        return len(self._scopes)
+
+    def _absorb(self) -> None:
+        by_scope: dict[str, list[str]] = {}
+        while self._learned:
+            scope, text = self._learned.popleft()
+            by_scope.setdefault(scope, []).append(match_text(text))
+        for scope, texts in by_scope.items():
+            self._scopes.add(scope, [0] * len(texts), self._probe.vectors(texts))
+
+    def clear_misses(self, scopes: Sequence[str], texts: Sequence[str], threshold: float) -> list[bool]:
+        self._absorb()
+        vectors = self._probe.vectors([text[:MAX_PROBE_CHARS] for text in texts])
+        clear = []
+        for scope, vector in zip(scopes, vectors, strict=True):
+            if self._scopes.size(scope) > self._max_scope:
+                clear.append(False)
+                continue
+            clear.append(can_skip(self._scopes.similarities(scope, vector), threshold, self.margin))
+        return clear
 
 
 def clear_miss(probe: MissProbe, scopes: ScopeProbes, scope: str, text: str, threshold: float) -> bool:

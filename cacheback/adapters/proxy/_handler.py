@@ -121,4 +121,5 @@ def upstream_call(proxy: Proxy, call: Call) -> UpstreamCall:
         streaming=call.key.stream,
         extract=lambda buffered: _extract(api, buffered),
         reader=lambda: _SSEReader(api),
+        abortable=True,  # an httpx call on the proxy's loop: cancelling it aborts the request
     )

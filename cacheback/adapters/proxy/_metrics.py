@@ -135,6 +135,13 @@ class Metrics:
                 sample("cacheback_tier_total", int(n), tier=tier)
             head("cacheback_cache_errors_total", "counter", "Cache failures that fell back to upstream.")
             sample("cacheback_cache_errors_total", int(engine_stats.get("cache_errors", 0)))
+            speculation = engine_stats.get("speculation") or {}
+            name = "cacheback_speculative_calls_total"
+            head(name, "counter", "Upstream calls sent before their lookup ended (speculative_upstream).")
+            sample(name, int(speculation.get("sent", 0)))
+            name = "cacheback_speculative_taken_back_total"
+            head(name, "counter", "Speculative calls aborted because the lookup found an answer.")
+            sample(name, int(speculation.get("taken_back", 0)))
             unwritten = engine_stats.get("unwritten") or {}
             name = "cacheback_unwritten_answers"
             head(name, "gauge", "Answers kept in memory while the store could not take them.")
