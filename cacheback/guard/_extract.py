@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 from functools import lru_cache
+from typing import Any, TypeVar
 
 from ._extract_quantities import _QuantityBuilder
 from ._features import _UNSCOPED, _Features
@@ -20,6 +21,7 @@ from ._lexicon_names import (
     _GENERATIVE_VERBS,
     _NATURAL_LANGUAGES,
     _PROGRAMMING_LANGUAGES,
+    _RANKINGS,
     _SHAPE_FILLERS,
     _SHAPE_LEADS,
     _SHAPES,
@@ -46,7 +48,9 @@ from ._lexicon_quantities import (
 from ._lexicon_words import (
     _AUXILIARIES,
     _BE,
+    _COPULAS,
     _DIRECTION_MARKERS,
+    _IRREGULAR_PARTICIPLES,
     _OPPOSITE_WORDS_SET,
     _STOPWORDS,
     _SYMMETRIC,
@@ -58,6 +62,7 @@ from ._lexicon_words import (
     _WH_WORDS,
     _participle,
 )
+from ._rules_qualifiers import _groups
 from ._text import _normalise, _stem, _Token, _tokenise
 
 _CAMEL_RE = re.compile(r"[a-z][A-Z]")
@@ -75,6 +80,8 @@ _PASSIVE_REACH = 3  # words between "is" and its participle ("is the deadline me
 
 
 def _is_code_identifier(raw: str) -> bool:
+    if raw.isalpha():  # most words: only camelCase can make one code
+        return not raw.islower() and raw[:1].islower() and bool(_CAMEL_RE.search(raw))
     if raw.endswith("()") or "_" in raw.strip("_") or raw.startswith("__"):
         return True
     if "." in raw:
@@ -130,7 +137,10 @@ class _Builder(_QuantityBuilder):
 
     def plain_word(self, low: str) -> None:
         words = self.words
-        if (_participle(low) and _BE.intersection(words[-_PASSIVE_REACH:])) or (
+        if (
+            (low.endswith(("ed", "en")) or low in _IRREGULAR_PARTICIPLES)  # _participle(low)
+            and _BE.intersection(words[-_PASSIVE_REACH:])
+        ) or (
             low == "by" and words and _participle(words[-1])
         ):
             # "is mentioned", "was quickly sold", "is the deadline mentioned", "(did the
@@ -307,7 +317,8 @@ class _Builder(_QuantityBuilder):
             if capital and not tok.sep and (run or tok.low not in _STOPWORDS):
                 run.append(tok.low)
             else:
-                self.note_run(run)
+                if len(run) > 1:
+                    self.note_run(run)
                 run = [tok.low] if capital and tok.low not in _STOPWORDS else []
             if kind != "word":
                 self.head_token(tok.low)
@@ -373,41 +384,54 @@ class _Builder(_QuantityBuilder):
         by_prefix: dict[str, tuple[str, ...]] = {}
         for w in word_set:
             by_prefix[w[:3]] = (*by_prefix.get(w[:3], ()), w)
+        order = tuple(self.order)
+        numbers, spelled, versions = _frozen(self.numbers), _frozen(self.spelled), _frozen(
+            {v for v in self.versions if v}
+        )
+        ordinals, dates, times = _frozen(self.ordinals), _frozen(self.dates), _frozen(self.times)
+        units, currencies = _frozen(self.units), _frozen(self.currencies)
+        quantities = (numbers | spelled, versions, ordinals, dates, times, units, currencies)
         return _Features(
             words=words,
             word_set=word_set,
             by_prefix=by_prefix,
-            demonym_of=frozenset(_DEMONYMS[w] for w in word_set if w in _DEMONYMS),
+            demonym_of=_frozen({_DEMONYMS[w] for w in word_set if w in _DEMONYMS}),
             title_case=self.title_case,
-            order=tuple(self.order),
+            order=order,
             initials="".join(w[0] for w in words if not _FLAGS.get(w, 0) & _F_STOP),
             stems=frozenset(self.stems),
-            content=frozenset(self.content),
-            numbers=frozenset(self.numbers),
-            spelled=frozenset(self.spelled),
-            versions=frozenset(v for v in self.versions if v),
-            ordinals=frozenset(self.ordinals),
-            written_ordinals=frozenset(self.written_ordinals),
-            dates=frozenset(self.dates),
-            times=frozenset(self.times),
-            units=frozenset(self.units),
-            unit_targets=frozenset(self.unit_targets),
-            currencies=frozenset(self.currencies),
-            currency_targets=frozenset(self.currency_targets),
-            conversions=self._conversions(),
-            routes=self._routes(),
+            content=_frozen(self.content),
+            numbers=numbers,
+            spelled=spelled,
+            versions=versions,
+            ordinals=ordinals,
+            written_ordinals=_frozen(self.written_ordinals),
+            dates=dates,
+            times=times,
+            units=units,
+            unit_targets=_frozen(self.unit_targets),
+            currencies=currencies,
+            currency_targets=_frozen(self.currency_targets),
+            conversions=self._conversions() if len(self.slots) > 1 else frozenset(),
+            routes=self._routes() if "from" in word_set else frozenset(),
             negated=self.negated,
-            neg_heads=frozenset(self.neg_heads),
-            passive=frozenset(self.passive),
-            acronyms=frozenset(self.acronyms),
-            asks=frozenset(self.asks),
-            entities=frozenset(self.entities),
-            code=frozenset(self.code),
-            languages=frozenset(self.languages),
-            formats=frozenset(self.formats),
-            mentions=frozenset(self.mentions),
-            styles=frozenset(self.styles),
-            opposites=frozenset(self.opposites),
+            neg_heads=_frozen(self.neg_heads),
+            passive=_frozen(self.passive),
+            acronyms=_frozen(self.acronyms),
+            asks=_frozen(self.asks),
+            entities=_frozen(self.entities),
+            code=_frozen(self.code),
+            languages=_frozen(self.languages),
+            formats=_frozen(self.formats),
+            mentions=_frozen(self.mentions),
+            styles=_frozen(self.styles),
+            opposites=_frozen(self.opposites),
+            quantities=_NO_QUANTITIES if not any(quantities) else quantities,
+            rankings=_frozen({_RANKINGS[w] for w in word_set if w in _RANKINGS}),
+            markers=_DIRECTION_MARKERS & word_set,
+            copulas=_COPULAS & word_set,
+            order_sorted=tuple(sorted(order)),
+            groups=_groups(words),
         )
 
     def _conversions(self) -> frozenset[tuple[str, str]]:
@@ -457,6 +481,16 @@ class _Builder(_QuantityBuilder):
                     if b is not None and b != a:
                         out.add((a, b))
         return frozenset(out)
+
+_T = TypeVar("_T")
+_EMPTY: frozenset[Any] = frozenset()
+_NO_QUANTITIES = (_EMPTY,) * 7
+
+
+def _frozen(values: set[_T]) -> frozenset[_T]:
+    """``frozenset(values)``; an empty one shared (most of a text's sets are empty)."""
+    return frozenset(values) if values else _EMPTY
+
 
 def _analyse(text: str) -> _Features:
     return _Builder(_tokenise(_normalise(text))).build()

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 _UNSCOPED = "*"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Features:
-    """What one text pins down. Built once per text (cached)."""
+    """What one text pins down. Built once per text (cached) and never changed after:
+    not frozen only because a frozen dataclass's ``__init__`` sets its 40-odd fields one
+    ``object.__setattr__`` at a time, a tenth of the cost of analysing a question."""
 
     words: tuple[str, ...]  # lower-case word tokens, in order
     title_case: bool  # most words capitalised: capitals say nothing of names then
@@ -53,3 +55,15 @@ class _Features:
     # the places or languages the words are demonyms of ("chinese": "china").
     by_prefix: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
     demonym_of: frozenset[str] = frozenset()
+    # Derived once here too, so that a pair's rules can tell at a glance that they have
+    # nothing to compare (two texts without numbers, markers or groups, most pairs):
+    # the values a quantity rule compares (equal on both sides: no quantity veto) ...
+    quantities: tuple[frozenset[str], ...] = ()
+    # ... the order a list is asked in ("latest", "top"), the direction markers and the
+    # copulas among the words, the order words sorted (the same words in another order),
+    # and each group of people with the words qualifying it (``_rules_qualifiers._groups``).
+    rankings: frozenset[str] = frozenset()
+    markers: frozenset[str] = frozenset()
+    copulas: frozenset[str] = frozenset()
+    order_sorted: tuple[str, ...] = ()
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)

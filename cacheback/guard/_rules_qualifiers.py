@@ -37,9 +37,9 @@ def _groups(words_: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
 
 
 def _qualifier_reasons(qf: _Features, cf: _Features, close: bool) -> list[str]:
-    if not close:
+    q_groups, c_groups = qf.groups, cf.groups  # _groups of each text's words
+    if not (close and q_groups and c_groups):
         return []
-    q_groups, c_groups = _groups(qf.words), _groups(cf.words)
     for noun in q_groups.keys() & c_groups.keys():
         q_extra = [w for w in q_groups[noun] if w not in cf.word_set]
         c_extra = [w for w in c_groups[noun] if w not in qf.word_set]
