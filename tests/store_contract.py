@@ -20,6 +20,7 @@ from cacheback.core._store_ports import (
     ChangeFeed,
     Counters,
     Entries,
+    ExactQuery,
     Maintenance,
     SearchQuery,
     Store,
@@ -117,6 +118,48 @@ async def check_exact_by_hash_returns_the_entry_and_its_vector(make: StoreFactor
         fetched = await store.entries.get(eid)
         assert fetched is not None and fetched.answer == e.answer
         assert await store.entries.get(eid + 1000) is None
+
+
+@check
+async def check_find_exact_many_answers_as_one_find_exact_each(make: StoreFactory) -> None:
+    v = unit(3, 6)
+    async with make() as store:
+        rows = [
+            new("a", "q0", v[0]),
+            new("a", "q1", None),  # exact-only: found without a vector
+            new("a", "q2", v[2], ttl=100),  # expired for a query at NOW + 200
+            new("b", "q0", v[3]),  # same text, another scope
+            new("b", "q4", v[4]),
+        ]
+        ids = await store.entries.put(rows)
+        await store.entries.delete([ids[4]])
+        asked = [
+            ExactQuery("a", text_hash("q0"), NOW),
+            ExactQuery("b", text_hash("q0"), NOW),
+            ExactQuery("a", text_hash("q1"), NOW),
+            ExactQuery("a", text_hash("q2"), NOW + 200),
+            ExactQuery("a", text_hash("q2"), NOW),
+            ExactQuery("b", text_hash("q4"), NOW),  # deleted
+            ExactQuery("c", text_hash("q0"), NOW),  # no such scope
+            ExactQuery("a", text_hash("q0"), NOW),  # asked twice in one batch
+        ]
+        many = await store.entries.find_exact_many(asked)
+        assert len(many) == len(asked)
+        for q, got in zip(asked, many, strict=True):
+            alone = await store.entries.find_exact(q.scope, q.query_hash, q.now)
+            assert (got is None) == (alone is None)
+            if got is not None and alone is not None:
+                assert (got.id, got.scope, got.query, got.answer) == (
+                    alone.id, alone.scope, alone.query, alone.answer
+                )
+                assert (got.vector is None) == (alone.vector is None)
+                if got.vector is not None and alone.vector is not None:
+                    assert np.allclose(got.vector, alone.vector)
+        assert [None if e is None else e.id for e in many] == [
+            ids[0], ids[3], ids[1], None, ids[2], None, None, ids[0]
+        ]
+        assert many[2] is not None and many[2].vector is None
+        assert await store.entries.find_exact_many([]) == []
 
 
 @check

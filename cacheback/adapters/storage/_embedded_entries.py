@@ -11,7 +11,7 @@ import anyio
 import anyio.to_thread
 
 from ...core._errors import StoreError
-from ...core._store_ports import SearchQuery
+from ...core._store_ports import ExactQuery, SearchQuery
 from ...core._types import CacheEntry, NewEntry, Vector
 from ._numpy_index import as_unit_vector
 from ._ranking import Ranking, rank_scopes, search_each
@@ -56,6 +56,11 @@ class EmbeddedEntries:
     async def find_exact(self, scope: str, query_hash: str, now: float) -> CacheEntry | None:
         # Straight from SQLite: always current, no index involved.
         return await self._s.require_db().find_exact(scope, query_hash, now, self._s.dim)
+
+    @store_errors
+    async def find_exact_many(self, queries: Sequence[ExactQuery]) -> list[CacheEntry | None]:
+        """:meth:`find_exact` for each query, in order, in one read."""
+        return await self._s.require_db().find_exact_many(queries, self._s.dim)
 
     @store_errors
     async def search(self, scope: str, vector: Vector, k: int, now: float) -> list[tuple[CacheEntry, float]]:
