@@ -21,7 +21,6 @@ from ._lexicon_names import (
     _GENERATIVE_VERBS,
     _NATURAL_LANGUAGES,
     _PROGRAMMING_LANGUAGES,
-    _RANKINGS,
     _SHAPE_FILLERS,
     _SHAPE_LEADS,
     _SHAPES,
@@ -62,7 +61,6 @@ from ._lexicon_words import (
     _WH_WORDS,
     _participle,
 )
-from ._rules_qualifiers import _groups
 from ._text import _normalise, _stem, _Token, _tokenise
 
 _CAMEL_RE = re.compile(r"[a-z][A-Z]")
@@ -184,13 +182,8 @@ class _Builder(_QuantityBuilder):
     def note_run(self, run: list[str]) -> None:
         """A run of capitalised words: each may be matched by the initials of the run or
         of a part of it ("Natural Language Processing" / "NLP")."""
-        n = len(run)
-        if not 2 <= n <= _MAX_RUN:
-            return
-        for a in range(n - 1):
-            for b in range(a + 2, n + 1):
-                initials = "".join(w[0] for w in run[a:b])
-                self.acronyms.update((w, initials) for w in run[a:b])
+        if 2 <= len(run) <= _MAX_RUN:
+            self.runs.append(tuple(run))  # the acronyms are derived on first use
 
     def special_word(self, i: int, tok: _Token) -> None:
         """Lexicon look-ups for a word that is in some lexicon."""
@@ -381,9 +374,6 @@ class _Builder(_QuantityBuilder):
             self.neg_heads.add(_UNSCOPED)
         words = tuple(self.words)
         word_set = frozenset(words)
-        by_prefix: dict[str, tuple[str, ...]] = {}
-        for w in word_set:
-            by_prefix[w[:3]] = (*by_prefix.get(w[:3], ()), w)
         order = tuple(self.order)
         numbers, spelled, versions = _frozen(self.numbers), _frozen(self.spelled), _frozen(
             {v for v in self.versions if v}
@@ -394,11 +384,8 @@ class _Builder(_QuantityBuilder):
         return _Features(
             words=words,
             word_set=word_set,
-            by_prefix=by_prefix,
-            demonym_of=_frozen({_DEMONYMS[w] for w in word_set if w in _DEMONYMS}),
             title_case=self.title_case,
             order=order,
-            initials="".join(w[0] for w in words if not _FLAGS.get(w, 0) & _F_STOP),
             stems=frozenset(self.stems),
             content=_frozen(self.content),
             numbers=numbers,
@@ -417,7 +404,7 @@ class _Builder(_QuantityBuilder):
             negated=self.negated,
             neg_heads=_frozen(self.neg_heads),
             passive=_frozen(self.passive),
-            acronyms=_frozen(self.acronyms),
+            runs=tuple(self.runs),
             asks=_frozen(self.asks),
             entities=_frozen(self.entities),
             code=_frozen(self.code),
@@ -427,11 +414,9 @@ class _Builder(_QuantityBuilder):
             styles=_frozen(self.styles),
             opposites=_frozen(self.opposites),
             quantities=_NO_QUANTITIES if not any(quantities) else quantities,
-            rankings=_frozen({_RANKINGS[w] for w in word_set if w in _RANKINGS}),
             markers=_DIRECTION_MARKERS & word_set,
             copulas=_COPULAS & word_set,
             order_sorted=tuple(sorted(order)),
-            groups=_groups(words),
         )
 
     def _conversions(self) -> frozenset[tuple[str, str]]:

@@ -73,7 +73,7 @@ class _QuantityBuilder:
         self.neg_heads: set[str] = set()
         self.neg_pending = 0  # words left in which to find the current negation's head
         self.passive: set[str] = set()
-        self.acronyms: set[tuple[str, str]] = set()
+        self.runs: list[tuple[str, ...]] = []  # capitalised runs of 2 to 6 words
         self.asks: set[str] = set()
         self.order: list[str] = []
         self._money: bool | None = None  # see ``money_context``: read for "pound(s)" only
