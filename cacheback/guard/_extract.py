@@ -133,7 +133,8 @@ class _Builder(_QuantityBuilder):
         """A name: a place, product or person, or a language."""
         (self.languages if language else self.entities).add(value)
 
-    def plain_word(self, low: str) -> None:
+    def plain_word(self, low: str, flags: int | None = None) -> None:
+        """A word (``flags``: its ``_FLAGS``, looked up here when not given)."""
         words = self.words
         if (
             (low.endswith(("ed", "en")) or low in _IRREGULAR_PARTICIPLES)  # _participle(low)
@@ -148,7 +149,8 @@ class _Builder(_QuantityBuilder):
         words.append(low)
         stem = _stem(low)
         self.stems.add(stem)
-        flags = _FLAGS.get(low, 0)
+        if flags is None:
+            flags = _FLAGS.get(low, 0)
         if flags & _F_NEG:
             self.negate()
             return
@@ -304,21 +306,22 @@ class _Builder(_QuantityBuilder):
         run: list[str] = []
         for i, tok in enumerate(toks):
             kind = tok.kind
+            low = tok.low
+            text = tok.text
             if tok.sep:
                 self.order.append(_SYMMETRIC_MARK)
-            capital = kind == "word" and tok.text[:1].isupper() and tok.low.isalpha()
-            if capital and not tok.sep and (run or tok.low not in _STOPWORDS):
-                run.append(tok.low)
+            capital = kind == "word" and text[:1].isupper() and low.isalpha()
+            if capital and not tok.sep and (run or low not in _STOPWORDS):
+                run.append(low)
             else:
                 if len(run) > 1:
                     self.note_run(run)
-                run = [tok.low] if capital and tok.low not in _STOPWORDS else []
+                run = [low] if capital and low not in _STOPWORDS else []
             if kind != "word":
-                self.head_token(tok.low)
+                self.head_token(low)
             if kind == "word":
-                low = tok.low
                 if (
-                    _is_code_identifier(tok.text)
+                    _is_code_identifier(text)
                     and low not in _PROGRAMMING_LANGUAGES
                     and not _VERSION_WORD_RE.match(low)
                 ):
@@ -331,27 +334,29 @@ class _Builder(_QuantityBuilder):
                 if not low.isalpha() and any(ch.isdigit() for ch in low):
                     self.alnum_word(i, tok)
                     continue
-                self.plain_word(low)
-                if (
-                    low in _WH_WORDS
-                    and (i == 0 or (i == 1 and toks[0].low in _WH_LEADS))
-                    and i + 1 < len(toks)
-                    and toks[i + 1].low in _AUXILIARIES
-                ):
-                    # "When is X?" asks for a time; "When you access X, ..." does not.
-                    self.asks.add(low)
-                elif (
-                    low in _WH_DETERMINERS
-                    and (i == 0 or (i == 1 and toks[0].low in _WH_PHRASE_LEADS))
-                    and i + 2 < len(toks)
-                    and toks[i + 1].low in _WH_OF_NOUN
-                    and toks[i + 2].low in _AUXILIARIES
-                ):
-                    # "In what year was X built?" asks what "When was X built?" asks.
-                    self.asks.add(_WH_OF_NOUN[toks[i + 1].low])
-                if _FLAGS.get(low, 0) & _F_SPECIAL:
+                flags = _FLAGS.get(low, 0)
+                self.plain_word(low, flags)
+                if i < 2:  # a question word asks only first (or after a lead word)
+                    if (
+                        low in _WH_WORDS
+                        and (i == 0 or (i == 1 and toks[0].low in _WH_LEADS))
+                        and i + 1 < len(toks)
+                        and toks[i + 1].low in _AUXILIARIES
+                    ):
+                        # "When is X?" asks for a time; "When you access X, ..." does not.
+                        self.asks.add(low)
+                    elif (
+                        low in _WH_DETERMINERS
+                        and (i == 0 or (i == 1 and toks[0].low in _WH_PHRASE_LEADS))
+                        and i + 2 < len(toks)
+                        and toks[i + 1].low in _WH_OF_NOUN
+                        and toks[i + 2].low in _AUXILIARIES
+                    ):
+                        # "In what year was X built?" asks what "When was X built?" asks.
+                        self.asks.add(_WH_OF_NOUN[toks[i + 1].low])
+                if flags & _F_SPECIAL:
                     self.special_word(i, tok)
-                if tok.text[:1].isupper() or not tok.text.islower():
+                if text[:1].isupper() or not text.islower():
                     prev = toks[i - 1] if i else None
                     self.name_shape(
                         tok, prev is not None and prev.sep and prev.low in ("and", "or")
