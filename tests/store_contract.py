@@ -244,6 +244,29 @@ async def check_search_many_answers_as_one_search_each(make: StoreFactory) -> No
 
 
 @check
+async def check_search_many_reads_past_expired_nearest(make: StoreFactory) -> None:
+    """The nearest rows expired, more of them than a first read of candidates holds: the
+    search reads on until it has k live ones, the nearest of them first."""
+    query = unit(50, 1)[0]
+    # 60 rows at decreasing similarity to the query; the 30 nearest expire at NOW + 100.
+    vecs = np.stack([near(query, 100 + i, eps=0.02 * (i + 1)) for i in range(60)])
+    order = np.argsort(-(vecs @ query))
+    rank = np.empty(60, dtype=int)
+    rank[order] = np.arange(60)
+    rows = [new("s", f"q{i}", vecs[i], ttl=100 if rank[i] < 30 else 3600) for i in range(60)]
+    async with make() as store:
+        ids = await store.entries.put(rows)
+        by_query = {r.query: i for r, i in zip(rows, ids, strict=True)}
+        later = NOW + 200
+        [many] = await store.entries.search_many([SearchQuery("s", query, later)], 5)
+        alone = await store.entries.search("s", query, 5, later)
+        assert [e.id for e, _ in many] == [e.id for e, _ in alone]
+        assert all(e.expires_at > later for e, _ in many)
+        expected = [by_query[f"q{int(i)}"] for i in order[30:35]]
+        assert [e.id for e, _ in many] == expected
+
+
+@check
 async def check_ttl_on_read_and_swept(make: StoreFactory) -> None:
     v = unit(6, 2)
     async with make() as store:

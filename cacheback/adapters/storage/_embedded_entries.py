@@ -99,10 +99,14 @@ class EmbeddedEntries:
         earliest = min(q.now for q in queries)
         rankings = await self._rank_scanned(scanned, units, earliest)
         hits, fetches = await self._search_indexed(queries, indexed, units, sizes, k)
-        # The first window of every query's ranking, read in one go.
+        # The first window of every query's ranking, and of its index hits (the index is
+        # asked for more than k, for hits outside the scope or no longer live), read in one
+        # go; a query with fewer than k live ones there reads the rest of its hits.
         windows = {i: ranking.window(0, k + 8) for i, ranking in rankings.items()}
-        wanted = {label for window in (*windows.values(), *hits.values()) for label, _ in window}
-        found = await self._s.require_db().live_entries(sorted(wanted), earliest) if wanted else {}
+        first = {i: found_hits[: k + 8] for i, found_hits in hits.items()}
+        wanted = {label for window in (*windows.values(), *first.values()) for label, _ in window}
+        db = self._s.require_db()
+        found = await db.live_entries(sorted(wanted), earliest) if wanted else {}
         for i, window in windows.items():
             now = queries[i].now
             out = _live(found, window, now)
@@ -111,7 +115,11 @@ class EmbeddedEntries:
             results[i] = out[:k]
         for i, found_hits in hits.items():
             now = queries[i].now
-            out = _live(found, found_hits, now)
+            out = _live(found, first[i], now)
+            if len(out) < k and len(found_hits) > len(first[i]):
+                rest = [label for label, _ in found_hits[len(first[i]) :]]
+                found.update(await db.live_entries(rest, earliest))
+                out = _live(found, found_hits, now)
             fetch, size = fetches[i], sizes[i]
             if len(out) < k and len(found_hits) >= fetch and fetch < size:
                 out = await self._search_index(queries[i].scope, units[i], k, now, size, min(size, fetch * 4))
