@@ -130,9 +130,17 @@ class Normalize(Stage):
         found = await self._entries.find_exact_many(
             [ExactQuery(job.scope, job.query_hash, job.now) for job in jobs]
         )
+        hits: list[tuple[Job, CacheEntry]] = []
         for job, entry in zip(jobs, found, strict=True):
             job.exact_checked = True
             if entry is not None:
+                hits.append((job, entry))
+        if len(hits) > 1 and self._negatives() > 0:
+            async with anyio.create_task_group() as tg:  # their blocklist searches overlap
+                for job, entry in hits:
+                    tg.start_soon(self._found, job, entry)
+        else:
+            for job, entry in hits:
                 await self._found(job, entry)
 
     async def _found(self, job: Job, entry: CacheEntry) -> None:
