@@ -54,6 +54,7 @@ class EmbeddedEntries:
 
     @store_errors
     async def find_exact(self, scope: str, query_hash: str, now: float) -> CacheEntry | None:
+        """One key (not part of the ``Entries`` port, which checks a micro-batch at once)."""
         # Straight from SQLite: always current, no index involved.
         return await self._s.require_db().find_exact(scope, query_hash, now, self._s.dim)
 

@@ -65,6 +65,7 @@ class PgEntries:
         self._big: set[str] = set()  # scopes seen with EXACT_SCOPE_ROWS searchable rows or more
 
     async def find_exact(self, scope: str, query_hash: str, now: float) -> CacheEntry | None:
+        """One key (not part of the ``Entries`` port, which checks a micro-batch at once)."""
         sql = f"SELECT {_COLS} FROM {_FROM} WHERE e.scope = $1 AND e.query_hash = $2 AND e.expires_at > $3"
         row = await self._db.run(lambda c: c.fetchrow(sql, scope, query_hash, now))
         return None if row is None else to_entry(row)
