@@ -1,6 +1,6 @@
 """Where the engine's CPU goes under load: inside onnxruntime or elsewhere.
 
-    python loadtests/bench_cpu_share.py [--entries 1000] [--seconds 8] [--concurrency 64] [--spy]
+    python loadtests/bench_cpu_share.py [--entries 1000] [--seconds 8] [--concurrency 64] [--threads] [--spy]
 
 Fills one scope with ``--entries`` programming questions (similar enough to each other that
 a lookup has several candidates for the hit guard to judge), then runs lookups of distinct
@@ -11,6 +11,12 @@ profiler slowing the process down: CPU inside onnxruntime is the CPU of its own 
 (the threads that appear when the session loads and are not Python threads) plus the CPU
 time of the calling thread inside ``session.run``; everything else the process burnt in the
 window (the event loop, the guard, SQLite, the index, tokenising, pooling) is outside.
+
+``--threads`` also splits the process's CPU in the window by thread (the event loop, the
+worker threads less their time inside ``session.run``, SQLite's thread, onnxruntime's pool)
+and times, on whatever thread runs them, the hit guard's verbatim decisions (``route``) and
+its text analyses (``time.thread_time``: CPU, not waits), with the number of analyses of new
+questions and of stored ones (each stored question is analysed once, on first use).
 
 ``--spy`` also attaches ``py-spy`` for the same window and lists where the Python threads
 spent the samples outside onnxruntime (waits in queues, locks and ``select`` dropped). py-spy
@@ -130,7 +136,57 @@ class TimedSession:
         return getattr(self._session, name)
 
 
-async def load(entries: int, seconds: float, concurrency: int, cache_dir: str) -> None:
+class Parts:
+    """CPU (``time.thread_time``) of a few functions while ``on`` (see ``--threads``)."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.cpu: dict[str, float] = {}
+
+    def wrap(self, name: str, fn: Any) -> Any:
+        self.cpu[name] = 0.0
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if self.on:
+                    self.cpu[name] += time.thread_time() - t0
+
+        return timed
+
+
+def thread_ticks() -> dict[str, int]:
+    out: dict[str, int] = {}
+    for t in tasks():
+        try:
+            out[t] = cpu_ticks(t)
+        except OSError:  # the thread ended meanwhile
+            pass
+    return out
+
+
+def thread_kind(name: str) -> str:
+    if name == "MainThread":
+        return "event loop thread"
+    if name.startswith("AnyIO worker"):
+        return "worker threads (embedding, index search)"
+    if name.startswith("Thread-"):
+        return "other Python threads (SQLite's)"
+    return f"other threads ({name})"
+
+
+async def load(
+    entries: int, seconds: float, concurrency: int, cache_dir: str, threads: bool = False
+) -> None:
+    parts = Parts()
+    if threads:
+        import cacheback.guard._extract as extract
+        import cacheback.stages.tier_router as tier_router
+
+        tier_router.route = parts.wrap("verbatim decisions (route)", tier_router.route)  # type: ignore[assignment]
+        extract._analyse = parts.wrap("  of which text analyses", extract._analyse)
     emb = MiniLMEmbedder(intra_op_threads=2)
     before = tasks()
     emb.embed(["warm"])
@@ -154,6 +210,9 @@ async def load(entries: int, seconds: float, concurrency: int, cache_dir: str) -
                 done += 1
 
         print("ready", flush=True)
+        info0 = (_cache_misses("_features"), _cache_misses("_entry_features"))
+        per_thread0 = thread_ticks() if threads else {}
+        parts.on = threads
         t0, cpu0, pool0, run0 = time.perf_counter(), cpu_ticks(), _pool_ticks(pool), timed.cpu_s
         async with anyio.create_task_group() as tg:
             for w in range(concurrency):
@@ -161,6 +220,10 @@ async def load(entries: int, seconds: float, concurrency: int, cache_dir: str) -
         elapsed = time.perf_counter() - t0
         cpu = (cpu_ticks() - cpu0) / TICK
         inside = (_pool_ticks(pool) - pool0) / TICK + (timed.cpu_s - run0)
+        parts.on = False
+        per_thread1 = thread_ticks() if threads else {}
+        names = {str(t.native_id): t.name for t in threading.enumerate()}
+        info1 = (_cache_misses("_features"), _cache_misses("_entry_features"))
     print(f"lookups_per_s {done / elapsed:.1f}")
     print(f"hit_share {hits / max(1, done):.3f}")
     print(f"cores_busy {cpu / elapsed:.2f}")
@@ -168,6 +231,34 @@ async def load(entries: int, seconds: float, concurrency: int, cache_dir: str) -
     print(f"outside_cpu_ms_per_lookup {1000 * (cpu - inside) / max(1, done):.2f}")
     print(f"share_outside_onnxruntime {1 - inside / cpu:.3f}")
     print(f"onnxruntime_pool_threads {len(pool)}")
+    if threads:
+        n = max(1, done)
+        by_kind: Counter[str] = Counter()
+        for t, ticks in per_thread1.items():
+            kind = "onnxruntime pool" if t in pool else thread_kind(names.get(t, "native"))
+            by_kind[kind] += ticks - per_thread0.get(t, 0)
+        in_run = timed.cpu_s - run0
+        print("CPU per lookup by thread, ms (worker threads less their time inside session.run):")
+        cpu_by_kind = {
+            kind: ticks / TICK - (in_run if kind.startswith("worker") else 0.0)
+            for kind, ticks in by_kind.items()
+        }
+        for kind, cpu_s in sorted(cpu_by_kind.items(), key=lambda kv: -kv[1]):
+            if cpu_s > 0:
+                print(f"  {1000 * cpu_s / n:7.3f}  {kind}")
+        print("CPU per lookup in the hit guard, ms:")
+        for name, cpu_s in parts.cpu.items():
+            print(f"  {1000 * cpu_s / n:7.3f}  {name}")
+        print(f"  analyses: {info1[0] - info0[0]} new questions, {info1[1] - info0[1]} stored"
+              f" questions, for {done} lookups")
+
+
+def _cache_misses(name: str) -> int:
+    import cacheback.guard._extract as extract
+
+    cached = getattr(extract, name, None)
+    info = getattr(cached, "cache_info", None)
+    return int(info().misses) if info is not None else 0
 
 
 def _pool_ticks(pool: set[str]) -> int:
@@ -222,11 +313,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--spy", action="store_true", help="also profile the window with py-spy")
     ap.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
     ap.add_argument("--top", type=int, default=20)
+    ap.add_argument("--threads", action="store_true", help="also split the CPU by thread and time the guard")
     ap.add_argument("--raw", type=Path, default=None, help="keep py-spy's raw output here")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as d:
         if not args.spy:
-            anyio.run(load, args.entries, args.seconds, args.concurrency, d)
+            anyio.run(load, args.entries, args.seconds, args.concurrency, d, args.threads)
             return
         spy = shutil.which("py-spy")
         if spy is None:

@@ -20,11 +20,12 @@ from cacheback.core._store_ports import (
     ChangeFeed,
     Counters,
     Entries,
+    ExactQuery,
     Maintenance,
     SearchQuery,
     Store,
 )
-from cacheback.core._types import NewEntry, Vector, text_hash
+from cacheback.core._types import CacheEntry, NewEntry, Vector, text_hash
 
 DIM = 16
 NOW = 1_700_000_000.0
@@ -73,6 +74,12 @@ def new(
     )
 
 
+async def find_exact(entries: Entries, scope: str, query_hash: str, now: float) -> CacheEntry | None:
+    """One exact check through the port's micro-batch member."""
+    [found] = await entries.find_exact_many([ExactQuery(scope, query_hash, now)])
+    return found
+
+
 async def ids_found(entries: Entries, scope: str, vector: Vector, k: int, now: float = NOW) -> list[int]:
     return [e.id for e, _ in await entries.search(scope, vector, k, now)]
 
@@ -109,14 +116,56 @@ async def check_exact_by_hash_returns_the_entry_and_its_vector(make: StoreFactor
         e = new("s", "How many legs does a spider have?", v, model="m")
         [eid] = await store.entries.put([e])
         assert eid > 0
-        got = await store.entries.find_exact("s", e.query_hash, NOW + 1)
+        got = await find_exact(store.entries, "s", e.query_hash, NOW + 1)
         assert got is not None and got.id == eid and got.answer == e.answer and got.query == e.query
         assert got.metadata == {"model": "m"}
         assert got.vector is not None and np.allclose(got.vector, v, atol=1e-6)
-        assert await store.entries.find_exact("s", text_hash("another question"), NOW + 1) is None
+        assert await find_exact(store.entries, "s", text_hash("another question"), NOW + 1) is None
         fetched = await store.entries.get(eid)
         assert fetched is not None and fetched.answer == e.answer
         assert await store.entries.get(eid + 1000) is None
+
+
+@check
+async def check_find_exact_many_answers_as_each_key_asked_alone(make: StoreFactory) -> None:
+    v = unit(3, 6)
+    async with make() as store:
+        rows = [
+            new("a", "q0", v[0]),
+            new("a", "q1", None),  # exact-only: found without a vector
+            new("a", "q2", v[2], ttl=100),  # expired for a query at NOW + 200
+            new("b", "q0", v[3]),  # same text, another scope
+            new("b", "q4", v[4]),
+        ]
+        ids = await store.entries.put(rows)
+        await store.entries.delete([ids[4]])
+        asked = [
+            ExactQuery("a", text_hash("q0"), NOW),
+            ExactQuery("b", text_hash("q0"), NOW),
+            ExactQuery("a", text_hash("q1"), NOW),
+            ExactQuery("a", text_hash("q2"), NOW + 200),
+            ExactQuery("a", text_hash("q2"), NOW),
+            ExactQuery("b", text_hash("q4"), NOW),  # deleted
+            ExactQuery("c", text_hash("q0"), NOW),  # no such scope
+            ExactQuery("a", text_hash("q0"), NOW),  # asked twice in one batch
+        ]
+        many = await store.entries.find_exact_many(asked)
+        assert len(many) == len(asked)
+        for q, got in zip(asked, many, strict=True):
+            alone = await find_exact(store.entries, q.scope, q.query_hash, q.now)  # a batch of one
+            assert (got is None) == (alone is None)
+            if got is not None and alone is not None:
+                assert (got.id, got.scope, got.query, got.answer) == (
+                    alone.id, alone.scope, alone.query, alone.answer
+                )
+                assert (got.vector is None) == (alone.vector is None)
+                if got.vector is not None and alone.vector is not None:
+                    assert np.allclose(got.vector, alone.vector)
+        assert [None if e is None else e.id for e in many] == [
+            ids[0], ids[3], ids[1], None, ids[2], None, None, ids[0]
+        ]
+        assert many[2] is not None and many[2].vector is None
+        assert await store.entries.find_exact_many([]) == []
 
 
 @check
@@ -127,14 +176,14 @@ async def check_scopes_are_isolated(make: StoreFactory) -> None:
         [a] = await store.entries.put([new("tenant-a/chat", same, v)])
         [b] = await store.entries.put([new("tenant-b/chat", same, v)])
         assert a != b
-        got_a = await store.entries.find_exact("tenant-a/chat", text_hash(same), NOW)
-        got_b = await store.entries.find_exact("tenant-b/chat", text_hash(same), NOW)
+        got_a = await find_exact(store.entries, "tenant-a/chat", text_hash(same), NOW)
+        got_b = await find_exact(store.entries, "tenant-b/chat", text_hash(same), NOW)
         assert got_a is not None and got_a.id == a
         assert got_b is not None and got_b.id == b
         assert await ids_found(store.entries, "tenant-a/chat", v, 5) == [a]
         assert await ids_found(store.entries, "tenant-b/chat", v, 5) == [b]
         assert await ids_found(store.entries, "tenant-c/chat", v, 5) == []
-        assert await store.entries.find_exact("tenant-c/chat", text_hash(same), NOW) is None
+        assert await find_exact(store.entries, "tenant-c/chat", text_hash(same), NOW) is None
 
 
 @check
@@ -201,13 +250,36 @@ async def check_search_many_answers_as_one_search_each(make: StoreFactory) -> No
 
 
 @check
+async def check_search_many_reads_past_expired_nearest(make: StoreFactory) -> None:
+    """The nearest rows expired, more of them than a first read of candidates holds: the
+    search reads on until it has k live ones, the nearest of them first."""
+    query = unit(50, 1)[0]
+    # 60 rows at decreasing similarity to the query; the 30 nearest expire at NOW + 100.
+    vecs = np.stack([near(query, 100 + i, eps=0.02 * (i + 1)) for i in range(60)])
+    order = np.argsort(-(vecs @ query))
+    rank = np.empty(60, dtype=int)
+    rank[order] = np.arange(60)
+    rows = [new("s", f"q{i}", vecs[i], ttl=100 if rank[i] < 30 else 3600) for i in range(60)]
+    async with make() as store:
+        ids = await store.entries.put(rows)
+        by_query = {r.query: i for r, i in zip(rows, ids, strict=True)}
+        later = NOW + 200
+        [many] = await store.entries.search_many([SearchQuery("s", query, later)], 5)
+        alone = await store.entries.search("s", query, 5, later)
+        assert [e.id for e, _ in many] == [e.id for e, _ in alone]
+        assert all(e.expires_at > later for e, _ in many)
+        expected = [by_query[f"q{int(i)}"] for i in order[30:35]]
+        assert [e.id for e, _ in many] == expected
+
+
+@check
 async def check_ttl_on_read_and_swept(make: StoreFactory) -> None:
     v = unit(6, 2)
     async with make() as store:
         short = new("s", "short-lived", v[0], ttl=10)
         [sid, lid] = await store.entries.put([short, new("s", "long-lived", v[1], ttl=1000)])
-        assert await store.entries.find_exact("s", short.query_hash, NOW + 5) is not None
-        assert await store.entries.find_exact("s", short.query_hash, NOW + 11) is None
+        assert await find_exact(store.entries, "s", short.query_hash, NOW + 5) is not None
+        assert await find_exact(store.entries, "s", short.query_hash, NOW + 11) is None
         assert sid not in await ids_found(store.entries, "s", v[0], 5, now=NOW + 11)
         assert lid in await ids_found(store.entries, "s", v[0], 5, now=NOW + 11)
         before = store.changes.deletions
@@ -252,7 +324,7 @@ async def check_deletions_never_leave_a_stale_vector(make: StoreFactory) -> None
         assert await store.entries.delete(ids[:4]) == 0  # already gone
         for i in range(4):
             assert ids[i] not in await ids_found(store.entries, "s", v[i], 12)
-            assert await store.entries.find_exact("s", text_hash(f"q{i}"), NOW) is None
+            assert await find_exact(store.entries, "s", text_hash(f"q{i}"), NOW) is None
         assert len(await store.entries.search("s", v[0], 12, NOW)) == 8
         # The change feed names them, so a process can drop just those from memory.
         gone = store.changes.deleted_since(before)
@@ -268,7 +340,7 @@ async def check_rows_without_vectors_are_exact_only_until_attached(make: StoreFa
         [indexed] = await store.entries.put([new("s", "already embedded", v[0], now=now)])
         rows = [new("s", "written first", None, now=now), new("s", "also written first", None, now=now)]
         ids = await store.entries.put(rows)
-        got = await store.entries.find_exact("s", rows[0].query_hash, NOW)
+        got = await find_exact(store.entries, "s", rows[0].query_hash, NOW)
         assert got is not None and got.id == ids[0] and got.vector is None
         assert await ids_found(store.entries, "s", v[1], 5) == [indexed]
         pending = await store.entries.unindexed(100)
@@ -419,7 +491,7 @@ async def check_hit_threshold_is_stored_with_the_entry(make: StoreFactory) -> No
         found = dict((e.id, e) for e, _ in await store.entries.search("s", v[0], 2, NOW))
         assert found[first].hit_threshold == pytest.approx(0.9713)
         assert found[second].hit_threshold is None  # the other entry is untouched
-        exact = await store.entries.find_exact("s", text_hash("how do I water a cactus"), NOW)
+        exact = await find_exact(store.entries, "s", text_hash("how do I water a cactus"), NOW)
         assert exact is not None and exact.hit_threshold == pytest.approx(0.9713)
         listed = {e.id: e.hit_threshold for e in await store.maintenance.list()}
         assert listed[first] == pytest.approx(0.9713) and listed[second] is None

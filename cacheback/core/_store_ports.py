@@ -26,12 +26,22 @@ class SearchQuery(NamedTuple):
     now: float
 
 
+class ExactQuery(NamedTuple):
+    """One lookup's ``find_exact`` arguments."""
+
+    scope: str
+    query_hash: str
+    now: float
+
+
 @runtime_checkable
 class Entries(Protocol):
     """Cached answers: exact lookup, scoped vector search and the write path."""
 
-    async def find_exact(self, scope: str, query_hash: str, now: float) -> CacheEntry | None:
-        """The live entry of ``scope`` with this hash, with its vector when it has one."""
+    async def find_exact_many(self, queries: Sequence[ExactQuery]) -> list[CacheEntry | None]:
+        """For each query, in order, the live entry of its scope with its hash (with its
+        vector when it has one) or None: the exact checks of a micro-batch of lookups in one
+        round trip (or one per few hundred keys)."""
         ...
 
     async def search(self, scope: str, vector: Vector, k: int, now: float) -> list[tuple[CacheEntry, float]]:

@@ -6,7 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ._scorer import GuardModel, pair_features, shipped_model
+from ._extract import _entry_features, _features
+from ._scorer import GuardModel, _pair_features, pair_features, shipped_model
 from ._veto import guard_reasons, word_overlap
 
 T = TypeVar("T")
@@ -87,8 +88,16 @@ class GuardRule:
             reasons = guard_reasons(query, candidate)
             # The shipped scorer only ever lowers the cosine: a vetoed pair or one below the
             # threshold is no hit whatever its score, so the score is not computed for it.
-            if reasons or float(similarity) < threshold:
+            similarity = float(similarity)
+            if reasons or similarity < threshold:
                 return False, reasons
+            # What verbatim_decision does next, without asking guard_reasons again. Both
+            # texts were analysed (neither is too long), so their analyses are at hand.
+            scorer = self.model if self.model is not None else shipped_model()
+            if scorer is None:
+                return similarity >= threshold, ()
+            features = _pair_features(_features(query), _entry_features(candidate), similarity)
+            return scorer.score(features) >= threshold, ()
         d = verbatim_decision(query, candidate, similarity, threshold, model=self.model)
         return d.hit, d.reasons
 

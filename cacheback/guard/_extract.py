@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 from functools import lru_cache
+from typing import Any, TypeVar
 
 from ._extract_quantities import _QuantityBuilder
 from ._features import _UNSCOPED, _Features
@@ -46,7 +47,9 @@ from ._lexicon_quantities import (
 from ._lexicon_words import (
     _AUXILIARIES,
     _BE,
+    _COPULAS,
     _DIRECTION_MARKERS,
+    _IRREGULAR_PARTICIPLES,
     _OPPOSITE_WORDS_SET,
     _STOPWORDS,
     _SYMMETRIC,
@@ -75,6 +78,8 @@ _PASSIVE_REACH = 3  # words between "is" and its participle ("is the deadline me
 
 
 def _is_code_identifier(raw: str) -> bool:
+    if raw.isalpha():  # most words: only camelCase can make one code
+        return not raw.islower() and raw[:1].islower() and bool(_CAMEL_RE.search(raw))
     if raw.endswith("()") or "_" in raw.strip("_") or raw.startswith("__"):
         return True
     if "." in raw:
@@ -128,9 +133,13 @@ class _Builder(_QuantityBuilder):
         """A name: a place, product or person, or a language."""
         (self.languages if language else self.entities).add(value)
 
-    def plain_word(self, low: str) -> None:
+    def plain_word(self, low: str, flags: int | None = None) -> None:
+        """A word (``flags``: its ``_FLAGS``, looked up here when not given)."""
         words = self.words
-        if (_participle(low) and _BE.intersection(words[-_PASSIVE_REACH:])) or (
+        if (
+            (low.endswith(("ed", "en")) or low in _IRREGULAR_PARTICIPLES)  # _participle(low)
+            and _BE.intersection(words[-_PASSIVE_REACH:])
+        ) or (
             low == "by" and words and _participle(words[-1])
         ):
             # "is mentioned", "was quickly sold", "is the deadline mentioned", "(did the
@@ -140,7 +149,8 @@ class _Builder(_QuantityBuilder):
         words.append(low)
         stem = _stem(low)
         self.stems.add(stem)
-        flags = _FLAGS.get(low, 0)
+        if flags is None:
+            flags = _FLAGS.get(low, 0)
         if flags & _F_NEG:
             self.negate()
             return
@@ -174,13 +184,8 @@ class _Builder(_QuantityBuilder):
     def note_run(self, run: list[str]) -> None:
         """A run of capitalised words: each may be matched by the initials of the run or
         of a part of it ("Natural Language Processing" / "NLP")."""
-        n = len(run)
-        if not 2 <= n <= _MAX_RUN:
-            return
-        for a in range(n - 1):
-            for b in range(a + 2, n + 1):
-                initials = "".join(w[0] for w in run[a:b])
-                self.acronyms.update((w, initials) for w in run[a:b])
+        if 2 <= len(run) <= _MAX_RUN:
+            self.runs.append(tuple(run))  # the acronyms are derived on first use
 
     def special_word(self, i: int, tok: _Token) -> None:
         """Lexicon look-ups for a word that is in some lexicon."""
@@ -301,20 +306,22 @@ class _Builder(_QuantityBuilder):
         run: list[str] = []
         for i, tok in enumerate(toks):
             kind = tok.kind
+            low = tok.low
+            text = tok.text
             if tok.sep:
                 self.order.append(_SYMMETRIC_MARK)
-            capital = kind == "word" and tok.text[:1].isupper() and tok.low.isalpha()
-            if capital and not tok.sep and (run or tok.low not in _STOPWORDS):
-                run.append(tok.low)
+            capital = kind == "word" and text[:1].isupper() and low.isalpha()
+            if capital and not tok.sep and (run or low not in _STOPWORDS):
+                run.append(low)
             else:
-                self.note_run(run)
-                run = [tok.low] if capital and tok.low not in _STOPWORDS else []
+                if len(run) > 1:
+                    self.note_run(run)
+                run = [low] if capital and low not in _STOPWORDS else []
             if kind != "word":
-                self.head_token(tok.low)
+                self.head_token(low)
             if kind == "word":
-                low = tok.low
                 if (
-                    _is_code_identifier(tok.text)
+                    _is_code_identifier(text)
                     and low not in _PROGRAMMING_LANGUAGES
                     and not _VERSION_WORD_RE.match(low)
                 ):
@@ -327,27 +334,29 @@ class _Builder(_QuantityBuilder):
                 if not low.isalpha() and any(ch.isdigit() for ch in low):
                     self.alnum_word(i, tok)
                     continue
-                self.plain_word(low)
-                if (
-                    low in _WH_WORDS
-                    and (i == 0 or (i == 1 and toks[0].low in _WH_LEADS))
-                    and i + 1 < len(toks)
-                    and toks[i + 1].low in _AUXILIARIES
-                ):
-                    # "When is X?" asks for a time; "When you access X, ..." does not.
-                    self.asks.add(low)
-                elif (
-                    low in _WH_DETERMINERS
-                    and (i == 0 or (i == 1 and toks[0].low in _WH_PHRASE_LEADS))
-                    and i + 2 < len(toks)
-                    and toks[i + 1].low in _WH_OF_NOUN
-                    and toks[i + 2].low in _AUXILIARIES
-                ):
-                    # "In what year was X built?" asks what "When was X built?" asks.
-                    self.asks.add(_WH_OF_NOUN[toks[i + 1].low])
-                if _FLAGS.get(low, 0) & _F_SPECIAL:
+                flags = _FLAGS.get(low, 0)
+                self.plain_word(low, flags)
+                if i < 2:  # a question word asks only first (or after a lead word)
+                    if (
+                        low in _WH_WORDS
+                        and (i == 0 or (i == 1 and toks[0].low in _WH_LEADS))
+                        and i + 1 < len(toks)
+                        and toks[i + 1].low in _AUXILIARIES
+                    ):
+                        # "When is X?" asks for a time; "When you access X, ..." does not.
+                        self.asks.add(low)
+                    elif (
+                        low in _WH_DETERMINERS
+                        and (i == 0 or (i == 1 and toks[0].low in _WH_PHRASE_LEADS))
+                        and i + 2 < len(toks)
+                        and toks[i + 1].low in _WH_OF_NOUN
+                        and toks[i + 2].low in _AUXILIARIES
+                    ):
+                        # "In what year was X built?" asks what "When was X built?" asks.
+                        self.asks.add(_WH_OF_NOUN[toks[i + 1].low])
+                if flags & _F_SPECIAL:
                     self.special_word(i, tok)
-                if tok.text[:1].isupper() or not tok.text.islower():
+                if text[:1].isupper() or not text.islower():
                     prev = toks[i - 1] if i else None
                     self.name_shape(
                         tok, prev is not None and prev.sep and prev.low in ("and", "or")
@@ -370,44 +379,49 @@ class _Builder(_QuantityBuilder):
             self.neg_heads.add(_UNSCOPED)
         words = tuple(self.words)
         word_set = frozenset(words)
-        by_prefix: dict[str, tuple[str, ...]] = {}
-        for w in word_set:
-            by_prefix[w[:3]] = (*by_prefix.get(w[:3], ()), w)
+        order = tuple(self.order)
+        numbers, spelled, versions = _frozen(self.numbers), _frozen(self.spelled), _frozen(
+            {v for v in self.versions if v}
+        )
+        ordinals, dates, times = _frozen(self.ordinals), _frozen(self.dates), _frozen(self.times)
+        units, currencies = _frozen(self.units), _frozen(self.currencies)
+        quantities = (numbers | spelled, versions, ordinals, dates, times, units, currencies)
         return _Features(
             words=words,
             word_set=word_set,
-            by_prefix=by_prefix,
-            demonym_of=frozenset(_DEMONYMS[w] for w in word_set if w in _DEMONYMS),
             title_case=self.title_case,
-            order=tuple(self.order),
-            initials="".join(w[0] for w in words if not _FLAGS.get(w, 0) & _F_STOP),
+            order=order,
             stems=frozenset(self.stems),
-            content=frozenset(self.content),
-            numbers=frozenset(self.numbers),
-            spelled=frozenset(self.spelled),
-            versions=frozenset(v for v in self.versions if v),
-            ordinals=frozenset(self.ordinals),
-            written_ordinals=frozenset(self.written_ordinals),
-            dates=frozenset(self.dates),
-            times=frozenset(self.times),
-            units=frozenset(self.units),
-            unit_targets=frozenset(self.unit_targets),
-            currencies=frozenset(self.currencies),
-            currency_targets=frozenset(self.currency_targets),
-            conversions=self._conversions(),
-            routes=self._routes(),
+            content=_frozen(self.content),
+            numbers=numbers,
+            spelled=spelled,
+            versions=versions,
+            ordinals=ordinals,
+            written_ordinals=_frozen(self.written_ordinals),
+            dates=dates,
+            times=times,
+            units=units,
+            unit_targets=_frozen(self.unit_targets),
+            currencies=currencies,
+            currency_targets=_frozen(self.currency_targets),
+            conversions=self._conversions() if len(self.slots) > 1 else frozenset(),
+            routes=self._routes() if "from" in word_set else frozenset(),
             negated=self.negated,
-            neg_heads=frozenset(self.neg_heads),
-            passive=frozenset(self.passive),
-            acronyms=frozenset(self.acronyms),
-            asks=frozenset(self.asks),
-            entities=frozenset(self.entities),
-            code=frozenset(self.code),
-            languages=frozenset(self.languages),
-            formats=frozenset(self.formats),
-            mentions=frozenset(self.mentions),
-            styles=frozenset(self.styles),
-            opposites=frozenset(self.opposites),
+            neg_heads=_frozen(self.neg_heads),
+            passive=_frozen(self.passive),
+            runs=tuple(self.runs),
+            asks=_frozen(self.asks),
+            entities=_frozen(self.entities),
+            code=_frozen(self.code),
+            languages=_frozen(self.languages),
+            formats=_frozen(self.formats),
+            mentions=_frozen(self.mentions),
+            styles=_frozen(self.styles),
+            opposites=_frozen(self.opposites),
+            quantities=_NO_QUANTITIES if not any(quantities) else quantities,
+            markers=_DIRECTION_MARKERS & word_set,
+            copulas=_COPULAS & word_set,
+            order_sorted=tuple(sorted(order)),
         )
 
     def _conversions(self) -> frozenset[tuple[str, str]]:
@@ -457,6 +471,16 @@ class _Builder(_QuantityBuilder):
                     if b is not None and b != a:
                         out.add((a, b))
         return frozenset(out)
+
+_T = TypeVar("_T")
+_EMPTY: frozenset[Any] = frozenset()
+_NO_QUANTITIES = (_EMPTY,) * 7
+
+
+def _frozen(values: set[_T]) -> frozenset[_T]:
+    """``frozenset(values)``; an empty one shared (most of a text's sets are empty)."""
+    return frozenset(values) if values else _EMPTY
+
 
 def _analyse(text: str) -> _Features:
     return _Builder(_tokenise(_normalise(text))).build()

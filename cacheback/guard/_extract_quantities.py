@@ -19,6 +19,10 @@ _NUM_SPLIT_RE = re.compile(r"^(\d+(?:[.,:]\d+)*)(.*)$")
 _TIME_RE = re.compile(r"^(\d{1,2})(?::(\d{2}))?(am|pm)$")
 _CLOCK_RE = re.compile(r"^\d{1,2}:\d{2}$")
 # After these a unit or currency is the one asked for ("in euros", "how many km").
+_MONEY_WORDS = frozenset({
+    "money", "exchange", "currency", "sterling", "price", "cost", "gbp", "usd", "eur", "dollar",
+    "dollars", "euro", "euros", "salary", "pay",
+})
 _TARGET_LEADS = frozenset({"to", "into", "in", "many", "much", "->", "→", "=>"})
 
 
@@ -69,22 +73,30 @@ class _QuantityBuilder:
         self.neg_heads: set[str] = set()
         self.neg_pending = 0  # words left in which to find the current negation's head
         self.passive: set[str] = set()
-        self.acronyms: set[tuple[str, str]] = set()
+        self.runs: list[tuple[str, ...]] = []  # capitalised runs of 2 to 6 words
         self.asks: set[str] = set()
         self.order: list[str] = []
-        lows = {t.low for t in toks}
-        self.money_context = bool(
-            any(t.kind == "cur" for t in toks)
-            or lows & {"money", "exchange", "currency", "sterling", "price", "cost", "gbp",
-                       "usd", "eur", "dollar", "dollars", "euro", "euros", "salary", "pay"}
-        )
-        inner = [t for t in toks if t.kind == "word" and not t.initial and t.text[:1].isalpha()]
-        capitalised = sum(1 for t in inner if t.text[:1].isupper())
+        self._money: bool | None = None  # see ``money_context``: read for "pound(s)" only
+        # Words not first in a sentence, those of them capitalised, and those in capitals.
+        inner = capitalised = shouted = 0
+        for t in toks:
+            if t.kind == "word" and not t.initial:
+                first = t.text[:1]
+                if first.isalpha():
+                    inner += 1
+                    capitalised += first.isupper()
+                    shouted += t.text.isupper()
         # "How To Learn Python Fast", "WHY IS IT SO": capitals carry no information then.
-        self.title_case = len(inner) >= 3 and capitalised >= 0.6 * len(inner)
-        self.shouting = len(inner) >= 3 and sum(t.text.isupper() for t in inner) >= 0.6 * len(
-            inner
-        )
+        self.title_case = inner >= 3 and capitalised >= 0.6 * inner
+        self.shouting = inner >= 3 and shouted >= 0.6 * inner
+
+    @property
+    def money_context(self) -> bool:
+        """Whether the text is about money (a currency symbol or a money word): "pound" is
+        then the currency. Worked out on first use only."""
+        if self._money is None:
+            self._money = any(t.kind == "cur" or t.low in _MONEY_WORDS for t in self.toks)
+        return self._money
 
     def _target(self, i: int) -> bool:
         for t in self.toks[max(0, i - 2) : i]:

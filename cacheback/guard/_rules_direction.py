@@ -11,6 +11,8 @@ from ._word_order import _inverted
 
 def _flips(qf: _Features, cf: _Features) -> list[str]:
     """Opposite words traded between the texts ("best" / "worst"), as "a!=b"."""
+    if qf.opposites == cf.opposites:
+        return []
     q_opp, c_opp = qf.opposites - cf.opposites, cf.opposites - qf.opposites
     return sorted(f"{a}!={b}" for a in q_opp for b in c_opp if b in _OPPOSITE_OF[a])
 

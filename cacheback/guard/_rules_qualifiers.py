@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ._features import _Features
 from ._lexicon_words import _GROUP_NOUNS, _GROUP_PREPOSITIONS, _STOPWORDS
 
@@ -36,10 +38,23 @@ def _groups(words_: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
     return out
 
 
+def _groups_of(f: _Features) -> Mapping[str, tuple[str, ...]]:
+    """``_groups`` of a text's words, kept with its analysis on first use."""
+    groups = f.groups
+    if groups is None:
+        groups = f.groups = _groups(f.words)
+    return groups
+
+
 def _qualifier_reasons(qf: _Features, cf: _Features, close: bool) -> list[str]:
     if not close:
         return []
-    q_groups, c_groups = _groups(qf.words), _groups(cf.words)
+    q_groups = _groups_of(qf)
+    if not q_groups:
+        return []
+    c_groups = _groups_of(cf)
+    if not c_groups:
+        return []
     for noun in q_groups.keys() & c_groups.keys():
         q_extra = [w for w in q_groups[noun] if w not in cf.word_set]
         c_extra = [w for w in c_groups[noun] if w not in qf.word_set]

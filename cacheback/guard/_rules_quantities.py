@@ -12,6 +12,8 @@ _MARKED_DATES = frozenset({"tomorrow", "yesterday", "tonight"})
 
 
 def _quantity_reasons(qf: _Features, cf: _Features) -> list[str]:
+    if qf.quantities == cf.quantities:
+        return []  # the same values on both sides: every set compared below is empty
     reasons: list[str] = []
     # Numbers: a different one, or a written value on one side only ("in 2 days" / "in a
     # few days"); a spelled-out count in prose ("two steps") must be contradicted. A number

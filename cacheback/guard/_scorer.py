@@ -10,6 +10,7 @@ from importlib import resources
 from typing import Any
 
 from ._extract import _entry_features, _features
+from ._features import _Features
 from ._name_matching import _entity_present
 from ._veto import bounded
 
@@ -31,10 +32,17 @@ def pair_features(query: str, candidate: str, similarity: float) -> tuple[float,
     text pins down and the other does not mention: one-sided, so no veto ("in Delhi,
     India" / "in India"), but less trust.
     """
-    qf, cf = _features(bounded(query)), _entry_features(bounded(candidate))
-    names = sum(1 for e in qf.entities if not _entity_present(e, qf, cf)) + sum(
-        1 for e in cf.entities if not _entity_present(e, cf, qf)
-    )
+    return _pair_features(_features(bounded(query)), _entry_features(bounded(candidate)), similarity)
+
+
+def _pair_features(qf: _Features, cf: _Features, similarity: float) -> tuple[float, ...]:
+    """:func:`pair_features` of two texts' analyses. A name the other text holds as a name
+    is always present, so only the others are looked for."""
+    names = 0
+    if qf.entities != cf.entities:
+        names = sum(1 for e in qf.entities - cf.entities if not _entity_present(e, qf, cf)) + sum(
+            1 for e in cf.entities - qf.entities if not _entity_present(e, cf, qf)
+        )
     return (float(similarity), min(float(names), _FEATURE_CAP))
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
 from functools import lru_cache
 
 from ._lexicon_names import _PROGRAMMING_LANGUAGES
@@ -87,18 +86,27 @@ def _strip_accents(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
-@dataclass(frozen=True, slots=True)
 class _Token:
-    text: str  # as written (case kept)
-    low: str
-    kind: str  # "word", "num", "code", "cur", "op"
-    initial: bool  # first token of a sentence: its capital says nothing
-    sep: bool = False  # a comma, slash or ampersand right before it
+    """One token. A plain class with slots: a text makes a dozen of them, and a frozen
+    dataclass's ``__init__`` (one ``object.__setattr__`` a field) cost more than the rest
+    of tokenising. Never changed after tokenising."""
 
+    __slots__ = ("initial", "kind", "low", "sep", "text")
+
+    def __init__(self, text: str, low: str, kind: str, initial: bool, sep: bool = False) -> None:
+        self.text = text  # as written (case kept)
+        self.low = low
+        self.kind = kind  # "word", "num", "code", "cur", "op"
+        self.initial = initial  # first token of a sentence: its capital says nothing
+        self.sep = sep  # a comma, slash or ampersand right before it
+
+    def __repr__(self) -> str:
+        return f"_Token({self.text!r}, {self.kind!r}, initial={self.initial}, sep={self.sep})"
 
 
 def _normalise(text: str) -> str:
-    text = _strip_accents(unicodedata.normalize("NFKC", text)).translate(_PUNCT)
+    if not text.isascii():  # ASCII is its own NFKC form, has no accents and no curly quotes
+        text = _strip_accents(unicodedata.normalize("NFKC", text)).translate(_PUNCT)
     if not text.isascii():
         # Ignoring case, a few non-ASCII letters match ASCII ones ("ı" matches "i"), so a
         # missing piece of ASCII text proves nothing here: every pattern runs.
@@ -115,23 +123,26 @@ def _normalise(text: str) -> str:
 
 def _tokenise(text: str) -> list[_Token]:
     tokens: list[_Token] = []
+    append = tokens.append
     end = 0
     for m in _TOKEN_RE.finditer(text):
         kind = m.lastgroup or "word"
         raw = m.group()
-        k = m.start() - 1
+        start = m.start()
+        k = start - 1
         while k >= 0 and text[k] == " ":
             k -= 1
         initial = k < 0 or text[k] in _SENTENCE_ENDS
-        sep = any(ch in ",/&" for ch in text[end : m.start()])
+        gap = text[end:start]
+        sep = gap != " " and bool(gap) and ("," in gap or "/" in gap or "&" in gap)
         end = m.end()
         if kind == "word" and "-" in raw and not any(ch.isdigit() for ch in raw):
             # "state-of-the-art" is the same words as "state of the art".
             if raw.lower() not in _PROGRAMMING_LANGUAGES:
                 for part in raw.split("-"):
                     if part:
-                        tokens.append(_Token(part, part.lower(), "word", initial, sep))
+                        append(_Token(part, part.lower(), "word", initial, sep))
                         initial = sep = False
                 continue
-        tokens.append(_Token(raw, raw.lower(), kind, initial, sep))
+        append(_Token(raw, raw.lower(), kind, initial, sep))
     return tokens

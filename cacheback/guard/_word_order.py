@@ -69,15 +69,22 @@ def _direction(qf: _Features, cf: _Features, close: bool) -> bool:
     # object without changing the question ("is the fee mentioned in the lease" / "does
     # the lease mention the fee").
     voice = qf.passive ^ cf.passive
+    # Each test first looks at what it needs from both texts, derived once per text: the
+    # same order words sorted (a block swap), a marker or a copula in both, two names in
+    # both; most pairs stop there.
     return (
-        (_block_swapped(qf.order, cf.order, voice) and _same_relations(qf.words, cf.words))
-        or (close and _swapped_around_marker(qf.words, cf.words))
+        (qf.order_sorted == cf.order_sorted and _block_swapped(qf.order, cf.order, voice)
+         and _same_relations(qf.words, cf.words))
+        or (close and not qf.markers.isdisjoint(cf.markers)
+            and _swapped_around_marker(qf.words, cf.words))
         # Subject and complement traded around "is"/"are": "what share of doctors are
         # women" / "what share of women are doctors".
         # A word written the same in both texts changed no voice ("are women").
-        or (close and all(v in qf.word_set and v in cf.word_set for v in voice)
+        or (close and not qf.copulas.isdisjoint(cf.copulas)
+            and all(v in qf.word_set and v in cf.word_set for v in voice)
             and _swapped_around_marker(qf.words, cf.words, _COPULAS))
-        or (not voice and _roles_swapped(qf, cf))
+        or (not voice and len(qf.entities) > 1 and len(cf.entities) > 1
+            and _roles_swapped(qf, cf))
     )
 
 

@@ -17,7 +17,7 @@ from ..core._hotcache import HotCache
 from ..core._job import Job
 from ..core._pending import PendingEntries
 from ..core._stage import Stage
-from ..core._store_ports import Store
+from ..core._store_ports import ExactQuery, Store
 from ..core._types import CacheEntry, NegativeMatch, Tier
 
 _DRAIN = BatchPolicy(max_batch=64, max_wait_s=0.0)  # take what is queued, never wait
@@ -103,12 +103,15 @@ class Normalize(Stage):
                 job.route = "vector_search"
             elif req.read:
                 to_check.append(job)
-        if len(to_check) + len(waiting) == 1:
-            await (self._check(to_check[0]) if to_check else self._resolve(waiting[0]))
-        elif to_check or waiting:
+        if not waiting:
+            if to_check:
+                await self._check(to_check)
+        elif len(waiting) == 1 and not to_check:
+            await self._resolve(waiting[0])
+        else:
             async with anyio.create_task_group() as tg:  # the store round trips overlap
-                for job in to_check:
-                    tg.start_soon(self._check, job)
+                if to_check:
+                    tg.start_soon(self._check, to_check)
                 for job in waiting:
                     tg.start_soon(self._resolve, job)
         maybe_empty = [
@@ -122,12 +125,26 @@ class Normalize(Stage):
             return False
         return self._entries.scope_size(scope) == 0
 
-    async def _check(self, job: Job) -> None:
-        """The exact key in the store, before any embedding."""
-        entry = await self._entries.find_exact(job.scope, job.query_hash, job.now)
-        job.exact_checked = True
-        if entry is None:
-            return
+    async def _check(self, jobs: Sequence[Job]) -> None:
+        """The exact keys in the store, before any embedding: one store call for the batch."""
+        found = await self._entries.find_exact_many(
+            [ExactQuery(job.scope, job.query_hash, job.now) for job in jobs]
+        )
+        hits: list[tuple[Job, CacheEntry]] = []
+        for job, entry in zip(jobs, found, strict=True):
+            job.exact_checked = True
+            if entry is not None:
+                hits.append((job, entry))
+        if len(hits) > 1 and self._negatives() > 0:
+            async with anyio.create_task_group() as tg:  # their blocklist searches overlap
+                for job, entry in hits:
+                    tg.start_soon(self._found, job, entry)
+        else:
+            for job, entry in hits:
+                await self._found(job, entry)
+
+    async def _found(self, job: Job, entry: CacheEntry) -> None:
+        """An exact hit, unless the blocklist refuses the question (its stored vector)."""
         if job.request.check_negative and self._negatives() > 0:
             if entry.vector is None:
                 return  # no stored vector to check the blocklist with: the full path decides

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import anyio
-
 from ..core._batching import BatchPolicy
 from ..core._job import Job
 from ..core._pending import PendingEntries, merge
 from ..core._stage import Stage
-from ..core._store_ports import Entries, SearchQuery
+from ..core._store_ports import Entries, ExactQuery, SearchQuery
 from ..core._text_hash import text_hash_off_loop
 from ..core._types import CacheEntry, Candidate
 
@@ -37,13 +35,13 @@ class VectorSearch(Stage):
     async def process(self, jobs: Sequence[Job]) -> None:
         reads = [job for job in jobs if job.request.read]
         unchecked = [job for job in reads if not job.exact_checked]
-        if len(unchecked) == 1:
-            await self._exact(unchecked[0])
-        elif unchecked:
-            # Concurrent: the store's I/O round trips overlap instead of queueing one by one.
-            async with anyio.create_task_group() as tg:
-                for job in unchecked:
-                    tg.start_soon(self._exact, job)
+        if unchecked:  # one store call for the batch's exact keys
+            found_exact = await self._entries.find_exact_many(
+                [ExactQuery(job.scope, job.query_hash, job.now) for job in unchecked]
+            )
+            for job, entry in zip(unchecked, found_exact, strict=True):
+                if entry is not None:
+                    job.settle_exact(entry)
         semantic = [j for j in reads if j.outcome is None and j.request.semantic and j.vector is not None]
         if not semantic:
             return
@@ -55,11 +53,6 @@ class VectorSearch(Stage):
             if self._pending.size(job.scope):
                 found = merge(found, await self._pending.search(job.scope, query.vector, k, job.now), k)
             await self._settle(job, found)
-
-    async def _exact(self, job: Job) -> None:
-        entry = await self._entries.find_exact(job.scope, job.query_hash, job.now)
-        if entry is not None:
-            job.settle_exact(entry)
 
     @staticmethod
     async def _settle(job: Job, found: list[tuple[CacheEntry, float]]) -> None:

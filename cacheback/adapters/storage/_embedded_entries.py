@@ -11,7 +11,7 @@ import anyio
 import anyio.to_thread
 
 from ...core._errors import StoreError
-from ...core._store_ports import SearchQuery
+from ...core._store_ports import ExactQuery, SearchQuery
 from ...core._types import CacheEntry, NewEntry, Vector
 from ._numpy_index import as_unit_vector
 from ._ranking import Ranking, rank_scopes, search_each
@@ -54,8 +54,14 @@ class EmbeddedEntries:
 
     @store_errors
     async def find_exact(self, scope: str, query_hash: str, now: float) -> CacheEntry | None:
+        """One key (not part of the ``Entries`` port, which checks a micro-batch at once)."""
         # Straight from SQLite: always current, no index involved.
         return await self._s.require_db().find_exact(scope, query_hash, now, self._s.dim)
+
+    @store_errors
+    async def find_exact_many(self, queries: Sequence[ExactQuery]) -> list[CacheEntry | None]:
+        """:meth:`find_exact` for each query, in order, in one read."""
+        return await self._s.require_db().find_exact_many(queries, self._s.dim)
 
     @store_errors
     async def search(self, scope: str, vector: Vector, k: int, now: float) -> list[tuple[CacheEntry, float]]:
@@ -94,10 +100,14 @@ class EmbeddedEntries:
         earliest = min(q.now for q in queries)
         rankings = await self._rank_scanned(scanned, units, earliest)
         hits, fetches = await self._search_indexed(queries, indexed, units, sizes, k)
-        # The first window of every query's ranking, read in one go.
+        # The first window of every query's ranking, and of its index hits (the index is
+        # asked for more than k, for hits outside the scope or no longer live), read in one
+        # go; a query with fewer than k live ones there reads the rest of its hits.
         windows = {i: ranking.window(0, k + 8) for i, ranking in rankings.items()}
-        wanted = {label for window in (*windows.values(), *hits.values()) for label, _ in window}
-        found = await self._s.require_db().live_entries(sorted(wanted), earliest) if wanted else {}
+        first = {i: found_hits[: k + 8] for i, found_hits in hits.items()}
+        wanted = {label for window in (*windows.values(), *first.values()) for label, _ in window}
+        db = self._s.require_db()
+        found = await db.live_entries(sorted(wanted), earliest) if wanted else {}
         for i, window in windows.items():
             now = queries[i].now
             out = _live(found, window, now)
@@ -106,7 +116,11 @@ class EmbeddedEntries:
             results[i] = out[:k]
         for i, found_hits in hits.items():
             now = queries[i].now
-            out = _live(found, found_hits, now)
+            out = _live(found, first[i], now)
+            if len(out) < k and len(found_hits) > len(first[i]):
+                rest = [label for label, _ in found_hits[len(first[i]) :]]
+                found.update(await db.live_entries(rest, earliest))
+                out = _live(found, found_hits, now)
             fetch, size = fetches[i], sizes[i]
             if len(out) < k and len(found_hits) >= fetch and fetch < size:
                 out = await self._search_index(queries[i].scope, units[i], k, now, size, min(size, fetch * 4))

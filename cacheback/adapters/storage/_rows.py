@@ -4,15 +4,39 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from ...core._types import CacheEntry, NegativeEntry, Vector
+
+#: Metadata texts up to this long are parsed once and remembered (see ``_flat``).
+_REMEMBERED_CHARS = 256
+_IMMUTABLE = (str, int, float, bool, type(None))
+
+
+@lru_cache(maxsize=1024)
+def _flat(raw: str) -> tuple[tuple[str, Any], ...] | None:
+    """The items of a short metadata object whose values are all plain scalars, or None.
+    Every lookup reads its candidates' rows again, and their metadata is most often the
+    same few short objects ({"model": ...}): a fresh dict of remembered items is the
+    same as parsing again, since no value can be changed in place."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    if isinstance(value, dict) and all(isinstance(v, _IMMUTABLE) for v in value.values()):
+        return tuple(value.items())
+    return None
 
 
 def loads_metadata(raw: object) -> dict[str, Any]:
     """An entry's metadata column: a JSON object ({} when empty or unreadable)."""
     if not raw or raw == "{}":  # most entries carry none: no parse for them
         return {}
+    if isinstance(raw, str) and len(raw) <= _REMEMBERED_CHARS:
+        flat = _flat(raw)
+        if flat is not None:
+            return dict(flat)
     try:
         value = json.loads(str(raw))
     except ValueError:

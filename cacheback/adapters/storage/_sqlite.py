@@ -439,6 +439,35 @@ class Database:
         )
         return entry_from_row(rows[0], _vector(rows[0][11], dim)) if rows else None
 
+    async def find_exact_many(
+        self, queries: Sequence[tuple[str, str, float]], dim: int
+    ) -> list[CacheEntry | None]:
+        """``find_exact`` for each (scope, hash, now), in order: one statement per scope
+        (and per few hundred hashes), through the (scope, query_hash) index. Rows live at
+        the earliest ``now`` are read; each query then drops those expired at its own."""
+        out: list[CacheEntry | None] = [None] * len(queries)
+        if not queries:
+            return out
+        earliest = min(now for _, _, now in queries)
+        by_scope: dict[str, list[str]] = {}
+        for scope, query_hash, _ in queries:
+            by_scope.setdefault(scope, []).append(query_hash)
+        found: dict[tuple[str, str], CacheEntry] = {}
+        for scope, hashes in by_scope.items():
+            for chunk in _chunks(sorted(set(hashes))):
+                rows = await self.reader.execute_fetchall(
+                    f"SELECT {_ENTRY_COLS}, vector, query_hash FROM entries WHERE scope = ?"
+                    f" AND query_hash IN ({_marks(len(chunk))}) AND expires_at > ?",
+                    (scope, *chunk, earliest),
+                )
+                for r in rows:
+                    found[(scope, str(r[12]))] = entry_from_row(r, _vector(r[11], dim))
+        for i, (scope, query_hash, now) in enumerate(queries):
+            entry = found.get((scope, query_hash))
+            if entry is not None and entry.expires_at > now:
+                out[i] = entry
+        return out
+
     async def attach_vectors(self, pairs: Sequence[tuple[bytes, int]]) -> None:
         """Set the vector of rows that have none yet; rows gone or already set are skipped."""
         async with self._write() as w:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ....core._store_ports import SearchQuery
+from ....core._store_ports import ExactQuery, SearchQuery
 from ....core._types import CacheEntry, NewEntry, Vector
 from .._numpy_index import as_unit_vector
 from .._rows import entry_from_row
@@ -46,6 +46,12 @@ FROM unnest($1::vector[], $2::text[], $3::boolean[], $4::float8[])
 CROSS JOIN LATERAL search(q.v, q.scope, q.at, $5, q.known) AS s
 JOIN entries AS e ON e.id = s.id JOIN entry_access AS a ON a.id = e.id
 """
+# find_exact for a micro-batch of (scope, hash) keys, through the (scope, query_hash) index.
+_FIND_MANY = f"""
+SELECT {_COLS}, k.scope, k.h FROM unnest($1::text[], $2::text[]) AS k(scope, h)
+JOIN {_FROM} ON e.scope = k.scope AND e.query_hash = k.h
+WHERE e.expires_at > $3
+"""
 _KNOWN_BIG = 65_536  # scopes remembered as large (a scope that shrinks is still searched right)
 
 
@@ -59,9 +65,27 @@ class PgEntries:
         self._big: set[str] = set()  # scopes seen with EXACT_SCOPE_ROWS searchable rows or more
 
     async def find_exact(self, scope: str, query_hash: str, now: float) -> CacheEntry | None:
+        """One key (not part of the ``Entries`` port, which checks a micro-batch at once)."""
         sql = f"SELECT {_COLS} FROM {_FROM} WHERE e.scope = $1 AND e.query_hash = $2 AND e.expires_at > $3"
         row = await self._db.run(lambda c: c.fetchrow(sql, scope, query_hash, now))
         return None if row is None else to_entry(row)
+
+    async def find_exact_many(self, queries: Sequence[ExactQuery]) -> list[CacheEntry | None]:
+        """One statement for the micro-batch's keys; rows live at the earliest ``now`` are
+        read, each query then drops those expired at its own."""
+        out: list[CacheEntry | None] = [None] * len(queries)
+        if not queries:
+            return out
+        earliest = min(q.now for q in queries)
+        keys = list(dict.fromkeys((q.scope, q.query_hash) for q in queries))
+        scopes, hashes = [k[0] for k in keys], [k[1] for k in keys]
+        rows = await self._db.run(lambda c: c.fetch(_FIND_MANY, scopes, hashes, earliest))
+        found = {(str(r[_N_COLS]), str(r[_N_COLS + 1])): to_entry(r) for r in rows}
+        for i, q in enumerate(queries):
+            entry = found.get((q.scope, q.query_hash))
+            if entry is not None and entry.expires_at > q.now:
+                out[i] = entry
+        return out
 
     async def search(self, scope: str, vector: Vector, k: int, now: float) -> list[tuple[CacheEntry, float]]:
         if k <= 0:
