@@ -2,7 +2,7 @@
 and memory, at several sizes and ef/M settings (issue: lower the model's cost, item 6).
 
     python loadtests/bench_ann_recall.py [--sizes 100000 1000000] [--builds 16:100,32:200]
-        [--efs 64,128,256,auto] [--data realistic,uniform] [--queries 1000] [--timeout 1800]
+        [--efs 64,128,256,auto] [--data sentences,uniform] [--queries 1000] [--timeout 1800]
 
 The index is the store's own (``HnswIndex``), filled the way the store fills it (batches
 through ``add``) and searched the way the store searches it: ``k`` = 21, what the store asks
@@ -10,8 +10,12 @@ for with the default ``top_k`` = 5. "auto" is the index's default ef for that si
 
 Data (384-dim, unit rows):
 
-- ``realistic``: real MiniLM embeddings of distinct questions from a labelled pairs file
-  (``--pairs``, read for this only) are the anchors. Every entry sits around a random
+- ``sentences`` (the default with ``uniform``): entries grown around MiniLM embeddings of a
+  few thousand template-composed questions, topic > subtopic > phrasing > entry
+  (``loadtests/_sentence_vectors.py``); a query sits at cosine 0.92-0.98 to its entry along
+  the directions the sentence embeddings vary in. The composed sentences are entries too.
+- ``realistic`` (the earlier runs): real MiniLM embeddings of distinct questions from a
+  labelled pairs file (``--pairs``, read for this only) are the anchors. Every entry sits around a random
   anchor at a cosine drawn from [0.55, 0.90], its offset drawn from the anchors' own
   covariance (so entries spread along the directions real embeddings vary in).
 - ``uniform``: isotropic Gaussian rows (the worst case for a graph index).
@@ -38,6 +42,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cacheback.adapters.storage import HnswIndex
 
@@ -142,9 +148,26 @@ def exact_top1(base: F32, qs: F32) -> NDArray[np.int64]:
 # -- one build (child process) ---------------------------------------------------------------
 
 
+def sentence_data(
+    size: int, queries: int, sentences_file: str, seed: int
+) -> tuple[F32, F32, NDArray[np.int64]]:
+    from _sentence_vectors import SentenceVectors
+
+    rng = np.random.default_rng(seed)
+    sv = SentenceVectors.load(sentences_file, rng)
+    base = sv.rows(size)
+    rows = rng.choice(size, min(size, sv.sentences.shape[0]), replace=False)
+    base[rows] = sv.sentences[: rows.shape[0]]  # the composed sentences are entries too
+    partners = rng.choice(size, size=queries, replace=False).astype(np.int64)
+    return base, sv.around(base[partners], 0.92, 0.98), partners
+
+
 def child(args: argparse.Namespace) -> None:
-    anchors = np.load(args.anchors_file) if args.data == "realistic" else None
-    base, qs, partners = make_data(args.size, args.queries, anchors, seed=args.seed)
+    if args.data == "sentences":
+        base, qs, partners = sentence_data(args.size, args.queries, args.sentences_file, args.seed)
+    else:
+        anchors = np.load(args.anchors_file) if args.data == "realistic" else None
+        base, qs, partners = make_data(args.size, args.queries, anchors, seed=args.seed)
     truth = exact_top1(base, qs)
     m, efc = (int(x) for x in args.build.split(":"))
     before = rss_mb()
@@ -208,7 +231,7 @@ def run_build(args: argparse.Namespace, size: int, kind: str, build: str, anchor
     cmd = [
         sys.executable, __file__, "--child", "--size", str(size), "--build", build, "--data", kind,
         "--efs", args.efs, "--queries", str(args.queries), "--seed", str(args.seed),
-        "--anchors-file", str(anchors_file),
+        "--anchors-file", str(anchors_file), "--sentences-file", str(anchors_file.with_name("sentences.npz")),
     ]  # fmt: skip
     label = f"{kind:>9s} {size:8d} {build:>7s}"
     try:
@@ -233,7 +256,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--builds", default="16:100,32:200", help="M:ef_construction, comma-separated")
     ap.add_argument("--efs", default="64,128,256,auto")
-    ap.add_argument("--data", default="realistic,uniform")
+    ap.add_argument("--data", default="sentences,uniform", help="sentences, realistic, uniform")
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--anchors", type=int, default=3000)
     ap.add_argument("--pairs", type=Path, default=EVAL / "meancache_val.csv")
@@ -243,6 +266,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--build", help=argparse.SUPPRESS)
     ap.add_argument("--anchors-file", help=argparse.SUPPRESS)
+    ap.add_argument("--sentences-file", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args)
@@ -254,6 +278,15 @@ def main() -> None:
             t0 = time.perf_counter()
             embed_anchors(args.pairs, args.anchors, anchors_file)
             say(f"# {args.anchors} anchors embedded in {time.perf_counter() - t0:.1f} s")
+        if "sentences" in kinds:
+            from _sentence_vectors import SentenceVectors
+
+            from cacheback.adapters.embedders import MiniLMEmbedder
+
+            t0 = time.perf_counter()
+            sv = SentenceVectors(MiniLMEmbedder(keep_warm_ms=0), np.random.default_rng(args.seed))
+            sv.save(Path(d) / "sentences.npz")
+            say(f"# {len(sv.texts)} template sentences embedded in {time.perf_counter() - t0:.1f} s")
         say(" ".join(f"{name:>{width}s}" for name, width in COLUMNS))
         for size in args.sizes:
             for kind in kinds:

