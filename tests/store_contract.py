@@ -273,6 +273,22 @@ async def check_search_many_reads_past_expired_nearest(make: StoreFactory) -> No
 
 
 @check
+async def check_a_full_micro_batch_answers_in_order(make: StoreFactory) -> None:
+    """64 queries, the most the engine sends at once (PostgreSQL splits them into several
+    statements run side by side): every answer is its own query's, in the asked order."""
+    base = unit(50, 60)
+    async with make() as store:
+        ids = await store.entries.put([new("a" if i % 3 else "b", f"m{i}", base[i]) for i in range(60)])
+        asked = [SearchQuery("a" if j % 3 else "b", near(base[j % 60], 100 + j), NOW) for j in range(64)]
+        many = await store.entries.search_many(asked, 3)
+        assert len(many) == 64
+        for j, (q, found) in enumerate(zip(asked, many, strict=True)):
+            assert found[0][0].id == ids[j % 60]
+            alone = await store.entries.search(q.scope, q.vector, 3, q.now)
+            assert [e.id for e, _ in found] == [e.id for e, _ in alone]
+
+
+@check
 async def check_ttl_on_read_and_swept(make: StoreFactory) -> None:
     v = unit(6, 2)
     async with make() as store:

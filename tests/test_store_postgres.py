@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from _store_helpers import DIM, NOW, entry, near, unit
 
-from cacheback.adapters.storage.postgres import PostgresStore
+from cacheback.adapters.storage.postgres import PostgresStore, _codec
 from cacheback.core._errors import ConfigError, StoreError
+from cacheback.core._store_ports import SearchQuery
 from cacheback.core._types import text_hash
 
 pytestmark = pytest.mark.anyio
@@ -476,7 +477,7 @@ async def test_a_schema_migrated_without_version_4_gets_it_later(
             patch.setattr(_schema, "migrations", lambda s, d: [m for m in real(s, d) if m[0] != 4])
             await _schema.migrate(conn, schema, DIM)
         versions = await conn.fetch(f"SELECT version FROM {schema}.schema_migrations ORDER BY version")
-        assert [r[0] for r in versions] == [1, 2, 3, 5]
+        assert [r[0] for r in versions] == [v for v, _ in real(schema, DIM) if v != 4]
     finally:
         await conn.close()
     rng = np.random.default_rng(16)
@@ -487,7 +488,7 @@ async def test_a_schema_migrated_without_version_4_gets_it_later(
     conn = await asyncpg.connect(pg_server.url("postgres"))
     try:
         versions = await conn.fetch(f"SELECT version FROM {schema}.schema_migrations ORDER BY version")
-        assert [r[0] for r in versions] == [1, 2, 3, 4, 5]
+        assert [r[0] for r in versions] == [v for v, _ in real(schema, DIM)]
     finally:
         await conn.close()
 
@@ -498,3 +499,97 @@ async def test_ef_search_is_taken_from_the_store_url(pg_url: str) -> None:
         assert shown == "200" and store.describe()["ef_search"] == 200
     with pytest.raises(ConfigError):
         PostgresStore(pg_url + "&ef_search=5000", DIM)
+
+
+def test_the_default_search_breadth_grows_with_the_entries() -> None:
+    from cacheback.adapters.storage._ef_rule import ef_for_size
+    from cacheback.adapters.storage.postgres._entries import EF_STEPS
+
+    sizes = [0, 10_000, 20_000, 100_000, 300_000, 1_000_000, 5_000_000]
+    efs = [ef_for_size(n, EF_STEPS) for n in sizes]
+    assert efs[:3] == [64, 64, 64]  # 0.999 at 20k with 64 (docs/benchmarks.md)
+    assert efs[3] == 160  # 0.995 at 100k; 64 gave 0.979-0.984 there
+    assert efs[5] == efs[6] == 400  # 0.991-0.992 at 1M; 64 gave 0.957-0.964 there
+    assert efs == sorted(efs) and 160 < efs[4] < 400
+
+
+async def test_the_search_breadth_adapts_to_the_count_unless_fixed(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cacheback.adapters.storage.postgres import _entries
+
+    monkeypatch.setattr(_entries, "EF_STEPS", ((2, 5), (20, 50)))
+    monkeypatch.setattr(_entries, "_RECOUNT_S", 0.0)  # count at every search (else once a minute)
+    rng = np.random.default_rng(21)
+    vecs = unit(rng, 20)
+    async with opened(pg_url) as store:
+        assert store.describe()["ef_search_auto"] is True
+        await store.entries.search("s", vecs[0], 3, NOW)  # counts the (no) entries: the first step
+        assert store.describe()["ef_search"] == 5
+        await store.entries.put([entry("s", f"q{i}", vecs[i]) for i in range(20)])
+        [found] = await store.entries.search_many([SearchQuery("s", near(vecs[3], rng), NOW)], 3)
+        assert found[0][0].query == "q3"
+        assert store.describe()["ef_search"] == 50
+    async with opened(pg_url + "&ef_search=30") as store:
+        await store.entries.search("s", vecs[0], 3, NOW)
+        assert store.describe()["ef_search"] == 30 and store.describe()["ef_search_auto"] is False
+
+
+async def test_the_search_function_applies_the_breadth_it_is_given(pg_url: str, pg_server: Any) -> None:
+    """Without iterative scans an HNSW scan returns at most ef_search rows: the count shows
+    which breadth the scan used (the one passed, not the session's)."""
+    schema = pg_url.rsplit("schema=", 1)[1]
+    rng = np.random.default_rng(22)
+    vecs = unit(rng, 1200)  # past EXACT_SCOPE_ROWS: searched through the index
+    async with opened(pg_url) as store:
+        for i in range(0, 1200, 400):
+            await store.entries.put([entry("big", f"b{j}", vecs[j]) for j in range(i, i + 400)])
+    conn = await asyncpg.connect(pg_server.url("postgres"))
+    try:
+        await _codec.register(conn)
+        await conn.execute("SET hnsw.iterative_scan = off")
+        await conn.execute("SET hnsw.ef_search = 40")
+        sql = f"SELECT count(*) FROM {schema}.search($1, 'big', $2, 100, true, $3)"
+        assert await conn.fetchval(sql, vecs[0], NOW, 10) == 10
+        assert await conn.fetchval(sql, vecs[0], NOW, 0) == 40  # 0: the session's breadth
+        assert await conn.fetchval(sql, vecs[0], NOW, 200) == 100
+        assert await conn.fetchval("SHOW hnsw.ef_search") == "40"  # only for that call
+    finally:
+        await conn.close()
+
+
+async def test_a_chunk_past_the_budget_misses_only_its_own_lookups(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A micro-batch is searched in chunks side by side; one past the lookup budget finds
+    nothing for its own queries, the others keep their answers. Any other failure, or every
+    chunk past the budget, fails the call as before."""
+    from cacheback.adapters.storage.postgres import _entries
+
+    rng = np.random.default_rng(23)
+    vecs = unit(rng, 24)
+    async with opened(pg_url) as store:
+        await store.entries.put([entry("s", f"q{i}", vecs[i]) for i in range(24)])
+        real = _entries.PgEntries._search_chunk
+        failing: dict[str, Any] = {"first": None}
+
+        async def chunk(self: Any, queries: Any, k: int, ef: int) -> Any:
+            if queries[0] is failing["first"] or failing["first"] == "all":
+                try:
+                    raise TimeoutError
+                except TimeoutError as exc:
+                    raise StoreError("PostgreSQL did not answer within 0.25 s") from exc
+            if failing["first"] == "broken":
+                raise StoreError("PostgreSQL: something else")
+            return await real(self, queries, k, ef)
+
+        monkeypatch.setattr(_entries.PgEntries, "_search_chunk", chunk)
+        asked = [SearchQuery("s", near(vecs[i], rng), NOW) for i in range(24)]
+        failing["first"] = asked[8]  # the second chunk of three
+        found = await store.entries.search_many(asked, 1)
+        assert [bool(f) for f in found] == [True] * 8 + [False] * 8 + [True] * 8
+        assert [f[0][0].query for f in found if f] == [f"q{i}" for i in (*range(8), *range(16, 24))]
+        for how in ("all", "broken"):
+            failing["first"] = how
+            with pytest.raises(StoreError):
+                await store.entries.search_many(asked, 1)

@@ -9,7 +9,6 @@ code, so searches and inserts run on worker threads; one lock serialises them be
 from __future__ import annotations
 
 import importlib
-import math
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 
 from ...core._errors import ConfigError
 from ...core._types import Vector
+from ._ef_rule import ef_for_size
 from ._numpy_index import as_unit_rows, as_unit_vector, dedupe_last
 
 _FILE = "index.hnsw"
@@ -31,22 +31,16 @@ EF_CONSTRUCTION_DEFAULT = 100
 # nearest entry of a planted near-duplicate (cosine >= 0.92) in >= 99 % of lookups among
 # isotropic random vectors, the hardest case (loadtests/bench_ann_recall.py, M = 16: 0.998
 # at 20k with 64, 0.995 at 100k with 256, 0.986 / 1.0 at 300k with 512 / 1024). MiniLM-like
-# vectors need far less (1.0 at 100k with ef = 64). 1M is a cap chosen for latency, not a
-# measurement (the 1M build did not finish on the development VM): random vectors there
-# would need more. See docs/benchmarks.md#ann-recall.
+# vectors need far less (1.0 at 100k with ef = 64). At 1M, on sentence-structured vectors
+# (loadtests/bench_pg_scale.py --data sentences), 1024 found 0.994 and 512 0.991; random
+# vectors at 1M were not measured (their build did not finish) and would need more.
+# See docs/benchmarks.md#ann-recall.
 EF_STEPS: tuple[tuple[int, int], ...] = ((20_000, 64), (100_000, 256), (300_000, 640), (1_000_000, 1024))
+
 
 def auto_ef(size: int) -> int:
     """ef_search for an index of ``size`` vectors: EF_STEPS, interpolated on log(size)."""
-    (n0, ef0), *rest = EF_STEPS
-    if size <= n0:
-        return ef0
-    for n1, ef1 in rest:
-        if size <= n1:
-            t = math.log(size / n0) / math.log(n1 / n0)
-            return round(ef0 * math.exp(t * math.log(ef1 / ef0)))
-        n0, ef0 = n1, ef1
-    return ef0
+    return ef_for_size(size, EF_STEPS)
 
 
 def _import_hnswlib() -> Any:
@@ -95,9 +89,7 @@ class HnswIndex:
         )
         self._setup(index, dim, ef_search, live=set(), max_label=-1)
 
-    def _setup(
-        self, index: Any, dim: int, ef_search: int | None, *, live: set[int], max_label: int
-    ) -> None:
+    def _setup(self, index: Any, dim: int, ef_search: int | None, *, live: set[int], max_label: int) -> None:
         self._index = index
         self._dim = dim
         self._ef = None if ef_search is None else max(1, ef_search)

@@ -44,6 +44,8 @@ LOST = (
 )
 
 
+_EF_SESSION = 64  # the session's hnsw.ef_search when the breadth adapts (each search sets its own)
+
 #: Options of the store URL that are the store's own (never passed to the driver).
 _OWN_OPTIONS = ("schema", "ef_search")
 
@@ -88,7 +90,7 @@ class Connection:
         *,
         timeout: float,
         pool_size: int,
-        ef_search: int,
+        ef_search: int | None,
         on_up: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.url = url
@@ -99,7 +101,7 @@ class Connection:
         self.write_lock = int.from_bytes(digest, "big", signed=True)
         self.slow = max(timeout, 30.0)  # writes and maintenance, off the request path
         self._pool_size = pool_size
-        self.ef_search = ef_search
+        self.ef_search = ef_search  # None: adapted to the number of entries (PgEntries)
         self._on_up = on_up
         self._pool: asyncpg.Pool | None = None
         self._healthy = False
@@ -151,7 +153,8 @@ class Connection:
     def server_settings(self) -> dict[str, str]:
         return {
             "search_path": f"{self.schema}, public",
-            "hnsw.ef_search": str(self.ef_search),
+            # A fixed breadth; searches also pass theirs to the search function.
+            "hnsw.ef_search": str(self.ef_search or _EF_SESSION),
             # Filtered (per-scope) HNSW search keeps walking the graph until it has enough
             # rows of the scope, instead of returning what the first ef_search candidates hold.
             "hnsw.iterative_scan": "relaxed_order",

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from ....core._errors import StoreError
 from ....core._store_ports import ExactQuery, SearchQuery
 from ....core._types import CacheEntry, NewEntry, Vector
+from .._ef_rule import ef_for_size
 from .._numpy_index import as_unit_vector
 from .._rows import entry_from_row
 from . import _codec
@@ -35,7 +39,7 @@ def to_entry(row: Any) -> CacheEntry:
 # hnsw.iterative_scan = relaxed_order the HNSW scan continues until it has k rows of the
 # scope, possibly slightly out of order: re-sorted here.
 _SEARCH = f"""
-SELECT {_COLS}, s.distance, s.big FROM search($1, $2, $3, $4, $5) AS s
+SELECT {_COLS}, s.distance, s.big FROM search($1, $2, $3, $4, $5, $6) AS s
 JOIN entries AS e ON e.id = s.id JOIN entry_access AS a ON a.id = e.id
 """
 # The same for a micro-batch of (vector, scope, known, now) in one statement; q.n numbers them.
@@ -43,7 +47,7 @@ _SEARCH_MANY = f"""
 SELECT q.n, {_COLS}, s.distance, s.big
 FROM unnest($1::vector[], $2::text[], $3::boolean[], $4::float8[])
     WITH ORDINALITY AS q(v, scope, known, at, n)
-CROSS JOIN LATERAL search(q.v, q.scope, q.at, $5, q.known) AS s
+CROSS JOIN LATERAL search(q.v, q.scope, q.at, $5, q.known, $6) AS s
 JOIN entries AS e ON e.id = s.id JOIN entry_access AS a ON a.id = e.id
 """
 # find_exact for a micro-batch of (scope, hash) keys, through the (scope, query_hash) index.
@@ -52,7 +56,23 @@ SELECT {_COLS}, k.scope, k.h FROM unnest($1::text[], $2::text[]) AS k(scope, h)
 JOIN {_FROM} ON e.scope = k.scope AND e.query_hash = k.h
 WHERE e.expires_at > $3
 """
+#: Queries per search statement of a micro-batch; the chunks run on separate connections.
+SEARCH_CHUNK = 8
 _KNOWN_BIG = 65_536  # scopes remembered as large (a scope that shrinks is still searched right)
+
+#: hnsw.ef_search by the number of entries (log-linear between steps), when not fixed: the
+#: smallest measured to find the exact nearest entry of >= 99 % of planted near-duplicates
+#: (cosine 0.92-0.98) with m = 16, ef_construction = 64 (loadtests/bench_pg_scale.py,
+#: sentence-structured vectors): 64 gave 0.999 at 20k; at 100k 64 gave 0.979 / 0.984 (two
+#: builds), 128 0.993, 160 0.995; at 1M 64 gave 0.957 / 0.964, 300 0.987, 400 0.991 / 0.992.
+#: Past 1M it stays at 400 (not measured). docs/storage.md.
+EF_STEPS: tuple[tuple[int, int], ...] = ((20_000, 64), (100_000, 160), (1_000_000, 400))
+_RECOUNT_S = 60.0  # how long a count of the entries stands for the size-adapted breadth
+_COUNT = "SELECT value FROM meta WHERE key = 'entries'"
+
+
+def _over_budget(exc: BaseException) -> bool:
+    return isinstance(exc, StoreError) and isinstance(exc.__cause__, TimeoutError)
 
 
 class PgEntries:
@@ -63,6 +83,23 @@ class PgEntries:
         self._max = max_entries
         self._on_deleted = on_deleted  # records ids this process deleted (the change feed)
         self._big: set[str] = set()  # scopes seen with EXACT_SCOPE_ROWS searchable rows or more
+        self._ef = ef_for_size(0, EF_STEPS)  # the size-adapted breadth (unless db.ef_search fixes it)
+        self._ef_until = 0.0  # monotonic time after which the entries are counted again
+
+    @property
+    def ef_search(self) -> int:
+        """The HNSW breadth searches use now (fixed, or adapted to the last count)."""
+        return self._db.ef_search if self._db.ef_search is not None else self._ef
+
+    async def _breadth(self) -> int:
+        if self._db.ef_search is not None:
+            return self._db.ef_search
+        now = time.monotonic()
+        if now >= self._ef_until:
+            self._ef_until = now + _RECOUNT_S
+            count = await self._db.run(lambda c: c.fetchval(_COUNT))
+            self._ef = ef_for_size(int(count or 0), EF_STEPS)
+        return self._ef
 
     async def find_exact(self, scope: str, query_hash: str, now: float) -> CacheEntry | None:
         """One key (not part of the ``Entries`` port, which checks a micro-batch at once)."""
@@ -92,7 +129,8 @@ class PgEntries:
             return []
         query = as_unit_vector(vector, self._db.dim)
         known = scope in self._big
-        rows = await self._db.run(lambda c: c.fetch(_SEARCH, query, scope, now, k, known))
+        ef = await self._breadth()
+        rows = await self._db.run(lambda c: c.fetch(_SEARCH, query, scope, now, k, known, ef))
         if rows and rows[0][13] and not known:
             self._remember_big(scope)
         out = [(to_entry(r), 1.0 - float(r[12])) for r in rows]
@@ -102,16 +140,50 @@ class PgEntries:
     async def search_many(
         self, queries: Sequence[SearchQuery], k: int
     ) -> list[list[tuple[CacheEntry, float]]]:
-        """One statement for the whole micro-batch: the search function once per query."""
-        results: list[list[tuple[CacheEntry, float]]] = [[] for _ in queries]
+        """The search function once per query, in statements of up to ``SEARCH_CHUNK``
+        queries run side by side on the pool's connections.
+
+        One statement for a whole micro-batch (up to 64 lookups) would run its searches one
+        after another in one backend: at a few ms each that neared the lookup budget
+        (``timeout``) and, past it, turned every lookup of the batch into a miss. In chunks,
+        each call carries a few searches and the server spreads them over its cores. A chunk
+        past the budget finds nothing for its own queries (they miss, as a slow lookup call
+        does; the store counts it in ``timeouts``) while the others keep their answers; any
+        other failure, or every chunk past the budget, raises StoreError as one call would.
+        """
         if k <= 0 or not queries:
-            return results
+            return [[] for _ in queries]
+        ef = await self._breadth()
+        if len(queries) <= SEARCH_CHUNK:
+            return await self._search_chunk(queries, k, ef)
+        parts = [queries[i : i + SEARCH_CHUNK] for i in range(0, len(queries), SEARCH_CHUNK)]
+        tasks = [asyncio.ensure_future(self._search_chunk(part, k, ef)) for part in parts]
+        try:
+            done = await asyncio.gather(*tasks, return_exceptions=True)
+        except BaseException:  # cancelled: stop the chunks still running
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        failed = [r for r in done if isinstance(r, BaseException)]
+        if failed and (len(failed) == len(done) or not all(map(_over_budget, failed))):
+            raise failed[0]
+        out: list[list[tuple[CacheEntry, float]]] = []
+        for part, answer in zip(parts, done, strict=True):
+            out.extend([[] for _ in part] if isinstance(answer, BaseException) else answer)
+        return out
+
+    async def _search_chunk(
+        self, queries: Sequence[SearchQuery], k: int, ef: int
+    ) -> list[list[tuple[CacheEntry, float]]]:
+        """One statement for these queries: the search function once per query."""
+        results: list[list[tuple[CacheEntry, float]]] = [[] for _ in queries]
         dim = self._db.dim
         vectors = [_codec.encode(as_unit_vector(q.vector, dim)) for q in queries]
         scopes = [q.scope for q in queries]
         known = [scope in self._big for scope in scopes]
         at = [float(q.now) for q in queries]
-        rows = await self._db.run(lambda c: c.fetch(_SEARCH_MANY, vectors, scopes, known, at, k))
+        rows = await self._db.run(lambda c: c.fetch(_SEARCH_MANY, vectors, scopes, known, at, k, ef))
         for r in rows:  # q.n, the entry's columns, distance, big
             i = int(r[0]) - 1
             results[i].append((to_entry(r[1:]), 1.0 - float(r[_N_COLS + 1])))

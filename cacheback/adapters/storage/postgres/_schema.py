@@ -202,6 +202,47 @@ def _v5(s: str) -> str:
     return f"ALTER TABLE {s}.entry_access ADD COLUMN hit_threshold double precision;"
 
 
+def _v6(s: str) -> str:
+    """The search function again, with the HNSW breadth as an argument (``ef``; 0 keeps the
+    session's), so the store can widen it as the table grows. The five-argument version
+    stays for replicas still running the previous release."""
+    n = EXACT_SCOPE_ROWS
+    return f"""
+CREATE FUNCTION {s}.search(q vector, want text, at double precision, k integer, known_big boolean,
+    ef integer)
+RETURNS TABLE (id bigint, distance double precision, big boolean)
+LANGUAGE plpgsql STABLE ROWS 10
+SET search_path = {s}, public
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET enable_sort = off
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    IF known_big THEN
+        n := {n};
+    ELSE
+        SELECT count(*) INTO n FROM (
+            SELECT 1 FROM {s}.entries AS e WHERE e.scope = want AND e.vector IS NOT NULL LIMIT {n}
+        ) AS probe;
+    END IF;
+    IF n < {n} THEN
+        RETURN QUERY SELECT e.id, e.vector <=> q, false FROM {s}.entries AS e
+            WHERE e.scope = want AND e.expires_at > at AND e.vector IS NOT NULL
+            ORDER BY (e.vector <=> q) + 0 LIMIT k;
+    ELSE
+        IF ef > 0 THEN  -- local to this call: the function's SET clauses restore it on exit
+            PERFORM set_config('hnsw.ef_search', ef::text, true);
+        END IF;
+        RETURN QUERY SELECT e.id, e.vector <=> q, true FROM {s}.entries AS e
+            WHERE e.scope = want AND e.expires_at > at AND e.vector IS NOT NULL
+            ORDER BY e.vector <=> q LIMIT k;
+    END IF;
+END $$;
+"""
+
+
 def migrations(schema: str, dim: int) -> list[tuple[int, str]]:
     """(version, SQL) in order. Append new versions; never edit an applied one. Each
     version missing from a schema is applied, whatever its place: version 4 was released
@@ -212,6 +253,7 @@ def migrations(schema: str, dim: int) -> list[tuple[int, str]]:
         (3, _v3(schema)),
         (4, _v4(schema)),
         (5, _v5(schema)),
+        (6, _v6(schema)),
     ]
 
 

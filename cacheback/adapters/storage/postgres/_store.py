@@ -18,9 +18,10 @@ class PostgresStore:
     """Implements the ``Store`` port on one PostgreSQL database shared by every replica.
 
     ``url``: ``postgresql://user:password@host:port/database`` (``?schema=name`` picks the
-    PostgreSQL schema, ``cacheback`` by default; ``?ef_search=N`` the HNSW candidates a
-    search considers, 64 by default: more finds more of the true neighbours in a large
-    index, at a cost in time, docs/storage.md). ``timeout``: the budget of one lookup
+    PostgreSQL schema, ``cacheback`` by default; ``?ef_search=N`` fixes the HNSW candidates
+    a search considers, which by default grow with the number of entries: 64 up to 20k,
+    160 at 100k, 400 from 1M on; more finds more of the true neighbours in a large index, at a cost in
+    time, docs/storage.md). ``timeout``: the budget of one lookup
     call in seconds (a slower database makes the call a miss). The schema is created and
     migrated on open. An unreachable server makes ``open`` raise StoreError; the store then
     reports itself degraded and reconnects in the background with backoff.
@@ -34,7 +35,7 @@ class PostgresStore:
         max_entries: int = 100_000,
         timeout: float = 0.25,
         pool_size: int = 10,
-        ef_search: int = 64,
+        ef_search: int | None = None,
     ) -> None:
         if dim < 1:
             raise ConfigError("dim must be at least 1")
@@ -116,7 +117,8 @@ class PostgresStore:
             "dim": self._db.dim,
             "max_entries": self._max_entries,
             "timeout_s": self._db.timeout,
-            "ef_search": self._db.ef_search,
+            "ef_search": self._entries.ef_search,
+            "ef_search_auto": self._db.ef_search is None,
             "listening": self._changes.listening,
             # the negative gate searches this copy without a round trip while it is current
             "blocklist_in_memory": self._blocklist.known_count() is not None,
