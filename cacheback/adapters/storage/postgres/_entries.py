@@ -64,7 +64,7 @@ _KNOWN_BIG = 65_536  # scopes remembered as large (a scope that shrinks is still
 #: smallest measured to find the exact nearest entry of >= 99 % of planted near-duplicates
 #: (cosine 0.92-0.98) with m = 16, ef_construction = 64 (loadtests/bench_pg_scale.py,
 #: sentence-structured vectors): 64 gave 0.999 at 20k; at 100k 64 gave 0.979 / 0.984 (two
-#: builds), 128 0.993, 160 0.995; at 1M 64 gave 0.957 / 0.964, 300 0.987, 400 0.991 / 0.992.
+#: builds), 128 0.993, 160 0.995; at 1M 64 gave 0.957 / 0.964, 300 0.987, 400 0.991 / 0.992 / 0.991.
 #: Past 1M it stays at 400 (not measured). docs/storage.md.
 EF_STEPS: tuple[tuple[int, int], ...] = ((20_000, 64), (100_000, 160), (1_000_000, 400))
 _RECOUNT_S = 60.0  # how long a count of the entries stands for the size-adapted breadth
