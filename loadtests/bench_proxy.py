@@ -211,8 +211,8 @@ async def run_load(
 # --- processes -------------------------------------------------------------------------------------
 
 
-def serve_fake() -> None:
-    """``--role fake``: the fake provider answering every call after 300 ms."""
+def serve_fake(delay: float) -> None:
+    """``--role fake``: the fake provider answering every call after ``delay`` seconds."""
     import socket
 
     import uvicorn
@@ -221,7 +221,7 @@ def serve_fake() -> None:
     from fake_provider import FakeProvider, Reply
 
     fake = FakeProvider()
-    fake.responder = lambda req: Reply(delay=UPSTREAM_DELAY)
+    fake.responder = lambda req: Reply(delay=delay)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     # Without TCP_NODELAY each response would wait ~40 ms for a delayed ACK.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -282,7 +282,9 @@ def processes(args: argparse.Namespace) -> Iterator[tuple[tuple[str, int], tuple
     """The fake provider and the proxy as subprocesses: yields (proxy, fake) addresses."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CACHEBACK_", "OPENAI_"))}
     fake_proc = subprocess.Popen(
-        [sys.executable, __file__, "--role", "fake"], stdout=subprocess.PIPE, env=env
+        [sys.executable, __file__, "--role", "fake", "--upstream-delay", str(args.upstream_delay)],
+        stdout=subprocess.PIPE,
+        env=env,
     )
     assert fake_proc.stdout is not None
     fake_url = fake_proc.stdout.readline().decode().strip()
@@ -307,8 +309,10 @@ def processes(args: argparse.Namespace) -> Iterator[tuple[tuple[str, int], tuple
 
 async def measure(args: argparse.Namespace, proxy: tuple[str, int], fake: tuple[str, int]) -> list[Result]:
     s = args.seconds
-    print("screening paraphrases ...", flush=True)
-    paraphrases = semantic_questions(4000)
+    hits = args.only != "miss"
+    if hits:
+        print("screening paraphrases ...", flush=True)
+    paraphrases = semantic_questions(4000) if hits else []
     # Populate: one miss per base question (and let the write-behind land).
     warm = await run_load("populate", proxy, BASES, 20, seconds=30, max_requests=len(BASES))
     assert warm.errors == 0, warm.tiers
@@ -320,15 +324,16 @@ async def measure(args: argparse.Namespace, proxy: tuple[str, int], fake: tuple[
         for _ in range(n):
             yield f"Benchmark question number {next(counter)}: what is {next(counter)} squared?"
 
-    for conc in (1, 64):
+    for conc in (1, 64) if hits else ():
         results.append(
             await run_load("exact hit", proxy, BASES, conc, seconds=s, max_requests=10**9, cycle=True)
         )
         print(results[-1].row(), flush=True)
     split = len(paraphrases) // 5
-    for conc, qs in ((1, paraphrases[:split]), (64, paraphrases[split:])):
+    for conc, qs in ((1, paraphrases[:split]), (64, paraphrases[split:])) if hits else ():
         results.append(await run_load("semantic hit", proxy, qs, conc, seconds=s, max_requests=10**9))
         print(results[-1].row(), flush=True)
+    overheads: dict[str, float] = {}
     for conc, n in ((1, args.misses_c1), (64, args.misses_c64)):
         direct = await run_load("miss, direct", fake, fresh(n), conc, seconds=60, max_requests=n)
         results.append(direct)
@@ -347,6 +352,14 @@ async def measure(args: argparse.Namespace, proxy: tuple[str, int], fake: tuple[
                 f"p99 {r.pct(0.99) - direct.pct(0.99):+.2f} ms",
                 flush=True,
             )
+            overheads[f"{label}_overhead_c{conc}_p50_ms"] = r.pct(0.5) - direct.pct(0.5)
+    # One ``name value`` line per figure, for loadtests/ab.py.
+    for r in results:
+        slug = r.name.replace(",", "").replace(" ", "_")
+        print(f"{slug}_c{r.concurrency}_rps {r.rps:.1f}")
+        print(f"{slug}_c{r.concurrency}_p50_ms {r.pct(0.5):.3f}")
+    for name, value in overheads.items():
+        print(f"{name} {value:.3f}")
     return results
 
 
@@ -355,12 +368,19 @@ def main() -> None:
     p.add_argument("--role", choices=("bench", "fake"), default="bench")
     p.add_argument("--seconds", type=float, default=5.0, help="per hit measurement")
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument(
+        "--upstream-delay",
+        type=float,
+        default=UPSTREAM_DELAY,
+        help="seconds the fake provider waits before answering (0: the relay's own cost stands out)",
+    )
+    p.add_argument("--only", choices=("all", "miss"), default="all", help="miss: skip the hit scenarios")
     p.add_argument("--misses-c1", type=int, default=30)
     p.add_argument("--misses-c64", type=int, default=640)
     p.add_argument("--json", help="also write the figures to this file")
     args = p.parse_args()
     if args.role == "fake":
-        serve_fake()
+        serve_fake(args.upstream_delay)
         return
     print(f"{'scenario':<18} {'conc':>4} {'requests':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  tiers")
     with processes(args) as (proxy, fake):

@@ -11,6 +11,7 @@ import functools
 import json
 import re
 import ssl
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 from ..providers._stream_end import NOT_JSON, TRUNCATED, ends_stream, is_done_marker
 from ._config import ProxyConfig
 from ._errors import Provider, stream_error_event
+from ._h1 import H1Pool
 
 # Never forwarded in either direction (RFC 9110 hop-by-hop, plus what httpx/uvicorn set).
 HOP_BY_HOP = frozenset(
@@ -166,6 +168,20 @@ class Upstream:
             for _ in range(shards)
         ]
         self._turn = 0
+        # POSTs (the cached APIs' calls) go through the lean client unless a test hands in
+        # its transport or the environment names an HTTP proxy (which httpx honours).
+        self._h1 = (
+            H1Pool(
+                max_connections=config.max_connections,
+                keepalive_expiry=30.0,
+                connect_timeout=config.connect_timeout,
+                read_timeout=config.upstream_timeout,
+                pool_timeout=config.upstream_timeout,
+                ssl_context=ssl_context,
+            )
+            if transport is None and not _environment_proxies()
+            else None
+        )
 
     @property
     def _client(self) -> httpx.AsyncClient:
@@ -179,6 +195,8 @@ class Upstream:
         return cls(config, transport, context)
 
     async def aclose(self) -> None:
+        if self._h1 is not None:
+            await self._h1.aclose()
         for client in self._clients:
             await client.aclose()
 
@@ -192,13 +210,32 @@ class Upstream:
     ) -> httpx.Request:
         return client.build_request(method, url, headers=_header_bytes(headers), content=content)
 
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        headers: Iterable[tuple[str, str]],
+        content: bytes | None,
+        *,
+        stream: bool,
+    ) -> httpx.Response:
+        if self._h1 is None or method != "POST":
+            client = self._client
+            return await client.send(self._request(client, method, url, headers, content), stream=stream)
+        resp = await self._h1.send(method, url, headers, content)
+        if not stream:
+            try:
+                await resp.aread()
+            finally:
+                await resp.aclose()
+        return resp
+
     async def call(
         self, method: str, url: str, headers: Iterable[tuple[str, str]], content: bytes | None
     ) -> Buffered:
         """A complete call; non-2xx raises ``UpstreamError``."""
-        client = self._client
         try:
-            resp = await client.send(self._request(client, method, url, headers, content))
+            resp = await self._send(method, url, headers, content, stream=False)
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(str(exc) or type(exc).__name__) from exc
         except httpx.HTTPError as exc:
@@ -219,9 +256,8 @@ class Upstream:
     ) -> httpx.Response:
         """An open streamed response (the caller closes it); non-2xx raises ``UpstreamError``
         unless ``raise_for_status`` is False."""
-        client = self._client
         try:
-            resp = await client.send(self._request(client, method, url, headers, content), stream=True)
+            resp = await self._send(method, url, headers, content, stream=True)
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(str(exc) or type(exc).__name__) from exc
         except httpx.HTTPError as exc:
@@ -230,6 +266,11 @@ class Upstream:
             body = await read_error_body(resp)
             raise UpstreamError(resp.status_code, response_headers(resp.headers, reencoded=True), body)
         return resp
+
+
+def _environment_proxies() -> bool:
+    """Whether the environment names an HTTP proxy (``HTTPS_PROXY``...), as httpx reads it."""
+    return any(scheme in ("http", "https", "all") for scheme in urllib.request.getproxies())
 
 
 def _header_bytes(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

@@ -1,0 +1,262 @@
+"""The proxy's lean HTTP/1.1 client (``_h1``) against real loopback servers: keep-alive,
+framing (length, chunked, to the close), TLS, errors as httpx's classes, and when the
+proxy falls back to httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import shutil
+import ssl
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cacheback.adapters.proxy import ProxyConfig
+from cacheback.adapters.proxy._h1 import H1Pool
+from cacheback.adapters.proxy._upstream import Upstream
+
+pytestmark = pytest.mark.anyio
+
+Respond = Callable[["Server", bytes, asyncio.StreamWriter], Awaitable[bool]]
+
+
+class Server:
+    def __init__(self) -> None:
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.port = 0
+
+
+@asynccontextmanager
+async def serving(
+    respond: Respond,
+    tls: ssl.SSLContext | None = None,
+) -> AsyncIterator[Server]:
+    """A loopback server reading requests (head and Content-Length body) and answering each
+    with ``respond`` (which returns whether to keep the connection)."""
+    state = Server()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        state.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                body = await reader.readexactly(length)
+                state.requests.append(head + body)
+                if not await respond(state, head + body, writer):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=tls)
+    state.port = server.sockets[0].getsockname()[1]
+    try:
+        yield state
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def pool(**overrides: object) -> H1Pool:
+    options: dict[str, object] = {
+        "max_connections": 4,
+        "keepalive_expiry": 30.0,
+        "connect_timeout": 5.0,
+        "read_timeout": 5.0,
+        "pool_timeout": 5.0,
+        "ssl_context": None,
+    }
+    options.update(overrides)
+    return H1Pool(**options)  # type: ignore[arg-type]
+
+
+def answer(body: bytes, *extra: bytes) -> Respond:
+    async def respond(state: Server, request: bytes, writer: asyncio.StreamWriter) -> bool:
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n" + b"".join(extra)
+        writer.write(head + b"content-length: %d\r\n\r\n" % len(body) + body)
+        await writer.drain()
+        return True
+
+    return respond
+
+
+async def test_one_connection_carries_successive_calls_sent_whole() -> None:
+    async with serving(answer(b'{"ok":true}')) as server:
+        client = pool()
+        url = f"http://127.0.0.1:{server.port}/v1/chat/completions?x=1"
+        for _ in range(3):
+            resp = await client.send("POST", url, [("authorization", "Bearer k")], b'{"q":1}')
+            assert resp.status_code == 200
+            assert await resp.aread() == b'{"ok":true}'
+            await resp.aclose()
+        await client.aclose()
+    assert server.connections == 1
+    first = server.requests[0]
+    assert first.startswith(b"POST /v1/chat/completions?x=1 HTTP/1.1\r\n")
+    assert b"\r\nhost: 127.0.0.1:%d\r\n" % server.port in first
+    assert b"\r\nauthorization: Bearer k\r\n" in first
+    assert b"\r\ncontent-length: 7\r\n" in first
+    assert first.endswith(b'\r\n\r\n{"q":1}')
+
+
+async def test_chunked_gzip_and_to_the_close_bodies() -> None:
+    packed = gzip.compress(b"hello world")
+
+    async def respond(state: Server, request: bytes, writer: asyncio.StreamWriter) -> bool:
+        if len(state.requests) == 1:  # chunked and gzipped
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-encoding: gzip\r\n\r\n")
+            for i in range(0, len(packed), 5):
+                part = packed[i : i + 5]
+                writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+            return True
+        # Neither length nor chunks: the body ends with the connection.
+        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the end")
+        await writer.drain()
+        return False
+
+    async with serving(respond) as server:
+        client = pool()
+        url = f"http://127.0.0.1:{server.port}/v1/x"
+        resp = await client.send("POST", url, [], b"{}")
+        assert await resp.aread() == b"hello world"
+        await resp.aclose()
+        resp = await client.send("POST", url, [], b"{}")
+        assert await resp.aread() == b"until the end"
+        await resp.aclose()
+        await client.aclose()
+
+
+async def test_a_connection_the_server_closed_is_not_reused() -> None:
+    async def respond(state: Server, request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        return False  # closes after each answer, without saying so
+
+    async with serving(respond) as server:
+        client = pool()
+        url = f"http://127.0.0.1:{server.port}/v1/x"
+        for _ in range(2):
+            resp = await client.send("POST", url, [], b"{}")
+            assert await resp.aread() == b"ok"
+            await resp.aclose()
+            await asyncio.sleep(0.05)  # the close reaches the client
+        await client.aclose()
+    assert server.connections == 2
+
+
+async def test_errors_are_httpx_classes() -> None:
+    async def silent(state: Server, request: bytes, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(10)
+        return False
+
+    async def hang_up(state: Server, request: bytes, writer: asyncio.StreamWriter) -> bool:
+        return False
+
+    async def cut(state: Server, request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort")
+        await writer.drain()
+        return False
+
+    async def garbage(state: Server, request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        await writer.drain()
+        return False
+
+    async with serving(silent) as server:
+        client = pool(read_timeout=0.2)
+        with pytest.raises(httpx.ReadTimeout):
+            await client.send("POST", f"http://127.0.0.1:{server.port}/v1/x", [], b"{}")
+        await client.aclose()
+    async with serving(hang_up) as server:
+        client = pool()
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.send("POST", f"http://127.0.0.1:{server.port}/v1/x", [], b"{}")
+        await client.aclose()
+    async with serving(cut) as server:
+        client = pool()
+        resp = await client.send("POST", f"http://127.0.0.1:{server.port}/v1/x", [], b"{}")
+        with pytest.raises(httpx.RemoteProtocolError):
+            await resp.aread()
+        await resp.aclose()
+        await client.aclose()
+    async with serving(garbage) as server:
+        client = pool()
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.send("POST", f"http://127.0.0.1:{server.port}/v1/x", [], b"{}")
+        await client.aclose()
+    port = server.port  # closed now: nothing listens there
+    client = pool()
+    with pytest.raises(httpx.ConnectError):
+        await client.send("POST", f"http://127.0.0.1:{port}/v1/x", [], b"{}")
+    with pytest.raises(httpx.LocalProtocolError):
+        await client.send("POST", f"http://127.0.0.1:{port}/v1/x", [("x-a", "1\r\nx-b: 2")], b"{}")
+    await client.aclose()
+
+
+async def test_a_full_pool_waits_then_times_out() -> None:
+    async with serving(answer(b"ok")) as server:
+        client = pool(max_connections=1, pool_timeout=0.2)
+        url = f"http://127.0.0.1:{server.port}/v1/x"
+        first = await client.send("POST", url, [], b"{}")  # not read: holds the only slot
+        with pytest.raises(httpx.PoolTimeout):
+            await client.send("POST", url, [], b"{}")
+        await first.aclose()
+        second = await client.send("POST", url, [], b"{}")
+        assert await second.aread() == b"ok"
+        await second.aclose()
+        await client.aclose()
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_https_is_verified_against_the_given_context(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    async with serving(answer(b"secure"), tls=server_tls) as server:
+        url = f"https://127.0.0.1:{server.port}/v1/x"
+        trusting = pool(ssl_context=ssl.create_default_context(cafile=str(cert)))
+        resp = await trusting.send("POST", url, [], b"{}")
+        assert await resp.aread() == b"secure"
+        await resp.aclose()
+        await trusting.aclose()
+        default = pool(ssl_context=ssl.create_default_context())  # does not know the cert
+        with pytest.raises(httpx.ConnectError):
+            await default.send("POST", url, [], b"{}")
+        await default.aclose()
+
+
+async def test_the_proxy_falls_back_to_httpx_behind_an_http_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = ProxyConfig()
+    lean = Upstream(config)
+    assert lean._h1 is not None
+    await lean.aclose()
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    behind = Upstream(config)
+    assert behind._h1 is None
+    await behind.aclose()
