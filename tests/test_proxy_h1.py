@@ -12,15 +12,16 @@ import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from _proxy_helpers import chat_body, proxy_config, running_proxy
+from fake_provider import FakeProvider, Reply
 
 from cacheback.adapters.proxy import ProxyConfig
 from cacheback.adapters.proxy._h1 import H1Pool
 from cacheback.adapters.proxy._upstream import Upstream
-
-pytestmark = pytest.mark.anyio
 
 Respond = Callable[["Server", bytes, asyncio.StreamWriter], Awaitable[bool]]
 
@@ -91,6 +92,7 @@ def answer(body: bytes, *extra: bytes) -> Respond:
     return respond
 
 
+@pytest.mark.anyio
 async def test_one_connection_carries_successive_calls_sent_whole() -> None:
     async with serving(answer(b'{"ok":true}')) as server:
         client = pool()
@@ -110,6 +112,7 @@ async def test_one_connection_carries_successive_calls_sent_whole() -> None:
     assert first.endswith(b'\r\n\r\n{"q":1}')
 
 
+@pytest.mark.anyio
 async def test_chunked_gzip_and_to_the_close_bodies() -> None:
     packed = gzip.compress(b"hello world")
 
@@ -139,6 +142,7 @@ async def test_chunked_gzip_and_to_the_close_bodies() -> None:
         await client.aclose()
 
 
+@pytest.mark.anyio
 async def test_a_connection_the_server_closed_is_not_reused() -> None:
     async def respond(state: Server, request: bytes, writer: asyncio.StreamWriter) -> bool:
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
@@ -157,6 +161,7 @@ async def test_a_connection_the_server_closed_is_not_reused() -> None:
     assert server.connections == 2
 
 
+@pytest.mark.anyio
 async def test_errors_are_httpx_classes() -> None:
     async def silent(state: Server, request: bytes, writer: asyncio.StreamWriter) -> bool:
         await asyncio.sleep(10)
@@ -206,6 +211,7 @@ async def test_errors_are_httpx_classes() -> None:
     await client.aclose()
 
 
+@pytest.mark.anyio
 async def test_a_full_pool_waits_then_times_out() -> None:
     async with serving(answer(b"ok")) as server:
         client = pool(max_connections=1, pool_timeout=0.2)
@@ -234,6 +240,7 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
+@pytest.mark.anyio
 async def test_https_is_verified_against_the_given_context(tmp_path: Path) -> None:
     cert, key = _self_signed(tmp_path)
     server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -251,6 +258,7 @@ async def test_https_is_verified_against_the_given_context(tmp_path: Path) -> No
         await default.aclose()
 
 
+@pytest.mark.anyio
 async def test_the_proxy_falls_back_to_httpx_behind_an_http_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     config = ProxyConfig()
     lean = Upstream(config)
@@ -260,3 +268,18 @@ async def test_the_proxy_falls_back_to_httpx_behind_an_http_proxy(monkeypatch: p
     behind = Upstream(config)
     assert behind._h1 is None
     await behind.aclose()
+
+
+def test_provider_cookies_are_never_sent_back(fake: FakeProvider, cache_dir: Path, embedder: Any) -> None:
+    """Neither client keeps a provider's Set-Cookie: it would go upstream with the next
+    caller's calls."""
+    cookie = {"set-cookie": "session=one-caller; Path=/"}
+    with running_proxy(proxy_config(fake, cache_dir), embedder) as px, px.http() as http:
+        auth = {"Authorization": "Bearer sk-caller"}
+        fake.script(*(Reply(headers=cookie) for _ in range(12)))
+        for question in ("first cookie question", "second cookie question"):
+            resp = http.post("/v1/chat/completions", json=chat_body(question), headers=auth)
+            assert resp.status_code == 200 and "set-cookie" not in resp.headers
+        for _ in range(10):  # GET: relayed by httpx (its clients, in turn)
+            assert http.get("/v1/models", headers=auth).status_code == 200
+    assert all("cookie" not in r.headers for r in fake.requests())

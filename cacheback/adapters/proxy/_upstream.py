@@ -14,6 +14,7 @@ import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from http.cookiejar import CookieJar
 from typing import Any
 from urllib.parse import unquote
 
@@ -139,6 +140,14 @@ def response_headers(headers: httpx.Headers, *, reencoded: bool) -> tuple[tuple[
     )
 
 
+class _NoCookies(CookieJar):
+    """Keeps no cookie: one provider's ``Set-Cookie`` to one caller must not ride along on
+    every later call, whoever makes it."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+
 class Upstream:
     def __init__(
         self,
@@ -162,6 +171,7 @@ class Upstream:
                     max_connections=per_shard, max_keepalive_connections=per_shard, keepalive_expiry=30.0
                 ),
                 follow_redirects=False,
+                cookies=_NoCookies(),
                 transport=transport,
                 verify=ssl_context if ssl_context is not None else True,
             )
