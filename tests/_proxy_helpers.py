@@ -27,6 +27,7 @@ from starlette.applications import Starlette
 
 from cacheback.adapters.proxy import ProxyConfig, create_app
 from cacheback.adapters.proxy._app import Proxy
+from cacheback.adapters.proxy._server import HeadHoldingProtocol
 
 
 @dataclass
@@ -132,6 +133,7 @@ def running_proxy(
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=int(config.graceful_timeout),
+            http=HeadHoldingProtocol,  # as ``cacheback-proxy`` serves
         )
     )
 

@@ -1,26 +1,31 @@
-"""The proxy's lean HTTP/1.1 client (``_h1``) against real loopback servers: keep-alive,
-framing (length, chunked, to the close), TLS, errors as httpx's classes, and when the
-proxy falls back to httpx."""
+"""The proxy's own HTTP plumbing on real loopback sockets: its lean HTTP/1.1 client
+(``_h1``: keep-alive, framing, TLS, errors as httpx's classes, the fall-back to httpx, no
+cookies kept) and its server protocol (``_server``: an answer in one write)."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
 import shutil
+import socket
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from _proxy_helpers import chat_body, proxy_config, running_proxy
 from fake_provider import FakeProvider, Reply
 
 from cacheback.adapters.proxy import ProxyConfig
 from cacheback.adapters.proxy._h1 import H1Pool
+from cacheback.adapters.proxy._server import HeadHoldingProtocol
 from cacheback.adapters.proxy._upstream import Upstream
 
 Respond = Callable[["Server", bytes, asyncio.StreamWriter], Awaitable[bool]]
@@ -283,3 +288,62 @@ def test_provider_cookies_are_never_sent_back(fake: FakeProvider, cache_dir: Pat
         for _ in range(10):  # GET: relayed by httpx (its clients, in turn)
             assert http.get("/v1/models", headers=auth).status_code == 200
     assert all("cookie" not in r.headers for r in fake.requests())
+
+
+# --- the server side: one write per answer ----------------------------------------------------------
+
+
+@contextmanager
+def serving_app(app: Any) -> Iterator[int]:
+    """``app`` served by uvicorn with the proxy's protocol, on a loopback port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", http=HeadHoldingProtocol)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def test_an_answer_leaves_whole_and_a_stream_head_does_not_wait() -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response, StreamingResponse
+    from starlette.routing import Route
+
+    release = threading.Event()
+
+    async def whole(request: Request) -> Response:
+        return Response(b'{"answer":42}', media_type="application/json")
+
+    async def stream(request: Request) -> StreamingResponse:
+        async def events() -> AsyncIterator[bytes]:
+            await asyncio.to_thread(release.wait, 10)  # set by the test's thread
+            yield b"data: late\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    app = Starlette(routes=[Route("/whole", whole), Route("/stream", stream)])
+    with serving_app(app) as port, socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        for _ in range(3):  # kept alive: each answer in one piece
+            conn.sendall(b"GET /whole HTTP/1.1\r\nhost: x\r\n\r\n")
+            got = conn.recv(65536)
+            assert got.startswith(b"HTTP/1.1 200 OK\r\n") and got.endswith(b'\r\n\r\n{"answer":42}')
+        conn.sendall(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n")
+        head = conn.recv(65536)  # before the first event exists
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and head.endswith(b"\r\n\r\n")
+        release.set()
+        rest = b""
+        while not rest.endswith(b"0\r\n\r\n"):
+            rest += conn.recv(65536)
+        assert b"data: late" in rest
+        conn.sendall(b"HEAD /whole HTTP/1.1\r\nhost: x\r\n\r\n")  # a head with no body follows
+        assert conn.recv(65536).endswith(b"\r\n\r\n")

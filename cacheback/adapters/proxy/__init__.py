@@ -50,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "timeout_graceful_shutdown": math.ceil(config.graceful_timeout),
         "server_header": False,
         "proxy_headers": False,
+        "http": _http_protocol(),
     }
     if config.workers == 1:
         uvicorn.run(create_app(config), **options)
@@ -59,6 +60,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         app = "cacheback.adapters.proxy._app:app_from_env"
         _run_workers(uvicorn.Config(app, factory=True, workers=config.workers, **options))
     return 0
+
+
+def _http_protocol() -> Any:
+    """uvicorn's httptools protocol sending each answer in one write (``_server``), or
+    uvicorn's own choice where httptools is missing."""
+    try:
+        from ._server import HeadHoldingProtocol
+    except ImportError:
+        return "auto"
+    return HeadHoldingProtocol
 
 
 def _run_workers(config: Any) -> None:
