@@ -24,7 +24,7 @@ from _proxy_helpers import chat_body, proxy_config, running_proxy
 from fake_provider import FakeProvider, Reply
 
 from cacheback.adapters.proxy import ProxyConfig
-from cacheback.adapters.proxy._h1 import H1Pool
+from cacheback.adapters.proxy._h1 import H1Pool, prepare
 from cacheback.adapters.proxy._server import HeadHoldingProtocol
 from cacheback.adapters.proxy._upstream import Upstream
 
@@ -103,7 +103,7 @@ async def test_one_connection_carries_successive_calls_sent_whole() -> None:
         client = pool()
         url = f"http://127.0.0.1:{server.port}/v1/chat/completions?x=1"
         for _ in range(3):
-            resp = await client.send("POST", url, [("authorization", "Bearer k")], b'{"q":1}')
+            resp = await client.send(prepare("POST", url, [("authorization", "Bearer k")], b'{"q":1}'))
             assert resp.status_code == 200
             assert await resp.aread() == b'{"ok":true}'
             await resp.aclose()
@@ -138,10 +138,10 @@ async def test_chunked_gzip_and_to_the_close_bodies() -> None:
     async with serving(respond) as server:
         client = pool()
         url = f"http://127.0.0.1:{server.port}/v1/x"
-        resp = await client.send("POST", url, [], b"{}")
+        resp = await client.send(prepare("POST", url, [], b"{}"))
         assert await resp.aread() == b"hello world"
         await resp.aclose()
-        resp = await client.send("POST", url, [], b"{}")
+        resp = await client.send(prepare("POST", url, [], b"{}"))
         assert await resp.aread() == b"until the end"
         await resp.aclose()
         await client.aclose()
@@ -158,7 +158,7 @@ async def test_a_connection_the_server_closed_is_not_reused() -> None:
         client = pool()
         url = f"http://127.0.0.1:{server.port}/v1/x"
         for _ in range(2):
-            resp = await client.send("POST", url, [], b"{}")
+            resp = await client.send(prepare("POST", url, [], b"{}"))
             assert await resp.aread() == b"ok"
             await resp.aclose()
             await asyncio.sleep(0.05)  # the close reaches the client
@@ -188,16 +188,16 @@ async def test_errors_are_httpx_classes() -> None:
     async with serving(silent) as server:
         client = pool(read_timeout=0.2)
         with pytest.raises(httpx.ReadTimeout):
-            await client.send("POST", f"http://127.0.0.1:{server.port}/v1/x", [], b"{}")
+            await client.send(prepare("POST", f"http://127.0.0.1:{server.port}/v1/x", [], b"{}"))
         await client.aclose()
     async with serving(hang_up) as server:
         client = pool()
         with pytest.raises(httpx.RemoteProtocolError):
-            await client.send("POST", f"http://127.0.0.1:{server.port}/v1/x", [], b"{}")
+            await client.send(prepare("POST", f"http://127.0.0.1:{server.port}/v1/x", [], b"{}"))
         await client.aclose()
     async with serving(cut) as server:
         client = pool()
-        resp = await client.send("POST", f"http://127.0.0.1:{server.port}/v1/x", [], b"{}")
+        resp = await client.send(prepare("POST", f"http://127.0.0.1:{server.port}/v1/x", [], b"{}"))
         with pytest.raises(httpx.RemoteProtocolError):
             await resp.aread()
         await resp.aclose()
@@ -205,14 +205,14 @@ async def test_errors_are_httpx_classes() -> None:
     async with serving(garbage) as server:
         client = pool()
         with pytest.raises(httpx.RemoteProtocolError):
-            await client.send("POST", f"http://127.0.0.1:{server.port}/v1/x", [], b"{}")
+            await client.send(prepare("POST", f"http://127.0.0.1:{server.port}/v1/x", [], b"{}"))
         await client.aclose()
     port = server.port  # closed now: nothing listens there
     client = pool()
     with pytest.raises(httpx.ConnectError):
-        await client.send("POST", f"http://127.0.0.1:{port}/v1/x", [], b"{}")
+        await client.send(prepare("POST", f"http://127.0.0.1:{port}/v1/x", [], b"{}"))
     with pytest.raises(httpx.LocalProtocolError):
-        await client.send("POST", f"http://127.0.0.1:{port}/v1/x", [("x-a", "1\r\nx-b: 2")], b"{}")
+        await client.send(prepare("POST", f"http://127.0.0.1:{port}/v1/x", [("x-a", "1\r\nx-b: 2")], b"{}"))
     await client.aclose()
 
 
@@ -221,11 +221,11 @@ async def test_a_full_pool_waits_then_times_out() -> None:
     async with serving(answer(b"ok")) as server:
         client = pool(max_connections=1, pool_timeout=0.2)
         url = f"http://127.0.0.1:{server.port}/v1/x"
-        first = await client.send("POST", url, [], b"{}")  # not read: holds the only slot
+        first = await client.send(prepare("POST", url, [], b"{}"))  # unread: holds the only slot
         with pytest.raises(httpx.PoolTimeout):
-            await client.send("POST", url, [], b"{}")
+            await client.send(prepare("POST", url, [], b"{}"))
         await first.aclose()
-        second = await client.send("POST", url, [], b"{}")
+        second = await client.send(prepare("POST", url, [], b"{}"))
         assert await second.aread() == b"ok"
         await second.aclose()
         await client.aclose()
@@ -253,13 +253,13 @@ async def test_https_is_verified_against_the_given_context(tmp_path: Path) -> No
     async with serving(answer(b"secure"), tls=server_tls) as server:
         url = f"https://127.0.0.1:{server.port}/v1/x"
         trusting = pool(ssl_context=ssl.create_default_context(cafile=str(cert)))
-        resp = await trusting.send("POST", url, [], b"{}")
+        resp = await trusting.send(prepare("POST", url, [], b"{}"))
         assert await resp.aread() == b"secure"
         await resp.aclose()
         await trusting.aclose()
         default = pool(ssl_context=ssl.create_default_context())  # does not know the cert
         with pytest.raises(httpx.ConnectError):
-            await default.send("POST", url, [], b"{}")
+            await default.send(prepare("POST", url, [], b"{}"))
         await default.aclose()
 
 

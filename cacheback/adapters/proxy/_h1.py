@@ -75,6 +75,25 @@ def _head(method: str, target: _Target, headers: Iterable[tuple[str, str]], leng
     return b"".join(lines)
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A request as it goes on the wire: its origin and the bytes to write."""
+
+    origin: tuple[str, str, int]
+    parts: tuple[bytes, ...]
+
+
+def prepare(method: str, url: str, headers: Iterable[tuple[str, str]], content: bytes | None) -> Prepared:
+    """``Prepared`` bytes for a call; ``httpx.LocalProtocolError`` for a header that cannot
+    be sent, ``httpx.UnsupportedProtocol`` for a URL that is not http(s)."""
+    target = _target(url)
+    length = len(content) if content is not None else (0 if method in ("POST", "PUT", "PATCH") else None)
+    head = _head(method, target, headers, length)
+    if content and len(content) <= _JOIN_LIMIT:
+        return Prepared(target.origin, (head + content,))
+    return Prepared(target.origin, (head, content) if content else (head,))
+
+
 class _Connection(asyncio.Protocol):
     """One kept-alive connection: one request at a time, its answer parsed as it arrives."""
 
@@ -268,21 +287,14 @@ class H1Pool:
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._closed = False
 
-    async def send(
-        self, method: str, url: str, headers: Iterable[tuple[str, str]], content: bytes | None
-    ) -> httpx.Response:
-        """The provider's answer, once its headers have arrived; its body is read from the
-        response (``aread``, ``aiter_bytes``...) and must be closed (``aclose``)."""
-        target = _target(url)
-        length = len(content) if content is not None else (0 if method in ("POST", "PUT", "PATCH") else None)
-        head = _head(method, target, headers, length)
-        if content and len(content) <= _JOIN_LIMIT:
-            parts: tuple[bytes, ...] = (head + content,)
-        else:
-            parts = (head, content) if content else (head,)
+    async def send(self, request: Prepared) -> httpx.Response:
+        """The provider's answer to ``request`` once its headers have arrived; its body is
+        read from the response (``aread``, ``aiter_bytes``...), which must be closed."""
+        parts = request.parts
+        origin = request.origin
         await self._acquire()
         try:
-            conn = self._idle_connection(target.origin) or await self._connect(target.origin)
+            conn = self._idle_connection(origin) or await self._connect(origin)
         except BaseException:
             self._slots.release()
             raise

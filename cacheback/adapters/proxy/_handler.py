@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ...core._call import Answer, Streamed, UpstreamCall, Usage
+from ...core._early import PARKED
 from ..providers import Codec as Api
 from ..providers import RequestKey
 from ._synthesis import MARKER, Rendered, SynthesisStream
@@ -105,9 +106,13 @@ def upstream_call(proxy: Proxy, call: Call) -> UpstreamCall:
 
     async def send() -> Buffered | Streamed:
         up = proxy.upstream  # looked up only once the engine calls
+        prepared = up.prepare("POST", call.url, call.headers, call.raw)
+        gate = PARKED.get()
+        if gate is not None:  # started early: the bytes are ready, the cache decides (core/_early.py)
+            await gate.wait()
         if not call.key.stream:
-            return await up.call("POST", call.url, call.headers, call.raw)
-        resp = await up.open("POST", call.url, call.headers, call.raw)
+            return await up.call("POST", call.url, call.headers, call.raw, prepared=prepared)
+        resp = await up.open("POST", call.url, call.headers, call.raw, prepared=prepared)
         relay = RelayedStream(
             resp,
             provider=api.provider,
@@ -121,5 +126,6 @@ def upstream_call(proxy: Proxy, call: Call) -> UpstreamCall:
         streaming=call.key.stream,
         extract=lambda buffered: _extract(api, buffered),
         reader=lambda: _SSEReader(api),
-        abortable=True,  # an httpx call on the proxy's loop: cancelling it aborts the request
+        early=True,
+        abortable=True,  # an HTTP call on the proxy's loop: cancelling it aborts the request
     )

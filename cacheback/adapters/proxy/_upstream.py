@@ -26,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 from ..providers._stream_end import NOT_JSON, TRUNCATED, ends_stream, is_done_marker
 from ._config import ProxyConfig
 from ._errors import Provider, stream_error_event
-from ._h1 import H1Pool
+from ._h1 import H1Pool, Prepared, prepare
 
 # Never forwarded in either direction (RFC 9110 hop-by-hop, plus what httpx/uvicorn set).
 HOP_BY_HOP = frozenset(
@@ -220,6 +220,18 @@ class Upstream:
     ) -> httpx.Request:
         return client.build_request(method, url, headers=_header_bytes(headers), content=content)
 
+    def prepare(
+        self, method: str, url: str, headers: Iterable[tuple[str, str]], content: bytes | None
+    ) -> Prepared | None:
+        """The call's bytes, built ahead (while the cache looks up) for ``call``/``open``;
+        None when the lean client does not take it (or cannot: the call then says why)."""
+        if self._h1 is None or method != "POST":
+            return None
+        try:
+            return prepare(method, url, headers, content)
+        except httpx.HTTPError:
+            return None
+
     async def _send(
         self,
         method: str,
@@ -228,11 +240,12 @@ class Upstream:
         content: bytes | None,
         *,
         stream: bool,
+        prepared: Prepared | None,
     ) -> httpx.Response:
         if self._h1 is None or method != "POST":
             client = self._client
             return await client.send(self._request(client, method, url, headers, content), stream=stream)
-        resp = await self._h1.send(method, url, headers, content)
+        resp = await self._h1.send(prepared or prepare(method, url, headers, content))
         if not stream:
             try:
                 await resp.aread()
@@ -241,11 +254,18 @@ class Upstream:
         return resp
 
     async def call(
-        self, method: str, url: str, headers: Iterable[tuple[str, str]], content: bytes | None
+        self,
+        method: str,
+        url: str,
+        headers: Iterable[tuple[str, str]],
+        content: bytes | None,
+        *,
+        prepared: Prepared | None = None,
     ) -> Buffered:
-        """A complete call; non-2xx raises ``UpstreamError``."""
+        """A complete call (``prepared``: its bytes from ``prepare``); non-2xx raises
+        ``UpstreamError``."""
         try:
-            resp = await self._send(method, url, headers, content, stream=False)
+            resp = await self._send(method, url, headers, content, stream=False, prepared=prepared)
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(str(exc) or type(exc).__name__) from exc
         except httpx.HTTPError as exc:
@@ -263,11 +283,12 @@ class Upstream:
         content: bytes | None,
         *,
         raise_for_status: bool = True,
+        prepared: Prepared | None = None,
     ) -> httpx.Response:
         """An open streamed response (the caller closes it); non-2xx raises ``UpstreamError``
         unless ``raise_for_status`` is False."""
         try:
-            resp = await self._send(method, url, headers, content, stream=True)
+            resp = await self._send(method, url, headers, content, stream=True, prepared=prepared)
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(str(exc) or type(exc).__name__) from exc
         except httpx.HTTPError as exc:
