@@ -347,3 +347,16 @@ def test_an_answer_leaves_whole_and_a_stream_head_does_not_wait() -> None:
         assert b"data: late" in rest
         conn.sendall(b"HEAD /whole HTTP/1.1\r\nhost: x\r\n\r\n")  # a head with no body follows
         assert conn.recv(65536).endswith(b"\r\n\r\n")
+
+
+@pytest.mark.anyio
+async def test_a_response_dropped_unclosed_frees_its_slot() -> None:
+    async with serving(answer(b"ok")) as server:
+        client = pool(max_connections=1, pool_timeout=2.0)
+        url = f"http://127.0.0.1:{server.port}/v1/x"
+        dropped = await client.send(prepare("POST", url, [], b"{}"))
+        del dropped  # never read nor closed
+        resp = await client.send(prepare("POST", url, [], b"{}"))
+        assert await resp.aread() == b"ok"
+        await resp.aclose()
+        await client.aclose()

@@ -14,6 +14,7 @@ it only for POSTs to the providers when no HTTP proxy is configured (httpx other
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
 import ssl
@@ -237,6 +238,16 @@ class _Body(httpx.AsyncByteStream):
         self._conn = conn
         self._timeout = timeout
         self._released = False
+        self._loop = asyncio.get_running_loop()
+
+    def __del__(self) -> None:
+        # A response dropped unclosed (its request cancelled between the answer and the
+        # relay) must not hold its slot for good: its connection is closed, on the loop.
+        if not self._released:
+            self._released = True
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to free
+                free = functools.partial(self._pool.release, self._conn, reuse=False)
+                self._loop.call_soon_threadsafe(free)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         conn = self._conn
