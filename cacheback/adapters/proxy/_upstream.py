@@ -558,6 +558,10 @@ class RelayedStream(StreamingBody):
                 )
 
     async def finished(self, completed: bool) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Ends the relay without sending it (a speculative call taken back) or after it."""
         # A reader that stopped early is closed first (it must not see a late end), then
         # the upstream response.
         if self.events is not self.source:
