@@ -360,3 +360,23 @@ async def test_a_response_dropped_unclosed_frees_its_slot() -> None:
         assert await resp.aread() == b"ok"
         await resp.aclose()
         await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_an_answer_nobody_asked_for_ends_the_connection() -> None:
+    async def respond(state: Server, request: bytes, writer: asyncio.StreamWriter) -> bool:
+        n = len(state.requests)
+        extra = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nextra" if n == 1 else b""
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n#%d" % n + extra)
+        await writer.drain()
+        return True
+
+    async with serving(respond) as server:
+        client = pool()
+        url = f"http://127.0.0.1:{server.port}/v1/x"
+        for n in (1, 2):
+            resp = await client.send(prepare("POST", url, [], b"{}"))
+            assert await resp.aread() == b"#%d" % n
+            await resp.aclose()
+        await client.aclose()
+    assert server.connections == 2

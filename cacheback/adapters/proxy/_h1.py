@@ -119,6 +119,7 @@ class _Connection(asyncio.Protocol):
         self.chunks: deque[bytes] = deque()
         self._buffered = 0
         self._paused = False
+        self._extra = False  # a second answer after this one's end: nothing asked for it
 
     # asyncio.Protocol
 
@@ -133,6 +134,8 @@ class _Connection(asyncio.Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(httpx.RemoteProtocolError(f"invalid HTTP response: {exc}"))
+            self.close()
+        if self._extra:
             self.close()
 
     def eof_received(self) -> bool:
@@ -152,10 +155,16 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
 
+    def on_message_begin(self) -> None:
+        self._extra = self.complete
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        if not self._extra:
+            self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self._extra:
+            return
         self.status = self._parser.get_status_code()
         self.keep_alive = self._parser.should_keep_alive()
         framed = any(k.lower() in (b"content-length", b"transfer-encoding") for k, _ in self.headers)
@@ -164,6 +173,8 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        if self._extra:
+            return
         self.chunks.append(body)
         self._buffered += len(body)
         if self._buffered > _READ_HIGH and not self._paused and self.transport is not None:
@@ -172,6 +183,8 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        if self._extra:
+            return
         self.complete = True
         self._wake()
 
