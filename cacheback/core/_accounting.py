@@ -57,7 +57,9 @@ class CostAccounting:
         return {"usage": usage} if usage is not None else {}
 
     def record_upstream(self, job: Job, tier: Tier) -> None:
-        if job.response is None or job.trace.get("usage_recorded") or job.trace.get("coalesced"):
+        # "answered": the provider answered (the caller may have dropped its response by now).
+        answered = job.response is not None or job.trace.get("answered")
+        if not answered or job.trace.get("usage_recorded") or job.trace.get("coalesced"):
             return
         usage = clean_usage(job.usage)
         if usage is None:  # a stream still running: recorded at its commit

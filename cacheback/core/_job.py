@@ -66,6 +66,9 @@ class Job:
     done: anyio.Event = field(default_factory=anyio.Event)
     on_finish: Callable[[Job], None] | None = None
     on_abandon: Callable[[Job], None] | None = None  # set while it waits for a shared call
+    #: Work that must not delay the caller (storing a provider's answer): the runner runs it
+    #: right after the caller has been woken with the answer, before anything else queued.
+    after: Callable[[], None] | None = None
 
     @property
     def finished(self) -> bool:

@@ -123,6 +123,7 @@ class EngineAdmin:
     async def stats(self) -> dict[str, Any]:
         """Counters, sizes, queues and health. A failing store never makes this raise."""
         engine = self._engine
+        await engine.settled()  # the usage of answers just returned is counted
         store = self._store()
         out = engine.stats.summary()
         out["entries"] = None  # unknown while the store is broken (see "cache")

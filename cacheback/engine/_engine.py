@@ -641,6 +641,7 @@ class AsyncEngine:
     async def flush(self) -> None:
         """Wait until every answer queued for writing so far is in the store."""
         pipeline, _ = self._require()
+        await pipeline.settled()  # answers returned a moment ago are queued first
         barrier = Barrier(anyio.Event())
         await pipeline.sink(barrier)
         await barrier.done.wait()
@@ -672,6 +673,12 @@ class AsyncEngine:
             # answers the store could not take (an outage), written when it is back
             "unwritten": self.unwritten.describe(),
         }
+
+    async def settled(self) -> None:
+        """Wait until the answers already returned are queued for writing and counted in
+        the stats (that work runs just after their callers got them)."""
+        if self._pipeline is not None:
+            await self._pipeline.settled()
 
     def queue_depths(self) -> dict[str, int]:
         pipeline, _ = self._require()

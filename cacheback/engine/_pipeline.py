@@ -10,7 +10,7 @@ observer), error handling and queueing.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -113,6 +113,8 @@ class Pipeline:
         self._open = False
         self._active = 0  # jobs submitted and not finished
         self._idle: anyio.Event | None = None
+        self._after_pending = 0  # steps whose work after their answers has not run yet
+        self._settled: anyio.Event | None = None
         self.cache_failures = 0
 
     # -- lifecycle -----------------------------------------------------------------
@@ -293,8 +295,42 @@ class Pipeline:
             for job in batch:
                 self._fail(stage, job, exc)
         self._observer.stage_done(stage.name, batch, t0, time.perf_counter(), error)
+        afters = []
         for job in batch:
+            if job.after is not None:
+                afters.append(job.after)
+                job.after = None
             await self._forward(stage, job, outs)
+        if afters:
+            await self._run_after(afters)
+
+    async def _run_after(self, afters: list[Callable[[], None]]) -> None:
+        """Work the caller must not wait for (storing an answer), once the caller is woken:
+        one (shielded) checkpoint lets its task take the answer first; the work then runs
+        before anything the caller does next reaches a stage (the loop runs ready tasks in
+        order). ``settled()`` waits for it (a flush, stats)."""
+        self._after_pending += 1
+        try:
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+            for work in afters:
+                try:
+                    work()
+                except Exception as exc:  # storing must never break the pipeline
+                    self.cache_failures += 1
+                    log.error("work after an answer failed", error=repr(exc))
+        finally:
+            self._after_pending -= 1
+            if self._after_pending == 0 and self._settled is not None:
+                self._settled.set()
+                self._settled = None
+
+    async def settled(self) -> None:
+        """Wait until the work after answers already returned has run (their answers are
+        queued for writing, their usage counted)."""
+        while self._after_pending:
+            if self._settled is None:
+                self._settled = anyio.Event()
+            await self._settled.wait()
 
     def _fail(self, stage: Stage, job: Job, exc: BaseException) -> None:
         if not stage.cache_stage:

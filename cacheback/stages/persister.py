@@ -124,13 +124,18 @@ class Persister:
             self._pending.written(p, entry_id)
             self._hot.put(fill.entry.scope, fill.entry.query_hash, p.cache_entry(), fill.generation)
             written.append(p)
-        # The indexer embeds the rows that came without a vector and gets all of them into
-        # the index; the pending set serves them until then. Without an embedder there is
-        # nothing to wait for (a search catches up on committed rows before it looks).
-        if self._indexer is not None:
-            self._indexer.submit(written)
-        else:
+        # A row that came with its vector is searchable once put() returns (the store's
+        # contract): done now, with no hop to the indexer and no second catch-up on the
+        # reader, which would compete with the next request's lookups. The indexer embeds
+        # the rows that came without one; the pending set serves them until then. Without
+        # an embedder there is nothing to wait for.
+        if self._indexer is None:
             self._pending.done(written)
+            return
+        self._pending.done([p for p in written if p.entry.vector is not None])
+        later = [p for p in written if p.entry.vector is None]
+        if later:
+            self._indexer.submit(later)
 
 
 def touches_due(*, fills: bool, barrier: bool, closing: bool, since_s: float) -> bool:

@@ -98,18 +98,25 @@ class Upstream(Stage):
         if key is not None:
             self._flights[key] = flight
         self._running.add(flight)
+        landed = True
         try:
-            await self._call(job, flight)
+            landed = await self._call(job, flight, key)
         except BaseException as exc:
             flight.error = exc
             raise
         finally:
-            if key is not None and self._flights.get(key) is flight:
-                del self._flights[key]
-            self._running.discard(flight)
             job.on_abandon = None
-            flight.done.set()
+            if landed:
+                self._land(flight, key)
         job.settle(tier, similarity=top)
+
+    def _land(self, flight: _Flight, key: tuple[str, str] | None) -> None:
+        """The flight is over: later identical requests start their own (or find the
+        answer stored), and its followers get what it answered."""
+        if key is not None and self._flights.get(key) is flight:
+            del self._flights[key]
+        self._running.discard(flight)
+        flight.done.set()
 
     async def _follow(self, job: Job, flight: _Flight) -> None:
         flight.join(job)
@@ -125,7 +132,10 @@ class Upstream(Stage):
             return
         job.response, job.answer = flight.response, flight.answer
 
-    async def _call(self, job: Job, flight: _Flight) -> None:
+    async def _call(self, job: Job, flight: _Flight, key: tuple[str, str] | None) -> bool:
+        """Make the call. False: a plain answer came back, and reading it for the cache,
+        storing it and landing the flight are left to ``job.after``, which the runner runs
+        once the caller has its response (so none of it delays the caller)."""
         assert job.call is not None
         early, job.early = job.early, None
         with flight.scope:
@@ -135,6 +145,7 @@ class Upstream(Stage):
         if flight.scope.cancelled_caught:
             why = "the engine closed" if self._closing else "its caller stopped waiting"
             raise UpstreamCancelled(f"the upstream call was cancelled: {why}")
+        job.trace["answered"] = True
         if isinstance(response, Streamed):
             reader = job.call.reader()
             events = response.events
@@ -143,13 +154,25 @@ class Upstream(Stage):
                 if hasattr(events, "__aiter__")
                 else (_read_sync(events, reader, job, self._store))
             )
-            job.response = Streamed(response.response, read)
-        else:
-            answer, usage = job.call.extract(response)
-            job.response, job.answer = response, answer
-            job.usage.update(usage)
-            self._store(job, answer)
-        flight.response, flight.answer = job.response, job.answer
+            job.response = flight.response = Streamed(response.response, read)
+            return True
+        job.response = flight.response = response
+        # The caller may drop the job's call and response once it has its answer: the work
+        # after holds what it needs. Until it has run, the flight stays open, so an identical
+        # request arriving meanwhile follows it instead of calling again.
+        extract, store = job.call.extract, self._store
+
+        def after() -> None:
+            try:
+                answer, usage = extract(response)
+                job.answer = flight.answer = answer
+                job.usage.update(usage)
+                store(job, answer)
+            finally:
+                self._land(flight, key)
+
+        job.after = after
+        return False
 
 
 def _ended(reader: EventReader, job: Job, store: Store) -> None:
