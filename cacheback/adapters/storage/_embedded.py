@@ -401,10 +401,11 @@ class EmbeddedStore:
         """The index filter for ``scope`` (None: every indexed entry is in it)."""
         return None if size >= len(self.require_index()) else self._scopes.allowed(scope)
 
-    async def refresh(self) -> None:
-        """Catch up on commits made by any other connection since the last look."""
+    async def refresh(self, seen_version: int | None = None) -> None:
+        """Catch up on commits made by any other connection since the last look.
+        ``seen_version``: the reader's ``data_version`` just read (no round trip for it)."""
         db = self.require_db()
-        dv = await db.data_version()
+        dv = await db.data_version() if seen_version is None else seen_version
         if dv == self._seen_dv and not self._sync_lock.locked():
             return
         # Marked as seen only once caught up: a caller arriving mid catch-up waits for it

@@ -83,11 +83,18 @@ class EmbeddedEntries:
         results: list[list[tuple[CacheEntry, float]]] = [[] for _ in queries]
         if k <= 0 or not queries:
             return results
-        await self._s.refresh()
         dim = self._s.dim
         units = [as_unit_vector(q.vector, dim) for q in queries]
-        sizes = [self._s.scope_size(q.scope) or 0 for q in queries]
         limit = self._s.exact_limit()
+        if all((self._s.scope_size(q.scope) or 0) <= limit for q in queries):
+            # Small scopes only (as last seen): read from SQLite as it is now, with no catch-up
+            # of the index needed first; one hand-over to the reader for the whole batch, and
+            # the catch-up after it only when another connection committed since the last.
+            direct = await self._scan_small(queries, units, k, limit)
+            if direct is not None:
+                return direct
+        await self._s.refresh()
+        sizes = [self._s.scope_size(q.scope) or 0 for q in queries]
         scanned: dict[str, list[int]] = {}  # small scope -> positions of its queries
         indexed: list[int] = []
         for i, (q, size) in enumerate(zip(queries, sizes, strict=True)):
@@ -125,6 +132,25 @@ class EmbeddedEntries:
             if len(out) < k and len(found_hits) >= fetch and fetch < size:
                 out = await self._search_index(queries[i].scope, units[i], k, now, size, min(size, fetch * 4))
             results[i] = out[:k]
+        return results
+
+    async def _scan_small(
+        self, queries: Sequence[SearchQuery], units: Sequence[Vector], k: int, limit: int
+    ) -> list[list[tuple[CacheEntry, float]]] | None:
+        """Every query's scope scanned exactly on the reader's thread; None when one has
+        grown past a small scope meanwhile (another process wrote to it): then the index."""
+        by_scope: dict[str, list[int]] = {}
+        for i, q in enumerate(queries):
+            by_scope.setdefault(q.scope, []).append(i)
+        asked = {scope: [(units[i], queries[i].now) for i in at] for scope, at in by_scope.items()}
+        version, found = await self._s.require_db().scan_scopes(asked, k, self._s.dim, 4 * limit)
+        await self._s.refresh(version)
+        if found is None:
+            return None
+        results: list[list[tuple[CacheEntry, float]]] = [[] for _ in queries]
+        for scope, at in by_scope.items():
+            for i, out in zip(at, found[scope], strict=True):
+                results[i] = out
         return results
 
     async def _rank_scanned(

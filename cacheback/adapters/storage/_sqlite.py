@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -125,6 +125,9 @@ COMMIT;
 _ENTRY_COLS = (
     "id, scope, query, answer, payload, created_at, expires_at, last_access, hits, metadata, hit_threshold"
 )
+#: A scan of small scopes: per scope, per query, (entry, similarity) best first.
+Scanned = dict[str, list[list[tuple[CacheEntry, float]]]]
+
 _NEG_COLS = "id, query, reason, category, severity, false_positives, created_at, metadata"
 
 _INSERT_ENTRY = (
@@ -507,6 +510,69 @@ class Database:
         for found in out.values():
             found.sort()  # already in id order through the scope index: a linear pass
         return out
+
+    async def scan_scopes(
+        self, scopes: Mapping[str, Sequence[tuple[Vector, float]]], k: int, dim: int, cap: int
+    ) -> tuple[int, Scanned | None]:
+        """The exact top ``k`` live entries of small scopes for each (unit query vector, its
+        time), best first, in one hand-over to the reader's thread: each scope's vectors read
+        once and ranked for all of its queries, then the best rows read (further down the
+        ranking only past rows deleted meanwhile). Always current: no index is involved.
+        None when a scope holds more than ``cap`` vectors (search it through the index).
+        Also returns the ``data_version`` read first (whether others committed meanwhile)."""
+        from ._ranking import Ranking, rank_scopes  # here: _ranking imports this module, through _index_files
+
+        earliest = min(now for queries in scopes.values() for _, now in queries)
+        asked = {scope: list(queries) for scope, queries in scopes.items()}
+
+        def entries(conn: sqlite3.Connection, ids: Sequence[int], now: float) -> dict[int, CacheEntry]:
+            found: dict[int, CacheEntry] = {}
+            for chunk in _chunks(ids):
+                marks = _marks(len(chunk))
+                for row in conn.execute(
+                    f"SELECT {_ENTRY_COLS} FROM entries WHERE id IN ({marks}) AND expires_at > ?",
+                    (*chunk, now),
+                ):
+                    entry = entry_from_row(row)
+                    found[entry.id] = entry
+            return found
+
+        def rest(
+            conn: sqlite3.Connection, ranking: Ranking, out: list[tuple[CacheEntry, float]], now: float
+        ) -> None:
+            start, step = k + 8, 4 * (k + 8)
+            while len(out) < k and start < len(ranking):
+                window = ranking.window(start, start + step)
+                found = entries(conn, [i for i, _ in window], now)
+                out.extend((found[i], sim) for i, sim in window if i in found)
+                start += step
+                step *= 4
+
+        def work(conn: sqlite3.Connection) -> tuple[int, Scanned | None]:
+            version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+            results: Scanned = {}
+            for scope, queries in asked.items():
+                rows = conn.execute(
+                    "SELECT id, vector FROM entries WHERE scope = ? AND vector IS NOT NULL"
+                    " AND expires_at > ? ORDER BY id LIMIT ?",
+                    (scope, earliest, cap + 1),
+                ).fetchall()
+                if len(rows) > cap:
+                    return version, None
+                vectors = [(int(r[0]), bytes(r[1])) for r in rows]
+                rankings = rank_scopes([(vectors, [q for q, _ in queries])], dim)[0]
+                windows = [ranking.window(0, k + 8) for ranking in rankings]
+                found = entries(conn, sorted({i for w in windows for i, _ in w}), earliest)
+                per_query: list[list[tuple[CacheEntry, float]]] = []
+                for ranking, window, (_, now) in zip(rankings, windows, queries, strict=True):
+                    out = [(found[i], sim) for i, sim in window if i in found and found[i].expires_at > now]
+                    if len(out) < k:
+                        rest(conn, ranking, out, now)
+                    per_query.append(out[:k])
+                results[scope] = per_query
+            return version, results
+
+        return await self.reader.run(work)
 
     async def touch(self, ids: Sequence[int], now: float) -> None:
         async with self._write() as w:

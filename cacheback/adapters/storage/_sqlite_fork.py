@@ -49,16 +49,18 @@ import sqlite3
 import threading
 import weakref
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 import anyio
 import anyio.to_thread
 
 from cacheback._logging import get_logger
+
+T = TypeVar("T")
 
 log = get_logger("cacheback.store")
 
@@ -189,6 +191,14 @@ class GatedConnection:
     async def execute_fetchall(self, sql: str, params: Iterable[Any] = ()) -> Iterable[sqlite3.Row]:
         async with self._call():
             return await self._conn.execute_fetchall(sql, params)
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work(connection)`` on the connection's own thread: several statements (and
+        what is computed between them) for one hand-over instead of one each."""
+        async with self._call():
+            # aiosqlite's queue of calls for its thread (what execute() itself goes through).
+            result: T = await self._conn._execute(work, self._conn._conn)  # type: ignore[no-untyped-call]
+            return result
 
     async def executescript(self, script: str) -> None:
         async with self._call():
