@@ -143,3 +143,38 @@ async def test_a_call_nobody_waits_for_is_cancelled_and_closing_cancels_the_rest
             await engine.aclose(grace_s=0.2)  # a grace, then the hung call is cancelled
     assert isinstance(result[0].error, UpstreamCancelled) and cancelled == [1, 1]
     await cache.close()
+
+
+async def test_a_plain_answer_reaches_its_caller_before_it_is_stored(cache_dir: Path, embedder: Any) -> None:
+    """Reading a miss's answer for the cache, storing it and counting its usage wait until
+    the caller has its response; a flush, the stats and the next identical request all see
+    it (read-your-writes), and an identical request meanwhile follows the same call."""
+    read: list[str] = []
+
+    async def send() -> str:
+        return "Paris is the capital of France."
+
+    def extract(text: Any) -> tuple[Answer | None, Usage]:
+        read.append(text)
+        return Text(text), dict(USAGE)
+
+    def no_stream() -> Any:
+        raise AssertionError("no stream here")
+
+    def call() -> UpstreamCall:
+        return UpstreamCall(send=send, streaming=False, extract=extract, reader=no_stream)
+
+    async with AsyncSemanticCache(cache_dir=cache_dir, embedder=embedder) as cache:
+        engine = cache.engine
+        request = LookupRequest(query="What is the capital of France?", scope="s")
+        job = await engine.run(request, call())
+        assert job.outcome is not None and job.outcome.tier.value == "upstream"
+        assert job.response == "Paris is the capital of France."
+        assert read == [] and job.answer is None  # the caller first: nothing read for the cache yet
+        again = await engine.run(LookupRequest(query="What is the capital of France?", scope="s"), call())
+        assert again.outcome is not None and again.outcome.tier.value == "exact"
+        assert read == ["Paris is the capital of France."]  # read once, before the repeat looked
+        await engine.admin.stats()  # counted by now
+        assert engine.stats.total("cost.upstream.input_tokens") == 12
+        await cache.flush()
+        assert await engine.store.maintenance.count() == 1

@@ -29,6 +29,7 @@ from _store_helpers import (  # noqa: F401 - anyio_backend is a fixture
 from cacheback.adapters.storage import EmbeddedStore, HnswIndex, NumpyIndex, _hnsw_index, open_index
 from cacheback.core._errors import ConfigError, StoreError
 from cacheback.core._ports import Store, VectorIndex
+from cacheback.core._store_ports import SearchQuery
 
 pytestmark = pytest.mark.anyio
 
@@ -193,6 +194,38 @@ async def test_search_is_scoped_and_best_first(
         assert await store.entries.search("c", base[0], 5, NOW) == []
         assert await store.entries.search("a", base[0], 0, NOW) == []
         assert len(await store.entries.search("b", base[1], 100, NOW)) == 20
+
+
+async def test_a_small_scope_is_searched_in_one_hand_over(
+    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A micro-batch whose scopes are small goes to the reader's thread once (the scan, its
+    ranking and the rows); the index catches up after it only when someone else committed."""
+    base = unit(rng, 20)
+    async with opened(tmp_path, exact_scan_limit=10**9) as store:
+        ids = await store.entries.put([entry("s", f"q{i}", base[i]) for i in range(20)])
+        reader = store.require_db().reader
+        calls: list[str] = []
+        for name in ("run", "execute_fetchall"):
+            original = getattr(reader, name)
+
+            async def counted(*args: Any, _name: str = name, _original: Any = original) -> Any:
+                calls.append(_name)
+                return await _original(*args)
+
+            monkeypatch.setattr(reader, name, counted)
+        found = await store.entries.search_many(
+            [SearchQuery("s", near(base[3], rng, 0.01), NOW), SearchQuery("s", base[8], NOW)], 2
+        )
+        assert [[e.id for e, _ in hits][0] for hits in found] == [ids[3], ids[8]]
+        assert calls == ["run"]
+        # Another connection commits: the same search also catches the index up.
+        raw_sql(tmp_path / "cache.db", "DELETE FROM entries WHERE id = ?", (ids[8],))
+        calls.clear()
+        hits = await store.entries.search("s", base[8], 2, NOW)
+        assert ids[8] not in [e.id for e, _ in hits]
+        assert calls[0] == "run" and len(calls) > 1
+        assert store.describe()["index_size"] == 19
 
 
 async def test_expired_hits_never_hide_a_live_entry(
