@@ -217,7 +217,7 @@ async def test_a_small_scope_is_searched_in_one_hand_over(
         found = await store.entries.search_many(
             [SearchQuery("s", near(base[3], rng, 0.01), NOW), SearchQuery("s", base[8], NOW)], 2
         )
-        assert [[e.id for e, _ in hits][0] for hits in found] == [ids[3], ids[8]]
+        assert [hits[0][0].id for hits in found] == [ids[3], ids[8]]
         assert calls == ["run"]
         # Another connection commits: the same search also catches the index up.
         raw_sql(tmp_path / "cache.db", "DELETE FROM entries WHERE id = ?", (ids[8],))
