@@ -113,7 +113,8 @@ class Pipeline:
         self._open = False
         self._active = 0  # jobs submitted and not finished
         self._idle: anyio.Event | None = None
-        self._after_pending = 0  # steps whose work after their answers has not run yet
+        self._afters_started = 0  # runs of work after answers (see _run_after)
+        self._afters_ended = 0
         self._settled: anyio.Event | None = None
         self.cache_failures = 0
 
@@ -309,7 +310,7 @@ class Pipeline:
         one (shielded) checkpoint lets its task take the answer first; the work then runs
         before anything the caller does next reaches a stage (the loop runs ready tasks in
         order). ``settled()`` waits for it (a flush, stats)."""
-        self._after_pending += 1
+        self._afters_started += 1
         try:
             await anyio.lowlevel.cancel_shielded_checkpoint()
             for work in afters:
@@ -319,15 +320,17 @@ class Pipeline:
                     self.cache_failures += 1
                     log.error("work after an answer failed", error=repr(exc))
         finally:
-            self._after_pending -= 1
-            if self._after_pending == 0 and self._settled is not None:
+            # Each run waits one checkpoint, so they end in the order they started.
+            self._afters_ended += 1
+            if self._settled is not None:
                 self._settled.set()
                 self._settled = None
 
     async def settled(self) -> None:
-        """Wait until the work after answers already returned has run (their answers are
-        queued for writing, their usage counted)."""
-        while self._after_pending:
+        """Wait until the work after the answers returned so far has run (their answers
+        are queued for writing, their usage counted); later answers are not waited for."""
+        target = self._afters_started
+        while self._afters_ended < target:
             if self._settled is None:
                 self._settled = anyio.Event()
             await self._settled.wait()
