@@ -215,8 +215,11 @@ class ProbePredictor:
 
     def _absorb(self) -> None:
         by_scope: dict[str, list[str]] = {}
-        while self._learned:
-            scope, text = self._learned.popleft()
+        while True:
+            try:  # with several embedding threads, another may take the last one first
+                scope, text = self._learned.popleft()
+            except IndexError:
+                break
             by_scope.setdefault(scope, []).append(match_text(text))
         for scope, texts in by_scope.items():
             self._scopes.add(scope, [0] * len(texts), self._probe.vectors(texts))
