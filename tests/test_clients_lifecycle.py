@@ -198,6 +198,9 @@ def test_exit_flushes_but_does_not_wait_for_a_call_still_upstream(
 
 
 CTRL_C = """
+# A child of a background job (no job control) starts with SIGINT ignored, and Python
+# then installs no KeyboardInterrupt handler: give it the one a terminal's process has.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from cacheback.adapters.clients import _core
 _core.CLOSE_GRACE_S = 30.0  # so that only a call cancelled by the Ctrl-C lets close be quick
 try:
