@@ -27,6 +27,7 @@ from .core._errors import (
     StoreCorrupt,
     StoreError,
 )
+from .core._gc import freeze_gc
 from .core._settings import Settings
 from .core._settings_sections import (
     EmbeddingSettings,
@@ -94,4 +95,5 @@ __all__ = [
     "SynthesisSettings",
     "Tier",
     "__version__",
+    "freeze_gc",
 ]

@@ -20,13 +20,10 @@ import os
 import sys
 from typing import Any
 
-import structlog
-
 ROOT = "cacheback"
 _root = logging.getLogger(ROOT)
 if not any(isinstance(h, logging.NullHandler) for h in _root.handlers):
     _root.addHandler(logging.NullHandler())
-
 
 
 class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
@@ -65,7 +62,11 @@ class Logger:
         if not self._std.isEnabledFor(level):
             return
         # The processors are read at each event, so structlog's capture_logs and an
-        # application's own structlog configuration apply.
+        # application's own structlog configuration apply. Imported here, not at the top:
+        # structlog brings rich and pygments (~12k objects every full garbage collection
+        # walks) into a host that never turns cacheback's logging on.
+        import structlog
+
         bound = structlog.stdlib.BoundLogger(
             self._std, processors=structlog.get_config()["processors"], context={}
         )

@@ -1,10 +1,13 @@
 """Drop-in client benchmark: the fake provider (own process) answers after 300 ms.
 
-    python loadtests/bench_clients.py [--delay 0.3] [--rounds 200]
+    python loadtests/bench_clients.py [--delay 0.3] [--rounds 200] [--freeze-gc]
 
 Prints client-side latency of exact hits, semantic hits and misses for the sync and the
 async client, the miss overhead over a plain SDK call to the same server (as a ratio and
 in ms), and async hit throughput at concurrency 64. It asserts nothing.
+
+``--freeze-gc``: call ``cacheback.freeze_gc()`` after the warm-up and after each client's
+first call, as an application opting in would (a checkout without it runs as without).
 """
 
 from __future__ import annotations
@@ -28,6 +31,16 @@ from _fake_server import fake_in_subprocess
 from _paraphrases import semantic_hits
 
 PARAS: list[str] = []  # distinct paraphrases served as verbatim hits (screened at start)
+FREEZE: list[bool] = [False]
+
+
+def maybe_freeze() -> None:
+    """``cacheback.freeze_gc()`` if asked for and this checkout has it."""
+    import cacheback
+
+    freeze = getattr(cacheback, "freeze_gc", None)
+    if FREEZE[0] and freeze is not None:
+        freeze()
 
 
 def pct(values: list[float], q: float) -> float:
@@ -53,6 +66,7 @@ def sync_bench(base: str, emb: Any, rounds: int, misses: int) -> dict[str, float
         call = c.chat.completions.create
         call(model="gpt-4o", messages=msg("How do I reverse a list in Python?"))
         c.cache.flush()
+        maybe_freeze()
         exact = [
             timed(lambda: call(model="gpt-4o", messages=msg("How do I reverse a list in Python?")))
             for _ in range(rounds)
@@ -91,6 +105,7 @@ async def async_bench(base: str, emb: Any, rounds: int, misses: int) -> dict[str
             call = c.chat.completions.create
             await call(model="gpt-4o", messages=msg("How do I reverse a list in Python?"))
             await c.cache.flush()
+            maybe_freeze()
 
             async def t(coro_fn: Any) -> float:
                 t0 = time.perf_counter()
@@ -158,13 +173,16 @@ def main() -> None:
     ap.add_argument("--delay", type=float, default=0.3)
     ap.add_argument("--rounds", type=int, default=200)
     ap.add_argument("--misses", type=int, default=20)
+    ap.add_argument("--freeze-gc", action="store_true", help="opt in to cacheback.freeze_gc()")
     args = ap.parse_args()
+    FREEZE[0] = args.freeze_gc
     with fake_in_subprocess(args.delay) as base:
         emb = MiniLMEmbedder()  # the default settings, as users get them
         emb.embed(["warm up"])
         PARAS[:] = semantic_hits(
             "How can I reverse a list in Python?", "How do I reverse a list in Python?", emb, args.rounds
         )
+        maybe_freeze()
         figures = sync_bench(base, emb, args.rounds, args.misses)
         figures.update(anyio.run(async_bench, base, emb, args.rounds, args.misses))
     for k, v in figures.items():

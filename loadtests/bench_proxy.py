@@ -289,8 +289,12 @@ def processes(args: argparse.Namespace) -> Iterator[tuple[tuple[str, int], tuple
     assert fake_proc.stdout is not None
     fake_url = fake_proc.stdout.readline().decode().strip()
     port = free_port()
+    watch: list[str] = []
+    if args.gc:  # this tree's watcher, whichever tree's proxy runs (loadtests/ab.py)
+        watch = [str(Path(__file__).resolve().parent / "gc_watch.py")]
+        env["GC_WATCH_OUT"] = args.gc_out
     cmd = [
-        sys.executable, "-m", "cacheback.proxy", "--port", str(port), "--workers", str(args.workers),
+        sys.executable, *watch, "-m", "cacheback.proxy", "--port", str(port), "--workers", str(args.workers),
         "--upstream-openai-base-url", f"{fake_url}/v1", "--log-level", "warning",
     ]  # fmt: skip
     try:
@@ -358,6 +362,7 @@ async def measure(args: argparse.Namespace, proxy: tuple[str, int], fake: tuple[
         slug = r.name.replace(",", "").replace(" ", "_")
         print(f"{slug}_c{r.concurrency}_rps {r.rps:.1f}")
         print(f"{slug}_c{r.concurrency}_p50_ms {r.pct(0.5):.3f}")
+        print(f"{slug}_c{r.concurrency}_p99_ms {r.pct(0.99):.3f}")
     for name, value in overheads.items():
         print(f"{name} {value:.3f}")
     return results
@@ -378,13 +383,25 @@ def main() -> None:
     p.add_argument("--misses-c1", type=int, default=30)
     p.add_argument("--misses-c64", type=int, default=640)
     p.add_argument("--json", help="also write the figures to this file")
+    p.add_argument(
+        "--gc",
+        action="store_true",
+        help="run the proxy under loadtests/gc_watch.py and print its garbage collections",
+    )
     args = p.parse_args()
     if args.role == "fake":
         serve_fake(args.upstream_delay)
         return
     print(f"{'scenario':<18} {'conc':>4} {'requests':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  tiers")
-    with processes(args) as (proxy, fake):
-        results = asyncio.run(measure(args, proxy, fake))
+    with tempfile.TemporaryDirectory() as gc_dir:
+        args.gc_out = str(Path(gc_dir) / "gc.txt")
+        with processes(args) as (proxy, fake):
+            results = asyncio.run(measure(args, proxy, fake))
+            if args.gc:
+                time.sleep(1.0)  # the watcher's last write covers the whole measurement
+        if args.gc:
+            for line in Path(args.gc_out).read_text().splitlines():
+                print(f"proxy_{line}")
     if args.json:
         rows = [
             {

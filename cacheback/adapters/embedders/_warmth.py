@@ -24,11 +24,11 @@ import weakref
 from collections.abc import Callable
 from typing import Literal
 
-import structlog
+from ..._logging import get_logger
 
 __all__ = ["KeepWarm", "warm_action"]
 
-log = structlog.get_logger("cacheback.embedder")
+log = get_logger("cacheback.embedder")
 
 Action = Literal["tick", "wait", "sleep"]
 

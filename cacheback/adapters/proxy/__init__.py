@@ -16,6 +16,7 @@ from ._config import CONFIG_ENV, ProxyConfig, parse_args
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``cacheback-proxy``: serve the proxy with uvicorn until SIGINT/SIGTERM."""
+    import dataclasses
     import math
     import os
 
@@ -27,6 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = parse_args(argv)
         config.settings()  # fail fast on bad CACHEBACK_* values
+        if config.gc_freeze is None:  # this process (and its workers) is the proxy's own
+            config = dataclasses.replace(config, gc_freeze=True)
     except ConfigError as exc:
         print(f"cacheback-proxy: {exc}")
         return 2

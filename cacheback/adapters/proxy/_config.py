@@ -65,6 +65,9 @@ class ProxyConfig:
     # What the configuration chose to ignore, logged once logging is set up (main).
     notes: tuple[str, ...] = field(default=(), compare=False)
     require_cache: bool = False  # exit at start when the cache cannot be used (else pass through)
+    # Freeze the garbage collector's view of the process after startup (``_gc``). None:
+    # on in ``cacheback-proxy`` (its process is its own), off for ``create_app`` in a host.
+    gc_freeze: bool | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -269,6 +272,14 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
         default=_env_float(env, "CACHEBACK_GRACEFUL_TIMEOUT", 30.0),
         help="seconds in-flight requests get to finish on shutdown",
     )
+    gc_env = env.get("CACHEBACK_PROXY_GC_FREEZE", "").strip().lower()
+    p.add_argument(
+        "--gc-freeze",
+        action=argparse.BooleanOptionalAction,
+        default=None if not gc_env else gc_env in ("1", "true", "yes", "on"),
+        help="freeze the objects built at startup out of Python's full garbage collections "
+        "(env CACHEBACK_PROXY_GC_FREEZE; default: on for cacheback-proxy)",
+    )
     p.add_argument("--log-level", default=env.get("CACHEBACK_LOG_LEVEL", "info"))
     p.add_argument("--access-log", action="store_true", help="log one line per request")
     return p
@@ -316,6 +327,7 @@ def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None 
         "access_log": ns.access_log,
         "notes": tuple(n for n in (openai_note, anthropic_note) if n),
         "require_cache": ns.require_cache,
+        "gc_freeze": ns.gc_freeze,
     }
     return ProxyConfig(**values)
 

@@ -8,6 +8,7 @@ sum them). Entry counts and queue depths are read from the engine at scrape time
 from __future__ import annotations
 
 import bisect
+import gc
 import math
 import os
 import time
@@ -119,6 +120,13 @@ class Metrics:
         head("cacheback_queue_depth", "gauge", "Jobs waiting in each pipeline stage's inbox.")
         for stage, depth in sorted(queues.items()):
             sample("cacheback_queue_depth", depth, stage=stage)
+        name = "cacheback_gc_collections_total"
+        head(name, "counter", "Python garbage collections in this process, by generation (2: full).")
+        for generation, stats in enumerate(gc.get_stats()):
+            sample(name, int(stats["collections"]), generation=str(generation))
+        name = "cacheback_gc_frozen_objects"
+        head(name, "gauge", "Objects frozen out of garbage collections (--gc-freeze).")
+        sample(name, gc.get_freeze_count())
         if engine_stats is not None:
             cache = engine_stats.get("cache") or {}
             head("cacheback_cache_degraded", "gauge", "1 while the cache cannot be used (pass-through).")

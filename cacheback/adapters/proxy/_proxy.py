@@ -22,6 +22,7 @@ from ..embedders._media_tier import MediaTier
 from ._auth import Authenticator
 from ._config import ProxyConfig
 from ._errors import Provider, ProxyError, redact
+from ._gc import ProxyGc
 from ._headers import ERROR_TIER, cache_headers
 from ._metrics import Metrics
 from ._upstream import (
@@ -55,6 +56,7 @@ class Proxy:
         self.config = config
         self.auth = Authenticator(config)
         self.metrics = Metrics()
+        self.gc = ProxyGc(bool(config.gc_freeze))
         self.settings = config.settings()
         self.media = MediaTier(self.settings)
         self._engine_arg = engine
@@ -116,6 +118,7 @@ class Proxy:
                     reason=cache["reason"],
                 )
             self._engine = engine
+            self.gc.started()
             self.ready = True
             log.info(
                 "proxy ready",
@@ -123,6 +126,7 @@ class Proxy:
                 auth=self.config.auth_mode,
                 embedder=engine.embedder.name if engine.embedder is not None else None,
                 embedder_reason=engine.embedder_reason(),
+                gc_frozen_objects=self.gc.frozen,
             )
             try:
                 yield
@@ -147,6 +151,7 @@ class Proxy:
             finally:
                 self.metrics.in_flight -= 1
                 self.metrics.observe(name, served_tier, status, time.perf_counter() - t0)
+                self.gc.request_done()
 
         return handle
 
