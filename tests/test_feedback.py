@@ -3,6 +3,7 @@ real ONNX embeddings and real SQLite files, then the proxy over real HTTP."""
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,16 @@ def test_served_hits_remember_the_latest_hit_per_entry() -> None:
     assert served.get(1) is None and served.get(3) is not None
     served.forget(3)
     assert served.get(3) is None
+
+
+def test_served_hits_add_nothing_for_the_garbage_collector_to_walk() -> None:
+    served = ServedHits(capacity=5_000)
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(5_000):
+        served.record(i, "verbatim", 0.9 + i / 1e5)
+    gc.collect()  # a collection stops tracking tuples of atoms
+    assert len(gc.get_objects()) - before < 100
 
 
 def test_the_judges_reply_reads_as_a_verdict() -> None:

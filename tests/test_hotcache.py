@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from cacheback.core._hotcache import HotCache
 from cacheback.core._types import CacheEntry, LookupRequest, Tier
 
@@ -59,3 +61,30 @@ def test_discard_ids_drops_every_question_an_entry_answered() -> None:
     hot.discard_ids({1})
     assert hot.get("s", "own", 0.0) is None and hot.get("s", "para", 0.0) is None
     assert hot.get("s", "other", 0.0) is not None and len(hot) == 1
+
+
+def test_one_entry_under_several_keys_is_dropped_from_all_of_them() -> None:
+    hot = HotCache(10)
+    e = entry(7)
+    for h in ("h1", "h2", "h3"):  # its own text and two paraphrases it answered
+        hot.put("s", h, e, hot.generation, tier=Tier.VERBATIM if h != "h1" else Tier.EXACT)
+    hot.put("s", "h2", entry(8), hot.generation)  # h2 now answered by another entry
+    hot.put("s", "h9", entry(9), hot.generation)
+    hot.discard_ids({7})
+    assert [hot.get("s", h, 0.0) is not None for h in ("h1", "h2", "h3", "h9")] == [False, True, False, True]
+    hot.discard_ids({8})
+    hot.put("s", "h1", e, hot.generation)  # back to one key for entry 7
+    hot.discard_ids({7})
+    assert [hot.get("s", h, 0.0) is not None for h in ("h1", "h2", "h9")] == [False, False, True]
+
+
+def test_an_item_adds_one_object_for_the_garbage_collector() -> None:
+    # The map holds up to 50k items by default; every full collection walks what it tracks.
+    hot = HotCache(5_000)
+    entries = [entry(i) for i in range(1, 5_001)]
+    gc.collect()
+    before = len(gc.get_objects())
+    for i, e in enumerate(entries):
+        hot.put("s", f"h{i}", e, hot.generation)
+    gc.collect()  # the key tuples of strings are untracked by a collection
+    assert len(gc.get_objects()) - before <= 5_000 + 100  # the Remembered decision alone

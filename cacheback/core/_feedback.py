@@ -101,16 +101,19 @@ class ServedHits:
 
     def __init__(self, capacity: int = 10_000) -> None:
         self._capacity = capacity
-        self._items: OrderedDict[int, Served] = OrderedDict()
+        # Plain (tier, similarity) tuples: the garbage collector stops tracking a tuple of
+        # atoms, where each of 10k Served objects would be walked by every full collection.
+        self._items: OrderedDict[int, tuple[str, float | None]] = OrderedDict()
 
     def record(self, entry_id: int, tier: str, similarity: float | None) -> None:
         self._items.pop(entry_id, None)
-        self._items[entry_id] = Served(tier, similarity)
+        self._items[entry_id] = (tier, similarity)
         while len(self._items) > self._capacity:
             self._items.popitem(last=False)
 
     def get(self, entry_id: int) -> Served | None:
-        return self._items.get(entry_id)
+        item = self._items.get(entry_id)
+        return None if item is None else Served(*item)
 
     def forget(self, entry_id: int) -> None:
         """After a report: later hits start a new record."""

@@ -46,10 +46,15 @@ class Remembered:
 class HotCache:
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._items: OrderedDict[_Key, tuple[Remembered, int]] = OrderedDict()
-        # entry id -> its keys, to drop deleted ids: one entry can answer several
-        # questions (its own text and the paraphrases it was a verbatim hit for).
-        self._keys: dict[int, set[_Key]] = {}
+        # Only decisions of the current generation are kept (``bump`` clears the map and
+        # ``put`` refuses older ones), so none is stored with its generation. The values
+        # are the Remembered themselves: at 50k items every extra object per item is 50k
+        # more that each full garbage collection walks.
+        self._items: OrderedDict[_Key, Remembered] = OrderedDict()
+        # entry id -> its key, or its keys when one entry answers several questions (its
+        # own text and the paraphrases it was a verbatim hit for): a set only then, since
+        # a key tuple of strings is not tracked by the collector and a set always is.
+        self._keys: dict[int, _Key | set[_Key]] = {}
         self.generation = 0
         self._lock = threading.Lock()
 
@@ -63,11 +68,10 @@ class HotCache:
     def get(self, scope: str, query_hash: str, now: float) -> Remembered | None:
         key = (scope, query_hash)
         with self._lock:
-            item = self._items.get(key)
-            if item is None:
+            hit = self._items.get(key)
+            if hit is None:
                 return None
-            hit, gen = item
-            if gen != self.generation or hit.entry.expires_at <= now:
+            if hit.entry.expires_at <= now:
                 self._drop(key)
                 return None
             self._items.move_to_end(key)
@@ -93,9 +97,15 @@ class HotCache:
             if self._capacity <= 0 or generation != self.generation:
                 return
             self._drop(key)
-            self._items[key] = (remembered, generation)
+            self._items[key] = remembered
             if entry.id > 0:
-                self._keys.setdefault(entry.id, set()).add(key)
+                known = self._keys.get(entry.id)
+                if known is None or known == key:
+                    self._keys[entry.id] = key
+                elif isinstance(known, set):
+                    known.add(key)
+                else:
+                    self._keys[entry.id] = {known, key}
             while len(self._items) > self._capacity:
                 self._drop(next(iter(self._items)))
 
@@ -104,16 +114,22 @@ class HotCache:
         item = self._items.pop(key, None)
         if item is None:
             return
-        keys = self._keys.get(item[0].entry.id)
-        if keys is not None:
+        entry_id = item.entry.id
+        keys = self._keys.get(entry_id)
+        if keys == key:
+            del self._keys[entry_id]
+        elif isinstance(keys, set):
             keys.discard(key)
-            if not keys:
-                del self._keys[item[0].entry.id]
+            if len(keys) == 1:
+                self._keys[entry_id] = next(iter(keys))
 
     def discard_ids(self, ids: set[int]) -> None:
         with self._lock:
             for entry_id in ids:
-                for key in list(self._keys.get(entry_id, ())):
+                keys = self._keys.get(entry_id)
+                if keys is None:
+                    continue
+                for key in list(keys) if isinstance(keys, set) else [keys]:  # a tuple is one key
                     self._drop(key)
 
     def __len__(self) -> int:

@@ -20,17 +20,18 @@ REFREEZE_AFTER = 200
 class ProxyGc:
     """Freezes at startup and after the first requests, if ``enabled``."""
 
-    __slots__ = ("enabled", "frozen", "served")
+    __slots__ = ("enabled", "freezes", "frozen", "served")
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.served = 0
+        self.freezes = 0
         self.frozen = 0  # objects frozen after the last freeze (0: none yet)
 
     def started(self) -> None:
         """The engine is open: freeze what startup built."""
         if self.enabled:
-            self.frozen = freeze_gc()
+            self._freeze()
 
     def request_done(self) -> None:
         """One request answered; the :data:`REFREEZE_AFTER`-th freezes once more."""
@@ -38,4 +39,8 @@ class ProxyGc:
             return
         self.served += 1
         if self.served == REFREEZE_AFTER:
-            self.frozen = freeze_gc()
+            self._freeze()
+
+    def _freeze(self) -> None:
+        self.frozen = freeze_gc()
+        self.freezes += 1
