@@ -404,8 +404,8 @@ class _Builder(_QuantityBuilder):
             unit_targets=_frozen(self.unit_targets),
             currencies=currencies,
             currency_targets=_frozen(self.currency_targets),
-            conversions=self._conversions() if len(self.slots) > 1 else frozenset(),
-            routes=self._routes() if "from" in word_set else frozenset(),
+            conversions=self._conversions() if len(self.slots) > 1 else _EMPTY,
+            routes=self._routes() if "from" in word_set else _EMPTY,
             negated=self.negated,
             neg_heads=_frozen(self.neg_heads),
             passive=_frozen(self.passive),
@@ -419,8 +419,9 @@ class _Builder(_QuantityBuilder):
             styles=_frozen(self.styles),
             opposites=_frozen(self.opposites),
             quantities=_NO_QUANTITIES if not any(quantities) else quantities,
-            markers=_DIRECTION_MARKERS & word_set,
-            copulas=_COPULAS & word_set,
+            # (``or _EMPTY``: an empty intersection is a new tracked object otherwise.)
+            markers=_DIRECTION_MARKERS & word_set or _EMPTY,
+            copulas=_COPULAS & word_set or _EMPTY,
             order_sorted=tuple(sorted(order)),
         )
 
@@ -437,14 +438,14 @@ class _Builder(_QuantityBuilder):
                 pairs.add((b, a))
             elif between & _CONVERSION_LINKS:
                 pairs.add((a, b))
-        return frozenset(pairs)
+        return _frozen(pairs)
 
     def _routes(self) -> frozenset[tuple[str, str]]:
         """"from A to B" and "to B from A", as (A, B)."""
         toks = self.toks
         lows = [t.low for t in toks]
         if "from" not in lows:
-            return frozenset()
+            return _EMPTY
         out: set[tuple[str, str]] = set()
 
         def next_content(k: int) -> str | None:
@@ -470,7 +471,7 @@ class _Builder(_QuantityBuilder):
                     b = next_content(k2)
                     if b is not None and b != a:
                         out.add((a, b))
-        return frozenset(out)
+        return _frozen(out)
 
 _T = TypeVar("_T")
 _EMPTY: frozenset[Any] = frozenset()
@@ -478,7 +479,9 @@ _NO_QUANTITIES = (_EMPTY,) * 7
 
 
 def _frozen(values: set[_T]) -> frozenset[_T]:
-    """``frozenset(values)``; an empty one shared (most of a text's sets are empty)."""
+    """``frozenset(values)``; an empty one shared (most of a text's sets are empty, and
+    each analysis is cached: every set kept is one more object each full garbage
+    collection walks)."""
     return frozenset(values) if values else _EMPTY
 
 
