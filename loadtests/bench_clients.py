@@ -183,6 +183,9 @@ def main() -> None:
             "How can I reverse a list in Python?", "How do I reverse a list in Python?", emb, args.rounds
         )
         maybe_freeze()
+        watch = sys.modules.get("gc_watch")  # under loadtests/gc_watch.py: measuring starts
+        if watch is not None:
+            watch.mark()
         figures = sync_bench(base, emb, args.rounds, args.misses)
         figures.update(anyio.run(async_bench, base, emb, args.rounds, args.misses))
     for k, v in figures.items():

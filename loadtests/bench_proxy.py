@@ -300,6 +300,7 @@ def processes(args: argparse.Namespace) -> Iterator[tuple[tuple[str, int], tuple
     try:
         with tempfile.TemporaryDirectory() as cache_dir:
             proxy_proc = subprocess.Popen([*cmd, "--cache-dir", cache_dir], env=env)
+            args.proxy_pid = proxy_proc.pid
             try:
                 wait_health(f"http://127.0.0.1:{port}", proxy_proc)
                 yield ("127.0.0.1", port), ("127.0.0.1", int(fake_url.rsplit(":", 1)[1]))
@@ -321,6 +322,8 @@ async def measure(args: argparse.Namespace, proxy: tuple[str, int], fake: tuple[
     warm = await run_load("populate", proxy, BASES, 20, seconds=30, max_requests=len(BASES))
     assert warm.errors == 0, warm.tiers
     await asyncio.sleep(0.5)
+    if args.gc:  # the proxy's watcher reports the collections from here on apart
+        os.kill(args.proxy_pid, signal.SIGUSR1)
     results: list[Result] = []
     counter = iter(range(10**9))
 

@@ -10,7 +10,8 @@ pause per generation, the collections asked for with ``gc.collect()`` (a freeze 
 apart, and the count of tracked objects (``gc.get_objects()``) and of frozen ones
 (``gc.freeze()``). Lines are ``name value`` so ``loadtests/ab.py`` compares them; a base
 checkout without this file can still be run under this tree's copy by giving its path.
-With ``GC_WATCH_OUT=<file>`` the figures go to that file instead of stdout (how
+Collections after ``mark()`` (or SIGUSR1), the script's measured part, are also
+reported apart. With ``GC_WATCH_OUT=<file>`` the figures go to that file instead of stdout (how
 ``bench_proxy.py --gc`` reads the proxy process's). It asserts nothing.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import gc
 import os
 import runpy
+import signal
 import sys
 import threading
 import time
@@ -29,6 +31,7 @@ _counts = [0, 0, 0]
 _total_ms = [0.0, 0.0, 0.0]
 _max_ms = [0.0, 0.0, 0.0]
 _pauses: list[list[float]] = [[], [], []]
+_marked: list[int] | None = None  # how many pauses each generation had at mark()
 _explicit = [0, 0.0, 0.0]  # gc.collect() calls (e.g. a freeze's): count, total and max ms
 _in_collect = [False]
 _collect = gc.collect
@@ -59,8 +62,22 @@ def _watch(phase: str, info: dict[str, Any]) -> None:
     _pauses[gen].append(ms)
 
 
+def mark(*_: object) -> None:
+    """The measured part starts: pauses from here on are also reported apart
+    (``gc_measured_*``). A script calls ``sys.modules["gc_watch"].mark()`` when it runs
+    under the watcher; another process sends SIGUSR1."""
+    global _marked
+    _marked = [len(p) for p in _pauses]
+
+
 def report(final: bool = True) -> str:
     lines = []
+    if _marked is not None:
+        for gen in range(3):
+            after = _pauses[gen][_marked[gen] :]
+            lines.append(f"gc_measured_gen{gen}_collections {len(after):10d}")
+            lines.append(f"gc_measured_gen{gen}_max_ms {max(after, default=0.0):10.3f}")
+        lines.append(f"gc_measured_gen2_total_ms {sum(_pauses[2][_marked[2] :]):10.3f}")
     for gen in range(3):
         lines.append(f"gc_gen{gen}_collections {_counts[gen]:10d}")
         lines.append(f"gc_gen{gen}_total_ms {_total_ms[gen]:10.3f}")
@@ -94,6 +111,8 @@ def _keep_writing(path: str) -> None:
 def main() -> None:
     if len(sys.argv) < 2:
         raise SystemExit(__doc__)
+    sys.modules["gc_watch"] = sys.modules[__name__]  # for mark(): this runs as __main__
+    signal.signal(signal.SIGUSR1, mark)
     out = os.environ.get("GC_WATCH_OUT")
     if out:
         threading.Thread(target=_keep_writing, args=(out,), daemon=True).start()
