@@ -89,6 +89,9 @@ async def hot_path(seconds: float) -> dict[str, float]:
         async with AsyncSemanticCache(cache_dir=d, embedder=emb) as cache:
             for t in TOPICS:
                 await cache.populate(f"How do I {t}?", f"Here is how to {t}.")
+            watch = sys.modules.get("gc_watch")  # under loadtests/gc_watch.py: measuring starts
+            if watch is not None:
+                watch.mark()
             exact = [f"How do I {t}?" for t in TOPICS]
             para = [f"How can I {t}?" for t in TOPICS]
             out["exact_p50_ms"], out["exact_p99_ms"] = await latency(cache, exact, 2000)
