@@ -5,7 +5,8 @@
 Opens an ``AsyncSemanticCache`` with the default embedder, as an application embedding
 the library does, and counts the objects ``gc.get_objects()`` returns (the ones every
 full collection walks): after the imports, after opening the cache, and after a warm-up
-of stores and lookups. Each census is grouped by type and by the package whose code
+of stores and lookups, then times a full collection before and after
+``cacheback.freeze_gc()``. Each census is grouped by type and by the package whose code
 allocated the object (``tracemalloc``, started before the imports). A full collection's
 pause grows with that count; the figures printed last are ``name value`` lines for
 ``loadtests/ab.py``. It asserts nothing.
@@ -78,6 +79,25 @@ def full_pause_ms(repeat: int = 5) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def freeze_figures() -> dict[str, float]:
+    """A full collection's pause now, and after ``cacheback.freeze_gc()`` (undone after),
+    in turns: the same process, the same moment, so the ratio survives a loaded machine."""
+    import cacheback
+
+    before, after = [], []
+    for _ in range(3):
+        before.append(full_pause_ms(3))
+        cacheback.freeze_gc()
+        after.append(full_pause_ms(3))
+        left = len(gc.get_objects())
+        gc.unfreeze()
+    return {
+        "full_collection_ms": sorted(before)[1],
+        "full_collection_ms_frozen": sorted(after)[1],
+        "tracked_left_after_freeze": left,
+    }
+
+
 async def run(top: int, lookups: int) -> dict[str, float]:
     out: dict[str, float] = {}
     out["tracked_after_imports"] = census("after imports", top)
@@ -93,7 +113,7 @@ async def run(top: int, lookups: int) -> dict[str, float]:
                 await cache.lookup(f"How do I {t}?")
             await cache.flush()
             out["tracked_after_warmup"] = census(f"after {lookups} rounds of lookups", top)
-            out["full_collection_ms"] = full_pause_ms()
+            out.update(freeze_figures())
     return out
 
 
@@ -122,7 +142,7 @@ async def run_clients(top: int, lookups: int) -> dict[str, float]:
                 await call(model="gpt-4o", messages=msg(f"How can I {t}? (variant {i % 20})"))
             await client.cache.flush()
             out["tracked_after_warmup"] = census(f"after {lookups} rounds of calls", top)
-            out["full_collection_ms"] = full_pause_ms()
+            out.update(freeze_figures())
     return out
 
 

@@ -36,6 +36,7 @@ EXPECTED = {
     "SynthesisSettings",
     "Tier",
     "__version__",
+    "freeze_gc",  # an explicit opt-in (docs/engine.md): the library never freezes by itself
 }
 
 
