@@ -319,3 +319,32 @@ async def test_a_loop_of_memory_hits_lets_other_tasks_run_and_can_be_cancelled(
             await cache.lookup("What colour is the sky on a clear day?")
             raise AssertionError("a cancelled caller must stop at the hit's checkpoint")
         assert scope.cancelled_caught
+
+
+def test_an_outcome_with_its_latency_keeps_every_other_field() -> None:
+    import dataclasses
+
+    import numpy as np
+
+    from cacheback.core._types import CacheEntry, Candidate, NegativeMatch, Outcome, Tier
+    from cacheback.engine._engine import _with_latency
+
+    entry = CacheEntry(7, "s", "q", "a", b"p", 1.0, 2.0, 3.0, hits=4, metadata={"m": 1})
+    outcome = Outcome(
+        tier=Tier.VERBATIM,
+        similarity=0.95,
+        entry=entry,
+        candidates=(Candidate(entry, 0.95, ("r",)),),
+        negative=NegativeMatch(1, "n", "why", "cat", 2, 0.9),
+        guard_reasons=("g",),
+        scope="scope",
+        query_hash="hash",
+        vector=np.ones(3, dtype=np.float32),
+        latency_ms=1.0,
+        detail="detail",
+    )
+    timed = _with_latency(outcome, 12.5)
+    assert timed.latency_ms == 12.5
+    for f in dataclasses.fields(Outcome):
+        if f.name != "latency_ms":
+            assert getattr(timed, f.name) is getattr(outcome, f.name), f.name

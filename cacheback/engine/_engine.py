@@ -690,6 +690,12 @@ class AsyncEngine:
 
 
 def _with_latency(outcome: Outcome, latency_ms: float) -> Outcome:
-    from dataclasses import replace
-
-    return replace(outcome, latency_ms=latency_ms)
+    # Built field by field: ``dataclasses.replace`` walks the fields' metadata on every
+    # call, several times the cost of the constructor, once per lookup.
+    # (tests/test_engine.py checks that every field is carried over.)
+    o = outcome
+    return Outcome(
+        tier=o.tier, similarity=o.similarity, entry=o.entry, candidates=o.candidates,
+        negative=o.negative, guard_reasons=o.guard_reasons, scope=o.scope,
+        query_hash=o.query_hash, vector=o.vector, latency_ms=latency_ms, detail=o.detail,
+    )

@@ -310,10 +310,12 @@ class _Builder(_QuantityBuilder):
             text = tok.text
             if tok.sep:
                 self.order.append(_SYMMETRIC_MARK)
-            capital = kind == "word" and text[:1].isupper() and low.isalpha()
+            # A lower-case word (most of them) is no code identifier and starts no run.
+            plain = text.islower() and text.isalpha()
+            capital = not plain and kind == "word" and text[:1].isupper() and low.isalpha()
             if capital and not tok.sep and (run or low not in _STOPWORDS):
                 run.append(low)
-            else:
+            elif run or capital:
                 if len(run) > 1:
                     self.note_run(run)
                 run = [low] if capital and low not in _STOPWORDS else []
@@ -321,7 +323,8 @@ class _Builder(_QuantityBuilder):
                 self.head_token(low)
             if kind == "word":
                 if (
-                    _is_code_identifier(text)
+                    not plain
+                    and _is_code_identifier(text)
                     and low not in _PROGRAMMING_LANGUAGES
                     and not _VERSION_WORD_RE.match(low)
                 ):

@@ -21,6 +21,9 @@ _TOKEN_RE = re.compile(
     """,
     re.VERBOSE,
 )
+# The same, each token with the text between it and the previous one (lazily: the first
+# place where any kind matches, as a plain search for the next token would find it).
+_GAPPED_TOKEN_RE = re.compile(r"(?s)(.*?)(?:" + _TOKEN_RE.pattern + ")", re.VERBOSE)
 _SENTENCE_ENDS = frozenset('.?!:;"([\n')
 _PUNCT = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "´": "'", "–": "-", "—": "-"})
 
@@ -124,25 +127,34 @@ def _normalise(text: str) -> str:
 def _tokenise(text: str) -> list[_Token]:
     tokens: list[_Token] = []
     append = tokens.append
-    end = 0
-    for m in _TOKEN_RE.finditer(text):
-        kind = m.lastgroup or "word"
-        raw = m.group()
-        start = m.start()
-        k = start - 1
-        while k >= 0 and text[k] == " ":
-            k -= 1
-        initial = k < 0 or text[k] in _SENTENCE_ENDS
-        gap = text[end:start]
-        sep = gap != " " and bool(gap) and ("," in gap or "/" in gap or "&" in gap)
-        end = m.end()
-        if kind == "word" and "-" in raw and not any(ch.isdigit() for ch in raw):
-            # "state-of-the-art" is the same words as "state of the art".
-            if raw.lower() not in _PROGRAMMING_LANGUAGES:
-                for part in raw.split("-"):
-                    if part:
-                        append(_Token(part, part.lower(), "word", initial, sep))
-                        initial = sep = False
-                continue
+    prev_last = ""  # the last character of the previous match ("" before the first)
+    # One findall over (gap before the token, then its kind's group): the tuples are made
+    # in C, where a match object's lastgroup/group/start/end were four calls a token.
+    for gap, code, cur, num, word, op in _GAPPED_TOKEN_RE.findall(text):
+        # A token starts a sentence when the last character before it that is not a space
+        # ends one (or there is none).
+        before = gap.rstrip(" ") or prev_last
+        initial = not before or before[-1] in _SENTENCE_ENDS
+        sep = "," in gap or "/" in gap or "&" in gap
+        if word:
+            raw, kind = word, "word"
+            prev_last = raw[-1]
+            if "-" in raw and not any(ch.isdigit() for ch in raw):
+                # "state-of-the-art" is the same words as "state of the art".
+                if raw.lower() not in _PROGRAMMING_LANGUAGES:
+                    for part in raw.split("-"):
+                        if part:
+                            append(_Token(part, part.lower(), "word", initial, sep))
+                            initial = sep = False
+                    continue
+        elif num:
+            raw, kind = num, "num"
+        elif code:
+            raw, kind = code, "code"
+        elif cur:
+            raw, kind = cur, "cur"
+        else:
+            raw, kind = op, "op"
+        prev_last = raw[-1]
         append(_Token(raw, raw.lower(), kind, initial, sep))
     return tokens
