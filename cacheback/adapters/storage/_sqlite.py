@@ -237,6 +237,15 @@ class EntryHits(NamedTuple):
     last_access: float
 
 
+def _rollback_if_open(conn: sqlite3.Connection) -> None:
+    """Roll back whatever transaction the connection still holds. Run on the connection's
+    own thread, it comes after every call queued before it: aiosqlite still runs a
+    statement whose awaiting task was cancelled, so a cancelled writer's ``BEGIN`` may
+    start its transaction only after the writer has given up."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
 class Database:
     """The SQLite file: entries, negatives, counters, the changes log and store metadata."""
 
@@ -305,16 +314,19 @@ class Database:
             if durable:  # fsync this commit (the negative list must survive a power cut)
                 await w.execute("PRAGMA synchronous = FULL")
             try:
-                await w.execute("BEGIN IMMEDIATE")
                 try:
+                    await w.execute("BEGIN IMMEDIATE")
                     yield w
                 except BaseException:
                     with anyio.CancelScope(shield=True):
-                        if w.in_transaction:
-                            await w.execute("ROLLBACK")
+                        await w.run(_rollback_if_open)
                     raise
                 with anyio.CancelScope(shield=True):
-                    await w.execute("COMMIT")
+                    try:
+                        await w.execute("COMMIT")
+                    except BaseException:  # e.g. an I/O error: the next writer must not inherit it
+                        await w.run(_rollback_if_open)
+                        raise
             finally:
                 if durable:
                     with anyio.CancelScope(shield=True):
