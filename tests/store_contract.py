@@ -420,6 +420,23 @@ async def check_list_is_newest_first_with_paging(make: StoreFactory) -> None:
         assert [e.id for e in page] == [ids[3], ids[2]]
 
 
+@check
+async def check_keyset_paging_after_an_id(make: StoreFactory) -> None:
+    async with make() as store:
+        ids = await store.entries.put([new(f"s{i % 2}", f"q{i}", None) for i in range(5)])
+        m = store.maintenance
+        assert [e.id for e in await m.list(2, before=ids[3])] == [ids[2], ids[1]]
+        assert [e.id for e in await m.list(10, before=ids[1])] == [ids[0]]
+        assert await m.list(10, before=ids[0]) == []
+        # Pages walked by keyset meet every entry once, as offset paging does.
+        seen: list[int] = []
+        before: int | None = None
+        while page := await m.list(2, before=before):
+            seen += [e.id for e in page]
+            before = page[-1].id
+        assert seen == sorted(ids, reverse=True)
+
+
 # -- blocklist, counters, change feed -----------------------------------------------------------
 
 

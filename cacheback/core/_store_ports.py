@@ -94,7 +94,11 @@ class Maintenance(Protocol):
 
     async def count(self) -> int: ...
 
-    async def list(self, limit: int = 100, offset: int = 0) -> list[CacheEntry]: ...
+    async def list(self, limit: int = 100, offset: int = 0, *, before: int | None = None) -> list[CacheEntry]:
+        """Entries newest first (highest id first), expired ones included; ``before``: only
+        ids below it (keyset paging: every page costs what the first does, where an
+        ``offset`` makes the store walk past every row before it)."""
+        ...
 
     async def set_hit_threshold(self, entry_id: int, threshold: float | None) -> bool:
         """Store the entry's own verbatim threshold (None: none, the global one alone), read

@@ -39,11 +39,14 @@ async def teach_stored(predictor: MissPredictor, maintenance: Maintenance, limit
     how many. A question it does not know yet can only make it send a call that a hit
     then takes back, never change an answer."""
     taught = 0
+    before: int | None = None  # keyset paging: each page as cheap as the first
     while taught < limit:
-        page = await maintenance.list(limit=min(_PAGE, limit - taught), offset=taught)
+        page = await maintenance.list(limit=min(_PAGE, limit - taught), before=before)
         for entry in page:
             predictor.learn(entry.scope, entry.query)
         taught += len(page)
         if len(page) < _PAGE:
             break
+        before = page[-1].id
     return taught
+

@@ -328,9 +328,10 @@ class EmbeddedMaintenance:
         return await self._s.require_db().top_entries(limit)
 
     @store_errors
-    async def list(self, limit: int = 100, offset: int = 0) -> list[CacheEntry]:
-        """Stored entries, newest first, expired ones included (for inspection)."""
-        return await self._s.require_db().entries(limit, offset)
+    async def list(self, limit: int = 100, offset: int = 0, *, before: int | None = None) -> list[CacheEntry]:
+        """Stored entries, newest first, expired ones included (for inspection); ``before``:
+        ids below it only (keyset paging)."""
+        return await self._s.require_db().entries(limit, offset, before)
 
     @store_errors
     async def set_hit_threshold(self, entry_id: int, threshold: float | None) -> bool:

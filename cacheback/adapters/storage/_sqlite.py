@@ -32,6 +32,7 @@ SCHEMA_VERSION = 2
 # Database._migrate). 2: the entry's own verbatim threshold, learned from feedback.
 _ADDED_COLUMNS = (("entries", "hit_threshold", "REAL", 2),)
 MIN_KEEP_CHANGES = 10_000  # changes-log rows kept at least, so lagging readers can replay
+_NO_ID_ABOVE = 2**63 - 1  # SQLite's largest rowid: "before" no id at all
 _CHUNK = 500  # ids per IN (...) list: far below SQLite's variable limit on every version
 
 _CONNECTION_PRAGMAS = (
@@ -648,10 +649,11 @@ class Database:
         )
         return [EntryHits(int(r[0]), str(r[1]), str(r[2]), int(r[3]), float(r[4])) for r in rows]
 
-    async def entries(self, limit: int, offset: int) -> list[CacheEntry]:
+    async def entries(self, limit: int, offset: int, before: int | None = None) -> list[CacheEntry]:
+        # Keyset paging (``before``) walks the primary key from that id: no rows skipped.
         rows = await self.reader.execute_fetchall(
-            f"SELECT {_ENTRY_COLS} FROM entries ORDER BY id DESC LIMIT ? OFFSET ?",
-            (limit, offset),
+            f"SELECT {_ENTRY_COLS} FROM entries WHERE id < ? ORDER BY id DESC LIMIT ? OFFSET ?",
+            (_NO_ID_ABOVE if before is None else before, limit, offset),
         )
         return [entry_from_row(r) for r in rows]
 

@@ -357,9 +357,13 @@ class PgMaintenance:
         sql = "SELECT value FROM meta WHERE key = 'entries'"
         return int(await self._db.run(lambda c: c.fetchval(sql), budget=self._db.slow))
 
-    async def list(self, limit: int = 100, offset: int = 0) -> list[CacheEntry]:
-        sql = f"SELECT {_COLS} FROM {_FROM} ORDER BY e.id DESC LIMIT $1 OFFSET $2"
-        rows = await self._db.run(lambda c: c.fetch(sql, limit, offset), budget=self._db.slow)
+    async def list(self, limit: int = 100, offset: int = 0, *, before: int | None = None) -> list[CacheEntry]:
+        if before is None:
+            sql = f"SELECT {_COLS} FROM {_FROM} ORDER BY e.id DESC LIMIT $1 OFFSET $2"
+            rows = await self._db.run(lambda c: c.fetch(sql, limit, offset), budget=self._db.slow)
+        else:  # keyset paging: the primary key walked from that id, no rows skipped
+            sql = f"SELECT {_COLS} FROM {_FROM} WHERE e.id < $3 ORDER BY e.id DESC LIMIT $1 OFFSET $2"
+            rows = await self._db.run(lambda c: c.fetch(sql, limit, offset, before), budget=self._db.slow)
         return [to_entry(r) for r in rows]
 
     async def set_hit_threshold(self, entry_id: int, threshold: float | None) -> bool:
