@@ -45,6 +45,8 @@ class Gate:
         self._loop = asyncio.Event()
         self._thread = threading.Event()
         self._send = False
+        #: Set when the call has passed the gate to send (its request is built).
+        self.passed = threading.Event()
 
     def open(self) -> None:
         self._send = True
@@ -60,6 +62,7 @@ class Gate:
     def _passage(self) -> None:
         if not self._send:
             raise Abandoned
+        self.passed.set()
 
     async def wait(self) -> None:
         await self._loop.wait()
@@ -86,6 +89,10 @@ class Early:
         self.taken = False
         self.launched = False
         self._on_wasted: Callable[[], None] | None = None
+
+    def wait_sent(self, timeout: float) -> bool:
+        """Blocking (a worker thread): until the launched call passed its gate to send."""
+        return self._gate.passed.wait(timeout)
 
     def launch(self, on_wasted: Callable[[], None] | None = None) -> None:
         """Send now, before the decision (a speculative call); ``on_wasted`` runs if the

@@ -2,8 +2,8 @@
 
 While a small batch embeds, the event loop is idle: the upstream calls of its jobs are
 started then, parked before they send (``core/_early.py``, ``prepare_early``), so that a
-miss sends as soon as it is known. The start is signalled from the worker thread once
-inference has begun, so it never delays the embedding itself.
+miss sends as soon as it is known. The start is signalled from the worker thread once it
+has the batch (before a speculative probe), so it never delays the hand-over.
 
 With a miss predictor (``speculative_upstream``), the worker first asks it which questions
 nothing in their scope can reach, and those calls are sent at once, not parked
@@ -13,12 +13,14 @@ nothing in their scope can reach, and those calls are sent at once, not parked
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Callable, Sequence
 
 import anyio.to_thread
 
 from ..core._batching import BatchPolicy, prepare_early
-from ..core._early import start_early
+from ..core._early import Early, start_early
 from ..core._job import Job
 from ..core._speculation import answer_floor, speculable
 from ..core._stage import Stage, StageContext
@@ -46,16 +48,16 @@ class EmbedBatcher(Stage):
     async def process(self, jobs: Sequence[Job]) -> None:
         texts = [match_text(job.request.query) for job in jobs]
         ahead = [j for j in jobs if j.call is not None and j.call.early and j.request.cacheable]
-        embed: Callable[[Sequence[str]], Vector] = self._embedder.embed
+        embed = self._speculating(jobs, texts, self._embedder.embed)
         if ahead and prepare_early(len(jobs), self._ctx.queue_depth(self.name)):
-            loop = asyncio.get_running_loop()
-            inner = embed
+            loop, inner = asyncio.get_running_loop(), embed
 
             def embed(batch: Sequence[str]) -> Vector:
+                # Signalled from the worker thread, first thing: the requests are built
+                # while the questions are probed and embedded, never before the hand-over.
                 loop.call_soon_threadsafe(_start_all, ahead)
                 return inner(batch)
 
-        embed = self._speculating(jobs, texts, embed)
         vectors = await anyio.to_thread.run_sync(embed, texts, limiter=self._ctx.embed_limiter)
         self.batches += 1
         self.embedded += len(texts)
@@ -87,21 +89,55 @@ class EmbedBatcher(Stage):
             clear = predictor.clear_misses(scopes, probe_texts, floor)
             go = [job for (job, _), miss in zip(chosen, clear, strict=True) if miss]
             if go:
-                loop.call_soon_threadsafe(_launch_all, go, stats)
+                launched = _Launched()
+                loop.call_soon_threadsafe(_launch_all, go, stats, launched)
+                if len(go) == len(batch):
+                    # Only clear misses here: their inference can wait for their requests to
+                    # leave, which would otherwise compete with it for the CPU (bounded).
+                    launched.wait_sent(SEND_FIRST_S)
             return embed(batch)
 
         return speculate_then_embed
 
 
-def _launch_all(jobs: Sequence[Job], stats: Stats) -> None:
-    for job in jobs:
-        if not speculable(job):  # answered or abandoned meanwhile
-            continue
-        assert job.call is not None
-        if job.early is None:
-            job.early = start_early(job.call.send)
-        job.early.launch(on_wasted=lambda: stats.count("speculation_wasted"))
-        stats.count("speculated")
+#: Longest a batch of clear misses waits for their requests to leave before its inference.
+SEND_FIRST_S = 0.005
+
+
+class _Launched:
+    """The calls a worker launched, handed back from the loop (any thread may wait)."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Event()
+        self.early: list[Early] = []
+
+    def done(self) -> None:
+        self._ready.set()
+
+    def wait_sent(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        if not self._ready.wait(timeout):
+            return
+        for early in self.early:
+            if not early.wait_sent(max(0.0, deadline - time.monotonic())):
+                return
+
+
+def _launch_all(jobs: Sequence[Job], stats: Stats, launched: _Launched | None = None) -> None:
+    try:
+        for job in jobs:
+            if not speculable(job):  # answered or abandoned meanwhile
+                continue
+            assert job.call is not None
+            if job.early is None:
+                job.early = start_early(job.call.send)
+            job.early.launch(on_wasted=lambda: stats.count("speculation_wasted"))
+            stats.count("speculated")
+            if launched is not None:
+                launched.early.append(job.early)
+    finally:
+        if launched is not None:
+            launched.done()
 
 
 def _start_all(jobs: Sequence[Job]) -> None:
