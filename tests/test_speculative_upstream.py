@@ -338,3 +338,40 @@ def test_the_proxy_speculates_on_a_clear_miss(
             miss = http.post("/v1/chat/completions", json=chat_body(UNRELATED))
             assert miss.status_code == 200 and miss.headers["x-cacheback-tier"] == "upstream"
             assert emb.released_by_provider == [True]
+
+
+async def test_the_inference_of_a_clear_miss_waits_for_its_request_to_pass_the_gate(
+    fake: FakeProvider, cache_dir: Path, embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request is built and let go before the inference takes the CPU (bounded by
+    ``SEND_FIRST_S``, made long here so the order does not depend on the machine)."""
+    from cacheback.core import _early
+    from cacheback.stages import embed_batcher
+
+    order: list[str] = []
+    passage = _early.Gate._passage
+
+    def recorded(gate: _early.Gate) -> None:
+        passage(gate)
+        order.append("passed")
+
+    monkeypatch.setattr(_early.Gate, "_passage", recorded)
+    monkeypatch.setattr(embed_batcher, "SEND_FIRST_S", 30.0)
+    emb = Predicting(embedder, AlwaysClear(), wait=False)
+    inner = emb.embed
+
+    def embed(texts: Sequence[str]) -> np.ndarray:
+        if UNRELATED in texts:  # not the indexer embedding the stored question
+            order.append("embed")
+        return inner(texts)
+
+    emb.embed = embed  # type: ignore[method-assign]
+    async with AsyncCachedOpenAI(**openai_args(fake, cache_dir, emb, speculative_upstream=True)) as client:
+        emb.wait = False
+        await client.chat.completions.create(model="gpt-4o", messages=user(STORED))
+        await client.cache.flush()
+        order.clear()
+        miss = await client.chat.completions.create(model="gpt-4o", messages=user(UNRELATED))
+        assert miss.cacheback.tier == "upstream"  # type: ignore[attr-defined]
+        assert order[:2] == ["passed", "embed"]
+        assert (await client.cache.stats())["speculation"] == {"sent": 1, "taken_back": 0}
