@@ -18,6 +18,7 @@ import collections
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,7 @@ def case(model: str, threads: int, tokenizer: Any, texts: list[str], repeat: int
 
     options = session_options(threads)
     options.enable_profiling = True
-    options.profile_file_prefix = "/tmp/cacheback-profile"
+    options.profile_file_prefix = str(Path(tempfile.gettempdir()) / "cacheback-profile")
     session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
     for _ in range(5):
         steps(session, tokenizer, texts)
