@@ -193,16 +193,8 @@ class EmbeddedEntries:
     async def _exact_rest(
         self, ranking: Ranking, out: list[tuple[CacheEntry, float]], k: int, now: float
     ) -> list[tuple[CacheEntry, float]]:
-        db = self._s.require_db()
-        start, step = k + 8, 4 * (k + 8)
-        # Rows deleted since the scan are skipped; read further down the ranking for them.
-        while len(out) < k and start < len(ranking):
-            window = ranking.window(start, start + step)
-            found = await db.live_entries([i for i, _ in window], now)
-            out.extend((found[i], sim) for i, sim in window if i in found)
-            start += step
-            step *= 4
-        return out
+        # Rows deleted since the scan are skipped: read further down the ranking for them.
+        return await self._s.require_db().read_further(ranking, out, k, now)
 
     async def _search_index(
         self, scope: str, query: Vector, k: int, now: float, size: int, fetch: int

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 import numpy as np
@@ -26,6 +26,9 @@ from ...core._errors import StoreError
 from ...core._types import CacheEntry, NegativeEntry, Vector
 from ._rows import entry_from_row, negative_from_row
 from ._sqlite_fork import GatedConnection, connect
+
+if TYPE_CHECKING:  # _ranking imports this module (through _index_files)
+    from ._ranking import Ranking
 
 SCHEMA_VERSION = 2
 # Columns added after version 1, with their definitions (ALTER TABLE on open, see
@@ -236,6 +239,35 @@ class EntryHits(NamedTuple):
     query: str
     hits: int
     last_access: float
+
+
+def _live_entries(conn: sqlite3.Connection, ids: Sequence[int], now: float) -> dict[int, CacheEntry]:
+    """The live rows among ``ids``, by id (on the connection's own thread)."""
+    found: dict[int, CacheEntry] = {}
+    for chunk in _chunks(ids):
+        for row in conn.execute(
+            f"SELECT {_ENTRY_COLS} FROM entries WHERE id IN ({_marks(len(chunk))}) AND expires_at > ?",
+            (*chunk, now),
+        ):
+            entry = entry_from_row(row)
+            found[entry.id] = entry
+    return found
+
+
+def _read_further(
+    conn: sqlite3.Connection, ranking: Ranking, out: list[tuple[CacheEntry, float]], k: int, now: float
+) -> list[tuple[CacheEntry, float]]:
+    """Complete ``out`` (read from the first ``k + 8`` of ``ranking``) to ``k`` entries: rows
+    deleted or expired since the ranking was made are skipped by reading further down it,
+    in growing windows."""
+    start, step = k + 8, 4 * (k + 8)
+    while len(out) < k and start < len(ranking):
+        window = ranking.window(start, start + step)
+        found = _live_entries(conn, [i for i, _ in window], now)
+        out.extend((found[i], sim) for i, sim in window if i in found)
+        start += step
+        step *= 4
+    return out
 
 
 def _rollback_if_open(conn: sqlite3.Connection) -> None:
@@ -497,16 +529,13 @@ class Database:
         return [entry_from_row(r) for r in rows]
 
     async def live_entries(self, ids: Sequence[int], now: float) -> dict[int, CacheEntry]:
-        out: dict[int, CacheEntry] = {}
-        for chunk in _chunks(ids):
-            rows = await self.reader.execute_fetchall(
-                f"SELECT {_ENTRY_COLS} FROM entries WHERE id IN ({_marks(len(chunk))}) AND expires_at > ?",
-                (*chunk, now),
-            )
-            for row in rows:
-                entry = entry_from_row(row)
-                out[entry.id] = entry
-        return out
+        return await self.reader.run(lambda conn: _live_entries(conn, ids, now))
+
+    async def read_further(
+        self, ranking: Ranking, out: list[tuple[CacheEntry, float]], k: int, now: float
+    ) -> list[tuple[CacheEntry, float]]:
+        """``out`` completed to ``k`` from further down ``ranking`` (see ``_read_further``)."""
+        return await self.reader.run(lambda conn: _read_further(conn, ranking, out, k, now))
 
     async def scopes_vectors(self, scopes: Sequence[str], now: float) -> dict[str, list[tuple[int, bytes]]]:
         """(id, vector) of the live rows of each scope, by id; one query for up to 500 scopes."""
@@ -533,33 +562,10 @@ class Database:
         ranking only past rows deleted meanwhile). Always current: no index is involved.
         None when a scope holds more than ``cap`` vectors (search it through the index).
         Also returns the ``data_version`` read first (whether others committed meanwhile)."""
-        from ._ranking import Ranking, rank_scopes  # here: _ranking imports this module, through _index_files
+        from ._ranking import rank_scopes  # here: _ranking imports this module, through _index_files
 
         earliest = min(now for queries in scopes.values() for _, now in queries)
         asked = {scope: list(queries) for scope, queries in scopes.items()}
-
-        def entries(conn: sqlite3.Connection, ids: Sequence[int], now: float) -> dict[int, CacheEntry]:
-            found: dict[int, CacheEntry] = {}
-            for chunk in _chunks(ids):
-                marks = _marks(len(chunk))
-                for row in conn.execute(
-                    f"SELECT {_ENTRY_COLS} FROM entries WHERE id IN ({marks}) AND expires_at > ?",
-                    (*chunk, now),
-                ):
-                    entry = entry_from_row(row)
-                    found[entry.id] = entry
-            return found
-
-        def rest(
-            conn: sqlite3.Connection, ranking: Ranking, out: list[tuple[CacheEntry, float]], now: float
-        ) -> None:
-            start, step = k + 8, 4 * (k + 8)
-            while len(out) < k and start < len(ranking):
-                window = ranking.window(start, start + step)
-                found = entries(conn, [i for i, _ in window], now)
-                out.extend((found[i], sim) for i, sim in window if i in found)
-                start += step
-                step *= 4
 
         def work(conn: sqlite3.Connection) -> tuple[int, Scanned | None]:
             version = int(conn.execute("PRAGMA data_version").fetchone()[0])
@@ -575,12 +581,12 @@ class Database:
                 vectors = [(int(r[0]), bytes(r[1])) for r in rows]
                 rankings = rank_scopes([(vectors, [q for q, _ in queries])], dim)[0]
                 windows = [ranking.window(0, k + 8) for ranking in rankings]
-                found = entries(conn, sorted({i for w in windows for i, _ in w}), earliest)
+                found = _live_entries(conn, sorted({i for w in windows for i, _ in w}), earliest)
                 per_query: list[list[tuple[CacheEntry, float]]] = []
                 for ranking, window, (_, now) in zip(rankings, windows, queries, strict=True):
                     out = [(found[i], sim) for i, sim in window if i in found and found[i].expires_at > now]
                     if len(out) < k:
-                        rest(conn, ranking, out, now)
+                        _read_further(conn, ranking, out, k, now)
                     per_query.append(out[:k])
                 results[scope] = per_query
             return version, results
