@@ -301,9 +301,14 @@ class Pipeline:
             if job.after is not None:
                 afters.append(job.after)
                 job.after = None
-            await self._forward(stage, job, outs)
-        if afters:
-            await self._run_after(afters)
+        try:
+            for job in batch:
+                await self._forward(stage, job, outs)
+        finally:
+            # Even if forwarding is cancelled (waiting for room downstream): an answer the
+            # provider gave must still be stored, and a follower waiting for it released.
+            if afters:
+                await self._run_after(afters)
 
     async def _run_after(self, afters: list[Callable[[], None]]) -> None:
         """Work the caller must not wait for (storing an answer), once the caller is woken:
