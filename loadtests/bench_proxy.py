@@ -295,7 +295,7 @@ def processes(args: argparse.Namespace) -> Iterator[tuple[tuple[str, int], tuple
         env["GC_WATCH_OUT"] = args.gc_out
     cmd = [
         sys.executable, *watch, "-m", "cacheback.proxy", "--port", str(port), "--workers", str(args.workers),
-        "--upstream-openai-base-url", f"{fake_url}/v1", "--log-level", "warning",
+        "--upstream-openai-base-url", f"{fake_url}/v1", "--log-level", "warning", *args.proxy_arg,
     ]  # fmt: skip
     try:
         with tempfile.TemporaryDirectory() as cache_dir:
@@ -386,6 +386,12 @@ def main() -> None:
     p.add_argument("--misses-c1", type=int, default=30)
     p.add_argument("--misses-c64", type=int, default=640)
     p.add_argument("--json", help="also write the figures to this file")
+    p.add_argument(
+        "--proxy-arg",
+        action="append",
+        default=[],
+        help="one more argument for cacheback-proxy (repeat it), e.g. --proxy-arg=--no-gc-freeze",
+    )
     p.add_argument(
         "--gc",
         action="store_true",
