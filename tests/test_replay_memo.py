@@ -16,6 +16,8 @@ from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
 
 from cacheback import CachedAnthropic, CachedOpenAI
+from cacheback.adapters.providers import ANTHROPIC_MESSAGES, OPENAI_CHAT, OPENAI_RESPONSES
+from cacheback.adapters.providers._common import new_id, now
 from cacheback.adapters.providers._construct_memo import ConstructMemo, fresh_copy
 
 CHAT = {
@@ -112,29 +114,77 @@ def test_the_memo_builds_once_and_hands_out_copies() -> None:
     memo = ConstructMemo()
     calls: list[dict[str, Any]] = []
 
-    def construct(**data: Any) -> ChatCompletion:
+    def make() -> dict[str, Any]:
+        data = json.loads(json.dumps(CHAT))
         calls.append(data)
-        return ChatCompletion.construct(**data)
+        return data
 
-    first = memo.build(construct, json.loads(json.dumps(CHAT)))
-    second = memo.build(construct, json.loads(json.dumps(CHAT)))
+    first = memo.replay(ChatCompletion.construct, ("Tea.", "gpt-4o"), make)
+    second = memo.replay(ChatCompletion.construct, ("Tea.", "gpt-4o"), make)
     assert len(calls) == 1
     same_model(first, second)
     first.choices[0].message.content = "changed"
-    assert memo.build(construct, json.loads(json.dumps(CHAT))).choices[0].message.content == "Tea."
-    other = json.loads(json.dumps(CHAT))
-    other["model"] = "gpt-4o-mini"
-    assert memo.build(construct, other).model == "gpt-4o-mini" and len(calls) == 2
+    calls[0]["choices"][0]["message"]["content"] = "changed too"  # the data it was built from
+    third = memo.replay(ChatCompletion.construct, ("Tea.", "gpt-4o"), make)
+    assert third.choices[0].message.content == "Tea." and len(calls) == 1
+    same_model(third, ChatCompletion.construct(**json.loads(json.dumps(CHAT))))
+
+    def other() -> dict[str, Any]:
+        return {**json.loads(json.dumps(CHAT)), "model": "gpt-4o-mini"}
+
+    assert memo.replay(ChatCompletion.construct, ("Tea.", "gpt-4o-mini"), other).model == "gpt-4o-mini"
+    assert memo.replay(ChatCompletion.construct, ("Tea.", "gpt-4o"), make).model == "gpt-4o"
+
+
+def test_a_rebuild_that_draws_a_fresh_id_or_time_is_never_kept() -> None:
+    memo = ConstructMemo()
+
+    def fresh_id() -> dict[str, Any]:
+        return {**CHAT, "id": new_id("chatcmpl-cb")}
+
+    def fresh_time() -> dict[str, Any]:
+        return {**CHAT, "created": now()}
+
+    ids = {memo.replay(ChatCompletion.construct, "same inputs", fresh_id).id for _ in range(3)}
+    assert len(ids) == 3
+    memo.replay(ChatCompletion.construct, "other inputs", fresh_time)
+    assert len(memo) == 0
+    memo.replay(ChatCompletion.construct, None, lambda: dict(CHAT))  # no inputs: never kept
+    assert len(memo) == 0
 
 
 def test_the_memo_is_bounded_by_count_and_size() -> None:
     memo = ConstructMemo(max_items=2, max_bytes=10_000)
     for i in range(5):
-        memo.build(ChatCompletion.construct, {**CHAT, "id": f"chatcmpl-{i}"})
+        memo.replay(ChatCompletion.construct, i, lambda i=i: {**CHAT, "id": f"chatcmpl-{i}"}, size=100)
     assert len(memo) == 2
     huge = {**CHAT, "id": "chatcmpl-huge", "system_fingerprint": "x" * 20_000}
-    assert memo.build(ChatCompletion.construct, huge).system_fingerprint == "x" * 20_000
+    built = memo.replay(ChatCompletion.construct, "huge", lambda: huge, size=20_100)
+    assert built.system_fingerprint == "x" * 20_000
     assert len(memo) == 2  # too large to keep: built every time
+
+
+@pytest.mark.parametrize(("cls", "data"), [(ChatCompletion, CHAT), (Response, RESPONSE), (Message, MESSAGE)])
+def test_replayed_rebuilds_are_what_an_unmemoised_rebuild_gives(cls: Any, data: dict[str, Any]) -> None:
+    """The codecs' rebuilds through the memo (``keep_ids``), the first time and after,
+    against the same rebuild made without it (a fresh construct of the same wire dict)."""
+    rebuild = {ChatCompletion: OPENAI_CHAT, Response: OPENAI_RESPONSES, Message: ANTHROPIC_MESSAGES}[cls]
+    payload = json.dumps(data).encode()
+    request = {"model": data["model"], "metadata": {"k": "v"}, "user": "u1"}
+    wire = rebuild.render("Tea.", payload, data["model"], request, keep_ids=True)
+    for _ in range(2):
+        hit = rebuild.rebuild("Tea.", payload, data["model"], request, keep_ids=True)
+        expected = cls.construct(**json.loads(json.dumps(wire)))
+        for name in ("_request_id", "_workspace_id"):  # what the SDK sets per request: None
+            if name in hit.__dict__:
+                assert hit.__dict__[name] is None
+                setattr(expected, name, None)
+        same_model(hit, expected)
+    if cls is not Message:  # the caller's own echoed values, never the previous caller's
+        mine = rebuild.rebuild("Tea.", payload, data["model"], {**request, "user": "u2"}, keep_ids=True)
+        assert mine.to_dict().get("user") == rebuild.render(
+            "Tea.", payload, data["model"], {**request, "user": "u2"}, keep_ids=True
+        ).get("user")
 
 
 def test_a_caller_changing_its_hit_never_changes_the_next_one(

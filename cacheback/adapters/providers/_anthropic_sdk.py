@@ -57,10 +57,15 @@ def rebuild_message(
 ) -> Message:
     """A ``Message`` serving ``text`` (from its stored payload when it has one;
     ``keep_ids``: with the provider's message id). ``_request_id`` is None."""
-    data = anthropic_messages.message_dict(text, payload, model, request, keep_ids=keep_ids)
+    def make() -> dict[str, Any]:
+        return anthropic_messages.message_dict(text, payload, model, request, keep_ids=keep_ids)
+
     if keep_ids:  # a stored response replayed: the same object each time (_construct_memo)
-        return no_request(REPLAYS.build(Message.construct, data), *_PER_REQUEST)
-    return no_request(Message.construct(**data), *_PER_REQUEST)
+        # Nothing of the request is echoed: the message is a function of these alone.
+        size = len(text) + len(payload or b"")
+        message = REPLAYS.replay(Message.construct, (text, payload, model), make, size=size)
+        return no_request(message, *_PER_REQUEST)
+    return no_request(Message.construct(**make()), *_PER_REQUEST)
 
 
 _EVENTS = discriminator_table(RawMessageStreamEvent)

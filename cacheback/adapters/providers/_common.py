@@ -9,8 +9,9 @@ import hashlib
 import json
 import re
 import secrets
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, get_args
 
@@ -275,10 +276,15 @@ def digest(text: str) -> str:
 # --- ids, timestamps, text chunking, SSE ------------------------------------------------
 
 
+# Whether the current thread drew a fresh id or timestamp (``drawing_fresh``).
+_DRAWS = threading.local()
+
+
 def new_id(prefix: str) -> str:
     """A fresh response id in the provider's style, for an answer no provider response
     stands behind (a synthesised one). A replayed provider response keeps its own id: the
     caller may chain or retrieve by it, and only the provider's ids work there."""
+    _DRAWS.fresh = True
     return prefix + secrets.token_hex(12)
 
 
@@ -295,7 +301,19 @@ def no_request(obj: _T, *names: str) -> _T:
 
 
 def now() -> int:
+    """The time for a response made now (a fresh timestamp, as ``new_id`` is a fresh id)."""
+    _DRAWS.fresh = True
     return int(time.time())
+
+
+def drawing_fresh(make: Callable[[], _T]) -> tuple[_T, bool]:
+    """``make()``, and whether it drew a fresh id or timestamp (``new_id``, ``now``) on this
+    thread: if not, what it built is a function of its arguments alone (_construct_memo)."""
+    _DRAWS.fresh = False
+    value = make()
+    fresh = bool(_DRAWS.fresh)
+    _DRAWS.fresh = False
+    return value, fresh
 
 
 _PIECES = re.compile(r"\S+\s*|\s+")

@@ -4,6 +4,7 @@ from whoever caused the cached answer (they may identify that other caller)."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,23 @@ def caller_value(request: Mapping[str, Any] | None, key: str) -> Any:
     value = request.get(key) if request is not None else None
     # SDK sentinels (NOT_GIVEN, omit) and anything that is not JSON count as not given.
     return value if isinstance(value, str | bool | int | float | dict) else None
+
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def echo_key(request: Mapping[str, Any] | None) -> str | None:
+    """The caller's values of the echoed parameters as one string: all a replayed response
+    takes from the request ("" when it gives none; None when one is not JSON)."""
+    if request is None:
+        return ""
+    values = [caller_value(request, key) for key in ECHOED_PER_CALLER]
+    if all(v is None for v in values):
+        return ""
+    try:
+        return _ENCODE(values)
+    except (TypeError, ValueError):
+        return None
 
 
 def reset_echoed(data: dict[str, Any], request: Mapping[str, Any] | None) -> None:

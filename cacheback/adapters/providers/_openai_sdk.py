@@ -21,6 +21,7 @@ from openai.types.responses import Response, ResponseStreamEvent
 from . import openai_chat, openai_responses
 from ._common import discriminator_table, no_request
 from ._construct_memo import REPLAYS
+from ._openai_echo import echo_key
 from ._stream_replay import Ready
 
 _CHAT = openai_chat.CODEC
@@ -55,10 +56,25 @@ def rebuild_chat_completion(
 ) -> ChatCompletion:
     """A ``ChatCompletion`` serving ``text`` (from its stored payload when it has one;
     ``keep_ids``: as the provider sent it, id included). ``_request_id`` is None."""
-    data = openai_chat.chat_completion_dict(text, payload, model, request, keep_ids=keep_ids)
+    def make() -> dict[str, Any]:
+        return openai_chat.chat_completion_dict(text, payload, model, request, keep_ids=keep_ids)
+
     if keep_ids:  # a stored response replayed: the same object each time (_construct_memo)
-        return no_request(REPLAYS.build(ChatCompletion.construct, data))
-    return no_request(ChatCompletion.construct(**data))
+        inputs = _replay_inputs(text, payload, model, request)
+        return no_request(REPLAYS.replay(ChatCompletion.construct, inputs, make, size=_size(text, payload)))
+    return no_request(ChatCompletion.construct(**make()))
+
+
+def _replay_inputs(
+    text: str, payload: bytes | None, model: str | None, request: Mapping[str, Any] | None
+) -> tuple[str, bytes | None, str | None, str] | None:
+    """What a replayed OpenAI response is built from (None: an echoed value is not JSON)."""
+    echoed = echo_key(request)
+    return None if echoed is None else (text, payload, model, echoed)
+
+
+def _size(text: str, payload: bytes | None) -> int:
+    return len(text) + len(payload or b"")
 
 
 def chat_chunks(
@@ -118,10 +134,13 @@ def rebuild_response(
     keep_ids: bool = False,
 ) -> Response:
     """A Responses-API ``Response`` serving ``text`` (see ``rebuild_chat_completion``)."""
-    data = openai_responses.response_dict(text, payload, model, request, keep_ids=keep_ids)
+    def make() -> dict[str, Any]:
+        return openai_responses.response_dict(text, payload, model, request, keep_ids=keep_ids)
+
     if keep_ids:  # see rebuild_chat_completion
-        return no_request(REPLAYS.build(Response.construct, data))
-    return no_request(Response.construct(**data))
+        inputs = _replay_inputs(text, payload, model, request)
+        return no_request(REPLAYS.replay(Response.construct, inputs, make, size=_size(text, payload)))
+    return no_request(Response.construct(**make()))
 
 
 _RESPONSE_EVENTS = discriminator_table(ResponseStreamEvent)

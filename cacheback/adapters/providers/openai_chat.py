@@ -197,7 +197,8 @@ def chat_completion_dict(
     if not (keep_ids and stored and data.get("id")):
         data["id"] = new_id("chatcmpl-cb")
         data["created"] = now()
-    data.setdefault("created", now())
+    if "created" not in data:  # drawn only when needed: a replay draws nothing fresh
+        data["created"] = now()
     if model:
         data["model"] = model
     reset_echoed(data, request)

@@ -187,7 +187,6 @@ def response_dict(
     timestamps, so ``previous_response_id=hit.id`` and ``responses.retrieve(hit.id)`` reach
     the response the provider really holds."""
     data = load_payload(payload)
-    created = now()
     stored = data is not None and responses_text(data) == text
     if data is None or not stored:
         req = request or {}
@@ -216,10 +215,11 @@ def response_dict(
             for item in data.get("output") or []
         ]
         data["id"] = new_id("resp_cb")
-        data["created_at"] = created
+        data["created_at"] = created = now()
         if "completed_at" in data:
             data["completed_at"] = created
-    data.setdefault("created_at", created)
+    if "created_at" not in data:  # drawn only when needed: a replay draws nothing fresh
+        data["created_at"] = now()
     if data.get("usage") is None:
         data["usage"] = copy.deepcopy(RESPONSES_ZERO_USAGE)
     if model:
