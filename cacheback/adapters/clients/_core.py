@@ -25,6 +25,7 @@ from ...engine._engine import AsyncEngine
 from ..embedders._media_tier import MediaTier
 from ..providers import Codec, RequestKey, StreamAccumulator, mark
 from ..providers._common import no_request
+from ..providers._key_memo import KEYS
 from ._stream_check import checked
 from ._threads import UPSTREAM_THREADS, run_blocking
 
@@ -131,7 +132,7 @@ class ClientCache:
             return Prepared(spec, kwargs, None, None, stream, model, "cache disabled", helper)
         if self.unavailable is not None:
             return Prepared(spec, kwargs, None, None, stream, model, self.unavailable, helper)
-        key = spec.key(kwargs, ignore_params=self.options.ignore_params)
+        key = KEYS.key(spec, kwargs, self.options.ignore_params)  # a repeat's key is kept
         request = key.lookup_request(
             controls.get("namespace"),
             read=not controls.get("bypass", False),
