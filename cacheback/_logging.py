@@ -42,6 +42,11 @@ class Logger:
     def __init__(self, name: str) -> None:
         self._std = logging.getLogger(name)
 
+    @property
+    def debugging(self) -> bool:
+        """Whether debug events are emitted (a cached level check): skip building them if not."""
+        return self._std.isEnabledFor(logging.DEBUG)
+
     def debug(self, event: str, **kw: Any) -> None:
         self._emit(logging.DEBUG, "debug", event, kw)
 

@@ -63,7 +63,10 @@ class Job:
     abandoned: bool = False  # the caller stopped waiting (cancelled): never call a provider for it
     span: Any = None
     trace: dict[str, Any] = field(default_factory=dict)
-    done: anyio.Event = field(default_factory=anyio.Event)
+    # ``done``'s event, made when something first waits for it: a job settled at once
+    # (a repeat from memory) is never waited for.
+    _done: anyio.Event | None = None
+    _over: bool = False  # finished (``finish`` ran)
     on_finish: Callable[[Job], None] | None = None
     on_abandon: Callable[[Job], None] | None = None  # set while it waits for a shared call
     #: Work that must not delay the caller (storing a provider's answer): the runner runs it
@@ -71,8 +74,17 @@ class Job:
     after: Callable[[], None] | None = None
 
     @property
+    def done(self) -> anyio.Event:
+        """Set once the job is finished."""
+        if self._done is None:
+            self._done = anyio.Event()
+            if self._over:
+                self._done.set()
+        return self._done
+
+    @property
     def finished(self) -> bool:
-        return self.done.is_set()
+        return self._over
 
     def elapsed_ms(self) -> float:
         return ((self.ended or time.perf_counter()) - self.started) * 1000.0
@@ -129,7 +141,9 @@ class Job:
             self.early = None
 
     def finish(self) -> None:
-        if not self.done.is_set():
+        if not self._over:
             if self.on_finish is not None:
                 self.on_finish(self)
-            self.done.set()
+            self._over = True
+            if self._done is not None:
+                self._done.set()

@@ -75,7 +75,7 @@ class TracingObserver:
                 span.record_exception(job.error)
                 span.set_status(Status(StatusCode.ERROR, type(job.error).__name__))
             span.end(end_time=int((job.now + latency / 1000.0) * 1e9))
-        if outcome is not None:
+        if outcome is not None and log.debugging:
             fields: dict[str, object] = {
                 "tier": outcome.tier.value,
                 "latency_ms": round(latency, 3),
