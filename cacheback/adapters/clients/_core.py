@@ -314,8 +314,9 @@ class ClientCache:
         if engine is None or prep.request is None:
             return None
         try:
-            if prep.key is not None and prep.request.cacheable and self.media.enabled:
-                prep.request.scope = (await self.media.resolve(prep.key)).scope
+            key = prep.key
+            if key is not None and key.media and prep.request.cacheable and self.media.enabled:
+                prep.request.scope = (await self.media.resolve(key)).scope
             return await engine.run(prep.request, call)
         except CachebackError as exc:
             log.warning("cache failed; passing the request through", error=repr(exc))

@@ -160,5 +160,6 @@ def inline_media_chars(params: Mapping[str, Any]) -> int:
 
 def modality(media: tuple[MediaPart, ...] | list[MediaPart]) -> str:
     """``text``, ``image``, ``audio`` or ``image+audio``: what the question carries."""
-    kinds = sorted({m.kind for m in media})
-    return "+".join(kinds) if kinds else "text"
+    if not media:  # almost always: no set to sort
+        return "text"
+    return "+".join(sorted({m.kind for m in media}))
