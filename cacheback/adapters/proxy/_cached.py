@@ -21,6 +21,7 @@ from ...core._job import Job
 from ...core._types import Tier
 from ..providers import Codec as Api
 from ..providers import RequestKey
+from ..providers._key_memo import KEYS
 from ..providers._media import OFFLOAD_CHARS
 from ._auth import Caller
 from ._errors import ProxyError
@@ -90,7 +91,7 @@ def _lookup(
     # Beta headers switch features on, so they are part of the scope.
     beta = {k: v for k, v in headers.items() if k.endswith("-beta")}
     params = {**body, "extra_headers": beta} if beta else body
-    key = api.key(params, ignore_params=proxy.config.ignore_params)
+    key = KEYS.key(api, params, proxy.config.ignore_params)  # a repeat's key is kept
     namespace = caller.tenant if controls.namespace is None else f"{caller.tenant}/{controls.namespace}"
     lookup = key.lookup_request(
         namespace,
