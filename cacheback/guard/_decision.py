@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from ._extract import _entry_features, _features
 from ._scorer import GuardModel, _pair_features, pair_features, shipped_model
-from ._veto import guard_reasons, word_overlap
+from ._veto import MAX_ANALYSED_CHARS, guard_reasons, word_overlap
 
 T = TypeVar("T")
 
@@ -104,6 +104,16 @@ class GuardRule:
     @staticmethod
     def word_overlap(query: str, candidate: str) -> float:
         return word_overlap(query, candidate)
+
+    @staticmethod
+    def prepare(texts: Sequence[str]) -> None:
+        """Analyse questions as their answers are stored: the candidate side of the pairs
+        later lookups judge, kept (bounded) with the cached questions' analyses, so no
+        lookup pays for a candidate's first analysis. A question judged as a new one
+        before its answer was stored is not analysed again. Same analyses, same answers."""
+        for text in texts:
+            if len(text) <= MAX_ANALYSED_CHARS:  # a longer one is never analysed
+                _entry_features(text)
 
 
 def filter_synthesis_candidates(

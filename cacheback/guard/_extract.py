@@ -506,5 +506,7 @@ def _features(text: str) -> _Features:
 
 @lru_cache(maxsize=16384)
 def _entry_features(text: str) -> _Features:
-    """A cached question's analysis (the candidate side of a pair)."""
-    return _analyse(text)
+    """A cached question's analysis (the candidate side of a pair). Most answers are stored
+    after a miss whose question was judged against candidates, so its analysis as a new
+    question is still at hand: taken from that cache (the same text, the same analysis)."""
+    return _features(text)
