@@ -24,6 +24,17 @@ TIE_TEXT_CHARS = 2000
 _WORD_RE = re.compile(r"\w+")
 
 
+#: What a rule may also offer (the guard's does): analyse stored questions as their answers
+#: are written, ahead of the lookups that will judge them (see :func:`stored_texts_hook`).
+StoredTextsHook = Callable[[Sequence[str]], None]
+
+
+def stored_texts_hook(rule: VerbatimRule) -> StoredTextsHook | None:
+    """The rule's ``prepare(texts)``, or None when it has none (the cosine rule)."""
+    prepare = getattr(rule, "prepare", None)
+    return prepare if callable(prepare) else None
+
+
 @dataclass(frozen=True, slots=True)
 class RouteDecision:
     tier: Tier

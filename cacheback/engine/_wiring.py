@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..core._batching import BatchPolicy
+from ..core._routing import stored_texts_hook
 from ..core._stage import Stage, StageContext
 from ..stages.embed_batcher import EmbedBatcher
 from ..stages.indexer import Indexer
@@ -124,4 +125,5 @@ def build_persister(ctx: StageContext, indexer: Indexer | None) -> Persister:
         pending=ctx.pending,
         indexer=indexer,
         retry=ctx.retry_write,
+        prepare=lambda: stored_texts_hook(ctx.state.verbatim_rule),
     )

@@ -15,10 +15,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
+import anyio.to_thread
 
 from ..core._batching import BatchPolicy
 from ..core._hotcache import HotCache
 from ..core._pending import PendingEntries, PendingEntry
+from ..core._routing import StoredTextsHook
 from ..core._store_ports import Entries
 from ..core._types import NewEntry
 from .indexer import Indexer
@@ -46,6 +48,11 @@ class Barrier:
 #: of hits does not pay for one store write each.
 TOUCH_INTERVAL_S = 1.0
 
+#: The stored questions of a batch are analysed for the verbatim rule on the event loop up
+#: to this many characters in all (a few questions, about a millisecond), on a worker
+#: thread beyond (the analysis grows with the text).
+PREPARE_INLINE_CHARS = 1200
+
 
 class Persister:
     name = "persister"
@@ -60,6 +67,7 @@ class Persister:
         pending: PendingEntries | None = None,
         indexer: Indexer | None = None,
         retry: Callable[[NewEntry, int], None] | None = None,
+        prepare: Callable[[], StoredTextsHook | None] | None = None,
     ) -> None:
         self._entries = entries
         self._hot = hot
@@ -68,6 +76,7 @@ class Persister:
         self._policy = policy
         self._on_error = on_error
         self._retry = retry
+        self._prepare = prepare
         self.written = 0
         self._touched: Counter[int] = Counter()  # entry id -> hits since the last write
         self._touches_written_at = time.monotonic()
@@ -113,6 +122,18 @@ class Persister:
             for fill in fills:
                 if fill.done is not None:
                     fill.done.set()
+        await self._prepare_texts([f.entry.query for f in fills if f.ids])
+
+    async def _prepare_texts(self, texts: Sequence[str]) -> None:
+        """Hand the stored questions to the verbatim rule's ``prepare`` (if it has one): the
+        guard analyses them now rather than in the first lookup that judges them."""
+        prepare = self._prepare() if self._prepare is not None and texts else None
+        if prepare is None:
+            return
+        if sum(len(t) for t in texts) <= PREPARE_INLINE_CHARS:
+            prepare(texts)
+        else:
+            await anyio.to_thread.run_sync(prepare, texts)
 
     async def _put(self, fills: Sequence[Fill]) -> None:
         ids = await self._entries.put([f.entry for f in fills])
