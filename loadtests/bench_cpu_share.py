@@ -15,8 +15,10 @@ window (the event loop, the guard, SQLite, the index, tokenising, pooling) is ou
 ``--threads`` also splits the process's CPU in the window by thread (the event loop, the
 worker threads less their time inside ``session.run``, SQLite's thread, onnxruntime's pool)
 and times, on whatever thread runs them, the hit guard's verbatim decisions (``route``) and
-its text analyses (``time.thread_time``: CPU, not waits), with the number of analyses of new
-questions and of stored ones (each stored question is analysed once, on first use).
+its text analyses (``time.thread_time``: CPU, not waits), with the number of analyses and
+of stored questions first judged in the window; and the analyses made while the scope was
+filled (a stored question is analysed once: when its answer is written, where the rule
+offers that, else on first use).
 
 ``--spy`` also attaches ``py-spy`` for the same window and lists where the Python threads
 spent the samples outside onnxruntime (waits in queues, locks and ``select`` dropped). py-spy
@@ -142,6 +144,7 @@ class Parts:
     def __init__(self) -> None:
         self.on = False
         self.cpu: dict[str, float] = {}
+        self.calls: Counter[str] = Counter()
 
     def wrap(self, name: str, fn: Any) -> Any:
         self.cpu[name] = 0.0
@@ -153,8 +156,13 @@ class Parts:
             finally:
                 if self.on:
                     self.cpu[name] += time.thread_time() - t0
+                    self.calls[name] += 1
 
         return timed
+
+    def reset(self) -> None:
+        self.cpu = dict.fromkeys(self.cpu, 0.0)
+        self.calls.clear()
 
 
 def thread_ticks() -> dict[str, int]:
@@ -194,8 +202,13 @@ async def load(
     timed = TimedSession(emb._session)
     emb._session = timed
     async with AsyncSemanticCache(cache_dir=cache_dir, embedder=emb) as cache:
+        parts.on = threads
         for q in questions(entries):
             await cache.populate(q, f"An answer to: {q}")
+        await cache.flush()
+        parts.on = False
+        fill_cpu, fill_calls = dict(parts.cpu), dict(parts.calls)
+        parts.reset()
         asked = lookups(entries)
         hits = done = 0
         deadline = time.perf_counter() + seconds
@@ -210,7 +223,7 @@ async def load(
                 done += 1
 
         print("ready", flush=True)
-        info0 = (_cache_misses("_features"), _cache_misses("_entry_features"))
+        stored0 = _cache_misses("_entry_features")
         per_thread0 = thread_ticks() if threads else {}
         parts.on = threads
         t0, cpu0, pool0, run0 = time.perf_counter(), cpu_ticks(), _pool_ticks(pool), timed.cpu_s
@@ -223,7 +236,7 @@ async def load(
         parts.on = False
         per_thread1 = thread_ticks() if threads else {}
         names = {str(t.native_id): t.name for t in threading.enumerate()}
-        info1 = (_cache_misses("_features"), _cache_misses("_entry_features"))
+        stored1 = _cache_misses("_entry_features")
     print(f"lookups_per_s {done / elapsed:.1f}")
     print(f"hit_share {hits / max(1, done):.3f}")
     print(f"cores_busy {cpu / elapsed:.2f}")
@@ -249,8 +262,11 @@ async def load(
         print("CPU per lookup in the hit guard, ms:")
         for name, cpu_s in parts.cpu.items():
             print(f"  {1000 * cpu_s / n:7.3f}  {name}")
-        print(f"  analyses: {info1[0] - info0[0]} new questions, {info1[1] - info0[1]} stored"
-              f" questions, for {done} lookups")
+        analyses = "  of which text analyses"
+        print(f"  analyses: {parts.calls[analyses]} in all, {stored1 - stored0} stored questions"
+              f" first judged, for {done} lookups")
+        print(f"while filling: {fill_calls.get(analyses, 0)} analyses, "
+              f"{1000 * fill_cpu.get(analyses, 0.0) / max(1, entries):.3f} ms CPU per stored entry")
 
 
 def _cache_misses(name: str) -> int:
