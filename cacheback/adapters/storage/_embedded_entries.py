@@ -107,11 +107,13 @@ class EmbeddedEntries:
         earliest = min(q.now for q in queries)
         rankings = await self._rank_scanned(scanned, units, earliest)
         hits, fetches = await self._search_indexed(queries, indexed, units, sizes, k)
-        # The first window of every query's ranking, and of its index hits (the index is
-        # asked for more than k, for hits outside the scope or no longer live), read in one
-        # go; a query with fewer than k live ones there reads the rest of its hits.
+        # The first window of every query's ranking, and the first k of its index hits (the
+        # index is asked for more than k, for hits no longer live), read in one go; a query
+        # with fewer than k live ones there reads the rest of its hits. The index's hits
+        # are each query's own (a scan's windows overlap within a scope, the index's rarely
+        # do): every row read past k is a row decoded for nothing when all k are live.
         windows = {i: ranking.window(0, k + 8) for i, ranking in rankings.items()}
-        first = {i: found_hits[: k + 8] for i, found_hits in hits.items()}
+        first = {i: found_hits[:k] for i, found_hits in hits.items()}
         wanted = {label for window in (*windows.values(), *first.values()) for label, _ in window}
         db = self._s.require_db()
         found = await db.live_entries(sorted(wanted), earliest) if wanted else {}

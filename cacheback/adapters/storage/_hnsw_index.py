@@ -162,8 +162,10 @@ class HnswIndex:
                     # hnswlib raises when it finds fewer than k allowed labels: ask for fewer.
                     kk //= 2
                     continue
+                # Python ints and floats at once (tolist()), not one NumPy scalar per hit.
                 return [
-                    (int(label), 1.0 - float(dist)) for label, dist in zip(labels[0], dists[0], strict=True)
+                    (label, 1.0 - dist)
+                    for label, dist in zip(labels[0].tolist(), dists[0].tolist(), strict=True)
                 ]
         return []
 
