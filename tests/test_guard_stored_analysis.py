@@ -107,3 +107,22 @@ async def test_without_the_guard_nothing_is_analysed_on_write(
         await cache.flush()
         assert await cache.lookup(STORED) == "Use reversed()."
     assert analysed.texts == []
+
+
+@pytest.mark.anyio
+async def test_a_failing_analysis_of_stored_questions_never_fails_their_write(
+    cache_dir: Path, embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clear_caches()
+
+    def broken(text: str) -> Any:
+        raise ValueError("analysis failed")
+
+    monkeypatch.setattr(extract, "_analyse", broken)
+    async with AsyncSemanticCache(cache_dir=cache_dir, embedder=embedder) as cache:
+        await cache.populate(STORED, "Use reversed().")
+        await cache.flush()
+        monkeypatch.undo()  # the lookups judge with the real analysis again
+        assert await cache.lookup(STORED) == "Use reversed()."
+    async with AsyncSemanticCache(cache_dir=cache_dir, embedder=embedder) as cache:
+        assert await cache.lookup(STORED) == "Use reversed()."  # on disk

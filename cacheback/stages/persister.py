@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.to_thread
 
+from cacheback._logging import get_logger
+
 from ..core._batching import BatchPolicy
 from ..core._hotcache import HotCache
 from ..core._pending import PendingEntries, PendingEntry
@@ -24,6 +26,8 @@ from ..core._routing import StoredTextsHook
 from ..core._store_ports import Entries
 from ..core._types import NewEntry
 from .indexer import Indexer
+
+log = get_logger("cacheback.persister")
 
 
 @dataclass(eq=False, slots=True)
@@ -130,10 +134,13 @@ class Persister:
         prepare = self._prepare() if self._prepare is not None and texts else None
         if prepare is None:
             return
-        if sum(len(t) for t in texts) <= PREPARE_INLINE_CHARS:
-            prepare(texts)
-        else:
-            await anyio.to_thread.run_sync(prepare, texts)
+        try:
+            if sum(len(t) for t in texts) <= PREPARE_INLINE_CHARS:
+                prepare(texts)
+            else:
+                await anyio.to_thread.run_sync(prepare, texts)
+        except Exception as exc:  # only a head start for lookups: never a failed write
+            log.warning("analysing stored questions failed", error=repr(exc))
 
     async def _put(self, fills: Sequence[Fill]) -> None:
         ids = await self._entries.put([f.entry for f in fills])
