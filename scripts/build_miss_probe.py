@@ -242,7 +242,10 @@ def main() -> None:
         (args.work / "texts.json").write_text(json.dumps({"texts": texts, "held": held}))
     data = json.loads((args.work / "texts.json").read_text())
     arrays = model_targets(args.work, embedder)
-    table = fit_table(data["texts"], tokenizer, arrays["M"], arrays["T"][:, 1, :], args.dim, args.ridge)
+    # the token's own output at its position, or the pooled [CLS] token [SEP] when the
+    # graph pools inside (the fused int8 model)
+    own = arrays["T"][:, 1, :] if arrays["T"].ndim == 3 else arrays["T"]
+    table = fit_table(data["texts"], tokenizer, arrays["M"], own, args.dim, args.ridge)
     sample = data["texts"][:4000]
     mean = np.stack([table[tokenizer.encode(t).ids].mean(0) for t in sample]).mean(0).astype(np.float32)
     held = data["held"]
