@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -13,7 +14,6 @@ from numpy.typing import NDArray
 from ..guard import canonical_question
 
 Vector = NDArray[np.float32]
-
 
 
 class Tier(StrEnum):
@@ -46,10 +46,15 @@ def fold_whitespace(text: str) -> str:
         return _fold_line(text)  # one line: the common case, and the old folding
     lines = text.replace("\r\n", "\n").replace("\r", "\n").strip().split("\n")
     out = [_fold_line(lines[0])]  # its indentation went with the trimmed start
+    since_yield = 0
     for line in lines[1:]:
         body = line.lstrip(" \t")
         folded = _fold_line(body)
         out.append(line[: len(line) - len(body)] + folded if folded else "")
+        since_yield += len(line)
+        if since_yield > _FOLD_SLICE:
+            since_yield = 0
+            _let_others_run()
     return "\n".join(out)
 
 
@@ -68,6 +73,13 @@ def _folds_to_stripped(text: str) -> bool:
 _FOLD_SLICE = 1 << 16
 
 
+def _let_others_run() -> None:
+    """Hand the GIL over between slices of a huge text (folded on a worker thread): left to
+    the interpreter's 5 ms switch interval, an event loop waiting for it behind one or more
+    such threads was held for 50-100 ms at a time on a 2-core machine."""
+    time.sleep(0)
+
+
 def _fold_line(line: str) -> str:
     """``" ".join(line.split())``, a slice at a time (a cut at whitespace splits no word)."""
     if len(line) <= _FOLD_SLICE:
@@ -75,13 +87,15 @@ def _fold_line(line: str) -> str:
     parts: list[str] = []
     start, n = 0, len(line)
     while start < n:
-        cuts = [k for k in (line.find(" ", start + _FOLD_SLICE), line.find("\t", start + _FOLD_SLICE))
-                if k >= 0]
+        cuts = [
+            k for k in (line.find(" ", start + _FOLD_SLICE), line.find("\t", start + _FOLD_SLICE)) if k >= 0
+        ]
         end = min(cuts) if cuts else n
         folded = " ".join(line[start:end].split())
         if folded:
             parts.append(folded)
         start = end
+        _let_others_run()
     return " ".join(parts)
 
 
