@@ -25,15 +25,17 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_proxy import processes  # a sibling script, not a package
+from bench_proxy import UPSTREAM_DELAY, processes  # a sibling script, not a package
 
 HEALTH_EVERY_S = 0.010
 HEADERS = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
 
 
 def prose(topic: str, size: int) -> str:
-    sentence = (f"Here is a long report about {topic}: the river rose by 3 metres in April, "
-                "the town council met on Tuesday, and the bridge was closed to traffic. ")
+    sentence = (
+        f"Here is a long report about {topic}: the river rose by 3 metres in April, "
+        "the town council met on Tuesday, and the bridge was closed to traffic. "
+    )
     return (sentence * (size // len(sentence) + 1))[:size]
 
 
@@ -53,16 +55,17 @@ async def poll_health(base: str, stop: asyncio.Event, out: list[float]) -> None:
 
 async def run(base: str, size: int, concurrency: int, rounds: int) -> None:
     prompts = [prose(f"topic {k}", size) for k in range(concurrency)]
-    bodies = {"first": [chat(p) for p in prompts],
-              "changed": [chat(p + " Now translate the report into German.") for p in prompts],
-              "same": [chat(p) for p in prompts]}
+    bodies = {
+        "first": [chat(p) for p in prompts],
+        "changed": [chat(p + " Now translate the report into German.") for p in prompts],
+        "same": [chat(p) for p in prompts],
+    }
     order = ["first", *(["changed", "same"] * max(0, rounds - 1))]
     health: list[float] = []
     tiers: Counter[str] = Counter()
     big: list[float] = []
     async with httpx.AsyncClient(base_url=base, timeout=300) as client:
-        warm = await client.post("/v1/chat/completions", content=chat("warm up the model"),
-                                 headers=HEADERS)
+        warm = await client.post("/v1/chat/completions", content=chat("warm up the model"), headers=HEADERS)
         warm.raise_for_status()
         stop = asyncio.Event()
         poller = asyncio.create_task(poll_health(base, stop, health))
@@ -83,10 +86,16 @@ async def run(base: str, size: int, concurrency: int, rounds: int) -> None:
         await poller
     ms = sorted(x * 1000 for x in health)
     p99 = ms[min(len(ms) - 1, int(0.99 * len(ms)))]
-    print(f"{len(big)} requests of {size / 1e6:g} MB, {concurrency} at a time, in {elapsed:.1f} s "
-          f"(each {statistics.median(big):.2f} s median); tiers {dict(tiers)}")
-    print(f"/health while they ran: {len(ms)} polls, p50 {statistics.median(ms):.1f} ms, "
-          f"p99 {p99:.1f} ms, max {ms[-1]:.1f} ms")
+    print(
+        f"{len(big)} requests of {size / 1e6:g} MB, {concurrency} at a time, in {elapsed:.1f} s "
+        f"(each {statistics.median(big):.2f} s median); tiers {dict(tiers)}"
+    )
+    print(
+        f"/health while they ran: {len(ms)} polls, p50 {statistics.median(ms):.1f} ms, "
+        f"p99 {p99:.1f} ms, max {ms[-1]:.1f} ms"
+    )
+    # name value lines, for loadtests/ab.py
+    print(f"health_p50_ms {statistics.median(ms):.2f}\nhealth_p99_ms {p99:.2f}\nhealth_max_ms {ms[-1]:.2f}")
 
 
 def main() -> None:
@@ -95,10 +104,11 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=3)
     p.add_argument("--rounds", type=int, default=2, help="1 = misses only; each more adds changed + same")
     args = p.parse_args()
-    args.workers = 1
+    args.workers, args.upstream_delay, args.gc, args.proxy_arg = 1, UPSTREAM_DELAY, False, []
     with processes(args) as (proxy, _fake):
-        asyncio.run(run(f"http://{proxy[0]}:{proxy[1]}", int(args.size_mb * 1e6), args.concurrency,
-                        args.rounds))
+        asyncio.run(
+            run(f"http://{proxy[0]}:{proxy[1]}", int(args.size_mb * 1e6), args.concurrency, args.rounds)
+        )
 
 
 if __name__ == "__main__":
