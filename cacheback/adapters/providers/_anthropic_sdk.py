@@ -57,6 +57,7 @@ def rebuild_message(
 ) -> Message:
     """A ``Message`` serving ``text`` (from its stored payload when it has one;
     ``keep_ids``: with the provider's message id). ``_request_id`` is None."""
+
     def make() -> dict[str, Any]:
         return anthropic_messages.message_dict(text, payload, model, request, keep_ids=keep_ids)
 

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import copy
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, TypeVar
 
+from ._bounded_lru import BoundedLru
 from ._common import drawing_fresh
 
 _T = TypeVar("_T")
@@ -114,11 +113,7 @@ class ConstructMemo:
     threads)."""
 
     def __init__(self, max_items: int = MAX_TEMPLATES, max_bytes: int = MAX_TEMPLATE_BYTES) -> None:
-        self._max_items = max_items
-        self._max_bytes = max_bytes
-        self._items: OrderedDict[Hashable, tuple[Any, Copier, int]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
+        self.kept: BoundedLru[tuple[Any, Copier]] = BoundedLru(max_items, max_bytes)
 
     def replay(
         self,
@@ -133,10 +128,7 @@ class ConstructMemo:
         if inputs is None:
             return construct(**make())
         key = (construct, inputs)
-        with self._lock:
-            kept = self._items.get(key)
-            if kept is not None:
-                self._items.move_to_end(key)
+        kept = self.kept.get(key)
         if kept is None:
             data, fresh = drawing_fresh(make)
             built = construct(**data)
@@ -144,33 +136,16 @@ class ConstructMemo:
                 # The template is a copy of its own: ``built`` may hold the caller's
                 # values (an echoed ``metadata`` dict), which the caller may change later.
                 copy_built = copier(built) or copy.deepcopy
-                self._remember(key, (copy_built(built), copy_built, size))
+                self.kept.put(key, (copy_built(built), copy_built), size)
             return built
-        template, copy_template, _ = kept
+        template, copy_template = kept
         copied: _T = copy_template(template)
         return copied
 
-    def _remember(self, key: Hashable, kept: tuple[Any, Copier, int]) -> None:
-        size = kept[2]
-        if size > self._max_bytes:
-            return
-        with self._lock:
-            if key in self._items:
-                return
-            self._items[key] = kept
-            self._bytes += size
-            while len(self._items) > self._max_items or self._bytes > self._max_bytes:
-                _, old = self._items.popitem(last=False)
-                self._bytes -= old[2]
-
     def __len__(self) -> int:
-        return len(self._items)
-
-    def _forked(self) -> None:
-        # A parent's thread may have held the lock at the fork: the child's must be free.
-        self._lock = threading.Lock()
+        return len(self.kept)
 
 
 #: The templates of the replayed hits of every client in this process.
 REPLAYS = ConstructMemo()
-os.register_at_fork(after_in_child=REPLAYS._forked)
+os.register_at_fork(after_in_child=REPLAYS.kept.forked)

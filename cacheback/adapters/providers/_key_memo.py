@@ -14,11 +14,10 @@ than ``MAX_REQUEST_CHARS`` of text, or media in its question, is keyed every tim
 from __future__ import annotations
 
 import os
-import threading
-from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ._bounded_lru import BoundedLru
 from ._codec import Codec
 from ._scope import RequestKey
 
@@ -80,11 +79,7 @@ class KeyMemo:
     memo serves every client). Thread-safe (sync clients key on their callers' threads)."""
 
     def __init__(self, max_keys: int = MAX_KEYS, max_chars: int = MAX_KEPT_CHARS) -> None:
-        self._max_keys = max_keys
-        self._max_chars = max_chars
-        self._items: OrderedDict[Hashable, tuple[RequestKey, int]] = OrderedDict()
-        self._chars = 0
-        self._lock = threading.Lock()
+        self.kept: BoundedLru[RequestKey] = BoundedLru(max_keys, max_chars)
 
     def key(self, codec: Codec, params: Mapping[str, Any], ignore_params: Iterable[str] = ()) -> RequestKey:
         ignored = tuple(ignore_params)
@@ -93,34 +88,18 @@ class KeyMemo:
             return codec.key(params, ignore_params=ignored)
         values, chars = found
         memo_key = (codec.label, ignored, values)
-        with self._lock:
-            kept = self._items.get(memo_key)
-            if kept is not None:
-                self._items.move_to_end(memo_key)
-                return kept[0]
+        kept = self.kept.get(memo_key)
+        if kept is not None:
+            return kept
         key = codec.key(params, ignore_params=ignored)
         if not key.media:  # a question with media is not kept (its parts hold the bytes)
-            self._remember(memo_key, key, chars)
+            self.kept.put(memo_key, key, chars)
         return key
 
-    def _remember(self, memo_key: Hashable, key: RequestKey, chars: int) -> None:
-        with self._lock:
-            if memo_key in self._items:
-                return
-            self._items[memo_key] = (key, chars)
-            self._chars += chars
-            while len(self._items) > self._max_keys or self._chars > self._max_chars:
-                _, (_, old) = self._items.popitem(last=False)
-                self._chars -= old
-
     def __len__(self) -> int:
-        return len(self._items)
-
-    def _forked(self) -> None:
-        # A parent's thread may have held the lock at the fork: the child's must be free.
-        self._lock = threading.Lock()
+        return len(self.kept)
 
 
 #: The keys of the recent requests of every client in this process.
 KEYS = KeyMemo()
-os.register_at_fork(after_in_child=KEYS._forked)
+os.register_at_fork(after_in_child=KEYS.kept.forked)

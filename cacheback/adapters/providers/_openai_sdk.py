@@ -56,6 +56,7 @@ def rebuild_chat_completion(
 ) -> ChatCompletion:
     """A ``ChatCompletion`` serving ``text`` (from its stored payload when it has one;
     ``keep_ids``: as the provider sent it, id included). ``_request_id`` is None."""
+
     def make() -> dict[str, Any]:
         return openai_chat.chat_completion_dict(text, payload, model, request, keep_ids=keep_ids)
 
@@ -134,6 +135,7 @@ def rebuild_response(
     keep_ids: bool = False,
 ) -> Response:
     """A Responses-API ``Response`` serving ``text`` (see ``rebuild_chat_completion``)."""
+
     def make() -> dict[str, Any]:
         return openai_responses.response_dict(text, payload, model, request, keep_ids=keep_ids)
 
