@@ -71,7 +71,7 @@ def test_fusion_rewrites_every_block_of_the_real_model(plain_int8: onnx.ModelPro
 
 def test_the_fused_embedder_gives_the_unfused_vectors(plain_int8: onnx.ModelProto, tmp_path: Path) -> None:
     # No length grouping: the rows are padded into one run, so the key padding mask matters.
-    emb = MiniLMEmbedder(model_cache=tmp_path, length_grouping=False, intra_op_threads=1)
+    emb = MiniLMEmbedder(model_cache=tmp_path, length_grouping=False, intra_op_threads=1, compute="int8")
     fused = emb.embed(QUESTIONS)
     assert emb.describe()["compute"] == "int8"
     assert emb._output == _fuse.POOLED_OUTPUT
@@ -149,7 +149,7 @@ def test_a_kept_file_of_an_older_recipe_is_not_reused(
     old.write_bytes(b"an older recipe's model")
     old.with_name(old.name + ".sha256").write_text(f"{sha256_file(old)}  {old.name}\n")
     monkeypatch.undo()
-    emb = MiniLMEmbedder(model_cache=tmp_path)
+    emb = MiniLMEmbedder(model_cache=tmp_path, compute="int8")
     emb.load()
     kept = Path(emb.describe()["int8_model_file"])
     assert kept != old and f"-v{_int8_file.REWRITE_VERSION}-" in kept.name

@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from structlog.testing import capture_logs
 
 from cacheback.adapters.embedders import MiniLMEmbedder, _minilm, load_default_embedder
+from cacheback.adapters.embedders._cpu_kernels import resolved_compute
 from cacheback.adapters.embedders._int8 import rewrite_int8_weights
 from cacheback.core._errors import ConfigError
 from cacheback.core._settings import Settings
@@ -34,16 +35,34 @@ def float_embedder() -> MiniLMEmbedder:
     return MiniLMEmbedder(compute="float32")
 
 
+@pytest.fixture(scope="module")
+def int8_embedder() -> MiniLMEmbedder:
+    return MiniLMEmbedder(compute="int8", intra_op_threads=1)
+
+
 # -- on the real model ---------------------------------------------------------
 
 
-def test_default_embedder_computes_in_int8(embedder: MiniLMEmbedder) -> None:
+def test_int8_embedder_computes_in_int8(int8_embedder: MiniLMEmbedder) -> None:
+    int8_embedder.load()
+    assert int8_embedder.describe()["compute"] == "int8"
+    assert int8_embedder.describe()["compute_setting"] == "int8"
+
+
+def test_the_default_runs_the_kernel_this_cpu_is_fast_at(embedder: MiniLMEmbedder) -> None:
+    # "auto": int8 only where the CPU has 8-bit dot-product instructions (_cpu_kernels).
     embedder.load()
-    assert embedder.describe()["compute"] == "int8"
+    expected = resolved_compute("auto")
+    assert expected in ("int8", "float32")
+    assert embedder.describe()["compute_setting"] == "auto"
+    assert embedder.describe()["compute"] == expected
+    assert (embedder.describe()["int8_model_file"] is not None) == (expected == "int8")
 
 
-def test_int8_vectors_follow_the_float_ones(embedder: MiniLMEmbedder, float_embedder: MiniLMEmbedder) -> None:
-    fast, exact = embedder.embed(QUESTIONS), float_embedder.embed(QUESTIONS)
+def test_int8_vectors_follow_the_float_ones(
+    int8_embedder: MiniLMEmbedder, float_embedder: MiniLMEmbedder
+) -> None:
+    fast, exact = int8_embedder.embed(QUESTIONS), float_embedder.embed(QUESTIONS)
     assert float_embedder.describe()["compute"] == "float32"
     assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
     # Same direction per question, and pairwise similarities (what the thresholds judge)
@@ -54,15 +73,16 @@ def test_int8_vectors_follow_the_float_ones(embedder: MiniLMEmbedder, float_embe
     assert not np.array_equal(fast, exact)  # it really is another computation
 
 
-def test_batched_and_single_int8_vectors_agree(embedder: MiniLMEmbedder) -> None:
-    together = embedder.embed(QUESTIONS)
-    alone = np.vstack([embedder.embed([q]) for q in QUESTIONS])
+def test_batched_and_single_int8_vectors_agree(int8_embedder: MiniLMEmbedder) -> None:
+    together = int8_embedder.embed(QUESTIONS)
+    alone = np.vstack([int8_embedder.embed([q]) for q in QUESTIONS])
     assert float(np.min(np.sum(together * alone, axis=1))) > 0.999
 
 
 def test_settings_and_env_choose_the_computation(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Settings().embed_compute == "int8"
+    assert Settings().embed_compute == "auto"
     assert Settings.from_env({"CACHEBACK_EMBED_COMPUTE": "float32"}).embed_compute == "float32"
+    assert Settings.from_env({"CACHEBACK_EMBED_COMPUTE": "int8"}).embed_compute == "int8"
     with pytest.raises(ConfigError, match="embed_compute"):
         Settings(embed_compute="fp16")
     with pytest.raises(ConfigError, match="compute must be one of"):
@@ -154,11 +174,11 @@ def test_rewrite_leaves_what_it_cannot_map() -> None:
 
 
 def test_int8_model_file_is_built_once_then_reused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder: MiniLMEmbedder
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, int8_embedder: MiniLMEmbedder
 ) -> None:
     from cacheback.adapters.embedders import _int8_file
 
-    first = MiniLMEmbedder(model_cache=tmp_path)
+    first = MiniLMEmbedder(model_cache=tmp_path, compute="int8")
     first.load()
     kept = first.describe()["int8_model_file"]
     assert kept is not None and Path(kept).parent == tmp_path
@@ -166,21 +186,21 @@ def test_int8_model_file_is_built_once_then_reused(
     builds: list[Path] = []
     real = _int8_file.build_int8_model
     monkeypatch.setattr(_int8_file, "build_int8_model", lambda src: builds.append(src) or real(src))
-    second = MiniLMEmbedder(model_cache=tmp_path)
+    second = MiniLMEmbedder(model_cache=tmp_path, compute="int8")
     vectors = second.embed(QUESTIONS)
     assert builds == []  # opened from the file, no rewrite (and no onnx import) needed
     assert second.describe()["compute"] == "int8"
-    assert np.allclose(vectors, embedder.embed(QUESTIONS), atol=1e-5)
+    assert np.allclose(vectors, int8_embedder.embed(QUESTIONS), atol=1e-5)
 
 
 def test_a_damaged_int8_model_file_is_rebuilt(tmp_path: Path) -> None:
-    MiniLMEmbedder(model_cache=tmp_path).load()
+    MiniLMEmbedder(model_cache=tmp_path, compute="int8").load()
     (kept,) = tmp_path.glob("*.onnx")
     data = bytearray(kept.read_bytes())
     data[len(data) // 2] ^= 0xFF
     kept.write_bytes(bytes(data))
     with capture_logs() as logs:
-        again = MiniLMEmbedder(model_cache=tmp_path)
+        again = MiniLMEmbedder(model_cache=tmp_path, compute="int8")
         again.load()
     assert any("does not match its checksum" in str(e.get("event")) for e in logs)
     assert again.describe()["compute"] == "int8"
@@ -191,7 +211,7 @@ def test_without_a_writable_model_cache_the_rewrite_stays_in_memory(tmp_path: Pa
     blocked = tmp_path / "file-not-dir"
     blocked.write_text("not a directory")
     for setting in (blocked / "models", None):
-        emb = MiniLMEmbedder(model_cache=setting)
+        emb = MiniLMEmbedder(model_cache=setting, compute="int8")
         emb.load()
         assert emb.describe()["compute"] == "int8"
         assert emb.describe()["int8_model_file"] is None

@@ -25,8 +25,9 @@ INDEX_KINDS = ("auto", "hnsw", "numpy")
 DEFAULT_CACHE_DIR = "~/.cacheback"
 
 #: "int8": the packaged model's int8 weights on int8 kernels; "float32": what onnxruntime
-#: makes of the model file by itself (docs/storage.md, "Embedding precision").
-EMBED_COMPUTE_MODES = ("int8", "float32")
+#: makes of the model file by itself; "auto": int8 on CPUs with 8-bit dot-product
+#: instructions, float32 on the others (docs/storage.md, "Embedding precision").
+EMBED_COMPUTE_MODES = ("auto", "int8", "float32")
 _DEVICE = re.compile(r"cpu|auto|cuda(:\d+)?")
 
 
@@ -158,7 +159,7 @@ class EmbeddingSettings:
     embed_max_wait_ms: float = 2.0
     embed_threads: int = 1  # worker threads running inference at once
     intra_op_threads: int = 2  # onnxruntime threads inside one inference
-    embed_compute: str = "int8"  # minilm: int8 kernels over its int8 weights, or "float32"
+    embed_compute: str = "auto"  # minilm: "int8" kernels, "float32", or "auto" (by the CPU)
     embed_keep_warm_ms: float = 0.0  # tiny inference this often while active; 0 = off (no gain measured)
     embed_keep_warm_for_s: float = 10.0  # ... for this long after the last real embedding
     embed_device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto" (adapters/embedders/_device.py)

@@ -25,6 +25,7 @@ from cacheback.core._errors import ConfigError, EmbedderError, ModelNotFound
 from cacheback.core._settings import EMBED_COMPUTE_MODES, default_cache_dir
 from cacheback.core._types import Vector
 
+from ._cpu_kernels import resolved_compute
 from ._device import CPU_PROVIDER, available_providers, check_session_providers, parse_device, plan_device
 from ._hashing import sha256_file
 from ._miss_probe import MissProbe, ProbePredictor
@@ -288,7 +289,7 @@ class MiniLMEmbedder:
         intra_op_threads: int = 2,
         max_length: int = 256,
         length_grouping: bool = True,
-        compute: str = "int8",
+        compute: str = "auto",
         model_cache: Path | str | None = "auto",
         device: str = "cpu",
         keep_warm_ms: float = KEEP_WARM_MS,
@@ -308,7 +309,8 @@ class MiniLMEmbedder:
         self._intra_op_threads = intra_op_threads
         self._max_length = max_length
         self._length_grouping = length_grouping
-        self._compute = compute
+        self._compute_setting = compute
+        self._compute = resolved_compute(compute)  # "auto" becomes "int8" or "float32" by the CPU
         self._computing = ""  # what the loaded session does: "int8" or "float32"
         self._model_cache = model_cache
         self._int8_file: Path | None = None
@@ -424,6 +426,7 @@ class MiniLMEmbedder:
             "intra_op_threads": self._intra_op_threads,
             "length_grouping": self._length_grouping,
             "compute": self._computing or self._compute,
+            "compute_setting": self._compute_setting,
             "device": "cpu" if self._device.device == "cpu" else f"cuda:{self._device.device_id}",
             "int8_model_file": str(self._int8_file) if self._int8_file is not None else None,
             "loaded": self._session is not None,

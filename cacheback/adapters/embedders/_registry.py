@@ -169,7 +169,7 @@ def choose_default_embedder(
     if intra_op_threads is None:
         intra_op_threads = getattr(settings, "intra_op_threads", 2)
     if compute is None:
-        compute = getattr(settings, "embed_compute", "int8")
+        compute = getattr(settings, "embed_compute", "auto")
     if device is None:
         device = getattr(settings, "embed_device", "cpu")
     from ._minilm import KEEP_WARM_FOR_S, KEEP_WARM_MS, MiniLMEmbedder

@@ -476,8 +476,11 @@ def plot_pr(reports: Sequence[EvalReport], path: Path | str) -> Path:
 
 def _default_embed() -> EmbedFn:
     from cacheback.adapters.embedders import MiniLMEmbedder
+    from cacheback.core._settings import Settings
 
-    embedder = MiniLMEmbedder()
+    # The model the cache would run here: CACHEBACK_MODEL_DIR and CACHEBACK_EMBED_COMPUTE apply.
+    settings = Settings.from_env()
+    embedder = MiniLMEmbedder(settings.model_dir, compute=settings.embed_compute)
 
     def embed(texts: Sequence[str]) -> NDArray[np.float32]:
         return np.asarray(embedder.embed(list(texts)), dtype=np.float32)
