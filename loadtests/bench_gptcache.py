@@ -16,7 +16,7 @@ Both systems get:
 - their default storage: GPTCache's SQLite + FAISS data manager (``manager_factory
   ("sqlite,faiss")``, its ``SearchDistanceEvaluation``); cacheback's embedded store
   (SQLite + hnswlib) with its defaults (the hit guard on);
-- the same embedder: a ``MiniLMEmbedder`` each (cacheback's int8 all-MiniLM-L6-v2),
+- the same embedder: a ``MiniLMEmbedder`` each (all-MiniLM-L6-v2 on the default kernel),
   GPTCache through its ``embedding_func`` hook;
 - the same cosine threshold. GPTCache's FAISS index is ``IndexFlatL2``: it returns the
   squared L2 distance d, which for unit vectors is d = 2 - 2·cos. The evaluation turns it

@@ -140,35 +140,43 @@ def open_session(
         raise EmbedderError(f"onnxruntime could not load {what}: {exc}") from exc
 
 
-def int8_session(
-    model: Path, intra_op_threads: int, *, source_sha256: str | None = None, keep_in: Path | None = None
+def derived_session(
+    model: Path,
+    compute: str,
+    intra_op_threads: int,
+    *,
+    source_sha256: str | None = None,
+    keep_in: Path | None = None,
 ) -> tuple[Any, Path | None] | None:
-    """A session running ``model``'s int8 weights on int8 kernels (see ``_int8``) and the
-    file it was opened from (None: built in memory); None when the model has no such
-    weights or this onnxruntime cannot run the rewrite.
+    """A session running ``model``'s int8 weights on ``compute`` kernels: "int8" (see
+    ``_int8``) or "float32" (see ``_float32``), and the file it was opened from (None:
+    built in memory); None when the model has no such weights or this onnxruntime cannot
+    run the rewrite (the caller then runs ``model`` as it is).
 
     With ``keep_in`` and a known ``source_sha256`` the rewritten model is kept there as a
     file (``_int8_file``) and opened from it next time.
     """
-    from ._int8_file import build_int8_model, int8_model_file
+    from . import _int8_file
 
     try:
         if keep_in is not None and source_sha256 is not None:
-            built = int8_model_file(model, source_sha256, keep_in)
+            keep = _int8_file.int8_model_file if compute == "int8" else _int8_file.float32_model_file
+            built = keep(model, source_sha256, keep_in)
         else:
-            built = build_int8_model(model)
+            build = _int8_file.build_int8_model if compute == "int8" else _int8_file.build_float32_model
+            built = build(model)
     except ImportError:
-        log.warning("onnx is not installed: embedding in float32 (pip install onnx)")
+        log.warning(f"onnx is not installed: running {model} as it is, in float32 (pip install onnx)")
         return None
     except Exception as exc:  # onnx's own parse errors: a file onnxruntime may still read
-        log.warning("could not rewrite the model for int8 compute", model=str(model), error=repr(exc))
+        log.warning("could not rewrite the model", compute=compute, model=str(model), error=repr(exc))
         return None
     if built is None:
         return None
     try:
-        session = open_session(built, intra_op_threads, name=f"{model} (int8)")
+        session = open_session(built, intra_op_threads, name=f"{model} ({compute})")
     except EmbedderError as exc:  # e.g. an onnxruntime without 8-bit MatMulNBits
-        log.warning("int8 compute unavailable; embedding in float32", error=str(exc))
+        log.warning(f"{compute} rewrite unavailable; running the model as it is, in float32", error=str(exc))
         return None
     return session, built if isinstance(built, Path) else None
 
@@ -313,7 +321,7 @@ class MiniLMEmbedder:
         self._compute = resolved_compute(compute)  # "auto" becomes "int8" or "float32" by the CPU
         self._computing = ""  # what the loaded session does: "int8" or "float32"
         self._model_cache = model_cache
-        self._int8_file: Path | None = None
+        self._derived_file: Path | None = None  # the rewritten model file the session runs
         self._expected_sha256: str | None
         if model_dir is None:
             self._model, self._tokenizer_path, self._expected_sha256 = _packaged_files()
@@ -428,10 +436,15 @@ class MiniLMEmbedder:
             "compute": self._computing or self._compute,
             "compute_setting": self._compute_setting,
             "device": "cpu" if self._device.device == "cpu" else f"cuda:{self._device.device_id}",
-            "int8_model_file": str(self._int8_file) if self._int8_file is not None else None,
+            "int8_model_file": self._derived_name("int8"),
+            "float32_model_file": self._derived_name("float32"),
             "loaded": self._session is not None,
             "keep_warm": self._warm is not None,
         }
+
+    def _derived_name(self, compute: str) -> str | None:
+        file = self._derived_file
+        return str(file) if file is not None and self._computing == compute else None
 
     # -- loading ----------------------------------------------------------
 
@@ -458,16 +471,17 @@ class MiniLMEmbedder:
             self._model, self._tokenizer_path, self._expected_sha256, self._max_length
         )
         found = None
-        if self._compute == "int8" and self._device.int8_kernels:
-            found = int8_session(
+        if self._device.int8_kernels:  # the rewritten graphs are CPU graphs
+            found = derived_session(
                 self._model,
+                self._compute,
                 self._intra_op_threads,
                 source_sha256=self._expected_sha256,
                 keep_in=model_cache_dir(self._model_cache),
             )
         if found is not None:
-            session, self._int8_file = found
-            self._computing = "int8"
+            session, self._derived_file = found
+            self._computing = self._compute
         else:
             session = open_session(self._model, self._intra_op_threads, providers=self._device.providers)
             check_session_providers(self._device, session.get_providers())
