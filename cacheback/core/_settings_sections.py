@@ -24,8 +24,8 @@ INDEX_KINDS = ("auto", "hnsw", "numpy")
 
 DEFAULT_CACHE_DIR = "~/.cacheback"
 
-#: "int8": the packaged model's int8 weights on int8 kernels; "float32": what onnxruntime
-#: makes of the model file by itself; "auto": int8 on CPUs with 8-bit dot-product
+#: "int8": the packaged model's int8 weights on int8 kernels; "float32": the same weights
+#: in float32, as onnxruntime would compute them; "auto": int8 on CPUs with 8-bit dot-product
 #: instructions, float32 on the others (docs/storage.md, "Embedding precision").
 EMBED_COMPUTE_MODES = ("auto", "int8", "float32")
 _DEVICE = re.compile(r"cpu|auto|cuda(:\d+)?")
