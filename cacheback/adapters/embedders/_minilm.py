@@ -166,7 +166,7 @@ def derived_session(
             build = _int8_file.build_int8_model if compute == "int8" else _int8_file.build_float32_model
             built = build(model)
     except ImportError:
-        log.warning(f"onnx is not installed: running {model} as it is, in float32 (pip install onnx)")
+        log.warning("onnx is not installed: running the model as it is (pip install onnx)", model=str(model))
         return None
     except Exception as exc:  # onnx's own parse errors: a file onnxruntime may still read
         log.warning("could not rewrite the model", compute=compute, model=str(model), error=repr(exc))
@@ -176,7 +176,7 @@ def derived_session(
     try:
         session = open_session(built, intra_op_threads, name=f"{model} ({compute})")
     except EmbedderError as exc:  # e.g. an onnxruntime without 8-bit MatMulNBits
-        log.warning(f"{compute} rewrite unavailable; running the model as it is, in float32", error=str(exc))
+        log.warning("rewrite unavailable; running the model as it is", compute=compute, error=str(exc))
         return None
     return session, built if isinstance(built, Path) else None
 
