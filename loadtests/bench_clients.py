@@ -1,6 +1,6 @@
 """Drop-in client benchmark: the fake provider (own process) answers after 300 ms.
 
-    python loadtests/bench_clients.py [--delay 0.3] [--rounds 200] [--freeze-gc]
+    python loadtests/bench_clients.py [--delay 0.3] [--rounds 200] [--freeze-gc] [--keep-warm-ms 50]
 
 Prints client-side latency of exact hits, semantic hits and misses for the sync and the
 async client, the miss overhead over a plain SDK call to the same server (as a ratio and
@@ -174,10 +174,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=200)
     ap.add_argument("--misses", type=int, default=20)
     ap.add_argument("--freeze-gc", action="store_true", help="opt in to cacheback.freeze_gc()")
+    ap.add_argument("--keep-warm-ms", type=float, default=None, help="embedder keep-warm (default: its own)")
     args = ap.parse_args()
     FREEZE[0] = args.freeze_gc
     with fake_in_subprocess(args.delay) as base:
-        emb = MiniLMEmbedder()  # the default settings, as users get them
+        # The default settings, as users get them (unless --keep-warm-ms is given).
+        warm = {} if args.keep_warm_ms is None else {"keep_warm_ms": args.keep_warm_ms}
+        emb = MiniLMEmbedder(**warm)
         emb.embed(["warm up"])
         PARAS[:] = semantic_hits(
             "How can I reverse a list in Python?", "How do I reverse a list in Python?", emb, args.rounds
