@@ -342,3 +342,15 @@ def test_eval_main_split_option(
     with pytest.raises(SystemExit) as exc:
         eval_main(["--pairs", str(path), "--split", "half"], embed=embed)
     assert exc.value.code == 2
+
+
+def test_the_command_embeds_with_the_configured_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `cacheback eval` measures the model the cache would run: CACHEBACK_EMBED_COMPUTE applies.
+    from cacheback.adapters.eval import _hit_eval
+
+    for setting in ("int8", "float32"):
+        monkeypatch.setenv("CACHEBACK_EMBED_COMPUTE", setting)
+        embedder = _hit_eval._default_embedder()
+        vectors = embedder.embed(["How do I reverse a list in Python?"])
+        assert vectors.shape == (1, 384)
+        assert embedder.describe()["compute"] == setting

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 from numpy.typing import NDArray
@@ -38,6 +38,9 @@ from cacheback.guard import Decision, GuardModel, verbatim_decision, word_overla
 
 from ._pair_columns import ColumnError, pair_columns, parse_columns, parse_label
 from ._split import SPLITS, Split, in_split
+
+if TYPE_CHECKING:
+    from cacheback.adapters.embedders import MiniLMEmbedder
 
 __all__ = [
     "Counts",
@@ -474,13 +477,17 @@ def plot_pr(reports: Sequence[EvalReport], path: Path | str) -> Path:
 # --------------------------------------------------------------------------- command
 
 
-def _default_embed() -> EmbedFn:
+def _default_embedder() -> MiniLMEmbedder:
+    """The model the cache would run here: CACHEBACK_MODEL_DIR and CACHEBACK_EMBED_COMPUTE apply."""
     from cacheback.adapters.embedders import MiniLMEmbedder
     from cacheback.core._settings import Settings
 
-    # The model the cache would run here: CACHEBACK_MODEL_DIR and CACHEBACK_EMBED_COMPUTE apply.
     settings = Settings.from_env()
-    embedder = MiniLMEmbedder(settings.model_dir, compute=settings.embed_compute)
+    return MiniLMEmbedder(settings.model_dir, compute=settings.embed_compute)
+
+
+def _default_embed() -> EmbedFn:
+    embedder = _default_embedder()
 
     def embed(texts: Sequence[str]) -> NDArray[np.float32]:
         return np.asarray(embedder.embed(list(texts)), dtype=np.float32)
