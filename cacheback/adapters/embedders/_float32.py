@@ -34,23 +34,16 @@ def dequantize_matmuls(model: Any) -> int:
 
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
+    # Initializers other nodes read too stay, even when a replaced node read them.
+    used_by_others = {name for node in graph.node if node.op_type != "MatMulNBits" for name in node.input}
     nodes: list[Any] = []
-    replaced = 0
-    used_by_others: set[str] = set()
-    for node in graph.node:
-        if node.op_type != "MatMulNBits":
-            used_by_others.update(node.input)
     dropped: set[str] = set()
+    replaced = 0
     for node in graph.node:
-        attrs = _attrs(node) if node.op_type == "MatMulNBits" else {}
         inputs = list(node.input)
-        if (
-            node.op_type != "MatMulNBits"
-            or attrs.get("bits") != 8
-            or len(inputs) != 4
-            or not all(name in inits for name in inputs[1:])
-        ):
-            nodes.append(node)
+        attrs = _attrs(node) if node.op_type == "MatMulNBits" else {}
+        if attrs.get("bits") != 8 or len(inputs) != 4 or not all(name in inits for name in inputs[1:]):
+            nodes.append(node)  # any other op, or a MatMulNBits of another layout
             continue
         k, n, block = int(attrs["K"]), int(attrs["N"]), int(attrs["block_size"])
         blocks = -(-k // block)

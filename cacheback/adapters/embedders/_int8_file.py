@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +163,9 @@ def float32_model_file(source: Path, source_sha256: str, directory: Path) -> Pat
     return _model_file(source, path, "float32", build_float32_model)
 
 
-def _model_file(source: Path, path: Path, kind: str, build: Any) -> Path | bytes | None:
+def _model_file(
+    source: Path, path: Path, kind: str, build: Callable[[Path], bytes | None]
+) -> Path | bytes | None:
     check = path.with_name(path.name + ".sha256")
     try:
         if path.is_file() and check.is_file():
@@ -171,7 +174,7 @@ def _model_file(source: Path, path: Path, kind: str, build: Any) -> Path | bytes
             log.warning("model file does not match its checksum; rebuilding", kind=kind, path=str(path))
     except (OSError, IndexError) as exc:
         log.warning("could not check the model file; rebuilding", kind=kind, path=str(path), error=repr(exc))
-    data: bytes | None = build(source)
+    data = build(source)
     if data is None:
         return None
     try:

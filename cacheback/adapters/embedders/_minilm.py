@@ -158,12 +158,14 @@ def derived_session(
     """
     from . import _int8_file
 
+    if compute == "int8":
+        keep, build = _int8_file.int8_model_file, _int8_file.build_int8_model
+    else:
+        keep, build = _int8_file.float32_model_file, _int8_file.build_float32_model
     try:
         if keep_in is not None and source_sha256 is not None:
-            keep = _int8_file.int8_model_file if compute == "int8" else _int8_file.float32_model_file
             built = keep(model, source_sha256, keep_in)
         else:
-            build = _int8_file.build_int8_model if compute == "int8" else _int8_file.build_float32_model
             built = build(model)
     except ImportError:
         log.warning("onnx is not installed: running the model as it is (pip install onnx)", model=str(model))
